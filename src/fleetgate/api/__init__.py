@@ -1,0 +1,1 @@
+"""The REST API: the only package that imports FastAPI."""

@@ -1,0 +1,23 @@
+"""Builds the FastAPI application from the services it is given."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from fleetgate.api import errors
+from fleetgate.api.auth import ApiContext
+from fleetgate.api.routes import tenant, users
+
+
+def create_app(ctx: ApiContext) -> FastAPI:
+    app = FastAPI(
+        title="fleetgate",
+        description="Device management REST API, following Cumulocity's where it overlaps.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.context = ctx
+    errors.install(app)
+    app.include_router(tenant.router)
+    app.include_router(users.router)
+    return app

@@ -1,0 +1,39 @@
+"""HTTP Basic authentication (``tenant/username:password``) and role gates."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from fleetgate.domain.errors import AccessDenied
+from fleetgate.domain.users import Principal, Role, parse_basic_authorization
+from fleetgate.services.auth import Authenticator
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    """What the routes need, put on ``app.state.context`` by the composition root."""
+
+    authenticator: Authenticator
+    base_url: str
+
+
+def context(request: Request) -> ApiContext:
+    ctx = request.app.state.context
+    assert isinstance(ctx, ApiContext)
+    return ctx
+
+
+def require(*any_of: Role) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency: the caller must authenticate and hold at least one of ``any_of``."""
+
+    async def dependency(request: Request) -> Principal:
+        login = parse_basic_authorization(request.headers.get("authorization"))
+        principal = await context(request).authenticator.authenticate(login)
+        if not any(principal.has(role) for role in any_of):
+            raise AccessDenied("Access is denied")
+        return principal
+
+    return dependency

@@ -1,0 +1,18 @@
+"""Cumulocity media types and the JSON response that carries them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.responses import JSONResponse
+
+_PREFIX = "application/vnd.com.nsn.cumulocity."
+
+ERROR = f"{_PREFIX}error+json"
+CURRENT_USER = f"{_PREFIX}currentUser+json"
+CURRENT_TENANT = f"{_PREFIX}currentTenant+json"
+
+
+def c8y_json(body: Any, media_type: str, status_code: int = 200) -> JSONResponse:
+    """A JSON response whose Content-Type is the Cumulocity media type given."""
+    return JSONResponse(body, status_code=status_code, media_type=f"{media_type};charset=UTF-8")

@@ -1,0 +1,96 @@
+"""One typed settings tree, loaded once at start-up.
+
+Every value can come from the environment with the prefix ``FLEETGATE_`` and ``_``
+between section and field: ``FLEETGATE_DATABASE_URL``, ``FLEETGATE_API_PORT``,
+``FLEETGATE_MQTT_CERT_PORT``, ``FLEETGATE_MQTT_SERVICE_PASSWORD`` … Command-line flags
+of ``fleetgate up`` override the environment. Each component receives only its own
+section (``settings.api``, ``settings.mqtt`` …), never the whole tree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Port = int
+
+
+class DatabaseSettings(BaseModel):
+    """PostgreSQL. ``url`` is required by ``serve``; ``up`` fills it from its private cluster."""
+
+    url: SecretStr | None = None
+    pool_min_size: int = Field(default=1, ge=1)
+    pool_max_size: int = Field(default=10, ge=1)
+
+
+class MqttSettings(BaseModel):
+    """The broker as the service sees it, and the listeners devices use."""
+
+    #: Where the service connects (the loopback-only service listener).
+    host: str = "127.0.0.1"
+    service_port: Port = Field(default=18830, ge=1, le=65535)
+    service_username: str = "fleetgate-service"
+    service_password: SecretStr | None = None
+    #: Listeners for devices: X.509 client certificates, and username/password.
+    cert_port: Port = Field(default=8883, ge=1, le=65535)
+    password_port: Port = Field(default=8884, ge=1, le=65535)
+    #: Address the device listeners bind to, and the host name devices are told to use.
+    bind_address: str = "0.0.0.0"
+    public_host: str = "localhost"
+    #: Seconds to wait between reconnect attempts (doubles up to ``reconnect_max``).
+    reconnect_min: float = Field(default=0.5, gt=0)
+    reconnect_max: float = Field(default=10.0, gt=0)
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: Port = Field(default=8080, ge=1, le=65535)
+    #: Base URL written into ``self`` links; derived from host and port when unset.
+    public_url: str | None = None
+
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
+
+
+class SeedSettings(BaseModel):
+    """What exists after the first start: the management tenant and one ordinary tenant.
+
+    Passwords have no defaults: ``up`` generates them per home; ``serve`` needs them
+    set for its very first start (later starts ignore them, the database wins).
+    """
+
+    management_tenant: str = "management"
+    tenant: str = "t100"
+    admin_username: str = "admin"
+    admin_password: SecretStr | None = None
+    management_admin_password: SecretStr | None = None
+    bootstrap_username: str = "devicebootstrap"
+    bootstrap_password: SecretStr | None = None
+
+
+class StackSettings(BaseModel):
+    """``fleetgate up`` only: where the embedded stack lives and what it runs on."""
+
+    home: Path = Path(".fleetgate")
+    certs_dir: Path = Path("certs")
+    postgres_port: Port = Field(default=15432, ge=1, le=65535)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FLEETGATE_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="ignore",
+    )
+
+    database: DatabaseSettings = DatabaseSettings()
+    mqtt: MqttSettings = MqttSettings()
+    api: ApiSettings = ApiSettings()
+    seed: SeedSettings = SeedSettings()
+    stack: StackSettings = StackSettings()
+    log_level: str = "INFO"

@@ -1,0 +1,81 @@
+"""Tenants and users in PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import asyncpg
+
+from fleetgate.domain.users import Role, Tenant, User
+
+
+def _tenant(row: asyncpg.Record) -> Tenant:
+    return Tenant(id=row["id"], is_management=row["is_management"], domain_name=row["domain_name"])
+
+
+def _user(row: asyncpg.Record) -> User:
+    known = {r.value for r in Role}
+    return User(
+        tenant_id=row["tenant_id"],
+        username=row["username"],
+        password_hash=row["password_hash"],
+        enabled=row["enabled"],
+        roles=frozenset(Role(r) for r in row["roles"] if r in known),
+        last_password_change=row["last_password_change"],
+        email=row["email"],
+        first_name=row["first_name"],
+        last_name=row["last_name"],
+    )
+
+
+class PgUsers:
+    """The :class:`fleetgate.services.ports.UserStore` on PostgreSQL."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def find_user(self, tenant_id: str, username: str) -> tuple[Tenant, User] | None:
+        row = await self._pool.fetchrow(
+            """
+            SELECT t.id, t.is_management, t.domain_name, u.*
+              FROM app_user u JOIN tenant t ON t.id = u.tenant_id
+             WHERE u.tenant_id = $1 AND u.username = $2
+            """,
+            tenant_id,
+            username,
+        )
+        if row is None:
+            return None
+        return _tenant(row), _user(row)
+
+    async def users_with_role(self, role: Role) -> list[User]:
+        rows = await self._pool.fetch(
+            "SELECT * FROM app_user WHERE $1 = ANY (roles) ORDER BY tenant_id, username",
+            role.value,
+        )
+        return [_user(r) for r in rows]
+
+    async def ensure_tenant(self, tenant: Tenant) -> bool:
+        """Create the tenant unless it exists; True when it was created."""
+        status = await self._pool.execute(
+            "INSERT INTO tenant (id, is_management, domain_name) VALUES ($1, $2, $3)"
+            " ON CONFLICT (id) DO NOTHING",
+            tenant.id,
+            tenant.is_management,
+            tenant.domain_name,
+        )
+        return status.endswith(" 1")
+
+    async def ensure_user(
+        self, tenant_id: str, username: str, password_hash: str, roles: Iterable[Role]
+    ) -> bool:
+        """Create the user unless it exists (an existing one is left as it is)."""
+        status = await self._pool.execute(
+            "INSERT INTO app_user (tenant_id, username, password_hash, roles)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, username) DO NOTHING",
+            tenant_id,
+            username,
+            password_hash,
+            sorted(r.value for r in roles),
+        )
+        return status.endswith(" 1")

@@ -1,0 +1,1 @@
+"""Use cases: async functions and small classes that depend only on the ports."""

@@ -1,0 +1,58 @@
+"""Authenticating operators and devices against the user store.
+
+scrypt costs tens of milliseconds by design, far too much for every REST call, so a
+successful check is remembered: the cache maps the *stored hash string* to a keyed
+digest of the password that matched it. A changed password changes the stored hash
+and so misses the cache; the cache lives in memory only, keyed with a secret made at
+start-up, so it is no offline oracle. The user row itself is read on every call, so a
+disabled user or a removed role takes effect at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+from collections import OrderedDict
+
+from fleetgate.domain.errors import AuthenticationFailed
+from fleetgate.domain.passwords import verify_password
+from fleetgate.domain.users import Login, Principal
+from fleetgate.services.ports import UserStore
+
+_BAD_CREDENTIALS = "Invalid credentials! : Bad credentials"
+
+
+class Authenticator:
+    def __init__(self, users: UserStore, *, cache_size: int = 10_000) -> None:
+        self._users = users
+        self._key = secrets.token_bytes(32)
+        self._verified: OrderedDict[str, bytes] = OrderedDict()
+        self._cache_size = cache_size
+
+    async def authenticate(self, login: Login) -> Principal:
+        """The principal for ``login``; :class:`AuthenticationFailed` when it does not match."""
+        found = await self._users.find_user(login.tenant_id, login.username)
+        if found is None:
+            raise AuthenticationFailed(_BAD_CREDENTIALS)
+        tenant, user = found
+        if not await self._password_matches(login.password, user.password_hash):
+            raise AuthenticationFailed(_BAD_CREDENTIALS)
+        if not user.enabled:
+            raise AuthenticationFailed("Invalid credentials! : User account is locked")
+        return Principal(tenant=tenant, user=user, roles=user.roles)
+
+    async def _password_matches(self, password: str, stored: str) -> bool:
+        digest = hmac.new(self._key, password.encode("utf-8"), hashlib.sha256).digest()
+        known = self._verified.get(stored)
+        if known is not None and hmac.compare_digest(known, digest):
+            self._verified.move_to_end(stored)
+            return True
+        # scrypt holds the GIL only briefly; run it off the event loop.
+        if not await asyncio.to_thread(verify_password, password, stored):
+            return False
+        self._verified[stored] = digest
+        if len(self._verified) > self._cache_size:
+            self._verified.popitem(last=False)
+        return True

@@ -1,0 +1,1 @@
+"""MQTT adapters: the only package that imports aiomqtt / paho."""

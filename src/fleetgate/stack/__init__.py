@@ -1,0 +1,1 @@
+"""``fleetgate up``: the embedded stack (private PostgreSQL, mosquitto, the service)."""

@@ -1,0 +1,423 @@
+"""Running mosquitto with the fleetgate plugin for the embedded stack and the tests.
+
+:func:`build_plugin` compiles ``broker/fleetgate_plugin.c`` when needed,
+:func:`render_config` fills ``broker/mosquitto.conf.template`` from a
+:class:`BrokerConfig`, and :class:`MosquittoProcess` runs the broker as a child process
+whose log goes to the ``fleetgate.broker`` logger. mosquitto started as root drops to the
+``mosquitto`` user, so every file it reads must be readable by that user; ``start()``
+checks this before spawning, to fail with a clear message instead of a broker that
+cannot open its key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import errno
+import grp
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+
+from fleetgate.domain.errors import ConfigurationError
+
+__all__ = [
+    "BROKER_DIR_ENV",
+    "BrokerConfig",
+    "MosquittoProcess",
+    "broker_dir",
+    "build_plugin",
+    "plugin_path",
+    "render_config",
+    "write_service_password_hash",
+]
+
+log = logging.getLogger("fleetgate.broker")
+
+#: Environment variable naming the ``broker/`` directory (plugin source and template).
+BROKER_DIR_ENV = "FLEETGATE_BROKER_DIR"
+BUILD_PACKAGES = "mosquitto-dev libmosquitto-dev libssl-dev gcc make"
+_BROKER_USER = "mosquitto"
+_PLUGIN_SOURCE = "fleetgate_plugin.c"
+_PLUGIN_RELATIVE = Path("build") / "fleetgate_plugin.so"
+_TEMPLATE = "mosquitto.conf.template"
+_HEADERS = ("mosquitto_broker.h", "mosquitto_plugin.h", "mosquitto.h", "openssl/evp.h")
+_LOG_TAIL = 40
+
+
+def broker_dir() -> Path:
+    """The ``broker/`` directory: ``$FLEETGATE_BROKER_DIR`` or the one beside ``src/``."""
+    override = os.environ.get(BROKER_DIR_ENV)
+    if override:
+        return Path(override).resolve()
+    # src/fleetgate/stack/broker.py -> the repository root is three levels above "fleetgate"
+    return Path(__file__).resolve().parents[3] / "broker"
+
+
+def plugin_path() -> Path:
+    """Where the built plugin lives (it may not exist yet; see :func:`build_plugin`)."""
+    return broker_dir() / _PLUGIN_RELATIVE
+
+
+def build_plugin(repo_root: Path | None = None) -> Path:
+    """Build the plugin with ``make -C broker`` unless it is newer than its source.
+
+    Returns the path of the ``.so``. Raises ConfigurationError naming the Debian packages
+    when the compiler or the headers are missing, or with the compiler's output when the
+    build fails.
+    """
+    directory = (repo_root / "broker").resolve() if repo_root else broker_dir()
+    source, target = directory / _PLUGIN_SOURCE, directory / _PLUGIN_RELATIVE
+    if not source.is_file():
+        raise ConfigurationError(
+            f"plugin source {source} not found; set {BROKER_DIR_ENV} to the broker/ directory"
+        )
+    newest_input = max(source.stat().st_mtime, (directory / "Makefile").stat().st_mtime)
+    if target.is_file() and target.stat().st_mtime >= newest_input:
+        return target
+    missing = [tool for tool in ("make", "cc") if shutil.which(tool) is None]
+    missing += [h for h in _HEADERS if not (Path("/usr/include") / h).is_file()]
+    if missing:
+        raise ConfigurationError(
+            f"cannot build the mosquitto plugin: {', '.join(missing)} missing; "
+            f"install the Debian packages: apt-get install {BUILD_PACKAGES}"
+        )
+    result = subprocess.run(
+        ["make", "-C", str(directory)], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0 or not target.is_file():
+        raise ConfigurationError(
+            f"building the mosquitto plugin failed (needs {BUILD_PACKAGES}):\n"
+            f"{result.stdout}{result.stderr}"
+        )
+    return target
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """Everything the mosquitto.conf template needs. Paths should be absolute."""
+
+    service_port: int
+    cert_port: int
+    password_port: int
+    bind_address: str
+    ca_file: Path
+    server_cert: Path
+    server_key: Path
+    persistence_dir: Path
+    service_username: str
+    #: File whose first line is the scrypt hash of the service password (see
+    #: :func:`write_service_password_hash`); the hash itself stays out of mosquitto.conf.
+    service_password_hash_file: Path
+    plugin_path: Path
+    #: ``user`` directive; None leaves mosquitto's default (drop to "mosquitto" as root).
+    user: str | None = None
+
+    def listeners(self) -> dict[str, tuple[str, int]]:
+        """Listener name -> (bind address, port)."""
+        return {
+            "service": ("127.0.0.1", self.service_port),
+            "certificate devices": (self.bind_address, self.cert_port),
+            "password devices": (self.bind_address, self.password_port),
+        }
+
+
+def write_service_password_hash(path: Path, password_hash: str) -> None:
+    """Write the service password's hash where the plugin reads it (mode 0640).
+
+    When running as root the file belongs to the mosquitto user's group, so the plugin can
+    read it whether mosquitto loads plugins before or after dropping privileges.
+    """
+    if not password_hash or any(c.isspace() for c in password_hash):
+        raise ConfigurationError("the service password hash must be one line without spaces")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(password_hash + "\n")
+    broker_user = _broker_user(None)
+    if broker_user is not None:
+        os.chown(tmp, -1, broker_user.pw_gid)
+    tmp.chmod(0o640)
+    tmp.replace(path)
+
+
+def render_config(cfg: BrokerConfig, template: Path | None = None) -> str:
+    """Fill the mosquitto.conf template with ``cfg``."""
+    for name, value in (
+        ("service_username", cfg.service_username),
+        ("bind_address", cfg.bind_address),
+    ):
+        if not value or any(c.isspace() for c in value):
+            raise ConfigurationError(f"broker setting {name} must be non-empty without spaces")
+    values: dict[str, object] = {k: v for k, v in asdict(cfg).items() if k != "user"}
+    values["user_line"] = f"user {cfg.user}" if cfg.user else ""
+    text = (template or broker_dir() / _TEMPLATE).read_text(encoding="utf-8")
+    return text.format_map(values)
+
+
+class MosquittoProcess:
+    """mosquitto as a child process; use ``async with`` or ``start()``/``stop()``.
+
+    ``run_dir`` receives the rendered ``mosquitto.conf``; it is created if needed and must
+    be reachable by the mosquitto user. The persistence directory is created and, when
+    running as root, given to the mosquitto user.
+    """
+
+    def __init__(
+        self,
+        config: BrokerConfig,
+        run_dir: Path,
+        *,
+        binary: Path | None = None,
+        start_timeout: float = 15.0,
+        stop_timeout: float = 10.0,
+    ) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.config_path = run_dir / "mosquitto.conf"
+        self._binary = binary
+        self._start_timeout = start_timeout
+        self._stop_timeout = stop_timeout
+        self._process: asyncio.subprocess.Process | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._tail: collections.deque[str] = collections.deque(maxlen=_LOG_TAIL)
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.returncode is None
+
+    async def wait(self) -> int | None:
+        """Wait until mosquitto exits (for any reason); its exit status, None if never started."""
+        if self._process is None:
+            return None
+        return await self._process.wait()
+
+    def log_tail(self) -> list[str]:
+        """The last lines mosquitto wrote (for error messages and tests)."""
+        return list(self._tail)
+
+    async def start(self) -> None:
+        """Write the config, spawn mosquitto and wait until the service port accepts TCP."""
+        if self._process is not None:
+            raise RuntimeError("mosquitto was already started")
+        binary = self._binary or _find_mosquitto()
+        _check_ports(self.config.listeners())
+        self._prepare_files()
+        self._tail.clear()
+        self._process = await asyncio.create_subprocess_exec(
+            *_line_buffered(),
+            str(binary),
+            "-c",
+            str(self.config_path),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            # Its own session: a terminal's Ctrl-C reaches only fleetgate, which then
+            # stops the broker after the service, in order.
+            start_new_session=True,
+        )
+        self._pump = asyncio.create_task(self._pump_log(self._process), name="mosquitto-log")
+        try:
+            await asyncio.wait_for(self._wait_ready(), self._start_timeout)
+        except TimeoutError:
+            await self.stop()
+            raise ConfigurationError(
+                f"mosquitto did not accept connections on port {self.config.service_port} "
+                f"within {self._start_timeout:.0f} s; last output:\n{self._tail_text()}"
+            ) from None
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("mosquitto running (pid %s) with %s", self.pid, self.config_path)
+
+    async def stop(self) -> None:
+        """SIGTERM, then SIGKILL after the stop timeout; always reaps the child."""
+        process = self._process
+        try:
+            if process is not None and process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(process.wait(), self._stop_timeout)
+                except TimeoutError:
+                    log.warning(
+                        "mosquitto ignored SIGTERM for %.0f s; killing it", self._stop_timeout
+                    )
+                    with contextlib.suppress(ProcessLookupError):
+                        process.kill()
+                    await process.wait()
+        finally:
+            if process is not None and process.returncode is None:
+                # Cancelled while waiting: never leave an orphan behind.
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+            if self._pump is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._pump
+                self._pump = None
+
+    async def __aenter__(self) -> MosquittoProcess:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def _prepare_files(self) -> None:
+        cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.persistence_dir.mkdir(parents=True, exist_ok=True)
+        broker_user = _broker_user(cfg.user)
+        if broker_user is not None:
+            os.chown(cfg.persistence_dir, broker_user.pw_uid, broker_user.pw_gid)
+            for path in (
+                cfg.plugin_path,
+                cfg.ca_file,
+                cfg.server_cert,
+                cfg.server_key,
+                cfg.service_password_hash_file,
+            ):
+                _check_readable(path, broker_user)
+        self.config_path.write_text(render_config(cfg), encoding="utf-8")
+        self.config_path.chmod(0o644)
+        if broker_user is not None:
+            _check_readable(self.config_path, broker_user)
+
+    async def _wait_ready(self) -> None:
+        assert self._process is not None
+        while True:
+            if self._process.returncode is not None or (self._pump and self._pump.done()):
+                await self._process.wait()
+                raise ConfigurationError(
+                    f"mosquitto exited with status {self._process.returncode} while starting; "
+                    f"last output:\n{self._tail_text()}"
+                )
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.config.service_port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return
+
+    async def _pump_log(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        async for raw in process.stdout:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if line:
+                self._tail.append(line)
+                log.log(_level_of(line), "%s", line)
+
+    def _tail_text(self) -> str:
+        return "\n".join(self._tail) or "(no output)"
+
+
+def _level_of(line: str) -> int:
+    if "Error:" in line:
+        return logging.ERROR
+    if "Warning:" in line or "dropped" in line:
+        return logging.WARNING
+    return logging.INFO
+
+
+def _line_buffered() -> list[str]:
+    """mosquitto 2.0.11 does not flush its stdout log, so piped lines would only arrive
+    when its stdio buffer fills or it exits; coreutils' stdbuf makes it line-buffered."""
+    stdbuf = shutil.which("stdbuf")
+    return [stdbuf, "-oL"] if stdbuf else []
+
+
+def _find_mosquitto() -> Path:
+    for candidate in (Path("/usr/sbin/mosquitto"), shutil.which("mosquitto")):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    raise ConfigurationError(
+        "mosquitto not found (looked at /usr/sbin/mosquitto and PATH); "
+        "install the Debian package: apt-get install mosquitto"
+    )
+
+
+def _check_ports(listeners: dict[str, tuple[str, int]]) -> None:
+    seen: dict[int, str] = {}
+    for name, (address, port) in listeners.items():
+        if port in seen:
+            raise ConfigurationError(f"port {port} is used by both {seen[port]} and {name}")
+        seen[port] = name
+        if not _port_free(address, port):
+            raise ConfigurationError(f"port {port} ({name}) is already in use")
+
+
+def _port_free(address: str, port: int) -> bool:
+    try:
+        infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigurationError(f"cannot resolve bind address {address!r}: {exc}") from None
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as probe:
+            # mosquitto sets SO_REUSEADDR too, so TIME_WAIT leftovers do not count as busy.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return False
+                raise ConfigurationError(f"cannot bind {address}:{port}: {exc}") from None
+    return True
+
+
+def _broker_user(configured: str | None) -> pwd.struct_passwd | None:
+    """The account mosquitto will run as when it drops root, or None when it will not."""
+    if os.geteuid() != 0:
+        return None
+    name = configured or _BROKER_USER
+    if name == "root":
+        return None
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        raise ConfigurationError(
+            f"mosquitto runs as user {name!r} after dropping root, but no such user exists"
+        ) from None
+
+
+def _check_readable(path: Path, user: pwd.struct_passwd) -> None:
+    """Fail clearly when ``user`` cannot reach and read ``path`` (mode bits only)."""
+    groups = {user.pw_gid} | {g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem}
+    path = path.resolve()
+    if not path.is_file():
+        raise ConfigurationError(f"{path} does not exist")
+    for node, need in [(p, 0o1) for p in reversed(path.parents)] + [(path, 0o4)]:
+        st = node.stat()
+        if st.st_uid == user.pw_uid:
+            allowed = (st.st_mode >> 6) & need
+        elif st.st_gid in groups:
+            allowed = (st.st_mode >> 3) & need
+        else:
+            allowed = st.st_mode & need
+        if not allowed:
+            what = "read" if need == 0o4 else "enter"
+            raise ConfigurationError(
+                f"mosquitto runs as user {user.pw_name!r} and cannot {what} {node} "
+                f"(mode {stat.filemode(st.st_mode)}); make it readable by that user"
+            )

@@ -1,0 +1,196 @@
+"""A real mosquitto with the fleetgate plugin, and MQTT clients to talk to it.
+
+Imported by the broker integration tests (not a conftest: the fixtures that use it live
+in the test modules). Everything runs for real: the plugin is built with make, the PKI
+is generated with fleetgate.pki, mosquitto listens on free ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import shutil
+import socket
+import ssl
+import tempfile
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiomqtt
+
+from fleetgate.domain.passwords import hash_password
+from fleetgate.mqtt import control
+from fleetgate.pki import DevPki, Issued, ensure_dev_pki, load_issued
+from fleetgate.stack.broker import (
+    BrokerConfig,
+    MosquittoProcess,
+    build_plugin,
+    write_service_password_hash,
+)
+
+SERVICE_USERNAME = "fleetgate-service"
+# Cheap scrypt parameters keep the tests quick; the format and code path are the same.
+FAST_HASH = {"log2_n": 10, "r": 8, "p": 1}
+_tokens = itertools.count(1)
+REPLY_TIMEOUT = 10.0  # a generous upper bound for waiting, never an assertion
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class RunningBroker:
+    process: MosquittoProcess
+    config: BrokerConfig
+    pki: DevPki
+    service_password: str
+    workdir: Path
+
+    @property
+    def ca(self) -> Issued:
+        return load_issued(self.pki.ca_file, self.pki.ca_key)
+
+    def tls_context(self, client: Issued | None = None) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.pki.ca_file))
+        if client is not None:
+            cert, key = self.workdir / "client.crt", self.workdir / "client.key"
+            client.write(cert, key)
+            context.load_cert_chain(str(cert), str(key))
+        return context
+
+
+@contextlib.asynccontextmanager
+async def running_broker() -> AsyncIterator[RunningBroker]:
+    """Build the plugin, make a dev PKI and run mosquitto on free ports."""
+    plugin = build_plugin()
+    # pytest's tmp_path lives under a 0700 directory the mosquitto user cannot enter.
+    workdir = Path(tempfile.mkdtemp(prefix="fleetgate-broker-"))
+    workdir.chmod(0o755)
+    try:
+        pki = ensure_dev_pki(workdir / "pki")
+        service_password = "service-secret"
+        config = BrokerConfig(
+            service_port=free_port(),
+            cert_port=free_port(),
+            password_port=free_port(),
+            bind_address="127.0.0.1",
+            ca_file=pki.ca_file,
+            server_cert=pki.server_cert,
+            server_key=pki.server_key,
+            persistence_dir=workdir / "data",
+            service_username=SERVICE_USERNAME,
+            service_password_hash_file=workdir / "run" / "service_password.hash",
+            plugin_path=plugin,
+        )
+        write_service_password_hash(
+            config.service_password_hash_file, hash_password(service_password, **FAST_HASH)
+        )
+        async with MosquittoProcess(config, workdir / "run") as process:
+            yield RunningBroker(process, config, pki, service_password, workdir)
+    finally:
+        if not os.environ.get("FLEETGATE_KEEP_BROKER_DIR"):
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def service_client(broker: RunningBroker, *, password: str | None = None) -> aiomqtt.Client:
+    return aiomqtt.Client(
+        "127.0.0.1",
+        broker.config.service_port,
+        identifier=f"fleetgate-service-{next(_tokens)}",
+        username=SERVICE_USERNAME,
+        password=broker.service_password if password is None else password,
+        protocol=aiomqtt.ProtocolVersion.V5,
+    )
+
+
+def device_client(
+    broker: RunningBroker,
+    *,
+    port: int | None = None,
+    identifier: str,
+    username: str | None = None,
+    password: str | None = None,
+    certificate: Issued | None = None,
+) -> aiomqtt.Client:
+    """A TLS client (password listener unless ``port`` says otherwise)."""
+    return aiomqtt.Client(
+        "localhost",
+        port or broker.config.password_port,
+        identifier=identifier,
+        username=username,
+        password=password,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        tls_context=broker.tls_context(certificate),
+    )
+
+
+async def send_control(client: aiomqtt.Client, lines: Sequence[str]) -> control.ControlResponse:
+    """Publish ``lines`` plus a sync line and wait for the plugin's answer.
+
+    ``client`` must be a connected service client subscribed to the response topic.
+    """
+    token = f"t{next(_tokens)}"
+    await client.publish(control.CONTROL_TOPIC, control.message([*lines, control.sync(token)]), 1)
+    return await next_response(client, token)
+
+
+async def next_response(client: aiomqtt.Client, token: str) -> control.ControlResponse:
+    async def wait() -> control.ControlResponse:
+        async for msg in client.messages:
+            if str(msg.topic) != control.RESPONSE_TOPIC:
+                continue
+            assert isinstance(msg.payload, bytes)
+            response = control.parse_response(msg.payload)
+            if token in response.synced:
+                return response
+        raise AssertionError("message stream ended")
+
+    return await asyncio.wait_for(wait(), REPLY_TIMEOUT)
+
+
+async def can_connect(client: aiomqtt.Client) -> bool:
+    """True when the broker accepts the CONNECT, False when it refuses it."""
+    try:
+        async with client:
+            return True
+    except aiomqtt.MqttError:
+        return False
+
+
+async def tls_session_refused(broker: RunningBroker, port: int) -> bool:
+    """True when the server ends a TLS session (opened without a client certificate)
+    before sending a single byte. aiomqtt would only notice this by timing out."""
+    reader, writer = await asyncio.open_connection(
+        "localhost", port, ssl=broker.tls_context(), server_hostname="localhost"
+    )
+    try:
+        data = await asyncio.wait_for(reader.read(1), REPLY_TIMEOUT)
+    except (ssl.SSLError, ConnectionError):
+        return True
+    finally:
+        writer.close()
+        with contextlib.suppress(ssl.SSLError, ConnectionError):
+            await writer.wait_closed()
+    return data == b""
+
+
+async def wait_for_log(broker: RunningBroker, text: str) -> bool:
+    """Wait (bounded) until ``text`` appears in mosquitto's recent output."""
+
+    async def poll() -> None:
+        # Polling a deque the log pump fills; an Event per search string is not worth it.
+        while not any(text in line for line in broker.process.log_tail()):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+    try:
+        await asyncio.wait_for(poll(), REPLY_TIMEOUT)
+    except TimeoutError:
+        return False
+    return True

@@ -16,7 +16,7 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asy
     """A connection pool; a database that cannot be reached is a :class:`ConfigurationError`."""
     try:
         pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise ConfigurationError(f"cannot connect to PostgreSQL: {exc}") from exc
     assert pool is not None
     return pool
@@ -30,7 +30,7 @@ async def wait_until_accepting(url: str, *, timeout: float = 30.0) -> None:
     while loop.time() < deadline:
         try:
             conn = await asyncpg.connect(url, timeout=2)
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             last = exc
             await asyncio.sleep(0.1)
             continue

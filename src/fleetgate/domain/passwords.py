@@ -90,6 +90,11 @@ def generate_secret(nbytes: int = 24) -> str:
 def _derive(password: str, salt: bytes, log2_n: int, r: int, p: int, dklen: int) -> bytes:
     n = 1 << log2_n
     return hashlib.scrypt(
-        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=dklen,
+        password.encode("utf-8"),
+        salt=salt,
+        n=n,
+        r=r,
+        p=p,
+        dklen=dklen,
         maxmem=256 * n * r * p + (1 << 20),
     )

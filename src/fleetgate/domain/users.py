@@ -36,9 +36,7 @@ class Role(StrEnum):
 
 #: What an administrator of an ordinary tenant holds: everything but the device roles.
 ADMIN_ROLES: frozenset[Role] = frozenset(
-    r
-    for r in Role
-    if r not in {Role.DEVICE_BOOTSTRAP, Role.DEVICE, Role.TENANT_MANAGEMENT_ADMIN}
+    r for r in Role if r not in {Role.DEVICE_BOOTSTRAP, Role.DEVICE, Role.TENANT_MANAGEMENT_ADMIN}
 )
 #: The management tenant's administrator may also manage tenants.
 MANAGEMENT_ADMIN_ROLES: frozenset[Role] = ADMIN_ROLES | {Role.TENANT_MANAGEMENT_ADMIN}

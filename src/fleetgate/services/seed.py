@@ -56,7 +56,9 @@ class InitialState:
             management_tenant=management_tenant,
             tenant=tenant,
             management_admin=SeedUser(
-                management_tenant, admin_username, management_admin_password,
+                management_tenant,
+                admin_username,
+                management_admin_password,
                 MANAGEMENT_ADMIN_ROLES,
             ),
             admin=SeedUser(tenant, admin_username, admin_password, ADMIN_ROLES),

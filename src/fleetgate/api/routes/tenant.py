@@ -17,9 +17,7 @@ router = APIRouter()
 @router.get("/tenant/currentTenant")
 async def current_tenant(
     request: Request,
-    principal: Annotated[
-        Principal, Depends(require(Role.USER_MANAGEMENT_OWN_READ, Role.DEVICE))
-    ],
+    principal: Annotated[Principal, Depends(require(Role.USER_MANAGEMENT_OWN_READ, Role.DEVICE))],
 ) -> JSONResponse:
     base = context(request).base_url
     tenant = principal.tenant

@@ -41,9 +41,7 @@ def user_body(user: User, base: str, self_url: str) -> dict[str, Any]:
 @router.get("/user/currentUser")
 async def current_user(
     request: Request,
-    principal: Annotated[
-        Principal, Depends(require(Role.USER_MANAGEMENT_OWN_READ, Role.DEVICE))
-    ],
+    principal: Annotated[Principal, Depends(require(Role.USER_MANAGEMENT_OWN_READ, Role.DEVICE))],
 ) -> JSONResponse:
     base = context(request).base_url
     body = user_body(principal.user, base, f"{base}/user/currentUser")

@@ -1,0 +1,83 @@
+"""Composition root: builds the adapters and services and owns the service's TaskGroup.
+
+``run_service`` is what ``fleetgate serve`` runs, and what ``fleetgate up`` runs after
+it has started PostgreSQL and mosquitto itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from fleetgate.api import server
+from fleetgate.api.app import create_app
+from fleetgate.api.auth import ApiContext
+from fleetgate.config import Settings
+from fleetgate.db.migrations import migrate
+from fleetgate.db.pool import create_pool
+from fleetgate.db.users import PgUsers
+from fleetgate.domain.errors import ConfigurationError
+from fleetgate.mqtt.bridge import BrokerBridge
+from fleetgate.services.auth import Authenticator
+from fleetgate.services.broker import full_state
+from fleetgate.services.seed import InitialState, ensure_initial_state
+
+log = logging.getLogger(__name__)
+
+OnReady = Callable[[], Awaitable[None]]
+
+
+def _secret(value: object) -> str | None:
+    get = getattr(value, "get_secret_value", None)
+    return get() if get is not None else None
+
+
+async def run_service(settings: Settings, *, on_ready: OnReady | None = None) -> None:
+    """Run the MQTT bridge and the REST API until cancelled.
+
+    ``on_ready`` is awaited once the database is migrated, the API listens and the
+    broker plugin has confirmed its state.
+    """
+    url = _secret(settings.database.url)
+    if not url:
+        raise ConfigurationError("no database configured: set FLEETGATE_DATABASE_URL")
+    api_socket = server.bind(settings.api.host, settings.api.port)
+    try:
+        pool = await create_pool(
+            url, min_size=settings.database.pool_min_size, max_size=settings.database.pool_max_size
+        )
+    except BaseException:
+        api_socket.close()
+        raise
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)  # type: ignore[arg-type]  # a pool proxy is a Connection
+        users = PgUsers(pool)
+        seed = settings.seed
+        await ensure_initial_state(
+            users,
+            InitialState.build(
+                management_tenant=seed.management_tenant,
+                tenant=seed.tenant,
+                admin_username=seed.admin_username,
+                admin_password=_secret(seed.admin_password),
+                management_admin_password=_secret(seed.management_admin_password),
+                bootstrap_username=seed.bootstrap_username,
+                bootstrap_password=_secret(seed.bootstrap_password),
+            ),
+        )
+        api = create_app(ApiContext(Authenticator(users), settings.api.base_url()))
+        bridge = BrokerBridge(settings.mqtt, lambda: full_state(users))
+        api_started = asyncio.Event()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(server.serve(api, api_socket, api_started), name="rest-api")
+            tg.create_task(bridge.run(), name="mqtt-bridge")
+            await api_started.wait()
+            await bridge.synced.wait()
+            log.info("fleetgate service ready")
+            if on_ready is not None:
+                await on_ready()
+    finally:
+        api_socket.close()
+        await pool.close()

@@ -1,0 +1,77 @@
+"""Small process helpers shared by the embedded PostgreSQL and mosquitto runners."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import socket
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetgate.domain.errors import ConfigurationError
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def require_free_ports(ports: dict[str, tuple[str, int]]) -> None:
+    """Raise one clear error naming every busy port (name → (host, port))."""
+    busy = [
+        f"{port} ({name})" for name, (host, port) in ports.items() if not port_is_free(port, host)
+    ]
+    if busy:
+        raise ConfigurationError(
+            "port already in use: " + ", ".join(busy) + " — stop what holds it or choose"
+            " another port (see `fleetgate up --help`)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunAs:
+    """The unprivileged account a child runs as when we are root (None: as ourselves)."""
+
+    user: str | None
+    uid: int
+    gid: int
+
+    @classmethod
+    def for_service(cls, account: str, package: str) -> RunAs:
+        if os.geteuid() != 0:
+            return cls(None, os.getuid(), os.getgid())
+        try:
+            entry = pwd.getpwnam(account)
+        except KeyError:
+            raise ConfigurationError(
+                f"running as root, but the system user {account!r} does not exist:"
+                f" install the Debian package {package!r}"
+            ) from None
+        return cls(account, entry.pw_uid, entry.pw_gid)
+
+    def chown(self, path: Path) -> None:
+        if self.user is not None:
+            os.chown(path, self.uid, self.gid)
+
+
+def check_traversable(path: Path, run_as: RunAs) -> None:
+    """Every ancestor of ``path`` must be searchable by ``run_as``, or the child cannot start."""
+    if run_as.user is None:
+        return
+    for parent in reversed(path.resolve().parents):
+        mode = parent.stat()
+        if mode.st_uid == run_as.uid or mode.st_mode & stat.S_IXOTH:
+            continue
+        if mode.st_gid == run_as.gid and mode.st_mode & stat.S_IXGRP:
+            continue
+        raise ConfigurationError(
+            f"{parent} is not searchable by the {run_as.user!r} user that must run a server"
+            f" below it; choose a home outside it or `chmod o+x {parent}`"
+        )

@@ -1,0 +1,194 @@
+"""``fleetgate up``: everything on one machine with embedded defaults.
+
+Order of start: home and lock → generated secrets → free ports → dev PKI → plugin build
+→ private PostgreSQL (unless ``FLEETGATE_DATABASE_URL`` names one) → mosquitto → the
+service. When the service is ready, ``<home>/stack.json`` is written and the endpoints
+are printed. Cancellation (Ctrl-C, SIGTERM) unwinds in reverse order; ``stack.json`` is
+removed, so its presence means "running".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from fleetgate.app import run_service
+from fleetgate.config import Settings
+from fleetgate.domain.errors import ConfigurationError
+from fleetgate.domain.passwords import hash_password
+from fleetgate.pki import ensure_dev_pki
+from fleetgate.stack.broker import (
+    BrokerConfig,
+    MosquittoProcess,
+    build_plugin,
+    write_service_password_hash,
+)
+from fleetgate.stack.home import STACK_FILE, HomeSecrets, exclusive, write_private_json
+from fleetgate.stack.postgres import ClusterLocation, PostgresCluster
+from fleetgate.stack.processes import require_free_ports
+
+log = logging.getLogger(__name__)
+
+
+def with_home_secrets(
+    settings: Settings, secrets: HomeSecrets, database_url: str | None
+) -> Settings:
+    """Lay the home's generated secrets under whatever the environment set explicitly."""
+    seed = settings.seed.model_copy(
+        update={
+            "tenant": secrets.tenant
+            if "tenant" not in settings.seed.model_fields_set
+            else settings.seed.tenant,
+            "admin_password": settings.seed.admin_password or SecretStr(secrets.admin_password),
+            "management_admin_password": settings.seed.management_admin_password
+            or SecretStr(secrets.management_admin_password),
+            "bootstrap_password": settings.seed.bootstrap_password
+            or SecretStr(secrets.bootstrap_password),
+        }
+    )
+    mqtt = settings.mqtt.model_copy(
+        update={
+            "service_password": settings.mqtt.service_password
+            or SecretStr(secrets.service_password),
+            "host": "127.0.0.1",
+        }
+    )
+    database = settings.database
+    if database_url is not None:
+        database = database.model_copy(update={"url": SecretStr(database_url)})
+    return settings.model_copy(update={"seed": seed, "mqtt": mqtt, "database": database})
+
+
+def stack_description(settings: Settings, ca_file: Path) -> dict[str, object]:
+    """The content of ``stack.json``: exactly the keys documented in the README."""
+    seed = settings.seed
+
+    def secret(value: SecretStr | None) -> str:
+        return value.get_secret_value() if value else ""
+
+    return {
+        "api_url": settings.api.base_url(),
+        "mqtt_host": settings.mqtt.public_host,
+        "mqtt_cert_port": settings.mqtt.cert_port,
+        "mqtt_password_port": settings.mqtt.password_port,
+        "ca_file": str(ca_file.resolve()),
+        "admin": {
+            "tenant": seed.tenant,
+            "username": seed.admin_username,
+            "password": secret(seed.admin_password),
+        },
+        "bootstrap": {
+            "tenant": seed.tenant,
+            "username": seed.bootstrap_username,
+            "password": secret(seed.bootstrap_password),
+        },
+    }
+
+
+async def run_stack(settings: Settings) -> None:
+    home = settings.stack.home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    home.chmod(home.stat().st_mode | 0o711)  # the postgres and mosquitto users pass through
+    with exclusive(home):
+        stack_file = home / STACK_FILE
+        stack_file.unlink(missing_ok=True)
+        try:
+            await _run_locked(settings, home, stack_file)
+        finally:
+            stack_file.unlink(missing_ok=True)
+
+
+async def _run_locked(settings: Settings, home: Path, stack_file: Path) -> None:
+    started = asyncio.get_running_loop().time()
+    secrets = HomeSecrets.load_or_create(home)
+    external_db = settings.database.url is not None
+    mqtt = settings.mqtt
+    ports = {
+        "REST API": (settings.api.host, settings.api.port),
+        "MQTT service listener": ("127.0.0.1", mqtt.service_port),
+        "MQTT certificate listener": (mqtt.bind_address, mqtt.cert_port),
+        "MQTT password listener": (mqtt.bind_address, mqtt.password_port),
+    }
+    if not external_db:
+        ports["PostgreSQL"] = ("127.0.0.1", settings.stack.postgres_port)
+    require_free_ports(ports)
+
+    pki = await asyncio.to_thread(ensure_dev_pki, settings.stack.certs_dir)
+    plugin = await asyncio.to_thread(build_plugin)
+    service_hash = await asyncio.to_thread(hash_password, secrets.service_password)
+
+    async with contextlib.AsyncExitStack() as stack:
+        database_url = None
+        if not external_db:
+            cluster = PostgresCluster(
+                ClusterLocation(
+                    home / "postgres" / "data",
+                    settings.stack.postgres_port,
+                    secrets.database_password,
+                )
+            )
+            await stack.enter_async_context(cluster)
+            database_url = cluster.location.url()
+        settings = with_home_secrets(settings, secrets, database_url)
+        assert settings.mqtt.service_password is not None
+        hash_file = home / "mosquitto" / "service_password.hash"
+        write_service_password_hash(hash_file, service_hash)
+        broker = MosquittoProcess(
+            BrokerConfig(
+                service_port=mqtt.service_port,
+                cert_port=mqtt.cert_port,
+                password_port=mqtt.password_port,
+                bind_address=mqtt.bind_address,
+                ca_file=pki.ca_file,
+                server_cert=pki.server_cert,
+                server_key=pki.server_key,
+                persistence_dir=home / "mosquitto" / "data",
+                service_username=mqtt.service_username,
+                service_password_hash_file=hash_file,
+                plugin_path=plugin,
+                user="mosquitto" if os.geteuid() == 0 else None,
+            ),
+            home / "mosquitto",
+        )
+        await stack.enter_async_context(broker)
+
+        async def announce() -> None:
+            write_private_json(stack_file, stack_description(settings, pki.ca_file))
+            elapsed = asyncio.get_running_loop().time() - started
+            _print_endpoints(settings, pki.ca_file, stack_file, elapsed)
+
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(run_service(settings, on_ready=announce), name="service")
+            tg.create_task(_watch(broker), name="broker-watch")
+
+
+async def _watch(broker: MosquittoProcess) -> None:
+    """mosquitto exiting under us is fatal: stop everything and say why."""
+    await broker.wait()
+    raise ConfigurationError(
+        "mosquitto exited unexpectedly; last output:\n" + "\n".join(broker.log_tail())
+    )
+
+
+def _print_endpoints(settings: Settings, ca_file: Path, stack_file: Path, elapsed: float) -> None:
+    mqtt = settings.mqtt
+    seed = settings.seed
+    print(
+        f"fleetgate is ready ({elapsed:.1f} s)\n"
+        f"  REST API                  {settings.api.base_url()}\n"
+        f"  MQTT, client certificate  mqtts://{mqtt.public_host}:{mqtt.cert_port}\n"
+        f"  MQTT, username/password   mqtts://{mqtt.public_host}:{mqtt.password_port}\n"
+        f"  broker CA for devices     {ca_file.resolve()}\n"
+        f"  admin                     {seed.tenant}/{seed.admin_username}"
+        f" (password in {stack_file})\n"
+        f"  bootstrap account         {seed.tenant}/{seed.bootstrap_username}\n"
+        "Stop with Ctrl-C.",
+        file=sys.stdout,
+        flush=True,
+    )

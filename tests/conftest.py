@@ -1,0 +1,94 @@
+"""Shared fixtures: a real PostgreSQL for every test that needs one.
+
+``FLEETGATE_TEST_DATABASE_URL`` names a server to use (the user must be allowed to
+create databases); otherwise a private cluster is started once per test session on a
+free port, from Debian's server binaries, and removed afterwards. Each test gets its
+own fresh database.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from fleetgate.db.migrations import migrate
+from fleetgate.db.pool import drop_database, ensure_database
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def shared_tmpdir(prefix: str) -> Path:
+    """A temporary directory that the postgres and mosquitto users can enter."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+async def postgres_admin_url() -> AsyncIterator[str]:
+    """URL of a PostgreSQL server database from which test databases are created."""
+    external = os.environ.get("FLEETGATE_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    from fleetgate.stack.postgres import ClusterLocation, PostgresCluster
+
+    root = shared_tmpdir("fleetgate-test-pg-")
+    cluster = PostgresCluster(
+        ClusterLocation(root / "data", free_port(), secrets.token_urlsafe(16))
+    )
+    await cluster.start()
+    try:
+        yield cluster.location.url("postgres")
+    finally:
+        await cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+async def empty_database_url(postgres_admin_url: str) -> AsyncIterator[str]:
+    """A fresh, empty database, dropped after the test."""
+    name = f"fleetgate_test_{secrets.token_hex(6)}"
+    await ensure_database(postgres_admin_url, name)
+    try:
+        yield _with_database(postgres_admin_url, name)
+    finally:
+        await drop_database(postgres_admin_url, name)
+
+
+@pytest.fixture
+async def database_url(empty_database_url: str) -> str:
+    """A fresh database with every migration applied."""
+    import asyncpg
+
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return empty_database_url
+
+
+@pytest.fixture
+def scratch_dir() -> Iterator[Path]:
+    path = shared_tmpdir("fleetgate-test-")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,222 @@
+"""`fleetgate up` as a user runs it: a subprocess on free ports, stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+
+from conftest import free_port
+
+pytestmark = pytest.mark.e2e
+
+STACK_KEYS = {
+    "api_url",
+    "mqtt_host",
+    "mqtt_cert_port",
+    "mqtt_password_port",
+    "ca_file",
+    "admin",
+    "bootstrap",
+}
+
+
+class Up:
+    """One `fleetgate up` child process and where its output goes."""
+
+    def __init__(self, home: Path, certs: Path, ports: dict[str, int]) -> None:
+        self.home = home
+        self.log_path = home.parent / f"up-{time.monotonic_ns()}.log"
+        self.ports = ports
+        args = [
+            sys.executable,
+            "-m",
+            "fleetgate.cli",
+            "up",
+            "--home",
+            str(home),
+            "--certs-dir",
+            str(certs),
+        ]
+        for flag, port in ports.items():
+            args += [f"--{flag}", str(port)]
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
+
+    @property
+    def output(self) -> str:
+        return self.log_path.read_text("utf-8", "replace")
+
+    def wait_ready(self, timeout: float = 120) -> dict[str, object]:
+        stack_file = self.home / "stack.json"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"fleetgate up exited with {self.process.returncode}:\n{self.output}")
+            if stack_file.exists():
+                data: dict[str, object] = json.loads(stack_file.read_text())
+                return data
+            time.sleep(0.1)
+        pytest.fail(f"no stack.json after {timeout} s:\n{self.output}")
+
+    def terminate(self, timeout: float = 60) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout)
+        finally:
+            self._log.close()
+        return code
+
+
+def ports() -> dict[str, int]:
+    return {
+        "api-port": free_port(),
+        "mqtt-cert-port": free_port(),
+        "mqtt-password-port": free_port(),
+        "mqtt-service-port": free_port(),
+        "postgres-port": free_port(),
+    }
+
+
+def processes_under(path: Path) -> list[str]:
+    """Command lines of live processes that mention ``path`` (our children would)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(path) in cmdline:
+            found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+def mqtt_connect(stack: dict[str, object], username: str, password: str, client_id: str) -> int:
+    """CONNECT over TLS to the password listener; returns the CONNACK reason code value."""
+    result: list[int] = []
+    done = threading.Event()
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+    )
+    client.username_pw_set(username, password)
+    client.tls_set(ca_certs=str(stack["ca_file"]), cert_reqs=ssl.CERT_REQUIRED)
+
+    def on_connect(_c: object, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object) -> None:
+        result.append(reason.value)
+        done.set()
+
+    client.on_connect = on_connect
+    client.connect(str(stack["mqtt_host"]), int(str(stack["mqtt_password_port"])))
+    client.loop_start()
+    try:
+        assert done.wait(15), "no CONNACK"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return result[0]
+
+
+@pytest.fixture
+def home(scratch_dir: Path) -> Iterator[Path]:
+    yield scratch_dir / "home"
+    leftovers = processes_under(scratch_dir)
+    for line in leftovers:
+        os.kill(int(line.split(":", 1)[0]), signal.SIGKILL)
+    assert not leftovers, f"processes left behind: {leftovers}"
+
+
+def test_up_serves_stops_cleanly_and_resumes_with_its_data(home: Path) -> None:
+    certs = home.parent / "certs"
+    first = Up(home, certs, ports())
+    try:
+        stack = first.wait_ready()
+        assert set(stack) == STACK_KEYS
+        admin = stack["admin"]
+        bootstrap = stack["bootstrap"]
+        assert isinstance(admin, dict)
+        assert isinstance(bootstrap, dict)
+        assert Path(str(stack["ca_file"])).is_absolute()
+        assert Path(str(stack["ca_file"])).is_file()
+        assert "fleetgate is ready" in first.output
+
+        api = str(stack["api_url"])
+        user = f"{admin['tenant']}/{admin['username']}"
+        me = httpx.get(f"{api}/user/currentUser", auth=(user, admin["password"]))
+        assert me.status_code == 200, me.text
+        assert me.json()["userName"] == admin["username"]
+        created_at = me.json()["lastPasswordChange"]
+        wrong = httpx.get(f"{api}/user/currentUser", auth=(user, "not-the-password"))
+        assert wrong.status_code == 401
+        assert wrong.json()["error"] == "security/Unauthorized"
+
+        # The broker plugin got the bootstrap account from the service.
+        boot_user = f"{bootstrap['tenant']}/{bootstrap['username']}"
+        assert mqtt_connect(stack, boot_user, str(bootstrap["password"]), "e2e-device-1") == 0
+        assert mqtt_connect(stack, boot_user, "wrong", "e2e-device-1") != 0
+
+        # A second `up` on the same home while the first runs is refused.
+        again = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "fleetgate.cli",
+                "up",
+                "--home",
+                str(home),
+                "--certs-dir",
+                str(certs),
+                *[arg for k in first.ports for arg in (f"--{k}", str(free_port()))],
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert again.returncode == 2
+        assert "already running" in again.stderr
+    finally:
+        code = first.terminate()
+    assert code == 0, first.output
+    assert processes_under(home) == []
+    assert not (home / "stack.json").exists()
+    assert not (home / "postgres" / "data" / "postmaster.pid").exists()
+
+    second = Up(home, certs, ports())
+    try:
+        restarted = second.wait_ready()
+        assert restarted["admin"] == admin
+        assert restarted["bootstrap"] == bootstrap
+        api = str(restarted["api_url"])
+        me = httpx.get(f"{api}/user/currentUser", auth=(user, admin["password"]))
+        assert me.status_code == 200
+        # The user row is the one made at the first start, not a new one.
+        assert me.json()["lastPasswordChange"] == created_at
+    finally:
+        assert second.terminate() == 0, second.output
+    assert processes_under(home) == []
+
+
+def test_a_port_in_use_is_a_clear_error(home: Path) -> None:
+    chosen = ports()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", chosen["api-port"]))
+        busy.listen(1)
+        up = Up(home, home.parent / "certs", chosen)
+        code = up.process.wait(60)
+        up._log.close()
+    assert code == 2
+    assert f"{chosen['api-port']} (REST API)" in up.output
+    assert "already in use" in up.output

@@ -1,0 +1,53 @@
+"""Small in-memory fakes of the service ports, for unit tests of the core."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from fleetgate.domain.users import Role, Tenant, User
+
+
+class InMemoryUsers:
+    """A :class:`fleetgate.services.ports.UserStore` in a dict."""
+
+    def __init__(self) -> None:
+        self.tenants: dict[str, Tenant] = {}
+        self.users: dict[tuple[str, str], User] = {}
+        self.lookups = 0
+
+    async def find_user(self, tenant_id: str, username: str) -> tuple[Tenant, User] | None:
+        self.lookups += 1
+        user = self.users.get((tenant_id, username))
+        if user is None:
+            return None
+        return self.tenants[tenant_id], user
+
+    async def users_with_role(self, role: Role) -> list[User]:
+        return [u for _, u in sorted(self.users.items()) if role in u.roles]
+
+    async def ensure_tenant(self, tenant: Tenant) -> bool:
+        if tenant.id in self.tenants:
+            return False
+        self.tenants[tenant.id] = tenant
+        return True
+
+    async def ensure_user(
+        self, tenant_id: str, username: str, password_hash: str, roles: Iterable[Role]
+    ) -> bool:
+        if (tenant_id, username) in self.users:
+            return False
+        self.users[(tenant_id, username)] = User(
+            tenant_id=tenant_id,
+            username=username,
+            password_hash=password_hash,
+            enabled=True,
+            roles=frozenset(roles),
+            last_password_change=datetime.now(UTC),
+        )
+        return True
+
+    def update(self, tenant_id: str, username: str, **changes: object) -> None:
+        key = (tenant_id, username)
+        self.users[key] = replace(self.users[key], **changes)  # type: ignore[arg-type]

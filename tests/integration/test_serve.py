@@ -1,0 +1,141 @@
+"""`fleetgate serve`: the production mode, against an external PostgreSQL and mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from broker_support import RunningBroker, can_connect, device_client, running_broker
+from conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+async def broker() -> AsyncIterator[RunningBroker]:
+    async with running_broker() as running:
+        yield running
+
+
+async def start_serve(env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "fleetgate.cli",
+        "serve",
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+
+async def wait_for_api(url: str, process: asyncio.subprocess.Process) -> None:
+    async with httpx.AsyncClient() as client:
+        for _ in range(600):
+            if process.returncode is not None:
+                break
+            try:
+                await client.get(url)
+                return
+            except httpx.TransportError:
+                await asyncio.sleep(0.05)
+    assert process.stdout is not None
+    output = (await process.stdout.read()).decode()
+    pytest.fail(f"fleetgate serve did not come up:\n{output}")
+
+
+async def test_serve_uses_the_external_database_and_broker(
+    database_url: str, broker: RunningBroker
+) -> None:
+    api_port = free_port()
+    env = {
+        "FLEETGATE_DATABASE_URL": database_url,
+        "FLEETGATE_MQTT_SERVICE_PORT": str(broker.config.service_port),
+        "FLEETGATE_MQTT_SERVICE_PASSWORD": broker.service_password,
+        "FLEETGATE_API_PORT": str(api_port),
+        "FLEETGATE_SEED_TENANT": "t42",
+        "FLEETGATE_SEED_ADMIN_PASSWORD": "admin-secret",
+        "FLEETGATE_SEED_MANAGEMENT_ADMIN_PASSWORD": "mgmt-secret",
+        "FLEETGATE_SEED_BOOTSTRAP_PASSWORD": "boot-secret",
+    }
+    process = await start_serve(env)
+    try:
+        api = f"http://127.0.0.1:{api_port}"
+        await wait_for_api(api, process)
+        async with httpx.AsyncClient(base_url=api) as client:
+            me = await client.get("/user/currentUser", auth=("t42/admin", "admin-secret"))
+            assert me.status_code == 200
+            assert me.json()["userName"] == "admin"
+        # The service pushed the bootstrap account to the external broker's plugin.
+        bootstrap = device_client(
+            broker,
+            identifier="serve-device-1",
+            username="t42/devicebootstrap",
+            password="boot-secret",
+        )
+        for _ in range(100):
+            if await can_connect(bootstrap):
+                break
+            await asyncio.sleep(0.1)
+            bootstrap = device_client(
+                broker,
+                identifier="serve-device-1",
+                username="t42/devicebootstrap",
+                password="boot-secret",
+            )
+        else:
+            pytest.fail("the bootstrap account never reached the broker")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(process.wait(), 30)
+    assert code == 0
+
+
+async def test_serve_without_a_database_says_so() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETGATE_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "fleetgate.cli",
+        "serve",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 2
+    assert b"FLEETGATE_DATABASE_URL" in output
+
+
+async def test_serve_with_wrong_broker_password_keeps_retrying_without_being_ready(
+    database_url: str, broker: RunningBroker
+) -> None:
+    """The service does not call itself ready until the plugin has its state."""
+    env = {
+        "FLEETGATE_DATABASE_URL": database_url,
+        "FLEETGATE_MQTT_SERVICE_PORT": str(broker.config.service_port),
+        "FLEETGATE_MQTT_SERVICE_PASSWORD": "not-the-service-password",
+        "FLEETGATE_API_PORT": str(free_port()),
+        "FLEETGATE_SEED_ADMIN_PASSWORD": "a",
+        "FLEETGATE_SEED_MANAGEMENT_ADMIN_PASSWORD": "m",
+        "FLEETGATE_SEED_BOOTSTRAP_PASSWORD": "b",
+        "FLEETGATE_MQTT_RECONNECT_MAX": "0.5",
+    }
+    process = await start_serve(env)
+    assert process.stdout is not None
+    try:
+        seen = b""
+        while b"not authori" not in seen.lower() and b"broker not reachable" not in seen:
+            line = await asyncio.wait_for(process.stdout.readline(), 30)
+            assert line, seen.decode()
+            seen += line
+        assert b"fleetgate service ready" not in seen
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 30)

@@ -6,8 +6,12 @@
  * talks to the database; after a restart the service rebuilds everything with a
  * `reset` followed by a full sync. See docs/decisions/0001-broker-plugin.md.
  *
- * Layout: password hashes (parse, verify, cache) -> account table -> authentication
- * -> ACL -> control protocol -> plugin entry points.
+ * Certificate devices: docs/decisions/0002-device-identity.md.
+ *
+ * Layout: password hashes (parse, verify, cache) -> text and percent-encoding ->
+ * hash table -> state (accounts, CAs, devices, live sessions) -> events ->
+ * certificate checks -> kicks -> authentication -> ACL -> control protocol ->
+ * plugin entry points.
  */
 #include <ctype.h>
 #include <stdarg.h>
@@ -19,7 +23,9 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
@@ -27,7 +33,12 @@
 
 #define FG_CONTROL_TOPIC "$CONTROL/fleetgate/v1"
 #define FG_RESPONSE_TOPIC FG_CONTROL_TOPIC "/response"
+#define FG_EVENTS_TOPIC "fleetgate/v1/events"
 #define FG_BOOTSTRAP_ROOT "fg/bootstrap/"
+#define FG_DEVICE_ROOT "fg/d/"
+#define FG_FINGERPRINT_LEN 40 /* lowercase hex SHA-1 */
+#define FG_EPOCH_LEN 16
+#define FG_CONNECTION_ID_LEN (FG_EPOCH_LEN + 1 + 20)
 #define FG_MAX_CLIENT_ID 1000
 #define FG_MAX_HASH_BYTES 256 /* salt and key, each */
 #define FG_MAX_FIELDS 8
@@ -159,104 +170,6 @@ static bool fg_password_verify(struct fg_password_hash *h, const char *password)
 	return ok;
 }
 
-/* ------------------------------------------------------------------------ */
-/* Account table                                                             */
-/* ------------------------------------------------------------------------ */
-
-/*
- * A growable array searched linearly. Pushed accounts are a handful of shared
- * bootstrap accounts today, and a scan of a few entries costs nothing next to a
- * TLS handshake. uthash is not installed here (no /usr/include/uthash.h); when
- * per-device credentials arrive (thousands of entries, looked up on every ACL
- * check) this becomes an open-addressing hash table behind the same four
- * functions.
- */
-enum fg_account_kind { FG_KIND_BOOTSTRAP = 1 };
-
-struct fg_account {
-	char *username;
-	enum fg_account_kind kind;
-	struct fg_password_hash hash;
-};
-
-struct fg_state {
-	mosquitto_plugin_id_t *id;
-	char *service_username;
-	struct fg_password_hash service_hash;
-	struct fg_account *accounts;
-	size_t account_count, account_cap;
-};
-
-static struct fg_account *fg_account_find(struct fg_state *st, const char *username)
-{
-	if(!username) return NULL;
-	for(size_t i = 0; i < st->account_count; i++){
-		if(strcmp(st->accounts[i].username, username) == 0) return &st->accounts[i];
-	}
-	return NULL;
-}
-
-static void fg_account_free(struct fg_account *a)
-{
-	free(a->username);
-	OPENSSL_cleanse(&a->hash, sizeof(a->hash));
-}
-
-/* Adds or replaces; replacing drops the verification cache with the old hash. */
-static bool fg_account_put(struct fg_state *st, enum fg_account_kind kind, const char *username,
-		const struct fg_password_hash *hash)
-{
-	struct fg_account *a = fg_account_find(st, username);
-	if(!a){
-		char *copy;
-		if(st->account_count == st->account_cap){
-			size_t cap = st->account_cap ? st->account_cap * 2 : 16;
-			struct fg_account *grown = realloc(st->accounts, cap * sizeof(*grown));
-			if(!grown) return false;
-			st->accounts = grown;
-			st->account_cap = cap;
-		}
-		copy = strdup(username);
-		if(!copy) return false;
-		a = &st->accounts[st->account_count++];
-		a->username = copy;
-	}
-	a->kind = kind;
-	a->hash = *hash;
-	a->hash.cached = false;
-	return true;
-}
-
-static void fg_account_remove(struct fg_state *st, const char *username)
-{
-	struct fg_account *a = fg_account_find(st, username);
-	if(!a) return;
-	fg_account_free(a);
-	*a = st->accounts[--st->account_count];
-}
-
-static void fg_account_reset(struct fg_state *st)
-{
-	for(size_t i = 0; i < st->account_count; i++) fg_account_free(&st->accounts[i]);
-	st->account_count = 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Authentication (MOSQ_EVT_BASIC_AUTH)                                      */
-/* ------------------------------------------------------------------------ */
-
-static bool fg_is_loopback(const char *address)
-{
-	return address && (strcmp(address, "127.0.0.1") == 0 || strcmp(address, "::1") == 0);
-}
-
-static bool fg_has_certificate(struct mosquitto *client)
-{
-	X509 *cert = mosquitto_client_certificate(client);
-	if(!cert) return false;
-	X509_free(cert);
-	return true;
-}
 
 /* Non-empty, no '/', '+' or '#', at most FG_MAX_CLIENT_ID bytes. */
 static bool fg_is_topic_level(const char *s)
@@ -269,91 +182,26 @@ static bool fg_is_topic_level(const char *s)
 	return true;
 }
 
-static bool fg_is_service(const struct fg_state *st, const char *username)
+static bool fg_has_certificate(struct mosquitto *client)
 {
-	return username && strcmp(username, st->service_username) == 0;
-}
-
-/* NULL when the client may connect, otherwise why not. */
-static const char *fg_authenticate(struct fg_state *st, struct mosquitto *client,
-		const char *username, const char *password)
-{
-	struct fg_account *account;
-
-	if(fg_has_certificate(client)) return "certificate clients are not accepted yet";
-	if(!username) return "no username";
-	if(fg_is_service(st, username)){
-		if(!fg_is_loopback(mosquitto_client_address(client))) return "service account from a non-loopback address";
-		if(!fg_password_verify(&st->service_hash, password)) return "wrong password";
-		return NULL;
-	}
-	account = fg_account_find(st, username);
-	if(!account) return "unknown username";
-	if(account->kind != FG_KIND_BOOTSTRAP) return "account kind cannot connect";
-	if(!fg_is_topic_level(mosquitto_client_id(client))) return "client id is not a single topic level";
-	if(!fg_password_verify(&account->hash, password)) return "wrong password";
-	return NULL;
-}
-
-static int fg_on_basic_auth(int event, void *event_data, void *userdata)
-{
-	struct mosquitto_evt_basic_auth *ev = event_data;
-	const char *reason, *client_id;
-	(void)event;
-
-	reason = fg_authenticate(userdata, ev->client, ev->username, ev->password);
-	if(!reason) return MOSQ_ERR_SUCCESS;
-	client_id = mosquitto_client_id(ev->client);
-	mosquitto_log_printf(MOSQ_LOG_NOTICE, "fleetgate: refused client '%s' username '%s': %s",
-			client_id ? client_id : "", ev->username ? ev->username : "", reason);
-	return MOSQ_ERR_AUTH;
+	X509 *cert = mosquitto_client_certificate(client);
+	if(!cert) return false;
+	X509_free(cert);
+	return true;
 }
 
 /* ------------------------------------------------------------------------ */
-/* ACL (MOSQ_EVT_ACL_CHECK)                                                  */
+/* Text buffers and percent-encoding (control replies and events)            */
 /* ------------------------------------------------------------------------ */
 
-/* True when topic (or filter) starts with the literal "<root><level>/". A filter
- * with a wildcard at or before <level> never matches, since <level> has none. */
-static bool fg_in_namespace(const char *topic, const char *root, const char *level)
-{
-	size_t root_len = strlen(root), level_len;
-	if(!topic || !level || strncmp(topic, root, root_len) != 0) return false;
-	topic += root_len;
-	level_len = strlen(level);
-	return strncmp(topic, level, level_len) == 0 && topic[level_len] == '/';
-}
-
-static int fg_on_acl_check(int event, void *event_data, void *userdata)
-{
-	struct mosquitto_evt_acl_check *ev = event_data;
-	struct fg_state *st = userdata;
-	const char *username = mosquitto_client_username(ev->client);
-	struct fg_account *account;
-	(void)event;
-
-	/* The service may do anything, including publishing to the control topic. */
-	if(fg_is_service(st, username)) return MOSQ_ERR_SUCCESS;
-	account = fg_account_find(st, username);
-	if(account && account->kind == FG_KIND_BOOTSTRAP
-			&& fg_in_namespace(ev->topic, FG_BOOTSTRAP_ROOT, mosquitto_client_id(ev->client))){
-		return MOSQ_ERR_SUCCESS;
-	}
-	return MOSQ_ERR_ACL_DENIED;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Control protocol (MOSQ_EVT_CONTROL on $CONTROL/fleetgate/v1)              */
-/* ------------------------------------------------------------------------ */
-
-struct fg_reply {
+struct fg_text {
 	char *buf;
 	size_t len, cap;
 	bool needed;
 	bool failed; /* out of memory while building it */
 };
 
-static void fg_reply_append(struct fg_reply *r, const char *fmt, ...)
+static void fg_text_append(struct fg_text *r, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
@@ -377,15 +225,579 @@ static void fg_reply_append(struct fg_reply *r, const char *fmt, ...)
 	r->len += (size_t)n;
 }
 
-/* Percent-encodes s for a reply field: everything outside printable ASCII, and '%'. */
-static void fg_reply_append_field(struct fg_reply *r, const char *s)
+/* Appends " <field>" (or "<field>" at the start), percent-encoding everything
+ * outside printable ASCII, and '%'. */
+static void fg_text_field(struct fg_text *r, const char *s)
 {
+	if(r->len > 0 && r->buf[r->len - 1] != '\n') fg_text_append(r, " ");
 	for(; *s; s++){
 		unsigned char c = (unsigned char)*s;
-		if(c <= 0x20 || c >= 0x7f || c == '%') fg_reply_append(r, "%%%02X", c);
-		else fg_reply_append(r, "%c", c);
+		if(c <= 0x20 || c >= 0x7f || c == '%') fg_text_append(r, "%%%02X", c);
+		else fg_text_append(r, "%c", c);
 	}
 }
+
+/* ------------------------------------------------------------------------ */
+/* String-keyed hash table                                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Chained buckets, FNV-1a, doubled when the load passes 1. Devices and live
+ * sessions reach tens of thousands and every ACL check looks a client up, so a
+ * linear scan is out; uthash is not installed here (no /usr/include/uthash.h)
+ * and ~80 lines are easier to review than a vendored header. Values are owned
+ * by the table and freed with its free_value.
+ */
+struct fg_node {
+	char *key;
+	void *value;
+	struct fg_node *next;
+};
+
+struct fg_table {
+	struct fg_node **buckets;
+	size_t size, count;
+	void (*free_value)(void *);
+};
+
+static size_t fg_hash(const char *key)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for(; *key; key++){
+		h ^= (unsigned char)*key;
+		h *= 1099511628211ULL;
+	}
+	return (size_t)h;
+}
+
+static struct fg_node **fg_table_slot(const struct fg_table *t, const char *key)
+{
+	struct fg_node **slot;
+	if(!t->size || !key) return NULL;
+	for(slot = &t->buckets[fg_hash(key) & (t->size - 1)]; *slot; slot = &(*slot)->next){
+		if(strcmp((*slot)->key, key) == 0) return slot;
+	}
+	return slot;
+}
+
+static void *fg_table_get(const struct fg_table *t, const char *key)
+{
+	struct fg_node **slot = fg_table_slot(t, key);
+	return slot && *slot ? (*slot)->value : NULL;
+}
+
+static bool fg_table_grow(struct fg_table *t)
+{
+	size_t size = t->size ? t->size * 2 : 64;
+	struct fg_node **buckets = calloc(size, sizeof(*buckets));
+	if(!buckets) return false;
+	for(size_t i = 0; i < t->size; i++){
+		struct fg_node *node = t->buckets[i], *next;
+		for(; node; node = next){
+			size_t b = fg_hash(node->key) & (size - 1);
+			next = node->next;
+			node->next = buckets[b];
+			buckets[b] = node;
+		}
+	}
+	free(t->buckets);
+	t->buckets = buckets;
+	t->size = size;
+	return true;
+}
+
+/* Adds or replaces (freeing the old value). On failure the caller still owns value. */
+static bool fg_table_put(struct fg_table *t, const char *key, void *value)
+{
+	struct fg_node **slot, *node;
+
+	if(t->count >= t->size && !fg_table_grow(t)) return false;
+	slot = fg_table_slot(t, key);
+	if(*slot){
+		t->free_value((*slot)->value);
+		(*slot)->value = value;
+		return true;
+	}
+	node = calloc(1, sizeof(*node));
+	if(!node || !(node->key = strdup(key))){
+		free(node);
+		return false;
+	}
+	node->value = value;
+	*slot = node;
+	t->count++;
+	return true;
+}
+
+static void fg_table_remove(struct fg_table *t, const char *key)
+{
+	struct fg_node **slot = fg_table_slot(t, key), *node;
+	if(!slot || !*slot) return;
+	node = *slot;
+	*slot = node->next;
+	t->free_value(node->value);
+	free(node->key);
+	free(node);
+	t->count--;
+}
+
+static void fg_table_clear(struct fg_table *t)
+{
+	for(size_t i = 0; i < t->size; i++){
+		struct fg_node *node = t->buckets[i], *next;
+		for(; node; node = next){
+			next = node->next;
+			t->free_value(node->value);
+			free(node->key);
+			free(node);
+		}
+		t->buckets[i] = NULL;
+	}
+	t->count = 0;
+}
+
+#define FG_TABLE_FOREACH(t, node) \
+	for(size_t fg_i_ = 0; fg_i_ < (t)->size; fg_i_++) \
+		for(struct fg_node *node = (t)->buckets[fg_i_]; node; node = node->next)
+
+/* ------------------------------------------------------------------------ */
+/* State: accounts, trusted CAs, certificate devices, live sessions          */
+/* ------------------------------------------------------------------------ */
+
+enum fg_account_kind { FG_KIND_BOOTSTRAP = 1 };
+
+struct fg_account {
+	enum fg_account_kind kind;
+	struct fg_password_hash hash;
+};
+
+/* A trusted CA, keyed by its fingerprint (lowercase hex SHA-1 of the DER). */
+struct fg_ca {
+	char *tenant;
+	bool enabled, auto_registration;
+	X509 *cert;
+};
+
+/* A registered certificate device, keyed by its client id (= certificate CN). */
+struct fg_device {
+	char *tenant;
+	bool enabled;
+};
+
+/* A live certificate session, keyed by client id. `client` is an identity only:
+ * it is compared, never dereferenced, because the entry can outlive nothing
+ * (MOSQ_EVT_DISCONNECT removes it) but a newer connection may have replaced it. */
+struct fg_session {
+	char *tenant;
+	char ca_fingerprint[FG_FINGERPRINT_LEN + 1];
+	char connection_id[FG_CONNECTION_ID_LEN + 1];
+	const struct mosquitto *client;
+};
+
+struct fg_state {
+	mosquitto_plugin_id_t *id;
+	char *service_username;
+	struct fg_password_hash service_hash;
+	struct fg_table accounts; /* username -> fg_account */
+	struct fg_table cas;      /* fingerprint -> fg_ca */
+	struct fg_table devices;  /* client id -> fg_device */
+	struct fg_table sessions; /* client id -> fg_session; survives `reset` */
+	char epoch[FG_EPOCH_LEN + 1];
+	unsigned long long connections;
+};
+
+static void fg_account_free(void *value)
+{
+	struct fg_account *a = value;
+	if(!a) return;
+	OPENSSL_cleanse(a, sizeof(*a));
+	free(a);
+}
+
+static void fg_ca_free(void *value)
+{
+	struct fg_ca *ca = value;
+	if(!ca) return;
+	X509_free(ca->cert);
+	free(ca->tenant);
+	free(ca);
+}
+
+static void fg_device_free(void *value)
+{
+	struct fg_device *d = value;
+	if(!d) return;
+	free(d->tenant);
+	free(d);
+}
+
+static void fg_session_free(void *value)
+{
+	struct fg_session *s = value;
+	if(!s) return;
+	free(s->tenant);
+	free(s);
+}
+
+/* Adds or replaces; replacing drops the verification cache with the old hash. */
+static bool fg_account_put(struct fg_state *st, enum fg_account_kind kind, const char *username,
+		const struct fg_password_hash *hash)
+{
+	struct fg_account *a = calloc(1, sizeof(*a));
+	if(!a) return false;
+	a->kind = kind;
+	a->hash = *hash;
+	a->hash.cached = false;
+	if(fg_table_put(&st->accounts, username, a)) return true;
+	fg_account_free(a);
+	return false;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Events (fleetgate/v1/events, read by the service only)                   */
+/* ------------------------------------------------------------------------ */
+
+/* One event per message: fields as in control lines. QoS 1, not retained. Nothing
+ * is published to a client id, so a service that is offline with a persistent
+ * session gets them queued; otherwise they are lost (docs/decisions/0002). */
+static void fg_publish_event(struct fg_text *event)
+{
+	int rc;
+	if(event->failed){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "fleetgate: out of memory building an event");
+	}else{
+		rc = mosquitto_broker_publish_copy(NULL, FG_EVENTS_TOPIC, (int)event->len, event->buf,
+				1, false, NULL);
+		if(rc != MOSQ_ERR_SUCCESS){
+			mosquitto_log_printf(MOSQ_LOG_ERR, "fleetgate: could not publish an event: %s",
+					mosquitto_strerror(rc));
+		}
+	}
+	free(event->buf);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Certificate checks                                                        */
+/* ------------------------------------------------------------------------ */
+
+/* The one subject CN as a new UTF-8 string, or NULL (none, several, or an
+ * embedded NUL). */
+static char *fg_common_name(X509 *cert)
+{
+	X509_NAME *subject = X509_get_subject_name(cert);
+	int index = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+	unsigned char *utf8 = NULL;
+	char *copy;
+	int len;
+
+	if(index < 0 || X509_NAME_get_index_by_NID(subject, NID_commonName, index) >= 0) return NULL;
+	len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, index)));
+	if(len < 0) return NULL;
+	copy = (strlen((char *)utf8) == (size_t)len) ? strdup((char *)utf8) : NULL;
+	OPENSSL_free(utf8);
+	return copy;
+}
+
+/*
+ * The stored CA that issued `leaf`: its subject is the leaf's issuer and its key
+ * verifies the leaf's signature. A plugin only sees the leaf, so this must be the
+ * *direct* issuer (docs/decisions/0002). CAs are few (a handful per tenant), so a
+ * scan per CONNECT is fine. An enabled match wins over a disabled one (a re-issued
+ * CA with the same key can sit beside the old one).
+ */
+static const char *fg_find_issuer(struct fg_state *st, X509 *leaf, struct fg_ca **out)
+{
+	const char *found_fp = NULL;
+	*out = NULL;
+	FG_TABLE_FOREACH(&st->cas, node){
+		struct fg_ca *ca = node->value;
+		if(X509_check_issued(ca->cert, leaf) != X509_V_OK) continue;
+		if(X509_verify(leaf, X509_get0_pubkey(ca->cert)) != 1) continue;
+		if(!*out || (ca->enabled && !(*out)->enabled)){
+			*out = ca;
+			found_fp = node->key;
+		}
+	}
+	return found_fp;
+}
+
+/* NULL when the device may use `ca` (fingerprint `fp`), otherwise why not.
+ * The rule for CONNECT and for re-validating live sessions at `sync`. */
+static const char *fg_device_admissible(struct fg_state *st, const char *client_id,
+		const char *fp, const struct fg_ca *ca, bool *is_new)
+{
+	static char reason[160];
+	const struct fg_device *device = fg_table_get(&st->devices, client_id);
+
+	*is_new = false;
+	if(!ca) return "issuer not in the trust store";
+	if(!ca->enabled){
+		snprintf(reason, sizeof(reason), "CA %s is disabled", fp);
+		return reason;
+	}
+	if(device){
+		if(strcmp(device->tenant, ca->tenant) != 0) return "device belongs to another tenant than its CA";
+		if(!device->enabled) return "device is disabled";
+		return NULL;
+	}
+	if(!ca->auto_registration){
+		snprintf(reason, sizeof(reason), "unknown device and CA %s does not auto-register", fp);
+		return reason;
+	}
+	*is_new = true;
+	return NULL;
+}
+
+/* Decides a CONNECT that presented a certificate; on success records the live
+ * session, sets the username and publishes `connected`. */
+static const char *fg_authenticate_certificate(struct fg_state *st, struct mosquitto *client, X509 *leaf)
+{
+	const char *client_id = mosquitto_client_id(client), *fp, *reason;
+	struct fg_ca *ca;
+	struct fg_session *session;
+	struct fg_text text = {0};
+	char *cn = fg_common_name(leaf);
+	bool is_new, cn_matches;
+
+	/* CN == client id is what stops a trusted certificate from taking over another
+	 * device's session by presenting its client id. */
+	cn_matches = cn && client_id && strcmp(cn, client_id) == 0;
+	free(cn);
+	if(!cn_matches) return "certificate CN is missing or differs from the client id";
+	if(!fg_is_topic_level(client_id)) return "client id is not a single topic level";
+	fp = fg_find_issuer(st, leaf, &ca);
+	if(!ca) return "issuer not in the trust store";
+	/* OpenSSL already checked the validity period at the handshake; we do not rely
+	 * on the listener's configuration for it. 0 means unreadable: refuse. */
+	if(X509_cmp_current_time(X509_get0_notBefore(leaf)) >= 0) return "certificate not yet valid";
+	if(X509_cmp_current_time(X509_get0_notAfter(leaf)) <= 0) return "certificate expired";
+	if((reason = fg_device_admissible(st, client_id, fp, ca, &is_new))) return reason;
+
+	fg_text_append(&text, "%s/device_%s", ca->tenant, client_id);
+	if(text.failed || mosquitto_set_username(client, text.buf) != MOSQ_ERR_SUCCESS){
+		free(text.buf);
+		return "out of memory";
+	}
+	free(text.buf);
+	session = calloc(1, sizeof(*session));
+	if(!session || !(session->tenant = strdup(ca->tenant))){
+		fg_session_free(session);
+		return "out of memory";
+	}
+	snprintf(session->ca_fingerprint, sizeof(session->ca_fingerprint), "%s", fp);
+	snprintf(session->connection_id, sizeof(session->connection_id), "%s-%llu",
+			st->epoch, ++st->connections);
+	session->client = client;
+	/* Replacing an entry of the same client id is a takeover by the same device:
+	 * the older connection's DISCONNECT then finds a different pointer and is silent. */
+	if(!fg_table_put(&st->sessions, client_id, session)){
+		fg_session_free(session);
+		return "out of memory";
+	}
+	text = (struct fg_text){0};
+	fg_text_field(&text, "connected");
+	fg_text_field(&text, client_id);
+	fg_text_field(&text, session->tenant);
+	fg_text_field(&text, session->ca_fingerprint);
+	fg_text_field(&text, is_new ? "1" : "0");
+	fg_text_field(&text, session->connection_id);
+	fg_publish_event(&text);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Kicking live certificate sessions                                         */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * mosquitto_kick_client_by_clientid() disconnects synchronously and so runs our
+ * MOSQ_EVT_DISCONNECT callback, which removes the session from the table. Hence
+ * the client ids are collected first and kicked after the table walk. A kicked
+ * client gets no will (with_will false): it did not go away, we threw it out.
+ */
+/* Publishes `disconnected` for the session of `client_id` and forgets it. */
+static void fg_session_end(struct fg_state *st, const char *client_id)
+{
+	struct fg_session *s = fg_table_get(&st->sessions, client_id);
+	struct fg_text text = {0};
+
+	if(!s) return;
+	fg_text_field(&text, "disconnected");
+	fg_text_field(&text, client_id);
+	fg_text_field(&text, s->tenant);
+	fg_text_field(&text, s->connection_id);
+	fg_table_remove(&st->sessions, client_id);
+	fg_publish_event(&text);
+}
+
+/* Kicks the live session of `client_id`. The kick normally runs our DISCONNECT
+ * callback, which ends the session; if it did not, end it here so that the
+ * service still hears of it and the table never keeps a kicked session. */
+static void fg_kick(struct fg_state *st, const char *client_id)
+{
+	mosquitto_kick_client_by_clientid(client_id, false);
+	fg_session_end(st, client_id);
+}
+
+/* Re-validates live sessions with the CONNECT rule against the current state and
+ * kicks those that no longer pass. `fp`, `client_id`: only the sessions of that CA,
+ * of that client (NULL: any). */
+static void fg_revalidate(struct fg_state *st, const char *fp, const char *client_id)
+{
+	char **ids;
+	size_t count = 0;
+
+	if(st->sessions.count == 0) return;
+	ids = calloc(st->sessions.count, sizeof(*ids));
+	if(!ids){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "fleetgate: out of memory re-validating sessions");
+		return;
+	}
+	FG_TABLE_FOREACH(&st->sessions, node){
+		const struct fg_session *s = node->value;
+		const struct fg_ca *ca;
+		const char *reason;
+		bool is_new;
+
+		if(fp && strcmp(s->ca_fingerprint, fp) != 0) continue;
+		if(client_id && strcmp(node->key, client_id) != 0) continue;
+		ca = fg_table_get(&st->cas, s->ca_fingerprint);
+		reason = fg_device_admissible(st, node->key, s->ca_fingerprint, ca, &is_new);
+		/* The username carries the tenant: a CA moved to another tenant ends it. */
+		if(!reason && strcmp(s->tenant, ca->tenant) != 0) reason = "its CA moved to another tenant";
+		if(reason && (ids[count] = strdup(node->key))){
+			mosquitto_log_printf(MOSQ_LOG_NOTICE, "fleetgate: kicking client '%s': %s",
+					node->key, reason);
+			count++;
+		}
+	}
+	for(size_t i = 0; i < count; i++){
+		fg_kick(st, ids[i]);
+		free(ids[i]);
+	}
+	free(ids);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Authentication (MOSQ_EVT_BASIC_AUTH) and disconnects                      */
+/* ------------------------------------------------------------------------ */
+
+static bool fg_is_loopback(const char *address)
+{
+	return address && (strcmp(address, "127.0.0.1") == 0 || strcmp(address, "::1") == 0);
+}
+
+static bool fg_is_service(const struct fg_state *st, const char *username)
+{
+	return username && strcmp(username, st->service_username) == 0;
+}
+
+/* NULL when the client may connect, otherwise why not. */
+static const char *fg_authenticate(struct fg_state *st, struct mosquitto *client,
+		const char *username, const char *password)
+{
+	struct fg_account *account;
+	X509 *cert = mosquitto_client_certificate(client);
+
+	if(cert){
+		/* Only the certificate listener (require_certificate true) yields one. The
+		 * CONNECT's username and password are ignored: the certificate is the identity. */
+		const char *reason = fg_authenticate_certificate(st, client, cert);
+		X509_free(cert);
+		return reason;
+	}
+	if(!username) return "no username";
+	if(fg_is_service(st, username)){
+		if(!fg_is_loopback(mosquitto_client_address(client))) return "service account from a non-loopback address";
+		if(!fg_password_verify(&st->service_hash, password)) return "wrong password";
+		return NULL;
+	}
+	account = fg_table_get(&st->accounts, username);
+	if(!account) return "unknown username";
+	if(account->kind != FG_KIND_BOOTSTRAP) return "account kind cannot connect";
+	if(!fg_is_topic_level(mosquitto_client_id(client))) return "client id is not a single topic level";
+	if(!fg_password_verify(&account->hash, password)) return "wrong password";
+	return NULL;
+}
+
+static int fg_on_basic_auth(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_basic_auth *ev = event_data;
+	const char *reason, *client_id;
+	(void)event;
+
+	reason = fg_authenticate(userdata, ev->client, ev->username, ev->password);
+	if(!reason) return MOSQ_ERR_SUCCESS;
+	client_id = mosquitto_client_id(ev->client);
+	mosquitto_log_printf(MOSQ_LOG_NOTICE, "fleetgate: refused client '%s' username '%s': %s",
+			client_id ? client_id : "", ev->username ? ev->username : "", reason);
+	return MOSQ_ERR_AUTH;
+}
+
+/* The live certificate session of this very connection, or NULL. */
+static struct fg_session *fg_session_of(struct fg_state *st, const struct mosquitto *client)
+{
+	struct fg_session *s = fg_table_get(&st->sessions, mosquitto_client_id(client));
+	return s && s->client == client ? s : NULL;
+}
+
+static int fg_on_disconnect(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_disconnect *ev = event_data;
+	struct fg_state *st = userdata;
+	(void)event;
+
+	/* An older connection of a client id that has reconnected since finds a
+	 * different pointer in the table: it ends nothing and publishes nothing. */
+	if(fg_session_of(st, ev->client)) fg_session_end(st, mosquitto_client_id(ev->client));
+	return MOSQ_ERR_SUCCESS;
+}
+
+/* ------------------------------------------------------------------------ */
+/* ACL (MOSQ_EVT_ACL_CHECK)                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* True when topic (or filter) starts with the literal "<root><level>/". A filter
+ * with a wildcard at or before <level> never matches, since <level> has none. */
+static bool fg_in_namespace(const char *topic, const char *root, const char *level)
+{
+	size_t root_len = strlen(root), level_len;
+	if(!topic || !level || strncmp(topic, root, root_len) != 0) return false;
+	topic += root_len;
+	level_len = strlen(level);
+	return strncmp(topic, level, level_len) == 0 && topic[level_len] == '/';
+}
+
+static int fg_on_acl_check(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_acl_check *ev = event_data;
+	struct fg_state *st = userdata;
+	const char *username = mosquitto_client_username(ev->client);
+	const char *client_id = mosquitto_client_id(ev->client);
+	struct fg_account *account;
+	(void)event;
+
+	/* The service may do anything: the control topic, and the only reader of events. */
+	if(fg_is_service(st, username)) return MOSQ_ERR_SUCCESS;
+	/* A certificate device: fg/d/<client id>/... only. A gateway's children will
+	 * live below it (fg/d/<gateway>/c/<child>/...), so this rule covers them. */
+	if(fg_session_of(st, ev->client)){
+		return fg_in_namespace(ev->topic, FG_DEVICE_ROOT, client_id) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+	}
+	/* A certificate client without a live session (kicked, or being replaced)
+	 * must not fall through to a bootstrap account of the same username. */
+	if(fg_has_certificate(ev->client)) return MOSQ_ERR_ACL_DENIED;
+	account = fg_table_get(&st->accounts, username);
+	if(account && account->kind == FG_KIND_BOOTSTRAP
+			&& fg_in_namespace(ev->topic, FG_BOOTSTRAP_ROOT, client_id)){
+		return MOSQ_ERR_SUCCESS;
+	}
+	return MOSQ_ERR_ACL_DENIED;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Control protocol (MOSQ_EVT_CONTROL on $CONTROL/fleetgate/v1)              */
+/* ------------------------------------------------------------------------ */
 
 /* Decodes a percent-encoded field into a new NUL-terminated string; NULL when it
  * is malformed or would contain a NUL byte. */
@@ -409,14 +821,129 @@ static char *fg_percent_decode(const char *in, size_t n)
 	return out;
 }
 
+static bool fg_parse_flag(const char *s, bool *out)
+{
+	if(strcmp(s, "0") != 0 && strcmp(s, "1") != 0) return false;
+	*out = s[0] == '1';
+	return true;
+}
+
+/* Parses hex DER into a certificate; NULL when it is not one (or has trailing bytes). */
+static X509 *fg_parse_der_hex(const char *hex)
+{
+	size_t n = strlen(hex);
+	unsigned char *der;
+	const unsigned char *p;
+	X509 *cert = NULL;
+
+	if(n == 0 || n % 2 != 0 || !(der = malloc(n / 2))) return NULL;
+	for(size_t i = 0; i < n / 2; i++){
+		int hi = fg_hex_value(hex[2 * i]), lo = fg_hex_value(hex[2 * i + 1]);
+		if(hi < 0 || lo < 0){ free(der); return NULL; }
+		der[i] = (unsigned char)(hi * 16 + lo);
+	}
+	p = der;
+	cert = d2i_X509(NULL, &p, (long)(n / 2));
+	if(cert && p != der + n / 2){
+		X509_free(cert);
+		cert = NULL;
+	}
+	free(der);
+	return cert;
+}
+
+/* True when fp is the lowercase hex SHA-1 of cert's DER. Checked so that a
+ * service bug cannot file a CA under a fingerprint that is not its own. */
+static bool fg_fingerprint_matches(X509 *cert, const char *fp)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+	char hex[2 * EVP_MAX_MD_SIZE + 1];
+
+	if(X509_digest(cert, EVP_sha1(), md, &len) != 1 || 2 * len != FG_FINGERPRINT_LEN) return false;
+	for(unsigned i = 0; i < len; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	return strcmp(hex, fp) == 0;
+}
+
+static const char *fg_command_ca(struct fg_state *st, char **f)
+{
+	struct fg_ca *ca;
+	bool enabled, auto_registration;
+	X509 *cert;
+
+	if(!fg_is_topic_level(f[2])) return "tenant is not a single topic level";
+	if(!fg_parse_flag(f[3], &enabled) || !fg_parse_flag(f[4], &auto_registration)){
+		return "enabled and autoreg must be 0 or 1";
+	}
+	if(!(cert = fg_parse_der_hex(f[5]))) return "invalid certificate DER";
+	if(!fg_fingerprint_matches(cert, f[1])){
+		X509_free(cert);
+		return "fingerprint is not the lowercase hex SHA-1 of the DER";
+	}
+	ca = calloc(1, sizeof(*ca));
+	if(!ca || !(ca->tenant = strdup(f[2]))){
+		free(ca);
+		X509_free(cert);
+		return "out of memory";
+	}
+	ca->cert = cert;
+	ca->enabled = enabled;
+	ca->auto_registration = auto_registration;
+	if(!fg_table_put(&st->cas, f[1], ca)){
+		fg_ca_free(ca);
+		return "out of memory";
+	}
+	fg_revalidate(st, f[1], NULL);
+	return NULL;
+}
+
+static const char *fg_command_device(struct fg_state *st, char **f)
+{
+	struct fg_device *device;
+	bool enabled;
+
+	if(!fg_is_topic_level(f[1])) return "client id is not a single topic level";
+	if(!fg_is_topic_level(f[2])) return "tenant is not a single topic level";
+	if(!fg_parse_flag(f[3], &enabled)) return "enabled must be 0 or 1";
+	device = calloc(1, sizeof(*device));
+	if(!device || !(device->tenant = strdup(f[2]))){
+		free(device);
+		return "out of memory";
+	}
+	device->enabled = enabled;
+	if(!fg_table_put(&st->devices, f[1], device)){
+		fg_device_free(device);
+		return "out of memory";
+	}
+	fg_revalidate(st, NULL, f[1]);
+	return NULL;
+}
+
+static void fg_reply_clients(struct fg_state *st, struct fg_text *reply)
+{
+	FG_TABLE_FOREACH(&st->sessions, node){
+		const struct fg_session *s = node->value;
+		fg_text_field(reply, "client");
+		fg_text_field(reply, node->key);
+		fg_text_field(reply, s->tenant);
+		fg_text_field(reply, s->ca_fingerprint);
+		fg_text_field(reply, s->connection_id);
+		fg_text_append(reply, "\n");
+	}
+}
+
 /* Applies one decoded command; NULL on success, otherwise the error message. */
-static const char *fg_apply_command(struct fg_state *st, char **f, size_t count, struct fg_reply *reply)
+static const char *fg_apply_command(struct fg_state *st, char **f, size_t count, struct fg_text *reply)
 {
 	struct fg_password_hash hash;
 
 	if(strcmp(f[0], "reset") == 0){
 		if(count != 1) return "usage: reset";
-		fg_account_reset(st);
+		/* Live sessions stay: the full sync that follows ends with `sync`, which
+		 * re-validates them against the state rebuilt by then. */
+		fg_table_clear(&st->accounts);
+		fg_table_clear(&st->cas);
+		fg_table_clear(&st->devices);
 	}else if(strcmp(f[0], "account") == 0){
 		if(count != 4) return "usage: account <kind> <username> <hash>";
 		if(strcmp(f[1], "bootstrap") != 0) return "unknown account kind";
@@ -426,12 +953,38 @@ static const char *fg_apply_command(struct fg_state *st, char **f, size_t count,
 		OPENSSL_cleanse(&hash, sizeof(hash));
 	}else if(strcmp(f[0], "account-remove") == 0){
 		if(count != 2) return "usage: account-remove <username>";
-		fg_account_remove(st, f[1]);
+		fg_table_remove(&st->accounts, f[1]);
+	}else if(strcmp(f[0], "ca") == 0){
+		if(count != 6) return "usage: ca <fingerprint> <tenant> <enabled 0|1> <autoreg 0|1> <der hex>";
+		return fg_command_ca(st, f);
+	}else if(strcmp(f[0], "ca-remove") == 0){
+		if(count != 2) return "usage: ca-remove <fingerprint>";
+		fg_table_remove(&st->cas, f[1]);
+		fg_revalidate(st, f[1], NULL);
+	}else if(strcmp(f[0], "device") == 0){
+		if(count != 4) return "usage: device <client id> <tenant> <enabled 0|1>";
+		return fg_command_device(st, f);
+	}else if(strcmp(f[0], "device-remove") == 0){
+		if(count != 2) return "usage: device-remove <client id>";
+		fg_table_remove(&st->devices, f[1]);
+		/* Unconditional, even under an auto-registering CA: its next connection is
+		 * that of an unknown device and goes through registration again. */
+		if(fg_table_get(&st->sessions, f[1])){
+			mosquitto_log_printf(MOSQ_LOG_NOTICE, "fleetgate: kicking client '%s': device removed", f[1]);
+			fg_kick(st, f[1]);
+		}
+	}else if(strcmp(f[0], "clients") == 0){
+		if(count != 2) return "usage: clients <token>";
+		fg_reply_clients(st, reply);
+		fg_text_field(reply, "ok");
+		fg_text_field(reply, f[1]);
+		fg_text_append(reply, "\n");
 	}else if(strcmp(f[0], "sync") == 0){
 		if(count != 2) return "usage: sync <token>";
-		fg_reply_append(reply, "ok ");
-		fg_reply_append_field(reply, f[1]);
-		fg_reply_append(reply, "\n");
+		fg_revalidate(st, NULL, NULL);
+		fg_text_field(reply, "ok");
+		fg_text_field(reply, f[1]);
+		fg_text_append(reply, "\n");
 	}else{
 		return "unknown command";
 	}
@@ -439,7 +992,7 @@ static const char *fg_apply_command(struct fg_state *st, char **f, size_t count,
 }
 
 /* Splits one line on single spaces, decodes each field and applies it. */
-static const char *fg_process_line(struct fg_state *st, const char *line, size_t len, struct fg_reply *reply)
+static const char *fg_process_line(struct fg_state *st, const char *line, size_t len, struct fg_text *reply)
 {
 	char *fields[FG_MAX_FIELDS];
 	size_t count = 0, start = 0;
@@ -467,7 +1020,7 @@ static int fg_on_control(int event, void *event_data, void *userdata)
 	struct fg_state *st = userdata;
 	const char *payload = ev->payload, *username = mosquitto_client_username(ev->client);
 	const char *client_id = mosquitto_client_id(ev->client);
-	struct fg_reply reply = {0};
+	struct fg_text reply = {0};
 	size_t pos = 0, line_no = 0, errors = 0;
 	(void)event;
 
@@ -485,12 +1038,13 @@ static int fg_on_control(int event, void *event_data, void *userdata)
 		line_no++;
 		if(len > 0 && (error = fg_process_line(st, payload + pos, len, &reply))){
 			errors++;
-			fg_reply_append(&reply, "error %zu %s\n", line_no, error);
+			fg_text_append(&reply, "error %zu %s\n", line_no, error);
 		}
 		pos += len + 1;
 	}
-	mosquitto_log_printf(MOSQ_LOG_INFO, "fleetgate: control message: %zu lines, %zu errors, %zu accounts",
-			line_no, errors, st->account_count);
+	mosquitto_log_printf(MOSQ_LOG_INFO, "fleetgate: control message: %zu lines, %zu errors, "
+			"%zu accounts, %zu CAs, %zu devices, %zu live certificate sessions",
+			line_no, errors, st->accounts.count, st->cas.count, st->devices.count, st->sessions.count);
 	if(reply.failed){
 		mosquitto_log_printf(MOSQ_LOG_ERR, "fleetgate: out of memory building a control reply");
 	}else if(reply.needed && client_id){
@@ -519,9 +1073,16 @@ static const char *fg_option(struct mosquitto_opt *options, int count, const cha
 
 static void fg_state_free(struct fg_state *st)
 {
+	struct fg_table *tables[4];
 	if(!st) return;
-	fg_account_reset(st);
-	free(st->accounts);
+	tables[0] = &st->accounts;
+	tables[1] = &st->cas;
+	tables[2] = &st->devices;
+	tables[3] = &st->sessions;
+	for(size_t i = 0; i < 4; i++){
+		fg_table_clear(tables[i]);
+		free(tables[i]->buckets);
+	}
 	free(st->service_username);
 	OPENSSL_cleanse(&st->service_hash, sizeof(st->service_hash));
 	free(st);
@@ -549,6 +1110,24 @@ static bool fg_read_hash_file(const char *path, struct fg_password_hash *h)
 	return ok;
 }
 
+/* Connection ids are "<epoch>-<counter>": the epoch (random per plugin start)
+ * keeps ids unique across broker restarts, where the counter starts again. */
+static bool fg_make_epoch(struct fg_state *st)
+{
+	unsigned char random[FG_EPOCH_LEN / 2];
+	if(RAND_bytes(random, sizeof(random)) != 1) return false;
+	for(size_t i = 0; i < sizeof(random); i++) snprintf(st->epoch + 2 * i, 3, "%02x", random[i]);
+	return true;
+}
+
+static void fg_unregister(mosquitto_plugin_id_t *id)
+{
+	mosquitto_callback_unregister(id, MOSQ_EVT_BASIC_AUTH, fg_on_basic_auth, NULL);
+	mosquitto_callback_unregister(id, MOSQ_EVT_ACL_CHECK, fg_on_acl_check, NULL);
+	mosquitto_callback_unregister(id, MOSQ_EVT_DISCONNECT, fg_on_disconnect, NULL);
+	mosquitto_callback_unregister(id, MOSQ_EVT_CONTROL, fg_on_control, FG_CONTROL_TOPIC);
+}
+
 int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
 {
 	(void)supported_version_count;
@@ -570,26 +1149,36 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	}
 	st = calloc(1, sizeof(*st));
 	if(!st) return MOSQ_ERR_NOMEM;
+	st->accounts.free_value = fg_account_free;
+	st->cas.free_value = fg_ca_free;
+	st->devices.free_value = fg_device_free;
+	st->sessions.free_value = fg_session_free;
 	if(!hash_file || !fg_read_hash_file(hash_file, &st->service_hash)){
 		mosquitto_log_printf(MOSQ_LOG_ERR, "fleetgate: plugin_opt_service_password_hash_file is "
 				"missing, or its first line is not a scrypt:<log2N>:<r>:<p>:<salt hex>:<key hex> string");
 		fg_state_free(st);
 		return MOSQ_ERR_INVAL;
 	}
+	if(!fg_make_epoch(st)){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "fleetgate: RAND_bytes failed");
+		fg_state_free(st);
+		return MOSQ_ERR_UNKNOWN;
+	}
 	st->id = identifier;
 	st->service_username = strdup(username);
 	if(!st->service_username
 			|| mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, fg_on_basic_auth, NULL, st)
 			|| mosquitto_callback_register(identifier, MOSQ_EVT_ACL_CHECK, fg_on_acl_check, NULL, st)
+			|| mosquitto_callback_register(identifier, MOSQ_EVT_DISCONNECT, fg_on_disconnect, NULL, st)
 			|| mosquitto_callback_register(identifier, MOSQ_EVT_CONTROL, fg_on_control, FG_CONTROL_TOPIC, st)){
 		mosquitto_log_printf(MOSQ_LOG_ERR, "fleetgate: could not register plugin callbacks");
-		mosquitto_callback_unregister(identifier, MOSQ_EVT_BASIC_AUTH, fg_on_basic_auth, NULL);
-		mosquitto_callback_unregister(identifier, MOSQ_EVT_ACL_CHECK, fg_on_acl_check, NULL);
+		fg_unregister(identifier);
 		fg_state_free(st);
 		return MOSQ_ERR_UNKNOWN;
 	}
 	*userdata = st;
-	mosquitto_log_printf(MOSQ_LOG_INFO, "fleetgate: plugin loaded, service username '%s'", username);
+	mosquitto_log_printf(MOSQ_LOG_INFO, "fleetgate: plugin loaded, service username '%s', "
+			"connection epoch %s", username, st->epoch);
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -600,9 +1189,7 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
 	(void)option_count;
 
 	if(!st) return MOSQ_ERR_SUCCESS;
-	mosquitto_callback_unregister(st->id, MOSQ_EVT_BASIC_AUTH, fg_on_basic_auth, NULL);
-	mosquitto_callback_unregister(st->id, MOSQ_EVT_ACL_CHECK, fg_on_acl_check, NULL);
-	mosquitto_callback_unregister(st->id, MOSQ_EVT_CONTROL, fg_on_control, FG_CONTROL_TOPIC);
+	fg_unregister(st->id);
 	fg_state_free(st);
 	return MOSQ_ERR_SUCCESS;
 }

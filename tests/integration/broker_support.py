@@ -57,11 +57,18 @@ class RunningBroker:
     def ca(self) -> Issued:
         return load_issued(self.pki.ca_file, self.pki.ca_key)
 
-    def tls_context(self, client: Issued | None = None) -> ssl.SSLContext:
+    def tls_context(
+        self, client: Issued | None = None, chain: Sequence[Issued] = ()
+    ) -> ssl.SSLContext:
+        """Verifies the broker; presents ``client`` (followed by ``chain``, e.g. an
+        intermediate CA) when given."""
         context = ssl.create_default_context(cafile=str(self.pki.ca_file))
         if client is not None:
             cert, key = self.workdir / "client.crt", self.workdir / "client.key"
             client.write(cert, key)
+            with cert.open("ab") as handle:
+                for issuer in chain:
+                    handle.write(issuer.cert_pem())
             context.load_cert_chain(str(cert), str(key))
         return context
 
@@ -85,6 +92,7 @@ async def running_broker() -> AsyncIterator[RunningBroker]:
             server_cert=pki.server_cert,
             server_key=pki.server_key,
             persistence_dir=workdir / "data",
+            capath=workdir / "trusted",
             service_username=SERVICE_USERNAME,
             service_password_hash_file=workdir / "run" / "service_password.hash",
             plugin_path=plugin,
@@ -118,6 +126,8 @@ def device_client(
     username: str | None = None,
     password: str | None = None,
     certificate: Issued | None = None,
+    chain: Sequence[Issued] = (),
+    timeout: float | None = None,
 ) -> aiomqtt.Client:
     """A TLS client (password listener unless ``port`` says otherwise)."""
     return aiomqtt.Client(
@@ -127,7 +137,8 @@ def device_client(
         username=username,
         password=password,
         protocol=aiomqtt.ProtocolVersion.V5,
-        tls_context=broker.tls_context(certificate),
+        tls_context=broker.tls_context(certificate, chain),
+        timeout=timeout,
     )
 
 

@@ -75,3 +75,81 @@ def test_commands() -> None:
     assert control.message(["reset", "sync t"]) == b"reset\nsync t"
     with pytest.raises(ValueError, match="unknown account kind"):
         control.account("robot", "a", "h")
+
+
+flags = st.booleans()
+
+
+def decoded(line: str) -> list[str]:
+    """The fields of a command line as the plugin sees them."""
+    return [reference_decode(part) for part in line.split(" ")]
+
+
+@given(fields, fields, flags, flags, st.binary(min_size=1, max_size=64))
+def test_ca_fields_round_trip(
+    fingerprint: str, tenant: str, enabled: bool, autoreg: bool, der: bytes
+) -> None:
+    line = control.ca(fingerprint, tenant, enabled, autoreg, der)
+    assert "\n" not in line
+    assert decoded(line) == [
+        "ca",
+        fingerprint,
+        tenant,
+        str(int(enabled)),
+        str(int(autoreg)),
+        der.hex(),
+    ]
+
+
+@given(fields, fields, flags)
+def test_device_fields_round_trip(client_id: str, tenant: str, enabled: bool) -> None:
+    assert decoded(control.device(client_id, tenant, enabled)) == [
+        "device",
+        client_id,
+        tenant,
+        str(int(enabled)),
+    ]
+
+
+@given(fields)
+def test_single_argument_commands_round_trip(value: str) -> None:
+    assert decoded(control.ca_remove(value)) == ["ca-remove", value]
+    assert decoded(control.device_remove(value)) == ["device-remove", value]
+    assert decoded(control.clients(value)) == ["clients", value]
+    assert decoded(control.sync(value)) == ["sync", value]
+    assert decoded(control.account_remove(value)) == ["account-remove", value]
+
+
+events = st.one_of(
+    st.builds(control.Connected, fields, fields, fields, flags, fields),
+    st.builds(control.Disconnected, fields, fields, fields),
+)
+
+
+@given(events)
+def test_events_round_trip(event: control.Connected | control.Disconnected) -> None:
+    assert control.parse_event(control.encode_event(event)) == event
+
+
+@given(st.lists(st.tuples(fields, fields, fields, fields), max_size=5), fields)
+def test_clients_response_round_trips(rows: list[tuple[str, str, str, str]], token: str) -> None:
+    payload = "".join("client " + " ".join(map(control.encode_field, row)) + "\n" for row in rows)
+    payload += f"ok {control.encode_field(token)}\n"
+    response = control.parse_response(payload.encode("utf-8"))
+    assert response.clients == tuple(control.LiveClient(*row) for row in rows)
+    assert response.synced == (token,)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"", b"connected a b c 2 d", b"connected a b c 1", b"disconnected a b", b"kicked a", b"\xff"],
+)
+def test_parse_event_rejects_anything_else(payload: bytes) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011
+        control.parse_event(payload)
+
+
+def test_new_commands() -> None:
+    assert control.ca("ab", "t1", True, False, b"\x01\xff") == "ca ab t1 1 0 01ff"
+    assert control.device("d 1", "t1", False) == "device d%201 t1 0"
+    assert control.EVENTS_TOPIC == "fleetgate/v1/events"

@@ -110,6 +110,8 @@ class BrokerConfig:
     cert_port: int
     password_port: int
     bind_address: str
+    #: The broker CA devices verify the server with (the stack describes it); the
+    #: certificate listener trusts ``capath`` instead, not this file.
     ca_file: Path
     server_cert: Path
     server_key: Path
@@ -121,6 +123,14 @@ class BrokerConfig:
     plugin_path: Path
     #: ``user`` directive; None leaves mosquitto's default (drop to "mosquitto" as root).
     user: str | None = None
+    #: The certificate listener's ``capath``: the trusted device CAs in OpenSSL
+    #: hashed-directory form (:func:`fleetgate.pki.capath.sync_capath` writes it).
+    #: None: ``trusted/`` beside the persistence directory.
+    capath: Path | None = None
+
+    def trusted_dir(self) -> Path:
+        """The capath directory mosquitto is given (``capath`` or its default)."""
+        return self.capath or self.persistence_dir.parent / "trusted"
 
     def listeners(self) -> dict[str, tuple[str, int]]:
         """Listener name -> (bind address, port)."""
@@ -160,6 +170,7 @@ def render_config(cfg: BrokerConfig, template: Path | None = None) -> str:
         if not value or any(c.isspace() for c in value):
             raise ConfigurationError(f"broker setting {name} must be non-empty without spaces")
     values: dict[str, object] = {k: v for k, v in asdict(cfg).items() if k != "user"}
+    values["capath"] = cfg.trusted_dir()
     values["user_line"] = f"user {cfg.user}" if cfg.user else ""
     text = (template or broker_dir() / _TEMPLATE).read_text(encoding="utf-8")
     return text.format_map(values)
@@ -170,7 +181,8 @@ class MosquittoProcess:
 
     ``run_dir`` receives the rendered ``mosquitto.conf``; it is created if needed and must
     be reachable by the mosquitto user. The persistence directory is created and, when
-    running as root, given to the mosquitto user.
+    running as root, given to the mosquitto user. The capath directory is created (0755:
+    CA certificates are public) so that mosquitto can read what the service puts there.
     """
 
     def __init__(
@@ -286,12 +298,15 @@ class MosquittoProcess:
         cfg = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cfg.persistence_dir.mkdir(parents=True, exist_ok=True)
+        trusted = cfg.trusted_dir()
+        trusted.mkdir(parents=True, exist_ok=True)
+        trusted.chmod(0o755)
         broker_user = _broker_user(cfg.user)
         if broker_user is not None:
             os.chown(cfg.persistence_dir, broker_user.pw_uid, broker_user.pw_gid)
+            _check_readable(trusted, broker_user)
             for path in (
                 cfg.plugin_path,
-                cfg.ca_file,
                 cfg.server_cert,
                 cfg.server_key,
                 cfg.service_password_hash_file,
@@ -405,9 +420,11 @@ def _check_readable(path: Path, user: pwd.struct_passwd) -> None:
     """Fail clearly when ``user`` cannot reach and read ``path`` (mode bits only)."""
     groups = {user.pw_gid} | {g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem}
     path = path.resolve()
-    if not path.is_file():
+    if not path.exists():
         raise ConfigurationError(f"{path} does not exist")
-    for node, need in [(p, 0o1) for p in reversed(path.parents)] + [(path, 0o4)]:
+    # A directory must be listable and enterable (capath), a file readable.
+    last = 0o5 if path.is_dir() else 0o4
+    for node, need in [(p, 0o1) for p in reversed(path.parents)] + [(path, last)]:
         st = node.stat()
         if st.st_uid == user.pw_uid:
             allowed = (st.st_mode >> 6) & need
@@ -415,8 +432,8 @@ def _check_readable(path: Path, user: pwd.struct_passwd) -> None:
             allowed = (st.st_mode >> 3) & need
         else:
             allowed = st.st_mode & need
-        if not allowed:
-            what = "read" if need == 0o4 else "enter"
+        if allowed != need:
+            what = "enter" if need == 0o1 else "read"
             raise ConfigurationError(
                 f"mosquitto runs as user {user.pw_name!r} and cannot {what} {node} "
                 f"(mode {stat.filemode(st.st_mode)}); make it readable by that user"

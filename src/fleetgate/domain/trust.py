@@ -1,0 +1,480 @@
+"""Trusted certificates: the CAs whose devices may connect, and the rules they obey.
+
+A tenant uploads the certificate of a CA (a root or an intermediate) in PEM. It is
+accepted only when it is one X.509 version 3 certificate with ``BasicConstraints
+CA:true`` that is valid now; everything else is refused with a
+:class:`CertificateRefused` whose ``reason`` says which rule failed. The facts shown to
+the operator (fingerprint, subject, serial number, ...) are read from the certificate
+once, here, and never change; only the name, the status and the auto-registration flag
+can be edited afterwards (:func:`apply_update`).
+
+Representation choices follow Cumulocity: the fingerprint is the lowercase hex SHA-1 of
+the DER, the serial number is decimal, the signature algorithm uses Java's names
+(``SHA256withECDSA``), timestamps are ISO 8601 UTC with milliseconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from cryptography import x509
+from cryptography.utils import CryptographyDeprecationWarning
+from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
+
+from fleetgate.domain.errors import ValidationFailed
+
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "MAX_PEM_BYTES",
+    "CertificateFacts",
+    "CertificateRefused",
+    "RefusalReason",
+    "TrustStatus",
+    "TrustedCertificate",
+    "apply_update",
+    "certificate_from_upload",
+    "default_name",
+    "iso_timestamp",
+    "new_trusted_certificate",
+    "parse_flag",
+    "parse_name",
+    "parse_status",
+    "parse_trusted_certificate",
+    "read_only_values",
+]
+
+#: Larger input is refused before it is looked at; a CA certificate is a few KiB.
+MAX_PEM_BYTES = 64 * 1024
+MAX_NAME_LENGTH = 1000
+
+
+class TrustStatus(StrEnum):
+    """Whether devices whose certificates this CA signed may connect."""
+
+    ENABLED = "ENABLED"
+    DISABLED = "DISABLED"
+
+
+class RefusalReason(StrEnum):
+    """Why an uploaded certificate was refused; one value per rule."""
+
+    TOO_LARGE = "tooLarge"
+    NOT_PEM = "notPem"
+    PRIVATE_KEY = "privateKey"
+    NOT_A_CERTIFICATE = "notACertificate"
+    SEVERAL_CERTIFICATES = "severalCertificates"
+    NOT_VERSION_3 = "notVersion3"
+    NOT_A_CA = "notACa"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "notYetValid"
+
+
+class CertificateRefused(ValidationFailed):
+    """An uploaded certificate breaks one of the rules; ``reason`` names which."""
+
+    def __init__(self, reason: RefusalReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateFacts:
+    """What a trusted certificate says about itself; read-only once uploaded."""
+
+    fingerprint: str
+    subject: str
+    issuer: str
+    serial_number: str
+    algorithm_name: str
+    version: int
+    not_before: datetime
+    not_after: datetime
+    der: bytes
+    pem: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedCertificate:
+    """A CA certificate trusted by one tenant, with the settings its operator chose."""
+
+    tenant_id: str
+    name: str
+    status: TrustStatus
+    auto_registration: bool
+    facts: CertificateFacts
+
+    @property
+    def fingerprint(self) -> str:
+        return self.facts.fingerprint
+
+    @property
+    def enabled(self) -> bool:
+        return self.status is TrustStatus.ENABLED
+
+
+def iso_timestamp(moment: datetime) -> str:
+    """``2040-02-13T13:13:00.000Z``: UTC, milliseconds, ``Z``, as Cumulocity writes them."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
+        f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+# --- parsing --------------------------------------------------------------------------
+
+_BEGIN = re.compile(r"-----BEGIN ([^-\r\n]*)-----")
+_BLOCK = re.compile(r"-----BEGIN ([^-\r\n]*)-----(.*?)-----END \1-----", re.DOTALL)
+_BASE64 = re.compile(r"^[A-Za-z0-9+/=\s]+$")
+
+_NOT_PEM = "not a PEM certificate: expected one '-----BEGIN CERTIFICATE-----' block"
+
+# Java's names for signature algorithms (what Cumulocity's algorithmName shows).
+_JAVA_ALGORITHM_NAMES = {
+    SignatureAlgorithmOID.RSA_WITH_MD5: "MD5withRSA",
+    SignatureAlgorithmOID.RSA_WITH_SHA1: "SHA1withRSA",
+    SignatureAlgorithmOID.RSA_WITH_SHA224: "SHA224withRSA",
+    SignatureAlgorithmOID.RSA_WITH_SHA256: "SHA256withRSA",
+    SignatureAlgorithmOID.RSA_WITH_SHA384: "SHA384withRSA",
+    SignatureAlgorithmOID.RSA_WITH_SHA512: "SHA512withRSA",
+    SignatureAlgorithmOID.RSASSA_PSS: "RSASSA-PSS",
+    SignatureAlgorithmOID.ECDSA_WITH_SHA1: "SHA1withECDSA",
+    SignatureAlgorithmOID.ECDSA_WITH_SHA224: "SHA224withECDSA",
+    SignatureAlgorithmOID.ECDSA_WITH_SHA256: "SHA256withECDSA",
+    SignatureAlgorithmOID.ECDSA_WITH_SHA384: "SHA384withECDSA",
+    SignatureAlgorithmOID.ECDSA_WITH_SHA512: "SHA512withECDSA",
+    SignatureAlgorithmOID.DSA_WITH_SHA1: "SHA1withDSA",
+    SignatureAlgorithmOID.DSA_WITH_SHA224: "SHA224withDSA",
+    SignatureAlgorithmOID.DSA_WITH_SHA256: "SHA256withDSA",
+    SignatureAlgorithmOID.ED25519: "Ed25519",
+    SignatureAlgorithmOID.ED448: "Ed448",
+}
+
+
+def parse_trusted_certificate(pem: str | bytes, now: datetime) -> CertificateFacts:
+    """Check an uploaded CA certificate against every rule and read its facts.
+
+    ``pem`` is one ``CERTIFICATE`` PEM block; as Cumulocity accepts it, the bare base64
+    body without the BEGIN/END lines is taken too. Raises :class:`CertificateRefused`
+    (a :class:`ValidationFailed`, HTTP 422) naming the first rule broken; the message
+    never repeats the input, so a private key sent by mistake is not echoed back.
+    """
+    der = _single_certificate_der(pem)
+    try:
+        with warnings.catch_warnings():
+            # cryptography warns about (and will refuse) non-positive serials; so do we.
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            cert = x509.load_der_x509_certificate(der)
+            serial_number = cert.serial_number
+    except ValueError:
+        raise CertificateRefused(
+            RefusalReason.NOT_PEM,
+            "not a PEM certificate: the CERTIFICATE block does not hold an X.509 certificate",
+        ) from None
+    if serial_number <= 0:
+        raise CertificateRefused(
+            RefusalReason.NOT_PEM,
+            "the certificate's serial number is not positive, which RFC 5280 forbids",
+        )
+    try:
+        version = cert.version
+    except x509.InvalidVersion:
+        version = None
+    if version is not x509.Version.v3:
+        raise CertificateRefused(
+            RefusalReason.NOT_VERSION_3,
+            "the certificate is not X.509 version 3; a trusted certificate must be version 3",
+        )
+    _require_ca(cert)
+    try:
+        not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
+        subject, issuer = cert.subject.rfc4514_string(), cert.issuer.rfc4514_string()
+        algorithm_oid = cert.signature_algorithm_oid
+    except ValueError:
+        raise CertificateRefused(
+            RefusalReason.NOT_PEM, "not a PEM certificate: the certificate is malformed"
+        ) from None
+    if now >= not_after:
+        raise CertificateRefused(
+            RefusalReason.EXPIRED,
+            f"the certificate has expired: it was valid until {iso_timestamp(not_after)}",
+        )
+    if now < not_before:
+        raise CertificateRefused(
+            RefusalReason.NOT_YET_VALID,
+            f"the certificate is not valid yet: it is valid from {iso_timestamp(not_before)}",
+        )
+    return CertificateFacts(
+        fingerprint=hashlib.sha1(der, usedforsecurity=False).hexdigest(),
+        subject=subject,
+        issuer=issuer,
+        serial_number=str(serial_number),
+        algorithm_name=_JAVA_ALGORITHM_NAMES.get(algorithm_oid, algorithm_oid.dotted_string),
+        version=3,
+        not_before=not_before,
+        not_after=not_after,
+        der=der,
+        pem=_pem(der),
+    )
+
+
+def _single_certificate_der(pem: str | bytes) -> bytes:
+    if len(pem) > MAX_PEM_BYTES or (
+        isinstance(pem, str) and len(pem.encode("utf-8", "surrogatepass")) > MAX_PEM_BYTES
+    ):
+        raise CertificateRefused(
+            RefusalReason.TOO_LARGE,
+            f"the certificate is larger than {MAX_PEM_BYTES // 1024} KiB; "
+            "upload one CA certificate in PEM",
+        )
+    if isinstance(pem, bytes):
+        try:
+            pem = pem.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CertificateRefused(RefusalReason.NOT_PEM, _NOT_PEM) from None
+    labels = [m.group(1).strip() for m in _BEGIN.finditer(pem)]
+    if any("PRIVATE KEY" in label for label in labels):
+        raise CertificateRefused(
+            RefusalReason.PRIVATE_KEY,
+            "a private key was sent: upload only the CA's certificate, never its private key "
+            "(the key was not stored); consider it exposed if it was sent over an untrusted "
+            "channel",
+        )
+    others = sorted({label for label in labels if label != "CERTIFICATE"})
+    if others:
+        raise CertificateRefused(
+            RefusalReason.NOT_A_CERTIFICATE,
+            f"only CERTIFICATE blocks are accepted, not {', '.join(repr(o) for o in others)}",
+        )
+    if len(labels) > 1:
+        raise CertificateRefused(
+            RefusalReason.SEVERAL_CERTIFICATES,
+            f"{len(labels)} certificates were sent; upload exactly one CA certificate at a time",
+        )
+    if labels:
+        block = _BLOCK.search(pem)
+        if block is None:
+            raise CertificateRefused(
+                RefusalReason.NOT_PEM,
+                "not a PEM certificate: the BEGIN CERTIFICATE line has no matching END line",
+            )
+        body = block.group(2)
+    else:
+        body = pem  # Cumulocity also takes the base64 body alone
+    if not _BASE64.match(body):
+        raise CertificateRefused(RefusalReason.NOT_PEM, _NOT_PEM)
+    try:
+        der = base64.b64decode("".join(body.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise CertificateRefused(RefusalReason.NOT_PEM, _NOT_PEM) from None
+    if not der:
+        raise CertificateRefused(RefusalReason.NOT_PEM, _NOT_PEM)
+    return der
+
+
+def _require_ca(cert: x509.Certificate) -> None:
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        raise CertificateRefused(
+            RefusalReason.NOT_A_CA,
+            "the certificate has no BasicConstraints extension, so it is not a CA; "
+            "upload the certificate of the CA that signs your devices' certificates",
+        ) from None
+    except ValueError:
+        raise CertificateRefused(
+            RefusalReason.NOT_PEM, "not a PEM certificate: its extensions are malformed"
+        ) from None
+    if not constraints.ca:
+        raise CertificateRefused(
+            RefusalReason.NOT_A_CA,
+            "the certificate is a leaf (BasicConstraints CA:false), not a CA; upload the "
+            "certificate of the CA that signs your devices' certificates instead",
+        )
+
+
+def _pem(der: bytes) -> str:
+    body = base64.b64encode(der).decode("ascii")
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
+
+
+# --- creating and editing -----------------------------------------------------------
+
+
+def default_name(facts: CertificateFacts) -> str:
+    """The subject's common name, else the whole subject: a name when none was given."""
+    cert = x509.load_der_x509_certificate(facts.der)
+    common = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if common and isinstance(common[0].value, str) and common[0].value:
+        return common[0].value
+    return facts.subject or facts.fingerprint
+
+
+def new_trusted_certificate(
+    tenant_id: str,
+    facts: CertificateFacts,
+    *,
+    name: str | None,
+    status: TrustStatus,
+    auto_registration: bool,
+) -> TrustedCertificate:
+    """A tenant's new trusted certificate; without a name, the subject's CN is used."""
+    chosen = default_name(facts) if name is None else _check_name(name)
+    return TrustedCertificate(tenant_id, chosen, status, auto_registration, facts)
+
+
+def _check_name(name: str) -> str:
+    if not name.strip():
+        raise ValidationFailed("name: must not be empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValidationFailed(f"name: must be at most {MAX_NAME_LENGTH} characters")
+    return name
+
+
+def read_only_values(cert: TrustedCertificate) -> dict[str, object]:
+    """The representation's read-only fields and their values (``self`` excepted)."""
+    facts = cert.facts
+    return {
+        "fingerprint": facts.fingerprint,
+        "subject": facts.subject,
+        "issuer": facts.issuer,
+        "serialNumber": facts.serial_number,
+        "algorithmName": facts.algorithm_name,
+        "version": facts.version,
+        "notBefore": iso_timestamp(facts.not_before),
+        "notAfter": iso_timestamp(facts.not_after),
+        "certInPemFormat": facts.pem,
+    }
+
+
+def _same_read_only(field: str, sent: object, current: object) -> bool:
+    if field == "certInPemFormat" and isinstance(sent, str) and isinstance(current, str):
+        # Compare the base64 bodies: line breaks and BEGIN/END lines may differ.
+        def strip(text: str) -> str:
+            return "".join(
+                line.strip() for line in text.splitlines() if not line.startswith("-----")
+            )
+
+        return strip(sent) == strip(current)
+    if field == "version" and isinstance(sent, str):
+        return sent == str(current)
+    return sent == current
+
+
+def parse_flag(field: str, value: object) -> bool:
+    """A JSON boolean; ``"true"``/``"false"`` too, as Cumulocity's own examples send them."""
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    raise ValidationFailed(f"{field}: must be true or false")
+
+
+def parse_status(value: object) -> TrustStatus:
+    if isinstance(value, str) and value in TrustStatus.__members__:
+        return TrustStatus(value)
+    raise ValidationFailed("status: must be ENABLED or DISABLED")
+
+
+def parse_name(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValidationFailed("name: must be a string")
+    return _check_name(value)
+
+
+_EDITABLE = frozenset({"name", "status", "autoRegistrationEnabled"})
+_READ_ONLY = frozenset(
+    {
+        "fingerprint",
+        "subject",
+        "issuer",
+        "serialNumber",
+        "algorithmName",
+        "version",
+        "notBefore",
+        "notAfter",
+        "certInPemFormat",
+    }
+)
+#: Fields a client may send back unchanged from a GET but which we do not compare.
+_IGNORED = frozenset({"self", "tenantId"})
+
+
+def apply_update(cert: TrustedCertificate, changes: Mapping[str, object]) -> TrustedCertificate:
+    """The certificate after an operator's edit (the body of a PUT).
+
+    Only ``name``, ``status`` and ``autoRegistrationEnabled`` may change. A read-only
+    field (``certInPemFormat``, ``fingerprint``, ``subject``, ...) may be sent back with
+    its current value, so that GET → edit → PUT works; a different value is refused with
+    a 422 naming the field, never silently dropped. Unknown fields are refused too, so a
+    misspelt field name is not mistaken for a successful edit.
+    """
+    unknown = sorted(set(changes) - _EDITABLE - _READ_ONLY - _IGNORED)
+    if unknown:
+        raise ValidationFailed(
+            f"{', '.join(unknown)}: unknown field; only name, status and "
+            "autoRegistrationEnabled can be changed"
+        )
+    current = read_only_values(cert)
+    for field in sorted(_READ_ONLY & set(changes)):
+        if not _same_read_only(field, changes[field], current[field]):
+            raise ValidationFailed(
+                f"{field}: is read-only and cannot be changed; to trust another "
+                "certificate, upload it and delete this one"
+            )
+    updated = cert
+    if "name" in changes:
+        updated = replace(updated, name=parse_name(changes["name"]))
+    if "status" in changes:
+        updated = replace(updated, status=parse_status(changes["status"]))
+    if "autoRegistrationEnabled" in changes:
+        updated = replace(
+            updated,
+            auto_registration=parse_flag(
+                "autoRegistrationEnabled", changes["autoRegistrationEnabled"]
+            ),
+        )
+    return updated
+
+
+def certificate_from_upload(
+    tenant_id: str, body: Mapping[str, object], now: datetime
+) -> TrustedCertificate:
+    """The trusted certificate a POST body asks for, checked against every rule.
+
+    ``certInPemFormat`` and ``status`` are required (as in Cumulocity); ``name``
+    defaults to the subject's common name and ``autoRegistrationEnabled`` to false.
+    Read-only fields may be sent if they match the certificate; unknown fields are
+    refused.
+    """
+    unknown = sorted(set(body) - _EDITABLE - _READ_ONLY - _IGNORED)
+    if unknown:
+        raise ValidationFailed(f"{', '.join(unknown)}: unknown field")
+    missing = [f for f in ("certInPemFormat", "status") if body.get(f) is None]
+    if missing:
+        raise ValidationFailed(f"{', '.join(missing)}: required")
+    pem = body["certInPemFormat"]
+    if not isinstance(pem, str):
+        raise ValidationFailed("certInPemFormat: must be a string holding a PEM certificate")
+    status = parse_status(body["status"])
+    name = parse_name(body["name"]) if body.get("name") is not None else None
+    auto = body.get("autoRegistrationEnabled")
+    auto_registration = False if auto is None else parse_flag("autoRegistrationEnabled", auto)
+    facts = parse_trusted_certificate(pem, now)
+    cert = new_trusted_certificate(
+        tenant_id, facts, name=name, status=status, auto_registration=auto_registration
+    )
+    current = read_only_values(cert)
+    for field in sorted((_READ_ONLY - {"certInPemFormat"}) & set(body)):
+        if not _same_read_only(field, body[field], current[field]):
+            raise ValidationFailed(
+                f"{field}: is read-only and is read from the certificate; it does not match"
+            )
+    return cert

@@ -6,6 +6,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# openssl: fleetgate.pki.capath hashes CA subjects with the same OpenSSL as the broker.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends openssl \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /build
 COPY pyproject.toml README.md ./
 COPY src/ ./src/
@@ -18,7 +23,8 @@ RUN pip install --no-cache-dir . && rm -rf /build
 RUN groupadd --system --gid 10001 fleetgate \
     && useradd --system --uid 10001 --gid fleetgate --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin fleetgate \
-    && install -d -o fleetgate -g fleetgate -m 0750 /run/fleetgate
+    && install -d -o fleetgate -g fleetgate -m 0750 /run/fleetgate \
+    && install -d -o fleetgate -g fleetgate -m 0755 /mosquitto/trusted
 
 USER fleetgate:fleetgate
 WORKDIR /home/fleetgate

@@ -51,3 +51,17 @@ class InMemoryUsers:
     def update(self, tenant_id: str, username: str, **changes: object) -> None:
         key = (tenant_id, username)
         self.users[key] = replace(self.users[key], **changes)  # type: ignore[arg-type]
+
+
+class RecordingBroker:
+    """A :class:`fleetgate.services.ports.BrokerPush` that remembers what was pushed."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.resyncs = 0
+
+    async def push(self, lines: list[str]) -> None:
+        self.lines.extend(lines)
+
+    async def resync(self) -> None:
+        self.resyncs += 1

@@ -8,20 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from fleetgate.api import server
 from fleetgate.api.app import create_app
 from fleetgate.api.auth import ApiContext
 from fleetgate.config import Settings
+from fleetgate.db.devices import PgDevices
+from fleetgate.db.inventory import PgIdentity, PgInventory
 from fleetgate.db.migrations import migrate
 from fleetgate.db.pool import create_pool
+from fleetgate.db.trust import PgTrustStore
 from fleetgate.db.users import PgUsers
 from fleetgate.domain.errors import ConfigurationError
 from fleetgate.mqtt.bridge import BrokerBridge
+from fleetgate.mqtt.control import Connected, Disconnected
+from fleetgate.pki.capath import sync_capath
 from fleetgate.services.auth import Authenticator
-from fleetgate.services.broker import full_state
+from fleetgate.services.broker import TrustSync, full_state
+from fleetgate.services.devices import Devices
 from fleetgate.services.seed import InitialState, ensure_initial_state
+from fleetgate.services.trust import TrustedCertificates
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +74,44 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
                 bootstrap_password=_secret(seed.bootstrap_password),
             ),
         )
+        inventory = PgInventory(pool)
+        trust_store = PgTrustStore(pool)
+        capath = settings.mqtt.capath
+        if capath is None:
+            raise ConfigurationError(
+                "no CA directory for the broker: set FLEETGATE_MQTT_CAPATH to the capath of"
+                " mosquitto's certificate listener"
+            )
+
+        async def enabled_cas() -> dict[str, bytes]:
+            return {
+                c.fingerprint: c.facts.pem.encode("ascii")
+                for c in await trust_store.all_certificates()
+                if c.enabled
+            }
+
+        async def write_capath(certificates: Mapping[str, bytes]) -> None:
+            await asyncio.to_thread(sync_capath, capath, certificates)
+
+        async def on_event(event: Connected | Disconnected) -> None:
+            if isinstance(event, Connected):
+                await devices.on_connected(event)
+            else:
+                await devices.on_disconnected(event)
+
+        bridge = BrokerBridge(
+            settings.mqtt,
+            lambda: full_state(users, trust.broker_state),
+            on_event=on_event,
+            on_live=lambda live: devices.reconcile(live),
+        )
+        devices = Devices(inventory, PgIdentity(pool), users, PgDevices(pool), bridge)
+        trust_sync = TrustSync(enabled_cas, write_capath, bridge)
+        trust = TrustedCertificates(trust_store, trust_sync)
+        await trust_sync.write_capath()
         api = create_app(ApiContext(Authenticator(users), settings.api.base_url()))
-        bridge = BrokerBridge(settings.mqtt, lambda: full_state(users))
+        api.state.devices = devices
+        api.state.trust = trust
         api_started = asyncio.Event()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(server.serve(api, api_socket, api_started), name="rest-api")

@@ -36,6 +36,10 @@ class MqttSettings(BaseModel):
     #: Listeners for devices: X.509 client certificates, and username/password.
     cert_port: Port = Field(default=8883, ge=1, le=65535)
     password_port: Port = Field(default=8884, ge=1, le=65535)
+    #: The directory of trusted device CAs that mosquitto's certificate listener reads
+    #: (OpenSSL hashed-directory form); the service writes it from the trust store.
+    #: ``up`` uses ``<home>/mosquitto/trusted``; ``serve`` needs it set.
+    capath: Path | None = None
     #: Address the device listeners bind to, and the host name devices are told to use.
     bind_address: str = "0.0.0.0"
     public_host: str = "localhost"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -10,13 +9,13 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
+from stack_support import Up, ports, processes_under
 
 from conftest import free_port
 
@@ -31,78 +30,6 @@ STACK_KEYS = {
     "admin",
     "bootstrap",
 }
-
-
-class Up:
-    """One `fleetgate up` child process and where its output goes."""
-
-    def __init__(self, home: Path, certs: Path, ports: dict[str, int]) -> None:
-        self.home = home
-        self.log_path = home.parent / f"up-{time.monotonic_ns()}.log"
-        self.ports = ports
-        args = [
-            sys.executable,
-            "-m",
-            "fleetgate.cli",
-            "up",
-            "--home",
-            str(home),
-            "--certs-dir",
-            str(certs),
-        ]
-        for flag, port in ports.items():
-            args += [f"--{flag}", str(port)]
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
-
-    @property
-    def output(self) -> str:
-        return self.log_path.read_text("utf-8", "replace")
-
-    def wait_ready(self, timeout: float = 120) -> dict[str, object]:
-        stack_file = self.home / "stack.json"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"fleetgate up exited with {self.process.returncode}:\n{self.output}")
-            if stack_file.exists():
-                data: dict[str, object] = json.loads(stack_file.read_text())
-                return data
-            time.sleep(0.1)
-        pytest.fail(f"no stack.json after {timeout} s:\n{self.output}")
-
-    def terminate(self, timeout: float = 60) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout)
-        finally:
-            self._log.close()
-        return code
-
-
-def ports() -> dict[str, int]:
-    return {
-        "api-port": free_port(),
-        "mqtt-cert-port": free_port(),
-        "mqtt-password-port": free_port(),
-        "mqtt-service-port": free_port(),
-        "postgres-port": free_port(),
-    }
-
-
-def processes_under(path: Path) -> list[str]:
-    """Command lines of live processes that mention ``path`` (our children would)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if str(path) in cmdline:
-            found.append(f"{entry.name}: {cmdline}")
-    return found
 
 
 def mqtt_connect(stack: dict[str, object], username: str, password: str, client_id: str) -> int:

@@ -37,7 +37,7 @@ HASH_OPTION = "plugin_opt_service_password_hash"
 HASH_OPTIONS = {HASH_OPTION, f"{HASH_OPTION}_file"}
 #: Global directives whose values are paths, which differ between the two by design.
 PATH_DIRECTIVES = {"plugin", "persistence_location", HASH_OPTION}
-TLS_FILES = ("cafile", "certfile", "keyfile")
+TLS_FILES = ("cafile", "capath", "certfile", "keyfile")
 LOOPBACK = {"127.0.0.1", "::1"}
 _VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 
@@ -440,15 +440,33 @@ def test_broker_paths_lie_in_the_mounts_and_the_image() -> None:
     conf = parse_mosquitto_conf(DOCKER_CONF.read_text(encoding="utf-8"))
     assert conf.value("plugin") == plugin_copy_destination()
     certs = volume_target("mosquitto", "./certs")
-    tls_paths = [lsn.value(name) for lsn in conf.listeners for name in TLS_FILES]
+    tls_files = [n for n in TLS_FILES if n != "capath"]
+    tls_paths = [lsn.value(name) for lsn in conf.listeners for name in tls_files]
     assert [path for path in tls_paths if path is not None]
     assert all(under(path, certs) for path in tls_paths if path is not None)
+    capaths = [lsn.value("capath") for lsn in conf.listeners if lsn.value("capath")]
+    assert capaths
+    assert all(under(str(p), volume_target("mosquitto", "trusted-cas")) for p in capaths)
     persistence = conf.value("persistence_location")
     assert persistence
     assert under(persistence, volume_target("mosquitto", "mosquitto-data"))
     hash_file = conf.value(HASH_OPTION)
     assert hash_file
     assert under(hash_file, volume_target("mosquitto", "broker-secrets"))
+
+
+def test_trusted_cas_are_written_by_fleetgate_and_read_by_mosquitto() -> None:
+    """fleetgate writes the capath (sync_capath) into a volume mosquitto mounts read-only."""
+    conf = parse_mosquitto_conf(DOCKER_CONF.read_text(encoding="utf-8"))
+    (capath,) = [lsn.value("capath") for lsn in conf.listeners if lsn.value("capath")]
+    assert capath
+    broker_mount = volume_target("mosquitto", "trusted-cas")
+    assert PurePosixPath(capath) == broker_mount
+    assert "trusted-cas:/mosquitto/trusted:ro" in service("mosquitto")["volumes"]
+    fleetgate_mount = volume_target("fleetgate", "trusted-cas")
+    assert "trusted-cas:/mosquitto/trusted" in service("fleetgate")["volumes"]
+    assert environment("fleetgate")["FLEETGATE_MQTT_CAPATH"] == str(fleetgate_mount)
+    assert "trusted-cas" in compose()["volumes"]
 
 
 def test_broker_init_writes_the_hash_file_the_broker_reads() -> None:
@@ -492,7 +510,8 @@ def _mutate(text: str, old: str, new: str) -> str:
         ("max_queued_messages 1000000\n", "max_queued_messages 1000\n"),
         ("max_inflight_bytes 0\n", ""),
         ("require_certificate true\n", "require_certificate false\n"),
-        ("cafile /mosquitto/certs/ca.crt\n", ""),
+        ("capath /mosquitto/trusted/\n", ""),
+        ("capath /mosquitto/trusted/\n", "cafile /mosquitto/certs/ca.crt\n"),
         ("listener 18830 127.0.0.1\n", "listener 18830 0.0.0.0\n"),
         ("allow_anonymous false\n", "allow_anonymous true\n"),
         ("plugin_opt_service_password_hash_file ", "plugin_opt_service_password_file "),

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from fleetgate.api import errors
 from fleetgate.api.auth import ApiContext
-from fleetgate.api.routes import tenant, users
+from fleetgate.api.routes import identity, inventory, tenant, trusted_certificates, users
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
@@ -20,4 +20,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     errors.install(app)
     app.include_router(tenant.router)
     app.include_router(users.router)
+    app.include_router(inventory.router)
+    app.include_router(identity.router)
+    app.include_router(trusted_certificates.router)
     return app

@@ -16,3 +16,11 @@ CURRENT_TENANT = f"{_PREFIX}currentTenant+json"
 def c8y_json(body: Any, media_type: str, status_code: int = 200) -> JSONResponse:
     """A JSON response whose Content-Type is the Cumulocity media type given."""
     return JSONResponse(body, status_code=status_code, media_type=f"{media_type};charset=UTF-8")
+
+
+MANAGED_OBJECT = f"{_PREFIX}managedObject+json"
+MANAGED_OBJECT_COLLECTION = f"{_PREFIX}managedObjectCollection+json"
+EXTERNAL_ID = f"{_PREFIX}externalId+json"
+EXTERNAL_ID_COLLECTION = f"{_PREFIX}externalIdCollection+json"
+USER = f"{_PREFIX}user+json"
+USER_COLLECTION = f"{_PREFIX}userCollection+json"

@@ -79,3 +79,41 @@ class PgUsers:
             sorted(r.value for r in roles),
         )
         return status.endswith(" 1")
+
+    async def list_users(
+        self, tenant_id: str, *, only_devices: bool, offset: int, limit: int
+    ) -> list[User]:
+        rows = await self._pool.fetch(
+            "SELECT * FROM app_user WHERE tenant_id = $1 AND ($2 = ANY (roles)) = $3"
+            " ORDER BY username OFFSET $4 LIMIT $5",
+            tenant_id,
+            Role.DEVICE.value,
+            only_devices,
+            offset,
+            limit,
+        )
+        return [_user(r) for r in rows]
+
+    async def count_users(self, tenant_id: str, *, only_devices: bool) -> int:
+        value = await self._pool.fetchval(
+            "SELECT count(*) FROM app_user WHERE tenant_id = $1 AND ($2 = ANY (roles)) = $3",
+            tenant_id,
+            Role.DEVICE.value,
+            only_devices,
+        )
+        return int(value)
+
+    async def set_enabled(self, tenant_id: str, username: str, enabled: bool) -> User | None:
+        row = await self._pool.fetchrow(
+            "UPDATE app_user SET enabled = $3 WHERE tenant_id = $1 AND username = $2 RETURNING *",
+            tenant_id,
+            username,
+            enabled,
+        )
+        return _user(row) if row else None
+
+    async def delete_user(self, tenant_id: str, username: str) -> bool:
+        status = await self._pool.execute(
+            "DELETE FROM app_user WHERE tenant_id = $1 AND username = $2", tenant_id, username
+        )
+        return not status.endswith(" 0")

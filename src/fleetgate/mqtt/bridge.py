@@ -1,9 +1,16 @@
 """The service's own connection to mosquitto, kept alive for as long as the service runs.
 
 On every (re)connect it pushes the broker plugin's whole state — the broker keeps
-nothing that cannot be rebuilt from PostgreSQL — and waits for the plugin to confirm
-it (``sync`` → ``ok``) before it calls the broker ready. Between attempts it backs off
-with jitter, up to ``reconnect_max`` seconds.
+nothing that cannot be rebuilt from PostgreSQL — in ONE control message, so the plugin
+applies ``reset`` and the new state atomically (it handles one message at a time) and no
+connecting device ever sees a half-built state. It then asks the plugin for its live
+certificate sessions and hands them to the service for reconciliation, and only then
+calls the broker ready. Changes are pushed as single lines in between; a lock orders
+pushes and full syncs, so a change committed while a sync reads the database is either
+in that sync or pushed after it. Between connection attempts it backs off with jitter.
+
+Events from the plugin (device connected / disconnected) arrive on a shared
+subscription, so several service instances split them.
 """
 
 from __future__ import annotations
@@ -23,16 +30,32 @@ log = logging.getLogger(__name__)
 
 #: Produces the plugin's full state as control lines (read from the database each time).
 StateSource = Callable[[], Awaitable[list[str]]]
+EventSink = Callable[[control.Connected | control.Disconnected], Awaitable[None]]
+LiveSink = Callable[[tuple[control.LiveClient, ...]], Awaitable[None]]
 
-# Lines per control message while pushing the full state: bounded messages, few round trips.
-_LINES_PER_MESSAGE = 500
+_SHARED_EVENTS = f"$share/fleetgate/{control.EVENTS_TOPIC}"
 
 
 class BrokerBridge:
-    def __init__(self, settings: MqttSettings, state: StateSource) -> None:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        state: StateSource,
+        *,
+        on_event: EventSink | None = None,
+        on_live: LiveSink | None = None,
+    ) -> None:
         self._settings = settings
         self._state = state
+        self._on_event = on_event
+        self._on_live = on_live
         self._client_id = f"fleetgate-service-{secrets.token_hex(4)}"
+        self._client: aiomqtt.Client | None = None
+        self._lock = asyncio.Lock()
+        self._waiting: dict[str, asyncio.Future[control.ControlResponse]] = {}
+        # Events are handled by a worker, never by the reader: handling one may push
+        # control lines, whose answers the reader must be free to receive.
+        self._events: asyncio.Queue[control.Connected | control.Disconnected] = asyncio.Queue()
         #: Set while connected and the plugin has confirmed the full state.
         self.synced = asyncio.Event()
 
@@ -50,8 +73,40 @@ class BrokerBridge:
                     log.info("broker not reachable yet: %s", exc)
             finally:
                 self.synced.clear()
+                self._client = None
+                for waiter in self._waiting.values():
+                    waiter.cancel()
+                self._waiting.clear()
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 — jitter only
             delay = min(delay * 2, self._settings.reconnect_max)
+
+    async def push(self, lines: list[str]) -> None:
+        """Apply ``lines`` in the plugin now and wait for its answer.
+
+        When the broker is not reachable the change is not lost: it is in the database,
+        and the full sync at the next connect carries it.
+        """
+        async with self._lock:
+            client = self._client
+            if client is None or not self.synced.is_set():
+                return
+            try:
+                await self._request(client, lines)
+            except (aiomqtt.MqttError, TimeoutError, asyncio.CancelledError) as exc:
+                if isinstance(exc, asyncio.CancelledError) and self._client is client:
+                    raise
+                log.warning("could not push %d control lines (next sync will): %s", len(lines), exc)
+
+    async def resync(self) -> None:
+        """Push the whole state again, in one atomic message."""
+        async with self._lock:
+            client = self._client
+            if client is None or not self.synced.is_set():
+                return
+            try:
+                await self._full_sync(client)  # live sessions are unchanged by a resync
+            except (aiomqtt.MqttError, TimeoutError) as exc:
+                log.warning("resync failed (the next connect will redo it): %s", exc)
 
     async def _session(self) -> None:
         password = self._settings.service_password
@@ -65,21 +120,87 @@ class BrokerBridge:
             keepalive=30,
         ) as client:
             await client.subscribe(control.RESPONSE_TOPIC, qos=1)
-            token = secrets.token_hex(8)
-            lines = [control.reset(), *await self._state()]
-            for start in range(0, len(lines), _LINES_PER_MESSAGE):
-                chunk = lines[start : start + _LINES_PER_MESSAGE]
-                await client.publish(control.CONTROL_TOPIC, control.message(chunk), qos=1)
-            await client.publish(
-                control.CONTROL_TOPIC, control.message([control.sync(token)]), qos=1
-            )
-            async for msg in client.messages:
-                if not msg.topic.matches(control.RESPONSE_TOPIC):
-                    continue
-                payload = msg.payload if isinstance(msg.payload, bytes) else b""
-                response = control.parse_response(payload)
-                for line_no, message in response.errors:
-                    log.error("broker plugin refused control line %d: %s", line_no, message)
-                if token in response.synced and not self.synced.is_set():
-                    log.info("broker plugin synced (%d state lines)", len(lines) - 1)
-                    self.synced.set()
+            await client.subscribe(_SHARED_EVENTS, qos=1)
+            reader = asyncio.create_task(self._read(client), name="mqtt-bridge-reader")
+            worker = asyncio.create_task(self._handle_events(), name="mqtt-bridge-events")
+            try:
+                async with self._lock:
+                    self._client = client
+                    lines, live = await self._full_sync(client)
+                log.info("broker plugin synced (%d state lines)", lines)
+                self.synced.set()
+                if self._on_live is not None:
+                    await self._on_live(live)
+                await reader
+            finally:
+                reader.cancel()
+                worker.cancel()
+
+    async def _full_sync(
+        self, client: aiomqtt.Client
+    ) -> tuple[int, tuple[control.LiveClient, ...]]:
+        state = await self._state()
+        await self._request(client, [control.reset(), *state])
+        token = secrets.token_hex(8)
+        response = await self._request(client, [control.clients(token)], token=token)
+        return len(state), response.clients
+
+    async def _request(
+        self, client: aiomqtt.Client, lines: list[str], *, token: str | None = None
+    ) -> control.ControlResponse:
+        """Publish one control message ending in ``sync`` and wait for the plugin's answer."""
+        token = token or secrets.token_hex(8)
+        body = (
+            lines if lines and lines[-1].startswith("clients ") else [*lines, control.sync(token)]
+        )
+        waiter: asyncio.Future[control.ControlResponse] = asyncio.get_running_loop().create_future()
+        self._waiting[token] = waiter
+        try:
+            await client.publish(control.CONTROL_TOPIC, control.message(body), qos=1)
+            response = await asyncio.wait_for(waiter, timeout=30)
+        finally:
+            self._waiting.pop(token, None)
+        for line_no, message in response.errors:
+            log.error("broker plugin refused control line %d: %s", line_no, message)
+        return response
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        async for msg in client.messages:
+            payload = msg.payload if isinstance(msg.payload, bytes) else b""
+            if msg.topic.matches(control.RESPONSE_TOPIC):
+                self._answer(payload)
+            elif msg.topic.matches(control.EVENTS_TOPIC):
+                self._queue_event(payload)
+
+    def _answer(self, payload: bytes) -> None:
+        try:
+            response = control.parse_response(payload)
+        except ValueError as exc:
+            log.error("unreadable control response %r: %s", payload[:200], exc)
+            return
+        for token in response.synced:
+            waiter = self._waiting.get(token)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(response)
+
+    def _queue_event(self, payload: bytes) -> None:
+        try:
+            event = control.parse_event(payload)
+        except ValueError as exc:
+            log.error("unreadable broker event %r: %s", payload[:200], exc)
+            return
+        if self._on_event is not None:
+            self._events.put_nowait(event)
+
+    async def _handle_events(self) -> None:
+        assert self._on_event is not None or self._events.empty()
+        while True:
+            event = await self._events.get()
+            if self._on_event is None:
+                continue
+            try:
+                await self._on_event(event)
+            except Exception:
+                # One bad event must not take the bridge down; the reconciliation at the
+                # next connect repairs what this one would have done.
+                log.exception("handling broker event %s failed", event)

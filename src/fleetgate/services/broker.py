@@ -1,21 +1,76 @@
 """What the broker plugin must know, computed from the database.
 
-The plugin decides nothing that needs the database: the service computes the accounts
-the broker must accept and pushes them as control lines (see docs/decisions/0001).
+The plugin decides nothing that needs the database: the service computes the accounts,
+trusted CAs and devices the broker must know and pushes them as control lines
+(docs/decisions/0001 and 0002).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+from fleetgate.domain.devices import device_id_of_user
 from fleetgate.domain.users import Role, mqtt_username
 from fleetgate.mqtt import control
-from fleetgate.services.ports import UserStore
+from fleetgate.services.ports import BrokerPush, UserStore
+
+log = logging.getLogger(__name__)
+
+#: Extra state sources (the trust store's CA lines, …), each returning control lines.
+LineSource = Callable[[], Awaitable[list[str]]]
 
 
-async def full_state(users: UserStore) -> list[str]:
-    """Every control line that rebuilds the plugin's state after a ``reset``."""
+async def full_state(users: UserStore, *extra: LineSource) -> list[str]:
+    """Every control line that rebuilds the plugin's state after a ``reset``.
+
+    CAs come before devices so that, inside the one message the bridge sends, the plugin
+    knows every CA before it learns the devices.
+    """
     lines: list[str] = []
+    for source in extra:
+        lines.extend(await source())
     for user in await users.users_with_role(Role.DEVICE_BOOTSTRAP):
         if user.enabled:
             name = mqtt_username(user.tenant_id, user.username)
             lines.append(control.account("bootstrap", name, user.password_hash))
+    for user in await users.users_with_role(Role.DEVICE):
+        device_id = device_id_of_user(user.username)
+        if device_id is not None:
+            lines.append(control.device(device_id, user.tenant_id, user.enabled))
     return lines
+
+
+CapathWriter = Callable[[Mapping[str, bytes]], Awaitable[None]]
+
+
+class TrustSync:
+    """Carries committed trust-store changes to the broker (the ``BrokerChanges`` port).
+
+    Two things must follow the store: the capath directory OpenSSL verifies handshakes
+    against, and the plugin's CA table that decides live. Both are rebuilt whole from
+    the database (CA changes are rare; whole is simplest to get right with several
+    service instances), the plugin's in one atomic control message.
+    """
+
+    def __init__(
+        self,
+        certificates: Callable[[], Awaitable[Mapping[str, bytes]]],
+        write_capath: CapathWriter,
+        broker: BrokerPush,
+    ) -> None:
+        self._certificates = certificates
+        self._write_capath = write_capath
+        self._broker = broker
+
+    async def write_capath(self) -> None:
+        await self._write_capath(await self._certificates())
+
+    async def trust_changed(self, tenant_id: str) -> None:
+        try:
+            await self.write_capath()
+            await self._broker.resync()
+        except Exception:
+            # The change is committed; the next resync (at the latest the next reconnect)
+            # carries it. The operator's request must not fail for it.
+            log.exception("could not carry the trust change of tenant %s to the broker", tenant_id)

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 def with_home_secrets(
-    settings: Settings, secrets: HomeSecrets, database_url: str | None
+    settings: Settings, secrets: HomeSecrets, database_url: str | None, capath: Path | None = None
 ) -> Settings:
     """Lay the home's generated secrets under whatever the environment set explicitly."""
     seed = settings.seed.model_copy(
@@ -57,6 +57,7 @@ def with_home_secrets(
             "service_password": settings.mqtt.service_password
             or SecretStr(secrets.service_password),
             "host": "127.0.0.1",
+            "capath": settings.mqtt.capath or capath,
         }
     )
     database = settings.database
@@ -135,7 +136,8 @@ async def _run_locked(settings: Settings, home: Path, stack_file: Path) -> None:
             )
             await stack.enter_async_context(cluster)
             database_url = cluster.location.url()
-        settings = with_home_secrets(settings, secrets, database_url)
+        capath = home / "mosquitto" / "trusted"
+        settings = with_home_secrets(settings, secrets, database_url, capath)
         assert settings.mqtt.service_password is not None
         hash_file = home / "mosquitto" / "service_password.hash"
         write_service_password_hash(hash_file, service_hash)
@@ -152,6 +154,7 @@ async def _run_locked(settings: Settings, home: Path, stack_file: Path) -> None:
                 service_username=mqtt.service_username,
                 service_password_hash_file=hash_file,
                 plugin_path=plugin,
+                capath=settings.mqtt.capath,
                 user="mosquitto" if os.geteuid() == 0 else None,
             ),
             home / "mosquitto",

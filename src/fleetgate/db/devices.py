@@ -1,0 +1,118 @@
+"""Registering devices in one transaction: managed object, external id, device user."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from fleetgate.domain.devices import (
+    DEFAULT_DEVICE_TYPE,
+    DEVICE_ID_TYPE,
+    NO_PASSWORD,
+    device_username,
+)
+from fleetgate.domain.users import Role
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    object_id: int
+    #: True when this call made the managed object (the device was new).
+    created: bool
+    #: True when this call made the device user (new device, or its user had been deleted).
+    user_created: bool
+    user_enabled: bool
+
+
+class PgDevices:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def register(
+        self,
+        tenant_id: str,
+        device_id: str,
+        *,
+        fragments: dict[str, Any],
+        connection: dict[str, Any],
+        connection_id: str | None,
+        at: datetime,
+    ) -> Registration:
+        """Find or make the device ``device_id`` and its user; mark it on ``connection_id``.
+
+        Exactly once under concurrency: a transaction-scoped advisory lock on
+        (tenant, device id) serialises registrations of the same device, whichever
+        service instance handles them.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                f"device/{tenant_id}/{device_id}",
+            )
+            object_id = await conn.fetchval(
+                "SELECT managed_object_id FROM external_id"
+                " WHERE tenant_id = $1 AND type = $2 AND value = $3",
+                tenant_id,
+                DEVICE_ID_TYPE,
+                device_id,
+            )
+            created = object_id is None
+            if created:
+                object_id = await conn.fetchval(
+                    "INSERT INTO managed_object (tenant_id, name, type, owner, fragments,"
+                    " connection_id, creation_time, last_updated)"
+                    " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $7) RETURNING id",
+                    tenant_id,
+                    device_id,
+                    DEFAULT_DEVICE_TYPE,
+                    device_username(device_id),
+                    json.dumps({**fragments, **connection}),
+                    connection_id,
+                    at,
+                )
+                await conn.execute(
+                    "INSERT INTO external_id (tenant_id, type, value, managed_object_id)"
+                    " VALUES ($1, $2, $3, $4)",
+                    tenant_id,
+                    DEVICE_ID_TYPE,
+                    device_id,
+                    object_id,
+                )
+            else:
+                await conn.execute(
+                    "UPDATE managed_object SET fragments = fragments || $2::jsonb,"
+                    " connection_id = $3, last_updated = $4 WHERE id = $1",
+                    object_id,
+                    json.dumps(connection),
+                    connection_id,
+                    at,
+                )
+            user_created, user_enabled = await _ensure_device_user(conn, tenant_id, device_id)
+        return Registration(int(object_id), created, user_created, user_enabled)
+
+    async def ensure_user(self, tenant_id: str, device_id: str) -> tuple[bool, bool]:
+        """Make the device user unless it exists: (created, enabled)."""
+        async with self._pool.acquire() as conn:
+            return await _ensure_device_user(conn, tenant_id, device_id)
+
+
+async def _ensure_device_user(
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, tenant_id: str, device_id: str
+) -> tuple[bool, bool]:
+    username = device_username(device_id)
+    created = await conn.fetchval(
+        "INSERT INTO app_user (tenant_id, username, password_hash, roles)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, username) DO NOTHING RETURNING true",
+        tenant_id,
+        username,
+        NO_PASSWORD,
+        [Role.DEVICE.value, Role.USER_MANAGEMENT_OWN_READ.value],
+    )
+    enabled = await conn.fetchval(
+        "SELECT enabled FROM app_user WHERE tenant_id = $1 AND username = $2", tenant_id, username
+    )
+    return bool(created), bool(enabled)

@@ -1,0 +1,262 @@
+"""Managed objects and external ids in PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from fleetgate.domain.devices import DEVICE_ID_TYPE, ManagedObject
+from fleetgate.domain.errors import Conflict, NotFound
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalId:
+    tenant_id: str
+    type: str
+    value: str
+    managed_object_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectFilter:
+    type: str | None = None
+    fragment_type: str | None = None
+    owner: str | None = None
+    ids: tuple[int, ...] | None = None
+
+
+def _object(row: asyncpg.Record) -> ManagedObject:
+    return ManagedObject(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        name=row["name"],
+        type=row["type"],
+        owner=row["owner"],
+        creation_time=row["creation_time"],
+        last_updated=row["last_updated"],
+        fragments=json.loads(row["fragments"]),
+    )
+
+
+def _where(tenant_id: str, flt: ObjectFilter) -> tuple[str, list[Any]]:
+    clauses: list[str] = ["tenant_id = $1"]
+    args: list[Any] = [tenant_id]
+    for column, value in (("type", flt.type), ("owner", flt.owner)):
+        if value is not None:
+            args.append(value)
+            clauses.append(f"{column} = ${len(args)}")
+    if flt.fragment_type is not None:
+        args.append(flt.fragment_type)
+        clauses.append(f"fragments ? ${len(args)}")
+    if flt.ids is not None:
+        args.append(list(flt.ids))
+        clauses.append(f"id = ANY(${len(args)})")
+    return " AND ".join(clauses), args
+
+
+class PgInventory:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def create(
+        self,
+        tenant_id: str,
+        *,
+        name: str | None,
+        type: str | None,
+        owner: str | None,
+        fragments: dict[str, Any],
+    ) -> ManagedObject:
+        row = await self._pool.fetchrow(
+            "INSERT INTO managed_object (tenant_id, name, type, owner, fragments)"
+            " VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING *",
+            tenant_id,
+            name,
+            type,
+            owner,
+            json.dumps(_without_nulls(fragments)),
+        )
+        assert row is not None
+        return _object(row)
+
+    async def get(self, tenant_id: str, object_id: int) -> ManagedObject | None:
+        row = await self._pool.fetchrow(
+            "SELECT * FROM managed_object WHERE tenant_id = $1 AND id = $2", tenant_id, object_id
+        )
+        return _object(row) if row else None
+
+    async def find(
+        self, tenant_id: str, flt: ObjectFilter, offset: int, limit: int
+    ) -> list[ManagedObject]:
+        where, args = _where(tenant_id, flt)
+        rows = await self._pool.fetch(
+            f"SELECT * FROM managed_object WHERE {where} ORDER BY id"  # noqa: S608 — built from fixed column names
+            f" OFFSET ${len(args) + 1} LIMIT ${len(args) + 2}",
+            *args,
+            offset,
+            limit,
+        )
+        return [_object(r) for r in rows]
+
+    async def count(self, tenant_id: str, flt: ObjectFilter) -> int:
+        where, args = _where(tenant_id, flt)
+        value = await self._pool.fetchval(
+            f"SELECT count(*) FROM managed_object WHERE {where}",  # noqa: S608
+            *args,
+        )
+        return int(value)
+
+    async def update(
+        self, tenant_id: str, object_id: int, plain: dict[str, Any], fragments: dict[str, Any]
+    ) -> ManagedObject | None:
+        """Set name/type/owner given in ``plain``; merge ``fragments`` (a null removes one)."""
+        removed = [k for k, v in fragments.items() if v is None]
+        row = await self._pool.fetchrow(
+            """
+            UPDATE managed_object
+               SET name = CASE WHEN $3 THEN $4 ELSE name END,
+                   type = CASE WHEN $5 THEN $6 ELSE type END,
+                   owner = CASE WHEN $7 THEN $8 ELSE owner END,
+                   fragments = (fragments || $9::jsonb) - $10::text[],
+                   last_updated = now()
+             WHERE tenant_id = $1 AND id = $2
+            RETURNING *
+            """,
+            tenant_id,
+            object_id,
+            "name" in plain,
+            plain.get("name"),
+            "type" in plain,
+            plain.get("type"),
+            "owner" in plain,
+            plain.get("owner"),
+            json.dumps(_without_nulls(fragments)),
+            removed,
+        )
+        return _object(row) if row else None
+
+    async def delete(self, tenant_id: str, object_id: int) -> list[str] | None:
+        """Delete the object; returns its device ids (c8y_Serial), None if it did not exist."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            ids = await conn.fetch(
+                "SELECT value FROM external_id WHERE tenant_id = $1 AND managed_object_id = $2"
+                " AND type = $3",
+                tenant_id,
+                object_id,
+                DEVICE_ID_TYPE,
+            )
+            status = await conn.execute(
+                "DELETE FROM managed_object WHERE tenant_id = $1 AND id = $2", tenant_id, object_id
+            )
+        if status.endswith(" 0"):
+            return None
+        return [r["value"] for r in ids]
+
+    async def set_connection(
+        self,
+        tenant_id: str,
+        device_id: str,
+        fragments: dict[str, Any],
+        *,
+        connection_id: str | None,
+        only_if_connection: str | None = None,
+        at: datetime,
+    ) -> bool:
+        """Merge connection fragments into the device with external id ``device_id``.
+
+        With ``only_if_connection``, change nothing unless the device is still on that
+        connection (a late disconnect of an older connection must not win).
+        """
+        status = await self._pool.execute(
+            """
+            UPDATE managed_object m
+               SET fragments = m.fragments || $3::jsonb, connection_id = $4, last_updated = $6
+              FROM external_id e
+             WHERE e.tenant_id = $1 AND e.type = 'c8y_Serial' AND e.value = $2
+               AND m.id = e.managed_object_id
+               AND ($5::text IS NULL OR m.connection_id = $5)
+            """,
+            tenant_id,
+            device_id,
+            json.dumps(fragments),
+            connection_id,
+            only_if_connection,
+            at,
+        )
+        return not status.endswith(" 0")
+
+    async def connected_devices(self) -> list[tuple[str, str]]:
+        """(tenant, device id) of every device the database believes connected."""
+        rows = await self._pool.fetch(
+            """
+            SELECT e.tenant_id, e.value FROM managed_object m
+              JOIN external_id e ON e.managed_object_id = m.id AND e.type = 'c8y_Serial'
+             WHERE m.connection_id IS NOT NULL
+            """
+        )
+        return [(r["tenant_id"], r["value"]) for r in rows]
+
+
+class PgIdentity:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def add(self, tenant_id: str, object_id: int, type: str, value: str) -> ExternalId:
+        async with self._pool.acquire() as conn, conn.transaction():
+            exists = await conn.fetchval(
+                "SELECT 1 FROM managed_object WHERE tenant_id = $1 AND id = $2 FOR SHARE",
+                tenant_id,
+                object_id,
+            )
+            if not exists:
+                raise NotFound(f"Managed object {object_id} not found", code="inventory/Not Found")
+            inserted = await conn.fetchval(
+                "INSERT INTO external_id (tenant_id, type, value, managed_object_id)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1",
+                tenant_id,
+                type,
+                value,
+                object_id,
+            )
+        if not inserted:
+            raise Conflict(f"External id {type}/{value} already exists", code="identity/Duplicate")
+        return ExternalId(tenant_id, type, value, object_id)
+
+    async def get(self, tenant_id: str, type: str, value: str) -> ExternalId | None:
+        row = await self._pool.fetchrow(
+            "SELECT * FROM external_id WHERE tenant_id = $1 AND type = $2 AND value = $3",
+            tenant_id,
+            type,
+            value,
+        )
+        return _external(row) if row else None
+
+    async def of_object(self, tenant_id: str, object_id: int) -> list[ExternalId]:
+        rows = await self._pool.fetch(
+            "SELECT * FROM external_id WHERE tenant_id = $1 AND managed_object_id = $2"
+            " ORDER BY type, value",
+            tenant_id,
+            object_id,
+        )
+        return [_external(r) for r in rows]
+
+    async def delete(self, tenant_id: str, type: str, value: str) -> bool:
+        status = await self._pool.execute(
+            "DELETE FROM external_id WHERE tenant_id = $1 AND type = $2 AND value = $3",
+            tenant_id,
+            type,
+            value,
+        )
+        return not status.endswith(" 0")
+
+
+def _external(row: asyncpg.Record) -> ExternalId:
+    return ExternalId(row["tenant_id"], row["type"], row["value"], row["managed_object_id"])
+
+
+def _without_nulls(fragments: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in fragments.items() if v is not None}

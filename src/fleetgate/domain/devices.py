@@ -1,0 +1,120 @@
+"""Devices as managed objects: identity rules, registration and connection fragments.
+
+A device's identity in the broker is its external id of type ``c8y_Serial``: it is the
+MQTT client id and, for certificate devices, the certificate's CN. Its user is
+``device_<id>`` (as in Cumulocity). Client ids are global in the broker, so two tenants
+cannot both connect a device with the same id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from fleetgate.domain.errors import ValidationFailed
+
+DEVICE_ID_TYPE = "c8y_Serial"
+DEVICE_USER_PREFIX = "device_"
+#: What auto-registration names a device's type when the device has not said.
+DEFAULT_DEVICE_TYPE = "c8y_MQTTDevice"
+#: The password hash of a certificate device's user: matches no password, ever.
+NO_PASSWORD = "!certificate-only"  # noqa: S105 — not a password: matches none
+_MAX_ID = 1000
+
+
+class ConnectionStatus(StrEnum):
+    CONNECTED = "CONNECTED"
+    DISCONNECTED = "DISCONNECTED"
+
+
+def check_device_id(value: str) -> str:
+    """A device id usable as MQTT client id and topic level, or :class:`ValidationFailed`."""
+    if not value or len(value.encode("utf-8")) > _MAX_ID:
+        raise ValidationFailed(f"a device id must have 1 to {_MAX_ID} bytes")
+    bad = sorted({c for c in value if c in "/+#" or not c.isprintable() or c.isspace()})
+    if bad:
+        raise ValidationFailed(
+            f"a device id cannot contain {', '.join(repr(c) for c in bad)}: it is also the"
+            " MQTT client id and a topic level"
+        )
+    return value
+
+
+def device_username(device_id: str) -> str:
+    return f"{DEVICE_USER_PREFIX}{device_id}"
+
+
+def device_id_of_user(username: str) -> str | None:
+    if username.startswith(DEVICE_USER_PREFIX) and len(username) > len(DEVICE_USER_PREFIX):
+        return username[len(DEVICE_USER_PREFIX) :]
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedObject:
+    id: int
+    tenant_id: str
+    name: str | None
+    type: str | None
+    owner: str | None
+    creation_time: datetime
+    last_updated: datetime
+    fragments: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_device(self) -> bool:
+        return "c8y_IsDevice" in self.fragments
+
+
+def registration_fragments(ca_fingerprint: str | None) -> dict[str, Any]:
+    """Fragments of a device registered on its first certificate connection."""
+    fragments: dict[str, Any] = {"c8y_IsDevice": {}}
+    if ca_fingerprint:
+        fragments["fleetgate_CertificateAuthority"] = {"fingerprint": ca_fingerprint}
+    return fragments
+
+
+def connection_fragments(status: ConnectionStatus, at: datetime) -> dict[str, Any]:
+    """``c8y_Connection`` and, when connecting, ``c8y_Availability.lastMessage``."""
+    fragments: dict[str, Any] = {"c8y_Connection": {"status": status.value}}
+    if status is ConnectionStatus.CONNECTED:
+        fragments["c8y_Availability"] = {
+            "status": "AVAILABLE",
+            "lastMessage": at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        }
+    return fragments
+
+
+#: Keys of the managed object representation that are not fragments.
+RESERVED_KEYS = frozenset(
+    {
+        "id",
+        "self",
+        "name",
+        "type",
+        "owner",
+        "creationTime",
+        "lastUpdated",
+        "childDevices",
+        "childAssets",
+        "childAdditions",
+        "deviceParents",
+        "assetParents",
+        "additionParents",
+    }
+)
+
+
+def split_managed_object_body(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a request body into (name/type/owner, fragments); read-only keys are refused."""
+    read_only = sorted(k for k in body if k in RESERVED_KEYS - {"name", "type", "owner"})
+    if read_only:
+        raise ValidationFailed(f"read-only properties cannot be set: {', '.join(read_only)}")
+    plain: dict[str, Any] = {k: body[k] for k in ("name", "type", "owner") if k in body}
+    for key, value in plain.items():
+        if value is not None and not isinstance(value, str):
+            raise ValidationFailed(f"{key} must be a string")
+    fragments = {k: v for k, v in body.items() if k not in plain}
+    return plain, fragments

@@ -1,0 +1,238 @@
+"""Device use cases: inventory, identity, device users, and the broker's connect events.
+
+Every change that the broker must know (a device registered, enabled, disabled or
+deleted) is pushed to the plugin right after it is committed, so it is live at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from fleetgate.db.devices import PgDevices
+from fleetgate.db.inventory import ExternalId, ObjectFilter, PgIdentity, PgInventory
+from fleetgate.db.users import PgUsers
+from fleetgate.domain.devices import (
+    DEVICE_ID_TYPE,
+    ConnectionStatus,
+    ManagedObject,
+    check_device_id,
+    connection_fragments,
+    device_id_of_user,
+    device_username,
+    registration_fragments,
+    split_managed_object_body,
+)
+from fleetgate.domain.errors import NotFound, ValidationFailed
+from fleetgate.domain.users import Role, User
+from fleetgate.mqtt import control
+from fleetgate.services.ports import BrokerPush
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _object_not_found(object_id: int) -> NotFound:
+    return NotFound(f"Managed object {object_id} not found", code="inventory/Not Found")
+
+
+class Devices:
+    def __init__(
+        self,
+        inventory: PgInventory,
+        identity: PgIdentity,
+        users: PgUsers,
+        registrar: PgDevices,
+        broker: BrokerPush,
+        clock: Clock = _now,
+    ) -> None:
+        self._inventory = inventory
+        self._identity = identity
+        self._users = users
+        self._registrar = registrar
+        self._broker = broker
+        self._clock = clock
+
+    # -- inventory ---------------------------------------------------------------------
+
+    async def create_object(self, tenant_id: str, body: dict[str, Any]) -> ManagedObject:
+        plain, fragments = split_managed_object_body(body)
+        return await self._inventory.create(
+            tenant_id,
+            name=plain.get("name"),
+            type=plain.get("type"),
+            owner=plain.get("owner"),
+            fragments=fragments,
+        )
+
+    async def get_object(self, tenant_id: str, object_id: int) -> ManagedObject:
+        found = await self._inventory.get(tenant_id, object_id)
+        if found is None:
+            raise _object_not_found(object_id)
+        return found
+
+    async def find_objects(
+        self, tenant_id: str, flt: ObjectFilter, offset: int, limit: int, *, count: bool
+    ) -> tuple[list[ManagedObject], int | None]:
+        objects = await self._inventory.find(tenant_id, flt, offset, limit)
+        total = await self._inventory.count(tenant_id, flt) if count else None
+        return objects, total
+
+    async def update_object(
+        self, tenant_id: str, object_id: int, body: dict[str, Any]
+    ) -> ManagedObject:
+        plain, fragments = split_managed_object_body(body)
+        updated = await self._inventory.update(tenant_id, object_id, plain, fragments)
+        if updated is None:
+            raise _object_not_found(object_id)
+        return updated
+
+    async def delete_object(self, tenant_id: str, object_id: int) -> None:
+        device_ids = await self._inventory.delete(tenant_id, object_id)
+        if device_ids is None:
+            raise _object_not_found(object_id)
+        for device_id in device_ids:
+            await self._users.delete_user(tenant_id, device_username(device_id))
+        if device_ids:
+            await self._broker.push([control.device_remove(d) for d in device_ids])
+
+    # -- identity ----------------------------------------------------------------------
+
+    async def add_external_id(
+        self, tenant_id: str, object_id: int, type: str, value: str
+    ) -> ExternalId:
+        if not type or not value:
+            raise ValidationFailed("type and externalId are required")
+        if type == DEVICE_ID_TYPE:
+            check_device_id(value)
+        added = await self._identity.add(tenant_id, object_id, type, value)
+        if type == DEVICE_ID_TYPE:
+            await self._pre_register(tenant_id, object_id, value)
+        return added
+
+    async def _pre_register(self, tenant_id: str, object_id: int, device_id: str) -> None:
+        """An operator gave a device its c8y_Serial: it may now connect (with its certificate)."""
+        found = await self._inventory.get(tenant_id, object_id)
+        if found is None or not found.is_device:
+            return
+        _, enabled = await self._registrar.ensure_user(tenant_id, device_id)
+        await self._broker.push([control.device(device_id, tenant_id, enabled)])
+
+    async def get_external_id(self, tenant_id: str, type: str, value: str) -> ExternalId:
+        found = await self._identity.get(tenant_id, type, value)
+        if found is None:
+            raise NotFound(f"External id {type}/{value} not found", code="identity/Not Found")
+        return found
+
+    async def external_ids_of(self, tenant_id: str, object_id: int) -> list[ExternalId]:
+        await self.get_object(tenant_id, object_id)
+        return await self._identity.of_object(tenant_id, object_id)
+
+    async def delete_external_id(self, tenant_id: str, type: str, value: str) -> None:
+        if not await self._identity.delete(tenant_id, type, value):
+            raise NotFound(f"External id {type}/{value} not found", code="identity/Not Found")
+        if type == DEVICE_ID_TYPE:
+            await self._users.delete_user(tenant_id, device_username(value))
+            await self._broker.push([control.device_remove(value)])
+
+    # -- device users ("device credentials") ---------------------------------------------
+
+    async def list_users(
+        self, tenant_id: str, *, only_devices: bool, offset: int, limit: int, count: bool
+    ) -> tuple[list[User], int | None]:
+        users = await self._users.list_users(
+            tenant_id, only_devices=only_devices, offset=offset, limit=limit
+        )
+        total = (
+            await self._users.count_users(tenant_id, only_devices=only_devices) if count else None
+        )
+        return users, total
+
+    async def get_user(self, tenant_id: str, username: str) -> User:
+        found = await self._users.find_user(tenant_id, username)
+        if found is None:
+            raise NotFound(f"User {username} not found", code="user/Not Found")
+        return found[1]
+
+    async def set_user_enabled(self, tenant_id: str, username: str, enabled: bool) -> User:
+        user = await self._users.set_enabled(tenant_id, username, enabled)
+        if user is None:
+            raise NotFound(f"User {username} not found", code="user/Not Found")
+        device_id = device_id_of_user(username)
+        if device_id is not None and Role.DEVICE in user.roles:
+            await self._broker.push([control.device(device_id, tenant_id, enabled)])
+        return user
+
+    async def delete_user(self, tenant_id: str, username: str) -> None:
+        found = await self._users.find_user(tenant_id, username)
+        if found is None or not await self._users.delete_user(tenant_id, username):
+            raise NotFound(f"User {username} not found", code="user/Not Found")
+        device_id = device_id_of_user(username)
+        if device_id is not None and Role.DEVICE in found[1].roles:
+            await self._broker.push([control.device_remove(device_id)])
+
+    # -- broker events -----------------------------------------------------------------
+
+    async def on_connected(self, event: control.Connected) -> None:
+        """A certificate device connected: register it if new, mark it CONNECTED."""
+        now = self._clock()
+        registration = await self._registrar.register(
+            event.tenant,
+            event.client_id,
+            fragments=registration_fragments(event.ca_fingerprint),
+            connection=connection_fragments(ConnectionStatus.CONNECTED, now),
+            connection_id=event.connection_id,
+            at=now,
+        )
+        if registration.created:
+            log.info(
+                "registered device %s in tenant %s (CA %s)",
+                event.client_id,
+                event.tenant,
+                event.ca_fingerprint,
+            )
+        if registration.user_created or event.new:
+            await self._broker.push(
+                [control.device(event.client_id, event.tenant, registration.user_enabled)]
+            )
+
+    async def on_disconnected(self, event: control.Disconnected) -> None:
+        await self._inventory.set_connection(
+            event.tenant,
+            event.client_id,
+            connection_fragments(ConnectionStatus.DISCONNECTED, self._clock()),
+            connection_id=None,
+            only_if_connection=event.connection_id,
+            at=self._clock(),
+        )
+
+    async def reconcile(self, live: tuple[control.LiveClient, ...]) -> None:
+        """After (re)connecting to the broker: the database's online/offline follows the
+        broker's live sessions (events may have been missed while we were away)."""
+        live_keys = {(c.tenant, c.client_id) for c in live}
+        for client in live:
+            await self.on_connected(
+                control.Connected(
+                    client.client_id,
+                    client.tenant,
+                    client.ca_fingerprint,
+                    False,
+                    client.connection_id,
+                )
+            )
+        for tenant_id, device_id in await self._inventory.connected_devices():
+            if (tenant_id, device_id) not in live_keys:
+                await self._inventory.set_connection(
+                    tenant_id,
+                    device_id,
+                    connection_fragments(ConnectionStatus.DISCONNECTED, self._clock()),
+                    connection_id=None,
+                    at=self._clock(),
+                )

@@ -22,7 +22,6 @@ from fleetgate.db.trust import PgTrustStore
 from fleetgate.db.users import PgUsers
 from fleetgate.domain.errors import ConfigurationError
 from fleetgate.mqtt.bridge import BrokerBridge
-from fleetgate.mqtt.control import Connected, Disconnected
 from fleetgate.pki.capath import sync_capath
 from fleetgate.services.auth import Authenticator
 from fleetgate.services.broker import TrustSync, full_state
@@ -93,16 +92,10 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
         async def write_capath(certificates: Mapping[str, bytes]) -> None:
             await asyncio.to_thread(sync_capath, capath, certificates)
 
-        async def on_event(event: Connected | Disconnected) -> None:
-            if isinstance(event, Connected):
-                await devices.on_connected(event)
-            else:
-                await devices.on_disconnected(event)
-
         bridge = BrokerBridge(
             settings.mqtt,
             lambda: full_state(users, trust.broker_state),
-            on_event=on_event,
+            on_event=lambda events: devices.on_events(events),
             on_live=lambda live: devices.reconcile(live),
         )
         devices = Devices(inventory, PgIdentity(pool), users, PgDevices(pool), bridge)

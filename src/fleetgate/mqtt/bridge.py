@@ -30,10 +30,13 @@ log = logging.getLogger(__name__)
 
 #: Produces the plugin's full state as control lines (read from the database each time).
 StateSource = Callable[[], Awaitable[list[str]]]
-EventSink = Callable[[control.Connected | control.Disconnected], Awaitable[None]]
+Event = control.Connected | control.Disconnected
+#: Receives events in batches: whatever arrived while the previous batch was handled.
+EventSink = Callable[[list[Event]], Awaitable[None]]
 LiveSink = Callable[[tuple[control.LiveClient, ...]], Awaitable[None]]
 
 _SHARED_EVENTS = f"$share/fleetgate/{control.EVENTS_TOPIC}"
+_MAX_BATCH = 1000
 
 
 class BrokerBridge:
@@ -55,7 +58,7 @@ class BrokerBridge:
         self._waiting: dict[str, asyncio.Future[control.ControlResponse]] = {}
         # Events are handled by a worker, never by the reader: handling one may push
         # control lines, whose answers the reader must be free to receive.
-        self._events: asyncio.Queue[control.Connected | control.Disconnected] = asyncio.Queue()
+        self._events: asyncio.Queue[Event] = asyncio.Queue()
         #: Set while connected and the plugin has confirmed the full state.
         self.synced = asyncio.Event()
 
@@ -195,12 +198,14 @@ class BrokerBridge:
     async def _handle_events(self) -> None:
         assert self._on_event is not None or self._events.empty()
         while True:
-            event = await self._events.get()
+            batch = [await self._events.get()]
+            while not self._events.empty() and len(batch) < _MAX_BATCH:
+                batch.append(self._events.get_nowait())
             if self._on_event is None:
                 continue
             try:
-                await self._on_event(event)
+                await self._on_event(batch)
             except Exception:
-                # One bad event must not take the bridge down; the reconciliation at the
-                # next connect repairs what this one would have done.
-                log.exception("handling broker event %s failed", event)
+                # A bad batch must not take the bridge down; the reconciliation at the
+                # next connect repairs what it would have done.
+                log.exception("handling %d broker events failed", len(batch))

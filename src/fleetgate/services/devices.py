@@ -6,6 +6,7 @@ deleted) is pushed to the plugin right after it is committed, so it is live at o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -33,6 +34,8 @@ from fleetgate.services.ports import BrokerPush
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+#: Devices whose events are applied at the same time (each holds a database connection).
+_PARALLEL = 8
 
 
 def _now() -> datetime:
@@ -180,8 +183,41 @@ class Devices:
 
     # -- broker events -----------------------------------------------------------------
 
+    async def on_events(self, events: list[control.Connected | control.Disconnected]) -> None:
+        """Apply a batch of broker events, then tell the broker about new devices at once.
+
+        Events of one device are applied in order; different devices in parallel (bounded
+        by ``_PARALLEL``). One control push per batch: a round trip to the plugin costs
+        far more than a registration, so a connect storm must not pay it per device.
+        """
+        by_device: dict[tuple[str, str], list[control.Connected | control.Disconnected]] = {}
+        for event in events:
+            by_device.setdefault((event.tenant, event.client_id), []).append(event)
+        lines: list[str] = []
+        gate = asyncio.Semaphore(_PARALLEL)
+
+        async def apply(device_events: list[control.Connected | control.Disconnected]) -> None:
+            async with gate:
+                for event in device_events:
+                    if isinstance(event, control.Connected):
+                        line = await self._register(event)
+                        if line is not None:
+                            lines.append(line)
+                    else:
+                        await self.on_disconnected(event)
+
+        async with asyncio.TaskGroup() as tg:
+            for device_events in by_device.values():
+                tg.create_task(apply(device_events))
+        if lines:
+            await self._broker.push(lines)
+
     async def on_connected(self, event: control.Connected) -> None:
         """A certificate device connected: register it if new, mark it CONNECTED."""
+        await self.on_events([event])
+
+    async def _register(self, event: control.Connected) -> str | None:
+        """Register/mark connected; the control line the broker then needs, if any."""
         now = self._clock()
         registration = await self._registrar.register(
             event.tenant,
@@ -199,9 +235,8 @@ class Devices:
                 event.ca_fingerprint,
             )
         if registration.user_created or event.new:
-            await self._broker.push(
-                [control.device(event.client_id, event.tenant, registration.user_enabled)]
-            )
+            return control.device(event.client_id, event.tenant, registration.user_enabled)
+        return None
 
     async def on_disconnected(self, event: control.Disconnected) -> None:
         await self._inventory.set_connection(

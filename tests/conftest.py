@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from fleetgate.db.migrations import migrate
@@ -75,14 +76,23 @@ async def empty_database_url(postgres_admin_url: str) -> AsyncIterator[str]:
 @pytest.fixture
 async def database_url(empty_database_url: str) -> str:
     """A fresh database with every migration applied."""
-    import asyncpg
-
     conn = await asyncpg.connect(empty_database_url)
     try:
         await migrate(conn)
     finally:
         await conn.close()
     return empty_database_url
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A connection pool on a fresh, migrated database."""
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=10)
+    assert pool is not None
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 @pytest.fixture

@@ -21,16 +21,6 @@ ERROR_TYPE = "application/vnd.com.nsn.cumulocity.error+json"
 
 
 @pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
-    assert pool is not None
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
-@pytest.fixture
 async def client(pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
     users = PgUsers(pool)
     await ensure_initial_state(

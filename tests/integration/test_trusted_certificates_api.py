@@ -51,16 +51,6 @@ class RecordingBroker:
 
 
 @pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
-    assert pool is not None
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
-@pytest.fixture
 def broker(pool: asyncpg.Pool) -> RecordingBroker:
     return RecordingBroker(pool)
 

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 
 from fleetgate.api import media
 from fleetgate.api.auth import context, require
-from fleetgate.api.bodies import json_object
+from fleetgate.api.bodies import json_object, parse_object_id
 from fleetgate.api.routes.inventory import devices
 from fleetgate.db.inventory import ExternalId
 from fleetgate.domain.errors import ValidationFailed
@@ -33,12 +33,6 @@ def external_id_body(ext: ExternalId, base: str) -> dict[str, Any]:
     }
 
 
-def _object_id(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
-        raise ValidationFailed(f"{raw!r} is not a managed object id")
-    return int(raw)
-
-
 @router.get("/identity/externalIds/{type}/{external_id:path}")
 async def get_external_id(
     request: Request, type: str, external_id: str, principal: Annotated[Principal, Depends(_READ)]
@@ -59,7 +53,7 @@ async def delete_external_id(
 async def external_ids_of(
     request: Request, object_id: str, principal: Annotated[Principal, Depends(_READ)]
 ) -> JSONResponse:
-    found = await devices(request).external_ids_of(principal.tenant.id, _object_id(object_id))
+    found = await devices(request).external_ids_of(principal.tenant.id, parse_object_id(object_id))
     base = context(request).base_url
     body = {
         "self": f"{base}/identity/globalIds/{object_id}/externalIds",
@@ -77,7 +71,7 @@ async def add_external_id(
     if not isinstance(type_, str) or not isinstance(value, str):
         raise ValidationFailed("type and externalId must be strings")
     added = await devices(request).add_external_id(
-        principal.tenant.id, _object_id(object_id), type_, value
+        principal.tenant.id, parse_object_id(object_id), type_, value
     )
     return media.c8y_json(
         external_id_body(added, context(request).base_url), media.EXTERNAL_ID, 201

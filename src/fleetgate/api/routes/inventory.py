@@ -9,11 +9,10 @@ from fastapi.responses import JSONResponse, Response
 
 from fleetgate.api import media
 from fleetgate.api.auth import context, require
-from fleetgate.api.bodies import json_object
+from fleetgate.api.bodies import json_object, parse_object_id
 from fleetgate.api.paging import Page, paging
 from fleetgate.db.inventory import ObjectFilter
 from fleetgate.domain.devices import ManagedObject
-from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.users import Principal, Role
 from fleetgate.services.devices import Devices
 
@@ -48,12 +47,6 @@ def object_body(obj: ManagedObject, base: str) -> dict[str, Any]:
     return body
 
 
-def _object_id(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
-        raise ValidationFailed(f"{raw!r} is not a managed object id")
-    return int(raw)
-
-
 @router.get("/inventory/managedObjects")
 async def list_objects(
     request: Request,
@@ -64,7 +57,7 @@ async def list_objects(
     owner: str | None = None,
     ids: str | None = None,
 ) -> JSONResponse:
-    id_list = tuple(_object_id(i) for i in ids.split(",") if i) if ids else None
+    id_list = tuple(parse_object_id(i) for i in ids.split(",") if i) if ids else None
     flt = ObjectFilter(type=type, fragment_type=fragment_type, owner=owner, ids=id_list)
     objects, total = await devices(request).find_objects(
         principal.tenant.id, flt, page.offset, page.size, count=page.with_total_pages
@@ -91,7 +84,7 @@ async def create_object(
 async def get_object(
     request: Request, object_id: str, principal: Annotated[Principal, Depends(_READ)]
 ) -> JSONResponse:
-    found = await devices(request).get_object(principal.tenant.id, _object_id(object_id))
+    found = await devices(request).get_object(principal.tenant.id, parse_object_id(object_id))
     return media.c8y_json(object_body(found, context(request).base_url), media.MANAGED_OBJECT)
 
 
@@ -100,7 +93,9 @@ async def update_object(
     request: Request, object_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:
     body = await json_object(request)
-    updated = await devices(request).update_object(principal.tenant.id, _object_id(object_id), body)
+    updated = await devices(request).update_object(
+        principal.tenant.id, parse_object_id(object_id), body
+    )
     return media.c8y_json(object_body(updated, context(request).base_url), media.MANAGED_OBJECT)
 
 
@@ -108,5 +103,5 @@ async def update_object(
 async def delete_object(
     request: Request, object_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> Response:
-    await devices(request).delete_object(principal.tenant.id, _object_id(object_id))
+    await devices(request).delete_object(principal.tenant.id, parse_object_id(object_id))
     return Response(status_code=204)

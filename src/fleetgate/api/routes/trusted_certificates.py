@@ -7,18 +7,17 @@ address their own tenant; any other ``{tenantId}`` is a 403 whether it exists or
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException
 
 from fleetgate.api import media
 from fleetgate.api.auth import context, require
+from fleetgate.api.bodies import json_object
 from fleetgate.api.paging import Page, paging
-from fleetgate.domain.errors import AccessDenied, ValidationFailed
-from fleetgate.domain.trust import TrustedCertificate, iso_timestamp
+from fleetgate.domain.errors import AccessDenied
+from fleetgate.domain.trust import TrustedCertificate, read_only_values
 from fleetgate.domain.users import Principal, Role
 from fleetgate.services.trust import TrustedCertificates
 
@@ -52,54 +51,19 @@ def _collection_url(base: str, tenant_id: str) -> str:
 
 def certificate_body(cert: TrustedCertificate, base: str) -> dict[str, Any]:
     """The Cumulocity representation of a trusted certificate."""
-    facts = cert.facts
     return {
-        "self": f"{_collection_url(base, cert.tenant_id)}/{facts.fingerprint}",
-        "fingerprint": facts.fingerprint,
+        "self": f"{_collection_url(base, cert.tenant_id)}/{cert.fingerprint}",
         "name": cert.name,
         "status": cert.status.value,
         "autoRegistrationEnabled": cert.auto_registration,
-        "subject": facts.subject,
-        "issuer": facts.issuer,
-        "serialNumber": facts.serial_number,
-        "algorithmName": facts.algorithm_name,
-        "version": facts.version,
-        "notBefore": iso_timestamp(facts.not_before),
-        "notAfter": iso_timestamp(facts.not_after),
-        "certInPemFormat": facts.pem,
+        **read_only_values(cert),
     }
-
-
-async def _json_object(request: Request) -> dict[str, object]:
-    """The request body as a JSON object, read with a size limit; 4xx otherwise."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise HTTPException(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise HTTPException(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        raise HTTPException(400, "the request body is empty; send a JSON object")
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise HTTPException(400, "the request body is not valid JSON (UTF-8)") from None
-    except RecursionError:
-        raise HTTPException(400, "the request body is JSON nested too deeply") from None
-    if not isinstance(body, dict):
-        raise ValidationFailed("the request body must be a JSON object")
-    return body
 
 
 @router.post("/tenant/tenants/{tenantId}/trusted-certificates")
 async def upload_certificate(request: Request, tenantId: str, principal: Caller) -> JSONResponse:
     tenant_id = _own_tenant(principal, tenantId)
-    body = await _json_object(request)
+    body = await json_object(request, MAX_BODY_BYTES)
     cert = await _service(request).upload(tenant_id, body)
     base = context(request).base_url
     return media.c8y_json(certificate_body(cert, base), JSON, status_code=201)
@@ -141,7 +105,7 @@ async def update_certificate(
     principal: Caller,
 ) -> JSONResponse:
     tenant_id = _own_tenant(principal, tenantId)
-    body = await _json_object(request)
+    body = await json_object(request, MAX_BODY_BYTES)
     cert = await _service(request).update(tenant_id, fingerprint.lower(), body)
     return media.c8y_json(certificate_body(cert, context(request).base_url), JSON)
 

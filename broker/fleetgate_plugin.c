@@ -7,11 +7,12 @@
  * `reset` followed by a full sync. See docs/decisions/0001-broker-plugin.md.
  *
  * Certificate devices: docs/decisions/0002-device-identity.md.
+ * Password devices: docs/decisions/0003-password-devices.md.
  *
  * Layout: password hashes (parse, verify, cache) -> text and percent-encoding ->
  * hash table -> state (accounts, CAs, devices, live sessions) -> events ->
- * certificate checks -> kicks -> authentication -> ACL -> control protocol ->
- * plugin entry points.
+ * certificate checks -> password devices -> kicks -> authentication -> ACL ->
+ * control protocol -> plugin entry points.
  */
 #include <ctype.h>
 #include <stdarg.h>
@@ -36,6 +37,8 @@
 #define FG_EVENTS_TOPIC "fleetgate/v1/events"
 #define FG_BOOTSTRAP_ROOT "fg/bootstrap/"
 #define FG_DEVICE_ROOT "fg/d/"
+#define FG_DEVICE_USER_PREFIX "device_" /* username "<tenant>/device_<device id>" */
+#define FG_NO_CA "-" /* the CA fingerprint field of a password session */
 #define FG_FINGERPRINT_LEN 40 /* lowercase hex SHA-1 */
 #define FG_EPOCH_LEN 16
 #define FG_CONNECTION_ID_LEN (FG_EPOCH_LEN + 1 + 20)
@@ -167,6 +170,32 @@ static bool fg_password_verify(struct fg_password_hash *h, const char *password)
 	}
 	OPENSSL_cleanse(derived, sizeof(derived));
 	OPENSSL_cleanse(digest, sizeof(digest));
+	return ok;
+}
+
+/* SHA-256 over the parameters, salt and key: equal exactly when the stored hash is.
+ * A password session keeps the identity of the hash it logged in with, so that
+ * re-validation notices new credentials (also across a `reset` + full sync). */
+static bool fg_hash_identity(const struct fg_password_hash *h, unsigned char out[FG_DIGEST_LEN])
+{
+	unsigned char params[3 * 4];
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned int out_len = 0;
+	bool ok;
+
+	for(int i = 0; i < 4; i++){
+		params[i] = (unsigned char)(h->log2n >> (24 - 8 * i));
+		params[4 + i] = (unsigned char)(h->r >> (24 - 8 * i));
+		params[8 + i] = (unsigned char)(h->p >> (24 - 8 * i));
+	}
+	ok = ctx
+		&& EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1
+		&& EVP_DigestUpdate(ctx, params, sizeof(params)) == 1
+		&& EVP_DigestUpdate(ctx, h->salt, h->salt_len) == 1
+		&& EVP_DigestUpdate(ctx, h->key, h->key_len) == 1
+		&& EVP_DigestFinal_ex(ctx, out, &out_len) == 1
+		&& out_len == FG_DIGEST_LEN;
+	EVP_MD_CTX_free(ctx);
 	return ok;
 }
 
@@ -364,11 +393,13 @@ static void fg_table_clear(struct fg_table *t)
 /* State: accounts, trusted CAs, certificate devices, live sessions          */
 /* ------------------------------------------------------------------------ */
 
-enum fg_account_kind { FG_KIND_BOOTSTRAP = 1 };
+enum fg_account_kind { FG_KIND_BOOTSTRAP = 1, FG_KIND_DEVICE };
 
 struct fg_account {
 	enum fg_account_kind kind;
 	struct fg_password_hash hash;
+	/* FG_KIND_DEVICE only: parsed from the username "<tenant>/device_<device id>". */
+	char *tenant, *device_id;
 };
 
 /* A trusted CA, keyed by its fingerprint (lowercase hex SHA-1 of the DER). */
@@ -384,13 +415,17 @@ struct fg_device {
 	bool enabled;
 };
 
-/* A live certificate session, keyed by client id. `client` is an identity only:
- * it is compared, never dereferenced, because the entry can outlive nothing
- * (MOSQ_EVT_DISCONNECT removes it) but a newer connection may have replaced it. */
+/* A live device session (certificate or password), keyed by client id = device id.
+ * `client` is an identity only: it is compared, never dereferenced, because the
+ * entry can outlive nothing (MOSQ_EVT_DISCONNECT removes it) but a newer
+ * connection may have replaced it. */
 struct fg_session {
 	char *tenant;
-	char ca_fingerprint[FG_FINGERPRINT_LEN + 1];
+	bool password; /* logged in with a device account, not a certificate */
+	char ca_fingerprint[FG_FINGERPRINT_LEN + 1]; /* FG_NO_CA for password sessions */
 	char connection_id[FG_CONNECTION_ID_LEN + 1];
+	/* Password sessions: fg_hash_identity of the account's hash at login. */
+	unsigned char credential[FG_DIGEST_LEN];
 	const struct mosquitto *client;
 };
 
@@ -401,7 +436,7 @@ struct fg_state {
 	struct fg_table accounts; /* username -> fg_account */
 	struct fg_table cas;      /* fingerprint -> fg_ca */
 	struct fg_table devices;  /* client id -> fg_device */
-	struct fg_table sessions; /* client id -> fg_session; survives `reset` */
+	struct fg_table sessions; /* client id -> fg_session (device sessions); survives `reset` */
 	char epoch[FG_EPOCH_LEN + 1];
 	unsigned long long connections;
 };
@@ -410,6 +445,8 @@ static void fg_account_free(void *value)
 {
 	struct fg_account *a = value;
 	if(!a) return;
+	free(a->tenant);
+	free(a->device_id);
 	OPENSSL_cleanse(a, sizeof(*a));
 	free(a);
 }
@@ -439,15 +476,50 @@ static void fg_session_free(void *value)
 	free(s);
 }
 
-/* Adds or replaces; replacing drops the verification cache with the old hash. */
+/* Splits a device account's username "<tenant>/device_<device id>" into new
+ * strings; NULL on success, otherwise why it is not one. Both parts must be single
+ * topic levels: the device id becomes the client id and the fg/d/<id>/ namespace. */
+static const char *fg_parse_device_username(const char *username, char **tenant, char **device_id)
+{
+	const char *slash = strchr(username, '/'), *id;
+	size_t prefix_len = strlen(FG_DEVICE_USER_PREFIX);
+
+	*tenant = *device_id = NULL;
+	if(!slash || strncmp(slash + 1, FG_DEVICE_USER_PREFIX, prefix_len) != 0){
+		return "username must be <tenant>/device_<device id>";
+	}
+	id = slash + 1 + prefix_len;
+	if(!fg_is_topic_level(id)) return "device id is not a single topic level";
+	if(!(*tenant = strndup(username, (size_t)(slash - username)))) return "out of memory";
+	if(!fg_is_topic_level(*tenant)){
+		free(*tenant);
+		*tenant = NULL;
+		return "tenant is not a single topic level";
+	}
+	if(!(*device_id = strdup(id))){
+		free(*tenant);
+		*tenant = NULL;
+		return "out of memory";
+	}
+	return NULL;
+}
+
+/* Adds or replaces; replacing drops the verification cache with the old hash. Takes
+ * ownership of tenant and device_id (device accounts; NULL otherwise), also on failure. */
 static bool fg_account_put(struct fg_state *st, enum fg_account_kind kind, const char *username,
-		const struct fg_password_hash *hash)
+		const struct fg_password_hash *hash, char *tenant, char *device_id)
 {
 	struct fg_account *a = calloc(1, sizeof(*a));
-	if(!a) return false;
+	if(!a){
+		free(tenant);
+		free(device_id);
+		return false;
+	}
 	a->kind = kind;
 	a->hash = *hash;
 	a->hash.cached = false;
+	a->tenant = tenant;
+	a->device_id = device_id;
 	if(fg_table_put(&st->accounts, username, a)) return true;
 	fg_account_free(a);
 	return false;
@@ -548,13 +620,64 @@ static const char *fg_device_admissible(struct fg_state *st, const char *client_
 	return NULL;
 }
 
+/*
+ * A device id is one identity (docs/decisions/0003): a live session of `client_id`
+ * may be replaced only by the same kind of login (certificate / password) for the
+ * same tenant, i.e. the same device reconnecting. Anything else is refused before
+ * mosquitto's own takeover by client id could throw the live session out.
+ */
+static const char *fg_client_id_taken(struct fg_state *st, const char *client_id,
+		bool password, const char *tenant)
+{
+	const struct fg_session *s = fg_table_get(&st->sessions, client_id);
+	if(s && (s->password != password || strcmp(s->tenant, tenant) != 0)){
+		return "client id in use by another identity";
+	}
+	return NULL;
+}
+
+/* Records the live session of an accepted device (replacing the same device's
+ * older connection, see fg_client_id_taken) and publishes `connected`.
+ * `fp`: the CA fingerprint, or FG_NO_CA with `credential` for a password session. */
+static const char *fg_session_start(struct fg_state *st, struct mosquitto *client,
+		const char *tenant, const char *fp, const unsigned char *credential, bool is_new)
+{
+	const char *client_id = mosquitto_client_id(client);
+	struct fg_session *session = calloc(1, sizeof(*session));
+	struct fg_text text = {0};
+
+	if(!session || !(session->tenant = strdup(tenant))){
+		fg_session_free(session);
+		return "out of memory";
+	}
+	session->password = credential != NULL;
+	if(credential) memcpy(session->credential, credential, FG_DIGEST_LEN);
+	snprintf(session->ca_fingerprint, sizeof(session->ca_fingerprint), "%s", fp);
+	snprintf(session->connection_id, sizeof(session->connection_id), "%s-%llu",
+			st->epoch, ++st->connections);
+	session->client = client;
+	/* Replacing an entry of the same client id is a takeover by the same device:
+	 * the older connection's DISCONNECT then finds a different pointer and is silent. */
+	if(!fg_table_put(&st->sessions, client_id, session)){
+		fg_session_free(session);
+		return "out of memory";
+	}
+	fg_text_field(&text, "connected");
+	fg_text_field(&text, client_id);
+	fg_text_field(&text, session->tenant);
+	fg_text_field(&text, session->ca_fingerprint);
+	fg_text_field(&text, is_new ? "1" : "0");
+	fg_text_field(&text, session->connection_id);
+	fg_publish_event(&text);
+	return NULL;
+}
+
 /* Decides a CONNECT that presented a certificate; on success records the live
  * session, sets the username and publishes `connected`. */
 static const char *fg_authenticate_certificate(struct fg_state *st, struct mosquitto *client, X509 *leaf)
 {
 	const char *client_id = mosquitto_client_id(client), *fp, *reason;
 	struct fg_ca *ca;
-	struct fg_session *session;
 	struct fg_text text = {0};
 	char *cn = fg_common_name(leaf);
 	bool is_new, cn_matches;
@@ -572,41 +695,76 @@ static const char *fg_authenticate_certificate(struct fg_state *st, struct mosqu
 	if(X509_cmp_current_time(X509_get0_notBefore(leaf)) >= 0) return "certificate not yet valid";
 	if(X509_cmp_current_time(X509_get0_notAfter(leaf)) <= 0) return "certificate expired";
 	if((reason = fg_device_admissible(st, client_id, fp, ca, &is_new))) return reason;
+	if((reason = fg_client_id_taken(st, client_id, false, ca->tenant))) return reason;
 
-	fg_text_append(&text, "%s/device_%s", ca->tenant, client_id);
+	fg_text_append(&text, "%s/" FG_DEVICE_USER_PREFIX "%s", ca->tenant, client_id);
 	if(text.failed || mosquitto_set_username(client, text.buf) != MOSQ_ERR_SUCCESS){
 		free(text.buf);
 		return "out of memory";
 	}
 	free(text.buf);
-	session = calloc(1, sizeof(*session));
-	if(!session || !(session->tenant = strdup(ca->tenant))){
-		fg_session_free(session);
-		return "out of memory";
-	}
-	snprintf(session->ca_fingerprint, sizeof(session->ca_fingerprint), "%s", fp);
-	snprintf(session->connection_id, sizeof(session->connection_id), "%s-%llu",
-			st->epoch, ++st->connections);
-	session->client = client;
-	/* Replacing an entry of the same client id is a takeover by the same device:
-	 * the older connection's DISCONNECT then finds a different pointer and is silent. */
-	if(!fg_table_put(&st->sessions, client_id, session)){
-		fg_session_free(session);
-		return "out of memory";
-	}
-	text = (struct fg_text){0};
-	fg_text_field(&text, "connected");
-	fg_text_field(&text, client_id);
-	fg_text_field(&text, session->tenant);
-	fg_text_field(&text, session->ca_fingerprint);
-	fg_text_field(&text, is_new ? "1" : "0");
-	fg_text_field(&text, session->connection_id);
-	fg_publish_event(&text);
-	return NULL;
+	return fg_session_start(st, client, ca->tenant, fp, NULL, is_new);
 }
 
 /* ------------------------------------------------------------------------ */
-/* Kicking live certificate sessions                                         */
+/* Password devices (docs/decisions/0003)                                    */
+/* ------------------------------------------------------------------------ */
+
+/* NULL when a device account may be (or stay) logged in, otherwise why not. The
+ * `device` entry is optional for a password device (its account registers it);
+ * when the service has pushed one, it must be enabled and of the account's tenant. */
+static const char *fg_password_device_admissible(struct fg_state *st, const struct fg_account *account)
+{
+	const struct fg_device *device = fg_table_get(&st->devices, account->device_id);
+	if(device){
+		if(strcmp(device->tenant, account->tenant) != 0) return "device belongs to another tenant than its account";
+		if(!device->enabled) return "device is disabled";
+	}
+	return NULL;
+}
+
+/* Re-validates the password session `s` of `client_id`: its account must still
+ * exist with the very hash it logged in with. */
+static const char *fg_password_session_admissible(struct fg_state *st, const char *client_id,
+		const struct fg_session *s)
+{
+	struct fg_text username = {0};
+	const struct fg_account *account;
+	unsigned char identity[FG_DIGEST_LEN];
+
+	fg_text_append(&username, "%s/" FG_DEVICE_USER_PREFIX "%s", s->tenant, client_id);
+	if(username.failed){
+		free(username.buf);
+		return NULL; /* out of memory: keep it rather than kick on a guess */
+	}
+	account = fg_table_get(&st->accounts, username.buf);
+	free(username.buf);
+	if(!account || account->kind != FG_KIND_DEVICE) return "device account removed";
+	if(!fg_hash_identity(&account->hash, identity)) return NULL;
+	if(CRYPTO_memcmp(identity, s->credential, FG_DIGEST_LEN) != 0) return "device account has a new password";
+	return fg_password_device_admissible(st, account);
+}
+
+/* Decides a CONNECT with the username of a device account (password listener, no
+ * certificate); on success records the live session and publishes `connected`. */
+static const char *fg_authenticate_password_device(struct fg_state *st, struct mosquitto *client,
+		struct fg_account *account, const char *password)
+{
+	const char *client_id = mosquitto_client_id(client), *reason;
+	unsigned char identity[FG_DIGEST_LEN];
+
+	/* Checked before scrypt: a wrong client id costs nothing. */
+	if(!client_id || strcmp(client_id, account->device_id) != 0) return "client id must be the device id";
+	if(!fg_password_verify(&account->hash, password)) return "wrong password";
+	if((reason = fg_password_device_admissible(st, account))) return reason;
+	if((reason = fg_client_id_taken(st, client_id, true, account->tenant))) return reason;
+	if(!fg_hash_identity(&account->hash, identity)) return "out of memory";
+	/* new=0: the service registers a password device before it issues the account. */
+	return fg_session_start(st, client, account->tenant, FG_NO_CA, identity, false);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Kicking live device sessions                                              */
 /* ------------------------------------------------------------------------ */
 
 /*
@@ -640,8 +798,8 @@ static void fg_kick(struct fg_state *st, const char *client_id)
 }
 
 /* Re-validates live sessions with the CONNECT rule against the current state and
- * kicks those that no longer pass. `fp`, `client_id`: only the sessions of that CA,
- * of that client (NULL: any). */
+ * kicks those that no longer pass. `fp`, `client_id`: only the (certificate)
+ * sessions of that CA, only the session of that client (NULL: any). */
 static void fg_revalidate(struct fg_state *st, const char *fp, const char *client_id)
 {
 	char **ids;
@@ -659,12 +817,17 @@ static void fg_revalidate(struct fg_state *st, const char *fp, const char *clien
 		const char *reason;
 		bool is_new;
 
-		if(fp && strcmp(s->ca_fingerprint, fp) != 0) continue;
+		if(fp && (s->password || strcmp(s->ca_fingerprint, fp) != 0)) continue;
 		if(client_id && strcmp(node->key, client_id) != 0) continue;
-		ca = fg_table_get(&st->cas, s->ca_fingerprint);
-		reason = fg_device_admissible(st, node->key, s->ca_fingerprint, ca, &is_new);
-		/* The username carries the tenant: a CA moved to another tenant ends it. */
-		if(!reason && strcmp(s->tenant, ca->tenant) != 0) reason = "its CA moved to another tenant";
+		if(s->password){
+			/* No CA: the account (and its hash) and the device entry decide. */
+			reason = fg_password_session_admissible(st, node->key, s);
+		}else{
+			ca = fg_table_get(&st->cas, s->ca_fingerprint);
+			reason = fg_device_admissible(st, node->key, s->ca_fingerprint, ca, &is_new);
+			/* The username carries the tenant: a CA moved to another tenant ends it. */
+			if(!reason && strcmp(s->tenant, ca->tenant) != 0) reason = "its CA moved to another tenant";
+		}
 		if(reason && (ids[count] = strdup(node->key))){
 			mosquitto_log_printf(MOSQ_LOG_NOTICE, "fleetgate: kicking client '%s': %s",
 					node->key, reason);
@@ -714,9 +877,13 @@ static const char *fg_authenticate(struct fg_state *st, struct mosquitto *client
 	}
 	account = fg_table_get(&st->accounts, username);
 	if(!account) return "unknown username";
+	if(account->kind == FG_KIND_DEVICE) return fg_authenticate_password_device(st, client, account, password);
 	if(account->kind != FG_KIND_BOOTSTRAP) return "account kind cannot connect";
 	if(!fg_is_topic_level(mosquitto_client_id(client))) return "client id is not a single topic level";
 	if(!fg_password_verify(&account->hash, password)) return "wrong password";
+	/* Bootstrap clients use the device id as client id; mosquitto's takeover must not
+	 * let a (shared) bootstrap account throw out a live device session. */
+	if(fg_table_get(&st->sessions, mosquitto_client_id(client))) return "client id in use by another identity";
 	return NULL;
 }
 
@@ -734,7 +901,7 @@ static int fg_on_basic_auth(int event, void *event_data, void *userdata)
 	return MOSQ_ERR_AUTH;
 }
 
-/* The live certificate session of this very connection, or NULL. */
+/* The live device session (certificate or password) of this very connection, or NULL. */
 static struct fg_session *fg_session_of(struct fg_state *st, const struct mosquitto *client)
 {
 	struct fg_session *s = fg_table_get(&st->sessions, mosquitto_client_id(client));
@@ -768,6 +935,28 @@ static bool fg_in_namespace(const char *topic, const char *root, const char *lev
 	return strncmp(topic, level, level_len) == 0 && topic[level_len] == '/';
 }
 
+/* A bootstrap client's namespace is fg/bootstrap/<tenant>/<client id>/, the tenant being
+ * that of its account (username "<tenant>/<name>"): the service can then tell which
+ * tenant's new device request a bootstrap message is about. */
+static bool fg_in_bootstrap_namespace(const char *topic, const char *username,
+		const char *client_id)
+{
+	const char *slash = username ? strchr(username, '/') : NULL;
+	size_t root_len, tenant_len;
+	char *root;
+	bool inside;
+
+	if(!slash || slash == username) return false;
+	tenant_len = (size_t)(slash - username);
+	root_len = strlen(FG_BOOTSTRAP_ROOT) + tenant_len + 1;
+	root = malloc(root_len + 1);
+	if(!root) return false;
+	snprintf(root, root_len + 1, "%s%.*s/", FG_BOOTSTRAP_ROOT, (int)tenant_len, username);
+	inside = fg_in_namespace(topic, root, client_id);
+	free(root);
+	return inside;
+}
+
 static int fg_on_acl_check(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_acl_check *ev = event_data;
@@ -779,17 +968,19 @@ static int fg_on_acl_check(int event, void *event_data, void *userdata)
 
 	/* The service may do anything: the control topic, and the only reader of events. */
 	if(fg_is_service(st, username)) return MOSQ_ERR_SUCCESS;
-	/* A certificate device: fg/d/<client id>/... only. A gateway's children will
-	 * live below it (fg/d/<gateway>/c/<child>/...), so this rule covers them. */
+	/* A device, certificate or password: fg/d/<client id>/... only (the client id is
+	 * the device id). A gateway's children will live below it
+	 * (fg/d/<gateway>/c/<child>/...), so this rule covers them. */
 	if(fg_session_of(st, ev->client)){
 		return fg_in_namespace(ev->topic, FG_DEVICE_ROOT, client_id) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 	}
 	/* A certificate client without a live session (kicked, or being replaced)
-	 * must not fall through to a bootstrap account of the same username. */
+	 * must not fall through to a bootstrap account of the same username. A password
+	 * device without one finds a device account below and is denied too. */
 	if(fg_has_certificate(ev->client)) return MOSQ_ERR_ACL_DENIED;
 	account = fg_table_get(&st->accounts, username);
 	if(account && account->kind == FG_KIND_BOOTSTRAP
-			&& fg_in_namespace(ev->topic, FG_BOOTSTRAP_ROOT, client_id)){
+			&& fg_in_bootstrap_namespace(ev->topic, username, client_id)){
 		return MOSQ_ERR_SUCCESS;
 	}
 	return MOSQ_ERR_ACL_DENIED;
@@ -919,6 +1110,53 @@ static const char *fg_command_device(struct fg_state *st, char **f)
 	return NULL;
 }
 
+/* After a change to the account `username`: when it names a device account, the
+ * password session of that device is re-validated (removed, or a new hash: kicked;
+ * the identical hash pushed again: kept). */
+static void fg_revalidate_device_account(struct fg_state *st, const char *username)
+{
+	char *tenant, *device_id;
+	if(fg_parse_device_username(username, &tenant, &device_id)) return;
+	fg_revalidate(st, NULL, device_id);
+	free(tenant);
+	free(device_id);
+}
+
+static const char *fg_command_account(struct fg_state *st, char **f)
+{
+	struct fg_password_hash hash;
+	enum fg_account_kind kind;
+	char *tenant = NULL, *device_id = NULL;
+	const char *error;
+	bool ok;
+
+	if(strcmp(f[1], "bootstrap") == 0) kind = FG_KIND_BOOTSTRAP;
+	else if(strcmp(f[1], "device") == 0) kind = FG_KIND_DEVICE;
+	else return "unknown account kind";
+	if(fg_is_service(st, f[2])) return "username is reserved for the service";
+	if(kind == FG_KIND_BOOTSTRAP){
+		const char *slash = strchr(f[2], '/');
+		/* <tenant>/<name>: the tenant names the bootstrap namespace. */
+		if(!slash || slash == f[2] || !slash[1] || memchr(f[2], '+', (size_t)(slash - f[2]))
+				|| memchr(f[2], '#', (size_t)(slash - f[2]))){
+			return "bootstrap username must be <tenant>/<name>";
+		}
+	}
+	if(kind == FG_KIND_DEVICE && (error = fg_parse_device_username(f[2], &tenant, &device_id))){
+		return error;
+	}
+	if(!fg_hash_parse(f[3], &hash)){
+		free(tenant);
+		free(device_id);
+		return "invalid password hash";
+	}
+	ok = fg_account_put(st, kind, f[2], &hash, tenant, device_id);
+	OPENSSL_cleanse(&hash, sizeof(hash));
+	if(!ok) return "out of memory";
+	fg_revalidate_device_account(st, f[2]);
+	return NULL;
+}
+
 static void fg_reply_clients(struct fg_state *st, struct fg_text *reply)
 {
 	FG_TABLE_FOREACH(&st->sessions, node){
@@ -935,8 +1173,6 @@ static void fg_reply_clients(struct fg_state *st, struct fg_text *reply)
 /* Applies one decoded command; NULL on success, otherwise the error message. */
 static const char *fg_apply_command(struct fg_state *st, char **f, size_t count, struct fg_text *reply)
 {
-	struct fg_password_hash hash;
-
 	if(strcmp(f[0], "reset") == 0){
 		if(count != 1) return "usage: reset";
 		/* Live sessions stay: the full sync that follows ends with `sync`, which
@@ -946,14 +1182,11 @@ static const char *fg_apply_command(struct fg_state *st, char **f, size_t count,
 		fg_table_clear(&st->devices);
 	}else if(strcmp(f[0], "account") == 0){
 		if(count != 4) return "usage: account <kind> <username> <hash>";
-		if(strcmp(f[1], "bootstrap") != 0) return "unknown account kind";
-		if(fg_is_service(st, f[2])) return "username is reserved for the service";
-		if(!fg_hash_parse(f[3], &hash)) return "invalid password hash";
-		if(!fg_account_put(st, FG_KIND_BOOTSTRAP, f[2], &hash)) return "out of memory";
-		OPENSSL_cleanse(&hash, sizeof(hash));
+		return fg_command_account(st, f);
 	}else if(strcmp(f[0], "account-remove") == 0){
 		if(count != 2) return "usage: account-remove <username>";
 		fg_table_remove(&st->accounts, f[1]);
+		fg_revalidate_device_account(st, f[1]);
 	}else if(strcmp(f[0], "ca") == 0){
 		if(count != 6) return "usage: ca <fingerprint> <tenant> <enabled 0|1> <autoreg 0|1> <der hex>";
 		return fg_command_ca(st, f);
@@ -1043,7 +1276,7 @@ static int fg_on_control(int event, void *event_data, void *userdata)
 		pos += len + 1;
 	}
 	mosquitto_log_printf(MOSQ_LOG_INFO, "fleetgate: control message: %zu lines, %zu errors, "
-			"%zu accounts, %zu CAs, %zu devices, %zu live certificate sessions",
+			"%zu accounts, %zu CAs, %zu devices, %zu live device sessions",
 			line_no, errors, st->accounts.count, st->cas.count, st->devices.count, st->sessions.count);
 	if(reply.failed){
 		mosquitto_log_printf(MOSQ_LOG_ERR, "fleetgate: out of memory building a control reply");

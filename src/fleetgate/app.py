@@ -14,6 +14,8 @@ from fleetgate.api import server
 from fleetgate.api.app import create_app
 from fleetgate.api.auth import ApiContext
 from fleetgate.config import Settings
+from fleetgate.db.bootstrap import PgRequests
+from fleetgate.db.bulk import PgBulkCredentials
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.inventory import PgIdentity, PgInventory
 from fleetgate.db.migrations import migrate
@@ -21,10 +23,13 @@ from fleetgate.db.pool import create_pool
 from fleetgate.db.trust import PgTrustStore
 from fleetgate.db.users import PgUsers
 from fleetgate.domain.errors import ConfigurationError
+from fleetgate.domain.topics import BOOTSTRAP_REQUESTS, BootstrapTopic
 from fleetgate.mqtt.bridge import BrokerBridge
 from fleetgate.pki.capath import sync_capath
 from fleetgate.services.auth import Authenticator
+from fleetgate.services.bootstrap import Bootstrap
 from fleetgate.services.broker import TrustSync, full_state
+from fleetgate.services.bulk import BulkCredentials
 from fleetgate.services.devices import Devices
 from fleetgate.services.seed import InitialState, ensure_initial_state
 from fleetgate.services.trust import TrustedCertificates
@@ -92,12 +97,20 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
         async def write_capath(certificates: Mapping[str, bytes]) -> None:
             await asyncio.to_thread(sync_capath, capath, certificates)
 
+        async def on_bootstrap(topic: str, payload: bytes) -> tuple[str, bytes] | None:
+            parsed = BootstrapTopic.parse(topic)
+            if parsed is None or parsed.leaf != BootstrapTopic.REQUEST:
+                return None
+            return await bootstrap.ask_over_mqtt(parsed, payload)
+
         bridge = BrokerBridge(
             settings.mqtt,
             lambda: full_state(users, trust.broker_state),
             on_event=lambda events: devices.on_events(events),
             on_live=lambda live: devices.reconcile(live),
+            handlers={BOOTSTRAP_REQUESTS: on_bootstrap},
         )
+        bootstrap = Bootstrap(PgRequests(pool), bridge)
         devices = Devices(inventory, PgIdentity(pool), users, PgDevices(pool), bridge)
         trust_sync = TrustSync(enabled_cas, write_capath, bridge)
         trust = TrustedCertificates(trust_store, trust_sync)
@@ -105,6 +118,8 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
         api = create_app(ApiContext(Authenticator(users), settings.api.base_url()))
         api.state.devices = devices
         api.state.trust = trust
+        api.state.bootstrap = bootstrap
+        api.state.bulk = BulkCredentials(PgBulkCredentials(pool), bridge)
         api_started = asyncio.Event()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(server.serve(api, api_socket, api_started), name="rest-api")

@@ -15,7 +15,7 @@ import shutil
 import socket
 import ssl
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,4 +204,126 @@ async def wait_for_log(broker: RunningBroker, text: str) -> bool:
         await asyncio.wait_for(poll(), REPLY_TIMEOUT)
     except TimeoutError:
         return False
+    return True
+
+
+def refused(reason_code: int | aiomqtt.client.ReasonCode) -> bool:
+    """True for an MQTT 5 failure reason code (e.g. SUBACK 0x87 not authorized)."""
+    value = reason_code if isinstance(reason_code, int) else reason_code.value
+    return value >= 0x80
+
+
+def device_account(
+    tenant: str, device_id: str, password: str, *, cost: dict[str, int] = FAST_HASH
+) -> str:
+    """The ``account device`` line for a password device with ``password``."""
+    return control.device_account(tenant, device_id, hash_password(password, **cost))
+
+
+def password_device_client(
+    broker: RunningBroker,
+    tenant: str,
+    device_id: str,
+    password: str,
+    *,
+    client_id: str | None = None,
+) -> aiomqtt.Client:
+    """A password device on the password listener: username ``<tenant>/device_<id>`` and,
+    unless ``client_id`` says otherwise, the device id as client id."""
+    return device_client(
+        broker,
+        identifier=device_id if client_id is None else client_id,
+        username=control.device_username(tenant, device_id),
+        password=password,
+        timeout=REPLY_TIMEOUT,
+    )
+
+
+Event = control.Connected | control.Disconnected
+
+
+class Events:
+    """A service connection reading fleetgate/v1/events. A plain subscription:
+    mosquitto 2.0.11 never delivers a ``$``-topic to a ``$share/<group>/$...``
+    subscription (measured; docs/decisions/0002)."""
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self.client = client
+        self.seen: list[Event] = []
+
+    async def next(self, match: Callable[[Event], bool]) -> Event:
+        async def wait() -> Event:
+            async for msg in self.client.messages:
+                assert isinstance(msg.payload, bytes)
+                event = control.parse_event(msg.payload)
+                self.seen.append(event)
+                if match(event):
+                    return event
+            raise AssertionError("event stream ended")
+
+        return await asyncio.wait_for(wait(), REPLY_TIMEOUT)
+
+    async def connected(self, client_id: str) -> control.Connected:
+        event = await self.next(
+            lambda e: isinstance(e, control.Connected) and e.client_id == client_id
+        )
+        assert isinstance(event, control.Connected)
+        return event
+
+    async def disconnected(self, client_id: str) -> control.Disconnected:
+        event = await self.next(
+            lambda e: isinstance(e, control.Disconnected) and e.client_id == client_id
+        )
+        assert isinstance(event, control.Disconnected)
+        return event
+
+
+@contextlib.asynccontextmanager
+async def events_reader(broker: RunningBroker) -> AsyncIterator[Events]:
+    """A service connection subscribed to the events topic."""
+    async with service_client(broker) as client:
+        granted = await client.subscribe(control.EVENTS_TOPIC, qos=1)
+        assert not any(refused(code) for code in granted)
+        yield Events(client)
+
+
+async def dropped(client: aiomqtt.Client) -> bool:
+    """True when the broker ends ``client``'s connection within the reply timeout."""
+
+    async def drain() -> None:
+        with contextlib.suppress(aiomqtt.MqttError):
+            async for _ in client.messages:
+                pass
+
+    try:
+        await asyncio.wait_for(drain(), REPLY_TIMEOUT)
+    except TimeoutError:
+        return False
+    return True
+
+
+@contextlib.asynccontextmanager
+async def connected(client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Client]:
+    """``async with client`` that tolerates the broker having dropped it."""
+    with contextlib.suppress(aiomqtt.MqttError):
+        async with client:
+            yield client
+
+
+async def round_trip(client: aiomqtt.Client, topic: str) -> bool:
+    """True when ``client`` (still connected) receives what it publishes to ``topic``,
+    which it may subscribe to."""
+    payload = f"ping-{next(_tokens)}".encode()
+    granted = await client.subscribe(topic, qos=1)
+    if any(refused(code) for code in granted):
+        return False
+    await client.publish(topic, payload, qos=1)
+
+    async def wait() -> None:
+        async for msg in client.messages:
+            if msg.payload == payload:
+                return
+
+    await asyncio.wait_for(wait(), REPLY_TIMEOUT)
+    await client.unsubscribe(topic)
     return True

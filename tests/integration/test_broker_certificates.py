@@ -387,7 +387,9 @@ async def test_events_are_for_the_service_only(
     await service.unsubscribe(control.EVENTS_TOPIC)
     await push(
         service,
-        control.account("bootstrap", "bootstrap", "scrypt:10:8:1:" + "00" * 16 + ":" + "00" * 16),
+        control.account(
+            "bootstrap", "t1/bootstrap", "scrypt:10:8:1:" + "00" * 16 + ":" + "00" * 16
+        ),
     )
     ca = generate_ca("events CA")
     await trust_ca(trust, service, ca, autoreg=True)

@@ -59,7 +59,7 @@ def bootstrap_account(username: str, password: str = PASSWORD) -> str:
 
 
 def bootstrap_client(
-    broker: RunningBroker, client_id: str, username: str = "bootstrap", password: str = PASSWORD
+    broker: RunningBroker, client_id: str, username: str = "t1/bootstrap", password: str = PASSWORD
 ) -> aiomqtt.Client:
     return device_client(broker, identifier=client_id, username=username, password=password)
 
@@ -97,44 +97,50 @@ async def test_pushed_bootstrap_account_connects_and_works_in_its_namespace(
     token = "t1"
     await service.publish(
         control.CONTROL_TOPIC,
-        control.message([control.reset(), bootstrap_account("bootstrap"), control.sync(token)]),
+        control.message([control.reset(), bootstrap_account("t1/bootstrap"), control.sync(token)]),
         qos=1,
     )
     response = await next_response(service, token)
     assert response == control.ControlResponse(synced=(token,), errors=())
 
     async with bootstrap_client(broker, "dev-1") as client:
-        granted = await client.subscribe("fg/bootstrap/dev-1/#", qos=1)
+        granted = await client.subscribe("fg/bootstrap/t1/dev-1/#", qos=1)
         assert not any(refused(code) for code in granted)
-        await client.publish("fg/bootstrap/dev-1/hello", b"hi", qos=1)
+        await client.publish("fg/bootstrap/t1/dev-1/hello", b"hi", qos=1)
         message = await anext(client.messages)
-        assert (str(message.topic), message.payload) == ("fg/bootstrap/dev-1/hello", b"hi")
+        assert (str(message.topic), message.payload) == ("fg/bootstrap/t1/dev-1/hello", b"hi")
 
 
 async def test_bootstrap_clients_cannot_see_or_reach_each_other(
     broker: RunningBroker, service: aiomqtt.Client
 ) -> None:
-    await send_control(service, [bootstrap_account("bootstrap")])
+    await send_control(service, [bootstrap_account("t1/bootstrap")])
     async with bootstrap_client(broker, "a") as a, bootstrap_client(broker, "b") as b:
-        for topic_filter in ("#", "fg/bootstrap/b/#", "fg/bootstrap/+/x", "fg/#", "fg/bootstrap/a"):
+        for topic_filter in (
+            "#",
+            "fg/bootstrap/t1/b/#",
+            "fg/bootstrap/t1/+/x",
+            "fg/#",
+            "fg/bootstrap/t1/a",
+        ):
             granted = await a.subscribe(topic_filter, qos=1)
             assert all(refused(code) for code in granted), topic_filter
-        granted = await a.subscribe("fg/bootstrap/a/#", qos=1)
+        granted = await a.subscribe("fg/bootstrap/t1/a/#", qos=1)
         assert not any(refused(code) for code in granted)
 
         # b publishes into its own namespace and into a's; both are acknowledged (so routed)
         # before a publishes a marker of its own, so a must see the marker and nothing else.
-        await b.publish("fg/bootstrap/b/x", b"b-own", qos=1)
-        await b.publish("fg/bootstrap/a/x", b"b-into-a", qos=1)
-        await a.publish("fg/bootstrap/a/marker", b"marker", qos=1)
+        await b.publish("fg/bootstrap/t1/b/x", b"b-own", qos=1)
+        await b.publish("fg/bootstrap/t1/a/x", b"b-into-a", qos=1)
+        await a.publish("fg/bootstrap/t1/a/marker", b"marker", qos=1)
         first = await anext(a.messages)
-        assert (str(first.topic), first.payload) == ("fg/bootstrap/a/marker", b"marker")
+        assert (str(first.topic), first.payload) == ("fg/bootstrap/t1/a/marker", b"marker")
 
 
 async def test_client_id_that_is_not_one_topic_level_is_refused(
     broker: RunningBroker, service: aiomqtt.Client
 ) -> None:
-    await send_control(service, [bootstrap_account("bootstrap")])
+    await send_control(service, [bootstrap_account("t1/bootstrap")])
     for client_id in ("dev/1", "dev+", "#"):
         assert not await can_connect(bootstrap_client(broker, client_id)), client_id
     assert await can_connect(bootstrap_client(broker, "dev-ok"))
@@ -145,7 +151,7 @@ async def test_certificate_of_an_unpushed_ca_is_refused_despite_a_password(
 ) -> None:
     """The certificate is the identity: a bootstrap password does not help a certificate
     whose CA is in capath (OpenSSL lets it through) but was never pushed to the plugin."""
-    await send_control(service, [bootstrap_account("bootstrap")])
+    await send_control(service, [bootstrap_account("t1/bootstrap")])
     ca = broker.ca
     await asyncio.to_thread(
         sync_capath, broker.config.trusted_dir(), {fingerprint(ca.certificate): ca.cert_pem()}
@@ -155,22 +161,22 @@ async def test_certificate_of_an_unpushed_ca_is_refused_despite_a_password(
         broker,
         port=broker.config.cert_port,
         identifier="dev-cert",
-        username="bootstrap",
+        username="t1/bootstrap",
         password=PASSWORD,
         certificate=certificate,
     )
     assert not await can_connect(client)
     assert await wait_for_log(
-        broker, "fleetgate: refused client 'dev-cert' username 'bootstrap': issuer not in the"
+        broker, "fleetgate: refused client 'dev-cert' username 't1/bootstrap': issuer not in the"
     )
 
 
 async def test_control_messages_from_other_clients_change_nothing(
     broker: RunningBroker, service: aiomqtt.Client
 ) -> None:
-    await send_control(service, [bootstrap_account("bootstrap")])
+    await send_control(service, [bootstrap_account("t1/bootstrap")])
     forged = control.message(
-        [control.reset(), bootstrap_account("intruder"), control.sync("forged")]
+        [control.reset(), bootstrap_account("t1/intruder"), control.sync("forged")]
     )
     async with bootstrap_client(broker, "dev-forger") as forger:
         await forger.subscribe(control.RESPONSE_TOPIC, qos=1)
@@ -178,7 +184,7 @@ async def test_control_messages_from_other_clients_change_nothing(
             await forger.publish(control.CONTROL_TOPIC, forged, qos=1)
     await send_control(service, [])  # everything before this sync has been processed
     assert await can_connect(bootstrap_client(broker, "dev-after"))
-    assert not await can_connect(bootstrap_client(broker, "dev-x", username="intruder"))
+    assert not await can_connect(bootstrap_client(broker, "dev-x", username="t1/intruder"))
 
 
 async def test_bad_lines_are_reported_and_good_lines_still_apply(
@@ -187,54 +193,54 @@ async def test_bad_lines_are_reported_and_good_lines_still_apply(
     response = await send_control(
         service,
         [
-            bootstrap_account("good-1"),
+            bootstrap_account("t1/good-1"),
             "frobnicate",
             control.account("bootstrap", "bad-kind", "x").replace("bootstrap", "robot", 1),
-            "account bootstrap bad-hash scrypt:99:8:1:00:00",
+            "account bootstrap t1/bad-hash scrypt:99:8:1:00:00",
             "account bootstrap bad%2",
             "",
-            bootstrap_account("good 2"),
+            bootstrap_account("t1/good 2"),
         ],
     )
     assert [number for number, _ in response.errors] == [2, 3, 4, 5]
     assert dict(response.errors)[2] == "unknown command"
     assert dict(response.errors)[3] == "unknown account kind"
     assert dict(response.errors)[4] == "invalid password hash"
-    assert await can_connect(bootstrap_client(broker, "dev-g1", username="good-1"))
+    assert await can_connect(bootstrap_client(broker, "dev-g1", username="t1/good-1"))
     # A percent-encoded username with a space arrives decoded.
-    assert await can_connect(bootstrap_client(broker, "dev-g2", username="good 2"))
+    assert await can_connect(bootstrap_client(broker, "dev-g2", username="t1/good 2"))
 
 
 async def test_account_remove_makes_the_next_login_fail(
     broker: RunningBroker, service: aiomqtt.Client
 ) -> None:
-    await send_control(service, [bootstrap_account("leaving")])
-    assert await can_connect(bootstrap_client(broker, "dev-r", username="leaving"))
+    await send_control(service, [bootstrap_account("t1/leaving")])
+    assert await can_connect(bootstrap_client(broker, "dev-r", username="t1/leaving"))
     response = await send_control(
-        service, [control.account_remove("leaving"), control.account_remove("never-existed")]
+        service, [control.account_remove("t1/leaving"), control.account_remove("t1/never-existed")]
     )
     assert response.errors == ()
-    assert not await can_connect(bootstrap_client(broker, "dev-r", username="leaving"))
+    assert not await can_connect(bootstrap_client(broker, "dev-r", username="t1/leaving"))
 
 
 async def test_reset_removes_every_account(broker: RunningBroker, service: aiomqtt.Client) -> None:
-    await send_control(service, [bootstrap_account("one"), bootstrap_account("two")])
-    assert await can_connect(bootstrap_client(broker, "dev-1", username="one"))
+    await send_control(service, [bootstrap_account("t1/one"), bootstrap_account("t1/two")])
+    assert await can_connect(bootstrap_client(broker, "dev-1", username="t1/one"))
     await send_control(service, [control.reset()])
-    for username in ("one", "two"):
+    for username in ("t1/one", "t1/two"):
         assert not await can_connect(bootstrap_client(broker, "dev-1", username=username))
 
 
 async def test_replacing_an_account_forgets_the_cached_password(
     broker: RunningBroker, service: aiomqtt.Client
 ) -> None:
-    await send_control(service, [bootstrap_account("rotating", "old-password")])
+    await send_control(service, [bootstrap_account("t1/rotating", "old-password")])
     for _ in range(2):  # the second login is answered from the verification cache
-        assert await can_connect(bootstrap_client(broker, "dev-c", "rotating", "old-password"))
-    assert not await can_connect(bootstrap_client(broker, "dev-c", "rotating", "guess"))
-    await send_control(service, [bootstrap_account("rotating", "new-password")])
-    assert not await can_connect(bootstrap_client(broker, "dev-c", "rotating", "old-password"))
-    assert await can_connect(bootstrap_client(broker, "dev-c", "rotating", "new-password"))
+        assert await can_connect(bootstrap_client(broker, "dev-c", "t1/rotating", "old-password"))
+    assert not await can_connect(bootstrap_client(broker, "dev-c", "t1/rotating", "guess"))
+    await send_control(service, [bootstrap_account("t1/rotating", "new-password")])
+    assert not await can_connect(bootstrap_client(broker, "dev-c", "t1/rotating", "old-password"))
+    assert await can_connect(bootstrap_client(broker, "dev-c", "t1/rotating", "new-password"))
 
 
 async def test_response_reaches_the_sender_without_a_subscription(broker: RunningBroker) -> None:

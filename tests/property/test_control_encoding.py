@@ -120,8 +120,12 @@ def test_single_argument_commands_round_trip(value: str) -> None:
     assert decoded(control.account_remove(value)) == ["account-remove", value]
 
 
+#: Any CA fingerprint Python may hold: none (a password device), the literal "-" (which
+#: must not be confused with none), anything else.
+fingerprints = st.one_of(st.just(control.NO_CA), st.just("-"), fields)
+
 events = st.one_of(
-    st.builds(control.Connected, fields, fields, fields, flags, fields),
+    st.builds(control.Connected, fields, fields, fingerprints, flags, fields),
     st.builds(control.Disconnected, fields, fields, fields),
 )
 
@@ -131,13 +135,91 @@ def test_events_round_trip(event: control.Connected | control.Disconnected) -> N
     assert control.parse_event(control.encode_event(event)) == event
 
 
-@given(st.lists(st.tuples(fields, fields, fields, fields), max_size=5), fields)
+def plugin_fingerprint(fingerprint: str) -> str:
+    """What the plugin writes: ``-`` for a password session, else the encoded CA fingerprint
+    (a real one is 40 hex digits, never ``-``)."""
+    return "-" if fingerprint == control.NO_CA else control.encode_field(fingerprint)
+
+
+plugin_fingerprints = st.one_of(st.just(control.NO_CA), fields.filter(lambda f: f != "-"))
+
+
+@given(st.lists(st.tuples(fields, fields, plugin_fingerprints, fields), max_size=5), fields)
 def test_clients_response_round_trips(rows: list[tuple[str, str, str, str]], token: str) -> None:
-    payload = "".join("client " + " ".join(map(control.encode_field, row)) + "\n" for row in rows)
+    payload = "".join(
+        " ".join(
+            (
+                "client",
+                control.encode_field(client_id),
+                control.encode_field(tenant),
+                plugin_fingerprint(fingerprint),
+                control.encode_field(connection_id),
+            )
+        )
+        + "\n"
+        for client_id, tenant, fingerprint, connection_id in rows
+    )
     payload += f"ok {control.encode_field(token)}\n"
     response = control.parse_response(payload.encode("utf-8"))
     assert response.clients == tuple(control.LiveClient(*row) for row in rows)
     assert response.synced == (token,)
+
+
+def test_password_sessions_have_no_ca_fingerprint() -> None:
+    """The plugin's own lines for a password device, byte for byte."""
+    event = control.parse_event(b"connected dev-1 t1 - 0 0123456789abcdef-7")
+    assert event == control.Connected("dev-1", "t1", control.NO_CA, False, "0123456789abcdef-7")
+    assert control.encode_event(event) == b"connected dev-1 t1 - 0 0123456789abcdef-7"
+    response = control.parse_response(b"client dev-1 t1 - e-7\nok x\n")
+    assert response.clients == (control.LiveClient("dev-1", "t1", control.NO_CA, "e-7"),)
+    # A fingerprint that is literally "-" stays distinct from "none".
+    literal = control.Connected("d", "t", "-", False, "c")
+    assert control.encode_event(literal) == b"connected d t %2D 0 c"
+    assert control.parse_event(b"connected d t %2D 0 c") == literal
+
+
+#: A tenant or device id as the plugin accepts them: one topic level.
+topic_levels = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\0/+#"),
+    min_size=1,
+    max_size=50,
+)
+
+
+@given(topic_levels, topic_levels, fields)
+def test_device_account_round_trips(tenant: str, device_id: str, password_hash: str) -> None:
+    line = control.device_account(tenant, device_id, password_hash)
+    username = control.device_username(tenant, device_id)
+    assert username == f"{tenant}/device_{device_id}"
+    assert "\n" not in line
+    assert decoded(line) == ["account", "device", username, password_hash]
+    # What the plugin parses back out of the username: split at the first "/".
+    parsed_tenant, _, rest = username.partition("/")
+    assert (parsed_tenant, rest.removeprefix("device_")) == (tenant, device_id)
+    assert decoded(control.account_remove(username)) == ["account-remove", username]
+
+
+@pytest.mark.parametrize(
+    ("tenant", "device_id"),
+    [("", "d"), ("t", ""), ("t/1", "d"), ("t", "d/1"), ("t+", "d"), ("t", "#"), ("t", "a\0")],
+)
+def test_device_username_needs_single_topic_levels(tenant: str, device_id: str) -> None:
+    with pytest.raises(ValueError, match="single topic level"):
+        control.device_username(tenant, device_id)
+    with pytest.raises(ValueError, match="single topic level"):
+        control.device_account(tenant, device_id, "scrypt:1")
+
+
+def test_device_account_commands() -> None:
+    assert {"bootstrap", "device"} == control.ACCOUNT_KINDS
+    assert control.device_username("t1", "d 1") == "t1/device_d 1"
+    assert (
+        control.device_account("t1", "d 1", "scrypt:10")
+        == "account device t1/device_d%201 scrypt:10"
+    )
+    assert control.device_username("t", "x" * 1000) == "t/device_" + "x" * 1000
+    with pytest.raises(ValueError, match="single topic level"):
+        control.device_username("t", "x" * 1001)
 
 
 @pytest.mark.parametrize(

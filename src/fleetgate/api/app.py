@@ -6,7 +6,15 @@ from fastapi import FastAPI
 
 from fleetgate.api import errors
 from fleetgate.api.auth import ApiContext
-from fleetgate.api.routes import identity, inventory, tenant, trusted_certificates, users
+from fleetgate.api.routes import (
+    bulk_credentials,
+    device_credentials,
+    identity,
+    inventory,
+    tenant,
+    trusted_certificates,
+    users,
+)
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
@@ -23,4 +31,6 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(inventory.router)
     app.include_router(identity.router)
     app.include_router(trusted_certificates.router)
+    app.include_router(device_credentials.router)
+    app.include_router(bulk_credentials.router)
     return app

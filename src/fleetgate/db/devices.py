@@ -100,9 +100,7 @@ class PgDevices:
             return await _ensure_device_user(conn, tenant_id, device_id)
 
 
-async def _ensure_device_user(
-    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, tenant_id: str, device_id: str
-) -> tuple[bool, bool]:
+async def _ensure_device_user(conn: Conn, tenant_id: str, device_id: str) -> tuple[bool, bool]:
     username = device_username(device_id)
     created = await conn.fetchval(
         "INSERT INTO app_user (tenant_id, username, password_hash, roles)"
@@ -116,3 +114,61 @@ async def _ensure_device_user(
         "SELECT enabled FROM app_user WHERE tenant_id = $1 AND username = $2", tenant_id, username
     )
     return bool(created), bool(enabled)
+
+
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+
+async def ensure_device(conn: Conn, tenant_id: str, device_id: str, at: datetime) -> int:
+    """The managed object of device ``device_id`` (c8y_Serial), made if missing.
+
+    Call inside a transaction; serialised per device like :meth:`PgDevices.register`.
+    """
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"device/{tenant_id}/{device_id}"
+    )
+    object_id = await conn.fetchval(
+        "SELECT managed_object_id FROM external_id WHERE tenant_id = $1 AND type = $2"
+        " AND value = $3",
+        tenant_id,
+        DEVICE_ID_TYPE,
+        device_id,
+    )
+    if object_id is None:
+        object_id = await conn.fetchval(
+            "INSERT INTO managed_object (tenant_id, name, type, owner, fragments,"
+            " creation_time, last_updated) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $6)"
+            " RETURNING id",
+            tenant_id,
+            device_id,
+            DEFAULT_DEVICE_TYPE,
+            device_username(device_id),
+            json.dumps({"c8y_IsDevice": {}}),
+            at,
+        )
+        await conn.execute(
+            "INSERT INTO external_id (tenant_id, type, value, managed_object_id)"
+            " VALUES ($1, $2, $3, $4)",
+            tenant_id,
+            DEVICE_ID_TYPE,
+            device_id,
+            object_id,
+        )
+    return int(object_id)
+
+
+async def set_device_password(
+    conn: Conn, tenant_id: str, device_id: str, password_hash: str
+) -> None:
+    """Make or update the device user ``device_<id>`` with this password, enabled."""
+    await conn.execute(
+        "INSERT INTO app_user (tenant_id, username, password_hash, roles)"
+        " VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (tenant_id, username) DO UPDATE"
+        " SET password_hash = EXCLUDED.password_hash, last_password_change = now(),"
+        "     enabled = true",
+        tenant_id,
+        device_username(device_id),
+        password_hash,
+        [Role.DEVICE.value, Role.USER_MANAGEMENT_OWN_READ.value],
+    )

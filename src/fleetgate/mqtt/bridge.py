@@ -19,7 +19,7 @@ import asyncio
 import logging
 import random
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import aiomqtt
 
@@ -34,9 +34,13 @@ Event = control.Connected | control.Disconnected
 #: Receives events in batches: whatever arrived while the previous batch was handled.
 EventSink = Callable[[list[Event]], Awaitable[None]]
 LiveSink = Callable[[tuple[control.LiveClient, ...]], Awaitable[None]]
+#: Answers a device's message: the reply (topic, payload) to publish, or None.
+RequestHandler = Callable[[str, bytes], Awaitable[tuple[str, bytes] | None]]
 
 _SHARED_EVENTS = f"$share/fleetgate/{control.EVENTS_TOPIC}"
 _MAX_BATCH = 1000
+#: Device requests (bootstrap …) answered at the same time.
+_REQUEST_PARALLEL = 16
 
 
 class BrokerBridge:
@@ -47,11 +51,15 @@ class BrokerBridge:
         *,
         on_event: EventSink | None = None,
         on_live: LiveSink | None = None,
+        handlers: Mapping[str, RequestHandler] | None = None,
     ) -> None:
         self._settings = settings
         self._state = state
         self._on_event = on_event
         self._on_live = on_live
+        #: Subscription filter → handler of the messages devices send there.
+        self._handlers = dict(handlers or {})
+        self._requests: asyncio.Queue[tuple[RequestHandler, str, bytes]] = asyncio.Queue()
         self._client_id = f"fleetgate-service-{secrets.token_hex(4)}"
         self._client: aiomqtt.Client | None = None
         self._lock = asyncio.Lock()
@@ -84,20 +92,24 @@ class BrokerBridge:
             delay = min(delay * 2, self._settings.reconnect_max)
 
     async def push(self, lines: list[str]) -> None:
-        """Apply ``lines`` in the plugin now and wait for its answer.
+        """Apply ``lines`` in the plugin now.
 
-        When the broker is not reachable the change is not lost: it is in the database,
-        and the full sync at the next connect carries it.
+        Published at QoS 1 without waiting for a ``sync`` answer: mosquitto hands a
+        ``$CONTROL`` message to the plugin while handling the PUBLISH, before it sends the
+        PUBACK that ``publish`` awaits, so on return the plugin has applied the lines, and
+        anything this connection publishes later is handled after them. (A reply published
+        by the plugin reaches us only at mosquitto's next loop iteration, ~100 ms: waiting
+        for one per change would cap changes at ~10/s.) Lines the plugin refuses are
+        logged when its error reply arrives. When the broker is not reachable the change is
+        not lost: it is in the database, and the full sync at the next connect carries it.
         """
         async with self._lock:
             client = self._client
             if client is None or not self.synced.is_set():
                 return
             try:
-                await self._request(client, lines)
-            except (aiomqtt.MqttError, TimeoutError, asyncio.CancelledError) as exc:
-                if isinstance(exc, asyncio.CancelledError) and self._client is client:
-                    raise
+                await client.publish(control.CONTROL_TOPIC, control.message(lines), qos=1)
+            except aiomqtt.MqttError as exc:
                 log.warning("could not push %d control lines (next sync will): %s", len(lines), exc)
 
     async def resync(self) -> None:
@@ -124,8 +136,11 @@ class BrokerBridge:
         ) as client:
             await client.subscribe(control.RESPONSE_TOPIC, qos=1)
             await client.subscribe(_SHARED_EVENTS, qos=1)
+            for pattern in self._handlers:
+                await client.subscribe(pattern, qos=1)
             reader = asyncio.create_task(self._read(client), name="mqtt-bridge-reader")
             worker = asyncio.create_task(self._handle_events(), name="mqtt-bridge-events")
+            answering = asyncio.create_task(self._answer_requests(client), name="mqtt-requests")
             try:
                 async with self._lock:
                     self._client = client
@@ -138,6 +153,7 @@ class BrokerBridge:
             finally:
                 reader.cancel()
                 worker.cancel()
+                answering.cancel()
 
     async def _full_sync(
         self, client: aiomqtt.Client
@@ -174,6 +190,11 @@ class BrokerBridge:
                 self._answer(payload)
             elif msg.topic.matches(control.EVENTS_TOPIC):
                 self._queue_event(payload)
+            else:
+                for pattern, handler in self._handlers.items():
+                    if msg.topic.matches(pattern):
+                        self._requests.put_nowait((handler, msg.topic.value, payload))
+                        break
 
     def _answer(self, payload: bytes) -> None:
         try:
@@ -181,10 +202,37 @@ class BrokerBridge:
         except ValueError as exc:
             log.error("unreadable control response %r: %s", payload[:200], exc)
             return
+        answered = False
         for token in response.synced:
             waiter = self._waiting.get(token)
             if waiter is not None and not waiter.done():
                 waiter.set_result(response)
+                answered = True
+        if not answered:  # the answer to a push: only errors are worth a word
+            for line_no, message in response.errors:
+                log.error("broker plugin refused control line %d: %s", line_no, message)
+
+    async def _answer_requests(self, client: aiomqtt.Client) -> None:
+        """Answer device requests, several at once; a failing one is logged, not fatal."""
+        gate = asyncio.Semaphore(_REQUEST_PARALLEL)
+
+        async def answer(handler: RequestHandler, topic: str, payload: bytes) -> None:
+            try:
+                reply = await handler(topic, payload)
+                if reply is not None:
+                    await client.publish(reply[0], reply[1], qos=1)
+            except aiomqtt.MqttError as exc:
+                log.warning("could not answer %s: %s", topic, exc)
+            except Exception:
+                log.exception("answering %s failed", topic)
+            finally:
+                gate.release()
+
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                handler, topic, payload = await self._requests.get()
+                await gate.acquire()
+                tg.create_task(answer(handler, topic, payload))
 
     def _queue_event(self, payload: bytes) -> None:
         try:

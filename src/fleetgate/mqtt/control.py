@@ -2,13 +2,15 @@
 
 The service publishes a control message to :data:`CONTROL_TOPIC`; the plugin applies it
 and, when the message held a ``sync``/``clients`` line or a bad line, answers on
-:data:`RESPONSE_TOPIC` to the sender's client id. Grammar (docs/decisions/0001, 0002)::
+:data:`RESPONSE_TOPIC` to the sender's client id. Grammar (docs/decisions/0001, 0002,
+0003)::
 
     message  = line *( "\\n" line )            ; empty lines are skipped
     line     = command *( " " field )
     reset                                      ; accounts, CAs, devices (not live sessions)
-    account <kind> <username> <password hash>  ; kind: "bootstrap"
-    account-remove <username>
+    account <kind> <username> <password hash>  ; kind: "bootstrap" or "device"; a device
+                                               ; account's username is <tenant>/device_<id>
+    account-remove <username>                  ; a device account: kicks its live session
     ca <fingerprint> <tenant> <enabled 0|1> <autoreg 0|1> <der hex>
     ca-remove <fingerprint>
     device <client id> <tenant> <enabled 0|1>
@@ -25,6 +27,11 @@ service account only)::
     connected <client id> <tenant> <ca fingerprint> <new 0|1> <connection id>
     disconnected <client id> <tenant> <connection id>
 
+A device that logged in with a password (a ``device`` account) has no CA: its fingerprint
+field, in ``connected`` events and ``client`` lines, is the bare field ``-``. In Python
+that is ``ca_fingerprint == ""`` (:data:`NO_CA`), both ways; a fingerprint that really is
+the string ``"-"`` is written ``%2D`` so that it still round-trips.
+
 Fields are percent-encoded: ``%`` followed by two hex digits stands for that byte, and
 every space, newline and ``%`` in a field must be written that way. This module only
 builds and parses the text; sending it is the MQTT adapter's job.
@@ -39,6 +46,8 @@ __all__ = [
     "ACCOUNT_KINDS",
     "CONTROL_TOPIC",
     "EVENTS_TOPIC",
+    "MAX_TOPIC_LEVEL_BYTES",
+    "NO_CA",
     "RESPONSE_TOPIC",
     "Connected",
     "ControlResponse",
@@ -51,7 +60,9 @@ __all__ = [
     "clients",
     "decode_field",
     "device",
+    "device_account",
     "device_remove",
+    "device_username",
     "encode_event",
     "encode_field",
     "message",
@@ -63,10 +74,15 @@ __all__ = [
 
 CONTROL_TOPIC = "$CONTROL/fleetgate/v1"
 RESPONSE_TOPIC = CONTROL_TOPIC + "/response"
-#: Where the plugin publishes connect/disconnect events of certificate devices.
+#: Where the plugin publishes connect/disconnect events of devices.
 EVENTS_TOPIC = "fleetgate/v1/events"
 #: Account kinds the plugin understands.
-ACCOUNT_KINDS = frozenset({"bootstrap"})
+ACCOUNT_KINDS = frozenset({"bootstrap", "device"})
+#: ``ca_fingerprint`` of a password device's session: it has no CA (``-`` on the wire).
+NO_CA = ""
+_NO_CA_FIELD = "-"
+#: Longest client id / topic level the plugin accepts, in UTF-8 bytes.
+MAX_TOPIC_LEVEL_BYTES = 1000
 
 # Bytes written as themselves: printable ASCII except space and "%". Everything else,
 # control characters and non-ASCII UTF-8 bytes included, becomes %XX, so a field is
@@ -126,8 +142,38 @@ def account(kind: str, username: str, password_hash: str) -> str:
 
 
 def account_remove(username: str) -> str:
-    """Remove the account ``username`` (idempotent)."""
+    """Remove the account ``username`` (idempotent); a device account's live session is
+    kicked."""
     return "account-remove " + encode_field(username)
+
+
+def _require_topic_level(what: str, value: str) -> None:
+    if (
+        not value
+        or any(c in value for c in "/+#\0")
+        or len(value.encode("utf-8")) > MAX_TOPIC_LEVEL_BYTES
+    ):
+        raise ValueError(f"{what} must be a single topic level: {value!r}")
+
+
+def device_username(tenant: str, device_id: str) -> str:
+    """The MQTT username of a password device: ``<tenant>/device_<device id>``.
+
+    Both must be single topic levels (non-empty, no ``/``, ``+``, ``#``, at most 1,000
+    bytes), as the plugin requires; otherwise ValueError.
+    """
+    _require_topic_level("tenant", tenant)
+    _require_topic_level("device id", device_id)
+    return f"{tenant}/device_{device_id}"
+
+
+def device_account(tenant: str, device_id: str, password_hash: str) -> str:
+    """Add or replace the account of a password device (``account device ...``).
+
+    The device logs in with :func:`device_username` and client id ``device_id``. A new
+    ``password_hash`` kicks its live session; the identical one pushed again does not.
+    """
+    return account("device", device_username(tenant, device_id), password_hash)
 
 
 def ca(fingerprint: str, tenant: str, enabled: bool, auto_registration: bool, der: bytes) -> str:
@@ -154,7 +200,7 @@ def device_remove(client_id: str) -> str:
 
 
 def clients(token: str) -> str:
-    """Ask for ``client ...`` lines for every live certificate session, then ``ok <token>``."""
+    """Ask for ``client ...`` lines for every live device session, then ``ok <token>``."""
     return _line("clients", token)
 
 
@@ -174,7 +220,8 @@ def message(lines: Iterable[str]) -> bytes:
 
 @dataclass(frozen=True)
 class LiveClient:
-    """A live certificate session, as listed by ``clients``."""
+    """A live device session, as listed by ``clients``; ``ca_fingerprint`` is
+    :data:`NO_CA` for a device that logged in with a password."""
 
     client_id: str
     tenant: str
@@ -193,11 +240,33 @@ class ControlResponse:
     clients: tuple[LiveClient, ...] = ()
 
 
-def _fields(rest: str, count: int, line: str) -> list[str]:
+def _split(rest: str, count: int, line: str) -> list[str]:
     parts = rest.split(" ")
     if len(parts) != count or not all(parts):
         raise ValueError(f"expected {count} fields in line {line!r}")
-    return [decode_field(p) for p in parts]
+    return parts
+
+
+def _fields(rest: str, count: int, line: str) -> list[str]:
+    return [decode_field(p) for p in _split(rest, count, line)]
+
+
+def _encode_fingerprint(fingerprint: str) -> str:
+    if fingerprint == NO_CA:
+        return _NO_CA_FIELD
+    if fingerprint == _NO_CA_FIELD:
+        return "%2D"
+    return encode_field(fingerprint)
+
+
+def _decode_fingerprint(field: str) -> str:
+    return NO_CA if field == _NO_CA_FIELD else decode_field(field)
+
+
+def _with_fingerprint(rest: str, count: int, index: int, line: str) -> list[str]:
+    """The decoded fields of ``rest``; the one at ``index`` is a CA fingerprint."""
+    parts = _split(rest, count, line)
+    return [_decode_fingerprint(p) if i == index else decode_field(p) for i, p in enumerate(parts)]
 
 
 def parse_response(payload: bytes) -> ControlResponse:
@@ -212,7 +281,7 @@ def parse_response(payload: bytes) -> ControlResponse:
         if verb == "ok" and rest and " " not in rest:
             synced.append(decode_field(rest))
         elif verb == "client":
-            live.append(LiveClient(*_fields(rest, 4, line)))
+            live.append(LiveClient(*_with_fingerprint(rest, 4, 2, line)))
         elif verb == "error":
             number, _, text = rest.partition(" ")
             if not (number.isascii() and number.isdigit()):
@@ -225,7 +294,8 @@ def parse_response(payload: bytes) -> ControlResponse:
 
 @dataclass(frozen=True)
 class Connected:
-    """A certificate device was let in; ``new``: it was unknown and auto-registered."""
+    """A device was let in; ``new``: it was unknown and auto-registered (certificate
+    devices only). ``ca_fingerprint`` is :data:`NO_CA` for a password device."""
 
     client_id: str
     tenant: str
@@ -236,7 +306,7 @@ class Connected:
 
 @dataclass(frozen=True)
 class Disconnected:
-    """The connection ``connection_id`` of a certificate device ended (or was kicked)."""
+    """The connection ``connection_id`` of a device ended (or was kicked)."""
 
     client_id: str
     tenant: str
@@ -245,13 +315,17 @@ class Disconnected:
 
 def encode_event(event: Connected | Disconnected) -> bytes:
     """The payload the plugin publishes for ``event`` (for tests and fakes)."""
-    fields: tuple[str, ...]
     if isinstance(event, Connected):
-        fields = ("connected", event.client_id, event.tenant, event.ca_fingerprint)
-        fields += (_flag(event.new), event.connection_id)
+        line = " ".join(
+            (
+                _line("connected", event.client_id, event.tenant),
+                _encode_fingerprint(event.ca_fingerprint),
+                _line(_flag(event.new), event.connection_id),
+            )
+        )
     else:
-        fields = ("disconnected", event.client_id, event.tenant, event.connection_id)
-    return _line(*fields).encode("utf-8")
+        line = _line("disconnected", event.client_id, event.tenant, event.connection_id)
+    return line.encode("utf-8")
 
 
 def parse_event(payload: bytes) -> Connected | Disconnected:
@@ -262,7 +336,7 @@ def parse_event(payload: bytes) -> Connected | Disconnected:
         raise ValueError(f"event is not UTF-8: {payload!r}") from exc
     verb, _, rest = text.partition(" ")
     if verb == "connected":
-        client_id, tenant, fingerprint, new, connection_id = _fields(rest, 5, text)
+        client_id, tenant, fingerprint, new, connection_id = _with_fingerprint(rest, 5, 2, text)
         if new not in ("0", "1"):
             raise ValueError(f"bad new flag in event {text!r}")
         return Connected(client_id, tenant, fingerprint, new == "1", connection_id)

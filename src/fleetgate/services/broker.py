@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
-from fleetgate.domain.devices import device_id_of_user
-from fleetgate.domain.users import Role, mqtt_username
+from fleetgate.domain.devices import NO_PASSWORD, device_id_of_user
+from fleetgate.domain.users import Role, User, mqtt_username
 from fleetgate.mqtt import control
 from fleetgate.services.ports import BrokerPush, UserStore
 
@@ -35,10 +35,32 @@ async def full_state(users: UserStore, *extra: LineSource) -> list[str]:
             name = mqtt_username(user.tenant_id, user.username)
             lines.append(control.account("bootstrap", name, user.password_hash))
     for user in await users.users_with_role(Role.DEVICE):
-        device_id = device_id_of_user(user.username)
-        if device_id is not None:
-            lines.append(control.device(device_id, user.tenant_id, user.enabled))
+        lines.extend(device_lines(user))
     return lines
+
+
+def device_lines(user: User) -> list[str]:
+    """What the broker must know of one device user: the device (any identity) and, for a
+    device with a password, its account — absent while the user is disabled."""
+    device_id = device_id_of_user(user.username)
+    if device_id is None or Role.DEVICE not in user.roles:
+        return []
+    lines = [control.device(device_id, user.tenant_id, user.enabled)]
+    if user.password_hash != NO_PASSWORD:
+        username = control.device_username(user.tenant_id, device_id)
+        if user.enabled:
+            lines.append(control.device_account(user.tenant_id, device_id, user.password_hash))
+        else:
+            lines.append(control.account_remove(username))
+    return lines
+
+
+def removed_device_lines(tenant_id: str, device_id: str) -> list[str]:
+    """The broker forgets a device: its certificate identity and its account, if any."""
+    return [
+        control.device_remove(device_id),
+        control.account_remove(control.device_username(tenant_id, device_id)),
+    ]
 
 
 CapathWriter = Callable[[Mapping[str, bytes]], Awaitable[None]]

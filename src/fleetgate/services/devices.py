@@ -29,6 +29,7 @@ from fleetgate.domain.devices import (
 from fleetgate.domain.errors import NotFound, ValidationFailed
 from fleetgate.domain.users import Role, User
 from fleetgate.mqtt import control
+from fleetgate.services.broker import device_lines, removed_device_lines
 from fleetgate.services.ports import BrokerPush
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,9 @@ class Devices:
         for device_id in device_ids:
             await self._users.delete_user(tenant_id, device_username(device_id))
         if device_ids:
-            await self._broker.push([control.device_remove(d) for d in device_ids])
+            await self._broker.push(
+                [line for d in device_ids for line in removed_device_lines(tenant_id, d)]
+            )
 
     # -- identity ----------------------------------------------------------------------
 
@@ -143,7 +146,7 @@ class Devices:
             raise NotFound(f"External id {type}/{value} not found", code="identity/Not Found")
         if type == DEVICE_ID_TYPE:
             await self._users.delete_user(tenant_id, device_username(value))
-            await self._broker.push([control.device_remove(value)])
+            await self._broker.push(removed_device_lines(tenant_id, value))
 
     # -- device users ("device credentials") ---------------------------------------------
 
@@ -168,9 +171,9 @@ class Devices:
         user = await self._users.set_enabled(tenant_id, username, enabled)
         if user is None:
             raise NotFound(f"User {username} not found", code="user/Not Found")
-        device_id = device_id_of_user(username)
-        if device_id is not None and Role.DEVICE in user.roles:
-            await self._broker.push([control.device(device_id, tenant_id, enabled)])
+        lines = device_lines(user)
+        if lines:
+            await self._broker.push(lines)
         return user
 
     async def delete_user(self, tenant_id: str, username: str) -> None:
@@ -179,7 +182,7 @@ class Devices:
             raise NotFound(f"User {username} not found", code="user/Not Found")
         device_id = device_id_of_user(username)
         if device_id is not None and Role.DEVICE in found[1].roles:
-            await self._broker.push([control.device_remove(device_id)])
+            await self._broker.push(removed_device_lines(tenant_id, device_id))
 
     # -- broker events -----------------------------------------------------------------
 

@@ -1,0 +1,415 @@
+"""Bulk device credentials: reading the CSV file and deciding each row (pure, stdlib only).
+
+The file (Cumulocity's bulk registration format) is a header line naming the columns,
+then one device per record. Reading rules:
+
+- The separator is taken from the header line: the first of tab, semicolon and comma
+  that occurs in it, in that order of preference (the rarer a character is in ordinary
+  text, the more likely its presence is deliberate). A header without any of them is a
+  single column; ``ID CREDENTIALS`` (space separated) is refused as such.
+- Header names are case-insensitive and stripped of surrounding blanks; unknown columns
+  are ignored. A UTF-8 byte order mark is skipped. Records follow RFC 4180 (quotes,
+  ``""`` escapes, separators and line breaks inside quotes); CRLF and LF both end lines.
+- Values are taken exactly as written (never trimmed). Blank lines are skipped and not
+  counted. A line longer than :data:`MAX_LINE_BYTES` fails as a row; bytes that are not
+  UTF-8 fail the row that holds them (the header: the whole file).
+
+Whole-file problems raise :class:`ValidationFailed` (HTTP 422, nothing stored); every
+row ends as a :class:`DeviceRow` to store or a :class:`RowFailure` that says why not.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import IO, Any
+
+from fleetgate.domain.devices import DEFAULT_DEVICE_TYPE, DEVICE_ID_TYPE, check_device_id
+from fleetgate.domain.errors import ValidationFailed
+
+#: Separators in order of preference when the header line holds several.
+SEPARATORS = ("\t", ";", ",")
+#: Longest physical line read; a longer one fails as a row (keeps memory bounded).
+MAX_LINE_BYTES = 64 * 1024
+#: Cumulocity's password rule for users: 8 to 32 characters of letters, digits and these.
+PASSWORD_SYMBOLS = frozenset("`~!@#$%^&*()_|+-=?;:'\",.<>{}[]\\/")
+PASSWORD_MIN, PASSWORD_MAX = 8, 32
+#: Characters a user name cannot hold (the app_user table's rule), beyond the device id's.
+_USERNAME_FORBIDDEN = frozenset("$:")
+_MASK = "***"
+GROUP_FRAGMENT, GROUP_TYPE = "c8y_IsDeviceGroup", "c8y_DeviceGroup"
+SUBGROUP_FRAGMENT, SUBGROUP_TYPE = "c8y_IsDeviceSubgroup", "c8y_DeviceSubgroup"
+_BOM = "\ufeff"
+
+
+class Column(StrEnum):
+    ID = "ID"
+    CREDENTIALS = "CREDENTIALS"
+    TENANT = "TENANT"
+    TYPE = "TYPE"
+    NAME = "NAME"
+    ICCID = "ICCID"
+    IDTYPE = "IDTYPE"
+    PATH = "PATH"
+    SHELL = "SHELL"
+
+
+#: Columns that describe the device, and so need TYPE and NAME in the file (the seed's rule).
+_NEED_TYPE_AND_NAME = (Column.ICCID, Column.IDTYPE, Column.PATH, Column.SHELL)
+
+
+class BulkStatus(StrEnum):
+    CREATED = "CREATED"
+    FAILED = "FAILED"
+    CREDENTIAL_UPDATED = "CREDENTIAL_UPDATED"
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The header line, understood: which known column sits at which position."""
+
+    separator: str
+    #: One entry per position: the known column there, or None (an ignored column).
+    positions: tuple[Column | None, ...]
+    #: Names of the columns that are ignored, as written.
+    ignored: tuple[str, ...]
+    #: True when the TENANT column is honoured (the caller is the management tenant).
+    tenant_column: bool
+
+    def has(self, column: Column) -> bool:
+        return column in self.positions
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    """A row that passed every check of the file alone; the store decides the rest."""
+
+    line: int
+    device_id: str
+    password: str
+    #: The tenant named in the row (management tenant only), else None: the caller's.
+    tenant: str | None
+    type: str | None
+    name: str | None
+    iccid: str | None
+    id_type: str
+    path: tuple[str, ...]
+    shell: bool
+    #: The row as read, its separator re-joined and the password masked.
+    text: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RowFailure:
+    line: int
+    reason: str
+    text: str
+    device_id: str | None = None
+
+
+@dataclass(slots=True)
+class BulkResult:
+    """What an import did; failures and updated ids are kept (they are the answer)."""
+
+    created: int = 0
+    updated: list[str] = field(default_factory=list)
+    failures: list[RowFailure] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.created + len(self.updated) + len(self.failures)
+
+    @property
+    def successful(self) -> int:
+        return self.created + len(self.updated)
+
+
+def detect_separator(header_line: str) -> str | None:
+    """The first of tab, semicolon, comma that occurs in the header line, else None."""
+    for separator in SEPARATORS:
+        if separator in header_line:
+            return separator
+    return None
+
+
+def parse_header(line: str, *, management: bool) -> Header:
+    """Understand the header line, or :class:`ValidationFailed` naming what is wrong."""
+    line = line.removeprefix(_BOM).rstrip("\r\n")
+    if not line.strip():
+        raise ValidationFailed("the file is empty: the first line must name the columns")
+    if _has_surrogates(line):
+        raise ValidationFailed("the header line is not valid UTF-8")
+    separator = detect_separator(line)
+    if separator is None:
+        if len(line.split()) > 1:
+            raise ValidationFailed(
+                "no separator found in the header line: separate the columns with a tab,"
+                " a semicolon or a comma"
+            )
+        separator = ","
+    try:
+        names = next(csv.reader([line], delimiter=separator, strict=True))
+    except (csv.Error, StopIteration) as exc:
+        raise ValidationFailed(f"the header line cannot be read: {exc}") from None
+    known = {c.value: c for c in Column}
+    positions: list[Column | None] = []
+    ignored: list[str] = []
+    for name in names:
+        column = known.get(name.strip().upper())
+        if column is Column.TENANT and not management:
+            column = None
+        if column is not None and column in positions:
+            raise ValidationFailed(f"the column {column.value} appears twice in the header")
+        positions.append(column)
+        if column is None:
+            ignored.append(name)
+    header = Header(separator, tuple(positions), tuple(ignored), management)
+    mandatory = [Column.ID, Column.CREDENTIALS] + ([Column.TENANT] if management else [])
+    missing = [c.value for c in mandatory if not header.has(c)]
+    if missing:
+        raise ValidationFailed(
+            f"mandatory column(s) missing: {', '.join(missing)} (the header line is"
+            f" {line!r}; mandatory: {', '.join(c.value for c in mandatory)})"
+        )
+    needing = [c.value for c in _NEED_TYPE_AND_NAME if header.has(c)]
+    lacking = [c.value for c in (Column.TYPE, Column.NAME) if not header.has(c)]
+    if lacking and needing:
+        raise ValidationFailed(
+            f"the column(s) {', '.join(needing)} need the columns TYPE and NAME in the file;"
+            f" missing: {', '.join(lacking)}"
+        )
+    if len(lacking) == 1:
+        raise ValidationFailed(f"the columns TYPE and NAME go together; missing: {lacking[0]}")
+    return header
+
+
+def check_password(password: str) -> str | None:
+    """Why ``password`` cannot be a device's password, or None when it can."""
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        return f"the password must have {PASSWORD_MIN} to {PASSWORD_MAX} characters"
+    if any(not (c.isascii() and c.isalnum()) and c not in PASSWORD_SYMBOLS for c in password):
+        return (
+            "the password may only hold letters, digits and the symbols"
+            f" {''.join(sorted(PASSWORD_SYMBOLS))}"
+        )
+    if password.isdigit():
+        return "the password cannot be only digits"
+    return None
+
+
+def read_row(header: Header, values: list[str], line: int) -> DeviceRow | RowFailure:
+    """Decide one record from its values (as split by the CSV reader)."""
+    if len(values) != len(header.positions):
+        # Not shown: values that cannot be matched to the columns may hold a password.
+        return RowFailure(
+            line,
+            f"the row has {len(values)} values but the header names {len(header.positions)}"
+            " columns",
+            "",
+        )
+    text = row_text(header, values)
+    get = {c: values[i] for i, c in enumerate(header.positions) if c is not None}
+    device_id = get[Column.ID]
+    if any(_has_surrogates(v) for v in values):
+        return RowFailure(line, "the row is not valid UTF-8", text, None)
+    reason = _device_id_problem(device_id)
+    if reason is not None:
+        return RowFailure(line, reason, text, device_id or None)
+
+    def fail(reason: str) -> RowFailure:
+        return RowFailure(line, reason, text, device_id)
+
+    reason = check_password(get[Column.CREDENTIALS])
+    if reason is not None:
+        return fail(reason)
+    tenant = get.get(Column.TENANT) if header.tenant_column else None
+    if header.tenant_column and not tenant:
+        return fail("TENANT is empty (the management tenant must name the device's tenant)")
+    id_type = get.get(Column.IDTYPE) or DEVICE_ID_TYPE
+    if len(id_type.encode("utf-8")) > 1000:
+        return fail("IDTYPE is longer than 1000 bytes")
+    raw_path = get.get(Column.PATH, "")
+    path = tuple(raw_path.split("/")) if raw_path else ()
+    if any(not name.strip() for name in path):
+        return fail(f"PATH {raw_path!r} has an empty group name")
+    shell = get.get(Column.SHELL, "")
+    if shell not in ("", "0", "1"):
+        return fail(f"SHELL must be 1, 0 or empty, not {shell!r}")
+    return DeviceRow(
+        line=line,
+        device_id=device_id,
+        password=get[Column.CREDENTIALS],
+        tenant=tenant,
+        type=get.get(Column.TYPE) or None,
+        name=get.get(Column.NAME) or None,
+        iccid=get.get(Column.ICCID) or None,
+        id_type=id_type,
+        path=path,
+        shell=shell == "1",
+        text=text,
+    )
+
+
+def row_text(header: Header, values: list[str]) -> str:
+    """The row for a failure report: values re-joined, the password never shown.
+
+    ``values`` must have one value per column.
+    """
+    shown = [
+        _MASK if column is Column.CREDENTIALS and v else v
+        for column, v in zip(header.positions, values, strict=True)
+    ]
+    return _printable(header.separator.join(shown))
+
+
+def device_values(
+    row: DeviceRow, existing: dict[str, Any] | None
+) -> tuple[str | None, str | None, dict[str, Any]]:
+    """(name, type, fragments to merge) for the device of ``row``.
+
+    ``existing`` is the device's current fragments (None for a new device). A new device
+    is named after its id and typed like auto-registered ones unless the row says
+    otherwise; an existing one keeps its name and type (None: leave as is) unless the row
+    gives them. ``c8y_Mobile`` is merged key by key; SHELL adds ``c8y_Command`` to
+    ``c8y_SupportedOperations`` once, keeping the operations already there.
+    """
+    current = existing or {}
+    fragments: dict[str, Any] = {"c8y_IsDevice": {}}
+    if row.iccid:
+        mobile = current.get("c8y_Mobile")
+        fragments["c8y_Mobile"] = {
+            **(mobile if isinstance(mobile, dict) else {}),
+            "iccid": row.iccid,
+        }
+    if row.shell:
+        listed = current.get("c8y_SupportedOperations")
+        operations = [o for o in listed if isinstance(o, str)] if isinstance(listed, list) else []
+        if "c8y_Command" not in operations:
+            operations.append("c8y_Command")
+        fragments["c8y_SupportedOperations"] = operations
+    if existing is not None:
+        return row.name, row.type, fragments
+    return row.name or row.device_id, row.type or DEFAULT_DEVICE_TYPE, fragments
+
+
+def group_values(depth: int) -> tuple[str, dict[str, Any]]:
+    """(type, fragments) of a group ``depth`` levels below the top (0: a top-level group)."""
+    if depth == 0:
+        return GROUP_TYPE, {GROUP_FRAGMENT: {}}
+    return SUBGROUP_TYPE, {SUBGROUP_FRAGMENT: {}}
+
+
+class BulkFile:
+    """A CSV upload read record by record from a binary stream, in bounded memory.
+
+    ``header`` is read on construction (:class:`ValidationFailed` for a bad one);
+    iterating yields one decision per non-blank record. Duplicate ids (per tenant)
+    fail: the first row with an id wins and later ones name its line. That set of
+    seen ids is the only state that grows with the file.
+    """
+
+    def __init__(self, stream: IO[bytes], *, management: bool) -> None:
+        self._lines = _Lines(stream)
+        first = next(iter(self._lines), "")
+        if self._lines.oversize:
+            raise ValidationFailed(f"the header line is longer than {MAX_LINE_BYTES} bytes")
+        self.header = parse_header(first, management=management)
+        self._seen: dict[tuple[str | None, str], int] = {}
+
+    def __iter__(self) -> Iterator[DeviceRow | RowFailure]:
+        reader = csv.reader(self._lines, delimiter=self.header.separator, strict=True)
+        while True:
+            start = self._lines.number + 1
+            try:
+                values = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield RowFailure(start, f"the row cannot be read as CSV: {exc}", "")
+                continue
+            if start in self._lines.oversize:
+                yield RowFailure(start, f"the line is longer than {MAX_LINE_BYTES} bytes", "")
+                continue
+            if not values or values == [""]:
+                continue
+            decision = read_row(self.header, values, start)
+            if isinstance(decision, DeviceRow):
+                key = (decision.tenant, decision.device_id)
+                first = self._seen.setdefault(key, start)
+                if first != start:
+                    decision = RowFailure(
+                        start,
+                        f"duplicate id in file: {decision.device_id} was first given on line"
+                        f" {first}",
+                        decision.text,
+                        decision.device_id,
+                    )
+            yield decision
+
+
+class _Lines:
+    """Physical lines of a binary stream as text, each at most MAX_LINE_BYTES.
+
+    Bytes that are not UTF-8 become lone surrogates (``surrogateescape``) so that the
+    row holding them fails and the others go on. A longer line is skipped to its end,
+    yielded as a blank line, and its number remembered in ``oversize``.
+    """
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self.number = 0
+        self.oversize: set[int] = set()
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            raw = self._stream.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                return
+            self.number += 1
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                self.oversize.add(self.number)
+                while raw and not raw.endswith(b"\n"):
+                    raw = self._stream.readline(MAX_LINE_BYTES)
+                yield "\n"
+                continue
+            text = raw.decode("utf-8", "surrogateescape")
+            if self.number == 1:
+                text = text.removeprefix(_BOM)
+            yield text
+
+
+def _device_id_problem(device_id: str) -> str | None:
+    if not device_id:
+        return "ID is empty"
+    try:
+        check_device_id(device_id)
+    except ValidationFailed as exc:
+        return exc.message
+    bad = sorted(_USERNAME_FORBIDDEN.intersection(device_id))
+    if bad:
+        return (
+            f"a device id cannot contain {', '.join(repr(c) for c in bad)}: it is part of the"
+            " device's user name"
+        )
+    return None
+
+
+def _printable(text: str) -> str:
+    """``text`` with bytes that were not UTF-8 shown as ``?`` (safe to put in JSON)."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def read_text(text: str, *, management: bool = False) -> BulkFile:
+    """A :class:`BulkFile` over text (tests and small files)."""
+    return BulkFile(io.BytesIO(text.encode("utf-8")), management=management)

@@ -189,3 +189,15 @@ async def test_bulk_credentials_from_csv_log_in_at_once(stack: dict[str, Any]) -
     with pytest.raises(aiomqtt.MqttError):
         async with password_client(stack, "csv-102", f"{tenant}/device_csv-102", "wrong-pw"):
             pass
+    # Disabling the device user cuts the live session and refuses the next login.
+    async with (
+        operator(stack) as api,
+        password_client(stack, "csv-102", f"{tenant}/device_csv-102", "abcd1234") as live,
+    ):
+        off = await api.put(f"/user/{tenant}/users/device_csv-102", json={"enabled": False})
+        assert off.status_code == 200
+        with pytest.raises(aiomqtt.MqttError):
+            await asyncio.wait_for(anext(aiter(live.messages)), DEADLINE)
+    with pytest.raises(aiomqtt.MqttError):
+        async with password_client(stack, "csv-102", f"{tenant}/device_csv-102", "abcd1234"):
+            pass

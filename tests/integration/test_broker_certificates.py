@@ -8,9 +8,8 @@ capath with sync_capath (mosquitto trusts it at the handshake from then on) and 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,9 +23,14 @@ from fleetgate.pki.capath import fingerprint, subject_hash, sync_capath
 
 from broker_support import (
     REPLY_TIMEOUT,
+    Events,
     RunningBroker,
     can_connect,
+    connected,
     device_client,
+    dropped,
+    events_reader,
+    refused,
     running_broker,
     send_control,
     service_client,
@@ -68,53 +72,10 @@ async def service(broker: RunningBroker) -> AsyncIterator[aiomqtt.Client]:
         yield client
 
 
-class Events:
-    """A second service connection reading fleetgate/v1/events. A plain subscription:
-    mosquitto 2.0.11 never delivers a ``$``-topic to a ``$share/<group>/$...``
-    subscription (measured; docs/decisions/0002)."""
-
-    def __init__(self, client: aiomqtt.Client) -> None:
-        self.client = client
-        self.seen: list[Event] = []
-
-    async def next(self, match: Callable[[Event], bool]) -> Event:
-        async def wait() -> Event:
-            async for msg in self.client.messages:
-                assert isinstance(msg.payload, bytes)
-                event = control.parse_event(msg.payload)
-                self.seen.append(event)
-                if match(event):
-                    return event
-            raise AssertionError("event stream ended")
-
-        return await asyncio.wait_for(wait(), REPLY_TIMEOUT)
-
-    async def connected(self, client_id: str) -> control.Connected:
-        event = await self.next(
-            lambda e: isinstance(e, control.Connected) and e.client_id == client_id
-        )
-        assert isinstance(event, control.Connected)
-        return event
-
-    async def disconnected(self, client_id: str) -> control.Disconnected:
-        event = await self.next(
-            lambda e: isinstance(e, control.Disconnected) and e.client_id == client_id
-        )
-        assert isinstance(event, control.Disconnected)
-        return event
-
-
 @pytest.fixture
 async def events(broker: RunningBroker) -> AsyncIterator[Events]:
-    async with service_client(broker) as client:
-        granted = await client.subscribe(control.EVENTS_TOPIC, qos=1)
-        assert not any(refused(code) for code in granted)
-        yield Events(client)
-
-
-def refused(reason_code: int | aiomqtt.client.ReasonCode) -> bool:
-    value = reason_code if isinstance(reason_code, int) else reason_code.value
-    return value >= 0x80
+    async with events_reader(broker) as reader:
+        yield reader
 
 
 def der(ca: Issued) -> bytes:
@@ -168,29 +129,6 @@ def cert_client(
 
 def device(ca: Issued, client_id: str) -> Issued:
     return issue_client_certificate(ca, client_id)
-
-
-async def dropped(client: aiomqtt.Client) -> bool:
-    """True when the broker ends ``client``'s connection within the reply timeout."""
-
-    async def drain() -> None:
-        with contextlib.suppress(aiomqtt.MqttError):
-            async for _ in client.messages:
-                pass
-
-    try:
-        await asyncio.wait_for(drain(), REPLY_TIMEOUT)
-    except TimeoutError:
-        return False
-    return True
-
-
-@contextlib.asynccontextmanager
-async def connected(client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Client]:
-    """``async with client`` that tolerates the broker having dropped it."""
-    with contextlib.suppress(aiomqtt.MqttError):
-        async with client:
-            yield client
 
 
 # ---------------------------------------------------------------------------------------

@@ -49,48 +49,17 @@ class PgDevices:
         service instance handles them.
         """
         async with self._pool.acquire() as conn, conn.transaction():
+            object_id, created = await ensure_device(
+                conn, tenant_id, device_id, at, fragments=fragments
+            )
             await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                f"device/{tenant_id}/{device_id}",
+                "UPDATE managed_object SET fragments = fragments || $2::jsonb,"
+                " connection_id = $3, last_updated = $4 WHERE id = $1",
+                object_id,
+                json.dumps(connection),
+                connection_id,
+                at,
             )
-            object_id = await conn.fetchval(
-                "SELECT managed_object_id FROM external_id"
-                " WHERE tenant_id = $1 AND type = $2 AND value = $3",
-                tenant_id,
-                DEVICE_ID_TYPE,
-                device_id,
-            )
-            created = object_id is None
-            if created:
-                object_id = await conn.fetchval(
-                    "INSERT INTO managed_object (tenant_id, name, type, owner, fragments,"
-                    " connection_id, creation_time, last_updated)"
-                    " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $7) RETURNING id",
-                    tenant_id,
-                    device_id,
-                    DEFAULT_DEVICE_TYPE,
-                    device_username(device_id),
-                    json.dumps({**fragments, **connection}),
-                    connection_id,
-                    at,
-                )
-                await conn.execute(
-                    "INSERT INTO external_id (tenant_id, type, value, managed_object_id)"
-                    " VALUES ($1, $2, $3, $4)",
-                    tenant_id,
-                    DEVICE_ID_TYPE,
-                    device_id,
-                    object_id,
-                )
-            else:
-                await conn.execute(
-                    "UPDATE managed_object SET fragments = fragments || $2::jsonb,"
-                    " connection_id = $3, last_updated = $4 WHERE id = $1",
-                    object_id,
-                    json.dumps(connection),
-                    connection_id,
-                    at,
-                )
             user_created, user_enabled = await _ensure_device_user(conn, tenant_id, device_id)
         return Registration(int(object_id), created, user_created, user_enabled)
 
@@ -119,10 +88,19 @@ async def _ensure_device_user(conn: Conn, tenant_id: str, device_id: str) -> tup
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
-async def ensure_device(conn: Conn, tenant_id: str, device_id: str, at: datetime) -> int:
-    """The managed object of device ``device_id`` (c8y_Serial), made if missing.
+async def ensure_device(
+    conn: Conn,
+    tenant_id: str,
+    device_id: str,
+    at: datetime,
+    *,
+    fragments: dict[str, Any] | None = None,
+) -> tuple[int, bool]:
+    """The managed object of device ``device_id`` (c8y_Serial), made if missing (with
+    ``fragments``, default just ``c8y_IsDevice``): (its id, whether it was made).
 
-    Call inside a transaction; serialised per device like :meth:`PgDevices.register`.
+    Call inside a transaction. Exactly once under concurrency: a transaction-scoped
+    advisory lock on (tenant, device id) serialises it, whichever instance runs it.
     """
     await conn.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"device/{tenant_id}/{device_id}"
@@ -134,7 +112,8 @@ async def ensure_device(conn: Conn, tenant_id: str, device_id: str, at: datetime
         DEVICE_ID_TYPE,
         device_id,
     )
-    if object_id is None:
+    created = object_id is None
+    if created:
         object_id = await conn.fetchval(
             "INSERT INTO managed_object (tenant_id, name, type, owner, fragments,"
             " creation_time, last_updated) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $6)"
@@ -143,7 +122,7 @@ async def ensure_device(conn: Conn, tenant_id: str, device_id: str, at: datetime
             device_id,
             DEFAULT_DEVICE_TYPE,
             device_username(device_id),
-            json.dumps({"c8y_IsDevice": {}}),
+            json.dumps(fragments if fragments is not None else {"c8y_IsDevice": {}}),
             at,
         )
         await conn.execute(
@@ -154,7 +133,7 @@ async def ensure_device(conn: Conn, tenant_id: str, device_id: str, at: datetime
             device_id,
             object_id,
         )
-    return int(object_id)
+    return int(object_id), created
 
 
 async def set_device_password(

@@ -95,6 +95,32 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
         await pool.close()
 
 
+async def seed_tenants(
+    pool: asyncpg.Pool,
+    *tenants: str,
+    admin_password: str = "admin-pw",
+    bootstrap_password: str = "boot-pw",
+) -> None:
+    """The first-start state for each tenant: its admin and bootstrap users (and the
+    management tenant), with these passwords."""
+    from fleetgate.db.users import PgUsers
+    from fleetgate.services.seed import InitialState, ensure_initial_state
+
+    for tenant in tenants:
+        await ensure_initial_state(
+            PgUsers(pool),
+            InitialState.build(
+                management_tenant="management",
+                tenant=tenant,
+                admin_username="admin",
+                admin_password=admin_password,
+                management_admin_password="mgmt-pw",
+                bootstrap_username="devicebootstrap",
+                bootstrap_password=bootstrap_password,
+            ),
+        )
+
+
 @pytest.fixture
 def scratch_dir() -> Iterator[Path]:
     path = shared_tmpdir("fleetgate-test-")

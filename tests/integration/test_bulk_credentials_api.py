@@ -23,8 +23,8 @@ from fleetgate.domain.passwords import verify_password
 from fleetgate.mqtt import control
 from fleetgate.services.auth import Authenticator
 from fleetgate.services.bulk import BulkCredentials, BulkLimits
-from fleetgate.services.seed import InitialState, ensure_initial_state
 
+from conftest import seed_tenants
 from fakes import RecordingBroker
 
 pytestmark = pytest.mark.integration
@@ -76,20 +76,7 @@ async def broker(pool: asyncpg.Pool) -> CommitCheckingBroker:
 
 @pytest.fixture
 async def service(pool: asyncpg.Pool, broker: CommitCheckingBroker) -> BulkCredentials:
-    users = PgUsers(pool)
-    for tenant in ("t1", "t2"):
-        await ensure_initial_state(
-            users,
-            InitialState.build(
-                management_tenant="management",
-                tenant=tenant,
-                admin_username="admin",
-                admin_password="admin-pw",
-                management_admin_password="mgmt-pw",
-                bootstrap_username="devicebootstrap",
-                bootstrap_password="bootstrap-pw",
-            ),
-        )
+    await seed_tenants(pool, "t1", "t2", bootstrap_password="bootstrap-pw")
     return BulkCredentials(PgBulkCredentials(pool), broker, limits=BulkLimits(batch_rows=3))
 
 

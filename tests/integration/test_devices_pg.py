@@ -20,8 +20,8 @@ from fleetgate.mqtt import control
 from fleetgate.services.auth import Authenticator
 from fleetgate.services.broker import removed_device_lines
 from fleetgate.services.devices import Devices
-from fleetgate.services.seed import InitialState, ensure_initial_state
 
+from conftest import seed_tenants
 from fakes import RecordingBroker
 
 pytestmark = pytest.mark.integration
@@ -39,19 +39,7 @@ def broker() -> RecordingBroker:
 @pytest.fixture
 async def devices(pool: asyncpg.Pool, broker: RecordingBroker) -> Devices:
     users = PgUsers(pool)
-    for tenant in ("t1", "t2"):
-        await ensure_initial_state(
-            users,
-            InitialState.build(
-                management_tenant="management",
-                tenant=tenant,
-                admin_username="admin",
-                admin_password="admin-pw",
-                management_admin_password="m",
-                bootstrap_username="devicebootstrap",
-                bootstrap_password="b",
-            ),
-        )
+    await seed_tenants(pool, "t1", "t2", bootstrap_password="b")
     return Devices(PgInventory(pool), PgIdentity(pool), users, PgDevices(pool), broker)
 
 

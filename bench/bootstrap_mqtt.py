@@ -17,11 +17,9 @@ import argparse
 import asyncio
 import json
 import signal
-import socket
 import ssl
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,16 +30,7 @@ import httpx
 
 from fleetgate.pki import ensure_dev_pki
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+from embedded import free_port, percentile, running_stack
 
 
 class Device:
@@ -112,36 +101,7 @@ def line(name: str, elapsed: float, latency: list[float]) -> str:
 
 
 async def run_fleetgate(n: int, root: Path) -> list[str]:
-    home = root / "home"
-    cmd = [
-        sys.executable,
-        "-m",
-        "fleetgate.cli",
-        "--log-level",
-        "WARNING",
-        "up",
-        "--home",
-        str(home),
-        "--certs-dir",
-        str(root / "certs"),
-    ]
-    for flag in (
-        "api-port",
-        "mqtt-cert-port",
-        "mqtt-password-port",
-        "mqtt-service-port",
-        "postgres-port",
-    ):
-        cmd += [f"--{flag}", str(free_port())]
-    process = subprocess.Popen(  # noqa: ASYNC220 — the benchmark's own child
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        while not (home / "stack.json").exists():
-            if process.poll() is not None:
-                raise SystemExit("fleetgate up failed")
-            await asyncio.sleep(0.1)
-        stack = json.loads((home / "stack.json").read_text())
+    async with running_stack(root) as stack:
         admin, boot = stack["admin"], stack["bootstrap"]
         tenant = admin["tenant"]
         ids = [f"boot-{i:04d}" for i in range(n)]
@@ -170,13 +130,10 @@ async def run_fleetgate(n: int, root: Path) -> list[str]:
                 assert all(r["status"] == "ACCEPTED" for r in issued[2]), issued[2][:3]
             finally:
                 await close_all(clients)
-        return [
-            line(f"fleetgate, {n} devices ask (→ PENDING)", asked[0], asked[1]),
-            line(f"fleetgate, {n} devices get credentials", issued[0], issued[1]),
-        ]
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(60)
+    return [
+        line(f"fleetgate, {n} devices ask (→ PENDING)", asked[0], asked[1]),
+        line(f"fleetgate, {n} devices get credentials", issued[0], issued[1]),
+    ]
 
 
 async def run_baseline(n: int, root: Path) -> str:

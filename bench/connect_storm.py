@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
 import socket
 import ssl
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime
@@ -30,11 +28,7 @@ import httpx
 
 from fleetgate.pki import Issued, generate_ca, issue_client_certificate
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from embedded import free_port, percentile, running_stack
 
 
 def connect_packet(client_id: str) -> bytes:
@@ -73,10 +67,10 @@ async def connect(
 
 async def storm(
     port: int, devices: list[tuple[str, Issued]], ca_file: Path, key_dir: Path, concurrency: int
-) -> tuple[list[tuple[float, float]], float, list[asyncio.StreamWriter]]:
+) -> tuple[dict[str, tuple[float, float]], float, list[asyncio.StreamWriter]]:
     gate = asyncio.Semaphore(concurrency)
     writers: list[asyncio.StreamWriter] = []
-    times: list[tuple[float, float]] = []
+    times: dict[str, tuple[float, float]] = {}
 
     async def one(client_id: str, device: Issued) -> None:
         async with gate:
@@ -84,7 +78,7 @@ async def storm(
         if writer is None:
             raise SystemExit(f"{client_id} was refused")
         writers.append(writer)
-        times.append((start, done))
+        times[client_id] = (start, done)
 
     began = time.monotonic()
     await asyncio.gather(*(one(cid, dev) for cid, dev in devices))
@@ -96,47 +90,9 @@ def close_all(writers: list[asyncio.StreamWriter]) -> None:
         writer.close()
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
 async def run_fleetgate(args: argparse.Namespace, root: Path, devices, ca: Issued) -> dict:
-    home, key_dir = root / "home", root / "keys"
-    ports = {
-        f: free_port()
-        for f in (
-            "api-port",
-            "mqtt-cert-port",
-            "mqtt-password-port",
-            "mqtt-service-port",
-            "postgres-port",
-        )
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "fleetgate.cli",
-        "--log-level",
-        "WARNING",
-        "up",
-        "--home",
-        str(home),
-        "--certs-dir",
-        str(root / "certs"),
-    ]
-    for flag, port in ports.items():
-        cmd += [f"--{flag}", str(port)]
-    # A benchmark's own child, waited for by polling stack.json: blocking Popen is fine.
-    process = subprocess.Popen(  # noqa: ASYNC220
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        while not (home / "stack.json").exists():
-            if process.poll() is not None:
-                raise SystemExit("fleetgate up failed")
-            await asyncio.sleep(0.1)
-        stack = json.loads((home / "stack.json").read_text())
+    key_dir = root / "keys"
+    async with running_stack(root) as stack:
         admin = stack["admin"]
         auth = (f"{admin['tenant']}/{admin['username']}", admin["password"])
         async with httpx.AsyncClient(base_url=stack["api_url"], auth=auth, timeout=60) as api:
@@ -185,22 +141,20 @@ async def run_fleetgate(args: argparse.Namespace, root: Path, devices, ca: Issue
                 if len(registered) < len(devices):
                     await asyncio.sleep(0.5)
             close_all(writers)
-        starts = {cid: s for (cid, _), (s, _) in zip(devices, times, strict=False)}
-        latency = [
-            registered[cid] - (wall_start + starts[cid]) for cid in starts if cid in registered
-        ]
-        last = max(registered.values()) - (wall_start + min(s for s, _ in times))
-        return {
-            "connect_s": elapsed,
-            "registered": len(registered),
-            "registrations_per_s": len(registered) / last if last > 0 else float("nan"),
-            "p50": statistics.median(latency),
-            "p99": percentile(latency, 99),
-            "connack_p50": statistics.median(d - s for s, d in times),
-        }
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(60)
+    latency = [
+        registered[cid] - (wall_start + start)
+        for cid, (start, _) in times.items()
+        if cid in registered
+    ]
+    last = max(registered.values()) - (wall_start + min(s for s, _ in times.values()))
+    return {
+        "connect_s": elapsed,
+        "registered": len(registered),
+        "registrations_per_s": len(registered) / last if last > 0 else float("nan"),
+        "p50": statistics.median(latency),
+        "p99": percentile(latency, 99),
+        "connack_p50": statistics.median(d - s for s, d in times.values()),
+    }
 
 
 async def run_plain(
@@ -239,7 +193,7 @@ async def run_plain(
             port, devices, pki.ca_file, root / "keys", args.concurrency
         )
         close_all(writers)
-        latency = [d - s for s, d in times]
+        latency = [d - s for s, d in times.values()]
         return {
             "connect_s": elapsed,
             "connections_per_s": len(devices) / elapsed,

@@ -15,6 +15,7 @@ import aiomqtt
 import httpx
 import pytest
 from c8y_api import CumulocityDeviceRegistry
+
 from stack_support import Up, ports, processes_under
 
 pytestmark = pytest.mark.e2e

@@ -13,9 +13,10 @@ from typing import Any
 import aiomqtt
 import httpx
 import pytest
-from stack_support import Up, ports, processes_under
 
 from fleetgate.pki import Issued, generate_ca, issue_client_certificate
+
+from stack_support import Up, ports, processes_under
 
 pytestmark = pytest.mark.e2e
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
-from stack_support import Up, ports, processes_under
 
 from conftest import free_port
+from stack_support import Up, ports, processes_under
 
 pytestmark = pytest.mark.e2e
 

@@ -1,0 +1,65 @@
+"""What the benchmarks share: a `fleetgate up` of their own, free ports, percentiles."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+PORT_FLAGS = (
+    "api-port",
+    "mqtt-cert-port",
+    "mqtt-password-port",
+    "mqtt-service-port",
+    "postgres-port",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+@contextlib.asynccontextmanager
+async def running_stack(root: Path) -> AsyncIterator[dict[str, Any]]:
+    """`fleetgate up` in ``root`` on free ports; yields its stack.json, then SIGTERM."""
+    home = root / "home"
+    cmd = [
+        sys.executable,
+        "-m",
+        "fleetgate.cli",
+        "--log-level",
+        "WARNING",
+        "up",
+        "--home",
+        str(home),
+        "--certs-dir",
+        str(root / "certs"),
+    ]
+    for flag in PORT_FLAGS:
+        cmd += [f"--{flag}", str(free_port())]
+    process = subprocess.Popen(  # noqa: ASYNC220 — the benchmark's own child, polled
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        while not (home / "stack.json").exists():
+            if process.poll() is not None:
+                raise SystemExit(f"fleetgate up failed (exit {process.returncode})")
+            await asyncio.sleep(0.1)
+        yield json.loads((home / "stack.json").read_text())
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from fleetgate.api import server
 from fleetgate.api.app import create_app
 from fleetgate.api.auth import ApiContext
-from fleetgate.config import Settings
+from fleetgate.config import Settings, reveal
 from fleetgate.db.bootstrap import PgRequests
 from fleetgate.db.bulk import PgBulkCredentials
 from fleetgate.db.devices import PgDevices
@@ -39,18 +39,13 @@ log = logging.getLogger(__name__)
 OnReady = Callable[[], Awaitable[None]]
 
 
-def _secret(value: object) -> str | None:
-    get = getattr(value, "get_secret_value", None)
-    return get() if get is not None else None
-
-
 async def run_service(settings: Settings, *, on_ready: OnReady | None = None) -> None:
     """Run the MQTT bridge and the REST API until cancelled.
 
     ``on_ready`` is awaited once the database is migrated, the API listens and the
     broker plugin has confirmed its state.
     """
-    url = _secret(settings.database.url)
+    url = reveal(settings.database.url)
     if not url:
         raise ConfigurationError("no database configured: set FLEETGATE_DATABASE_URL")
     api_socket = server.bind(settings.api.host, settings.api.port)
@@ -72,10 +67,10 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
                 management_tenant=seed.management_tenant,
                 tenant=seed.tenant,
                 admin_username=seed.admin_username,
-                admin_password=_secret(seed.admin_password),
-                management_admin_password=_secret(seed.management_admin_password),
+                admin_password=reveal(seed.admin_password),
+                management_admin_password=reveal(seed.management_admin_password),
                 bootstrap_username=seed.bootstrap_username,
-                bootstrap_password=_secret(seed.bootstrap_password),
+                bootstrap_password=reveal(seed.bootstrap_password),
             ),
         )
         inventory = PgInventory(pool)

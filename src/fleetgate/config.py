@@ -17,6 +17,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 Port = int
 
 
+def reveal(value: SecretStr | None) -> str | None:
+    """The plain value of an optional secret setting."""
+    return value.get_secret_value() if value is not None else None
+
+
 class DatabaseSettings(BaseModel):
     """PostgreSQL. ``url`` is required by ``serve``; ``up`` fills it from its private cluster."""
 

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import aiomqtt
 
-from fleetgate.config import MqttSettings
+from fleetgate.config import MqttSettings, reveal
 from fleetgate.mqtt import control
 
 log = logging.getLogger(__name__)
@@ -124,12 +124,11 @@ class BrokerBridge:
                 log.warning("resync failed (the next connect will redo it): %s", exc)
 
     async def _session(self) -> None:
-        password = self._settings.service_password
         async with aiomqtt.Client(
             self._settings.host,
             self._settings.service_port,
             username=self._settings.service_username,
-            password=password.get_secret_value() if password else None,
+            password=reveal(self._settings.service_password),
             identifier=self._client_id,
             protocol=aiomqtt.ProtocolVersion.V5,
             keepalive=30,
@@ -158,20 +157,18 @@ class BrokerBridge:
     async def _full_sync(
         self, client: aiomqtt.Client
     ) -> tuple[int, tuple[control.LiveClient, ...]]:
+        """``reset``, the whole state and ``clients`` in one message: applied atomically, and
+        the plugin's one answer lists the live sessions (ending in ``ok <token>``)."""
         state = await self._state()
-        await self._request(client, [control.reset(), *state])
         token = secrets.token_hex(8)
-        response = await self._request(client, [control.clients(token)], token=token)
-        return len(state), response.clients
+        body = [control.reset(), *state, control.clients(token)]
+        return len(state), (await self._request(client, body, token)).clients
 
     async def _request(
-        self, client: aiomqtt.Client, lines: list[str], *, token: str | None = None
+        self, client: aiomqtt.Client, body: list[str], token: str
     ) -> control.ControlResponse:
-        """Publish one control message ending in ``sync`` and wait for the plugin's answer."""
-        token = token or secrets.token_hex(8)
-        body = (
-            lines if lines and lines[-1].startswith("clients ") else [*lines, control.sync(token)]
-        )
+        """Publish one control message whose last line (``sync`` or ``clients``) carries
+        ``token``, and wait for the plugin's answer to it."""
         waiter: asyncio.Future[control.ControlResponse] = asyncio.get_running_loop().create_future()
         self._waiting[token] = waiter
         try:

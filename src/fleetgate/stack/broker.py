@@ -14,14 +14,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import errno
 import grp
 import logging
 import os
 import pwd
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 from dataclasses import asdict, dataclass
@@ -29,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 
 from fleetgate.domain.errors import ConfigurationError
+from fleetgate.stack.processes import require_free_ports
 
 __all__ = [
     "BROKER_DIR_ENV",
@@ -227,7 +226,7 @@ class MosquittoProcess:
         if self._process is not None:
             raise RuntimeError("mosquitto was already started")
         binary = self._binary or _find_mosquitto()
-        _check_ports(self.config.listeners())
+        require_free_ports(self.config.listeners())
         self._prepare_files()
         self._tail.clear()
         self._process = await asyncio.create_subprocess_exec(
@@ -371,34 +370,6 @@ def _find_mosquitto() -> Path:
         "mosquitto not found (looked at /usr/sbin/mosquitto and PATH); "
         "install the Debian package: apt-get install mosquitto"
     )
-
-
-def _check_ports(listeners: dict[str, tuple[str, int]]) -> None:
-    seen: dict[int, str] = {}
-    for name, (address, port) in listeners.items():
-        if port in seen:
-            raise ConfigurationError(f"port {port} is used by both {seen[port]} and {name}")
-        seen[port] = name
-        if not _port_free(address, port):
-            raise ConfigurationError(f"port {port} ({name}) is already in use")
-
-
-def _port_free(address: str, port: int) -> bool:
-    try:
-        infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise ConfigurationError(f"cannot resolve bind address {address!r}: {exc}") from None
-    for family, kind, proto, _, sockaddr in infos:
-        with socket.socket(family, kind, proto) as probe:
-            # mosquitto sets SO_REUSEADDR too, so TIME_WAIT leftovers do not count as busy.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(sockaddr)
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    return False
-                raise ConfigurationError(f"cannot bind {address}:{port}: {exc}") from None
-    return True
 
 
 def _broker_user(configured: str | None) -> pwd.struct_passwd | None:

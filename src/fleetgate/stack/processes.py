@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 import socket
@@ -13,18 +14,31 @@ from fleetgate.domain.errors import ConfigurationError
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
+    """True when ``host:port`` can be bound (every address ``host`` resolves to)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigurationError(f"cannot resolve bind address {host!r}: {exc}") from None
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as probe:
+            # Our servers set SO_REUSEADDR too: TIME_WAIT leftovers do not count as busy.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return False
+                raise ConfigurationError(f"cannot bind {host}:{port}: {exc}") from None
     return True
 
 
 def require_free_ports(ports: dict[str, tuple[str, int]]) -> None:
-    """Raise one clear error naming every busy port (name → (host, port))."""
+    """Raise one clear error naming every busy or doubly used port (name → (host, port))."""
+    seen: dict[int, str] = {}
+    for name, (_, port) in ports.items():
+        if port in seen:
+            raise ConfigurationError(f"port {port} is used by both {seen[port]} and {name}")
+        seen[port] = name
     busy = [
         f"{port} ({name})" for name, (host, port) in ports.items() if not port_is_free(port, host)
     ]

@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from fleetgate.app import run_service
-from fleetgate.config import Settings
+from fleetgate.config import Settings, reveal
 from fleetgate.domain.errors import ConfigurationError
 from fleetgate.domain.passwords import hash_password
 from fleetgate.pki import ensure_dev_pki
@@ -70,9 +70,6 @@ def stack_description(settings: Settings, ca_file: Path) -> dict[str, object]:
     """The content of ``stack.json``: exactly the keys documented in the README."""
     seed = settings.seed
 
-    def secret(value: SecretStr | None) -> str:
-        return value.get_secret_value() if value else ""
-
     return {
         "api_url": settings.api.base_url(),
         "mqtt_host": settings.mqtt.public_host,
@@ -82,12 +79,12 @@ def stack_description(settings: Settings, ca_file: Path) -> dict[str, object]:
         "admin": {
             "tenant": seed.tenant,
             "username": seed.admin_username,
-            "password": secret(seed.admin_password),
+            "password": reveal(seed.admin_password) or "",
         },
         "bootstrap": {
             "tenant": seed.tenant,
             "username": seed.bootstrap_username,
-            "password": secret(seed.bootstrap_password),
+            "password": reveal(seed.bootstrap_password) or "",
         },
     }
 

@@ -33,10 +33,8 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-@contextlib.asynccontextmanager
-async def running_stack(root: Path) -> AsyncIterator[dict[str, Any]]:
-    """`fleetgate up` in ``root`` on free ports; yields its stack.json, then SIGTERM."""
-    home = root / "home"
+def up_command(home: Path, certs: Path) -> list[str]:
+    """`fleetgate up` for ``home`` on free ports, logging warnings only."""
     cmd = [
         sys.executable,
         "-m",
@@ -47,12 +45,19 @@ async def running_stack(root: Path) -> AsyncIterator[dict[str, Any]]:
         "--home",
         str(home),
         "--certs-dir",
-        str(root / "certs"),
+        str(certs),
     ]
     for flag in PORT_FLAGS:
         cmd += [f"--{flag}", str(free_port())]
+    return cmd
+
+
+@contextlib.asynccontextmanager
+async def running_stack(root: Path) -> AsyncIterator[dict[str, Any]]:
+    """`fleetgate up` in ``root`` on free ports; yields its stack.json, then SIGTERM."""
+    home = root / "home"
     process = subprocess.Popen(  # noqa: ASYNC220 — the benchmark's own child, polled
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        up_command(home, root / "certs"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         while not (home / "stack.json").exists():

@@ -17,18 +17,13 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from fleetgate.stack.postgres import find_server_binaries
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from embedded import free_port, up_command
 
 
 def wait_for_file(path: Path, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
@@ -52,26 +47,7 @@ def wait_for_port(port: int, timeout: float = 60) -> None:
 
 def time_up(home: Path, certs: Path) -> tuple[float, float]:
     """Seconds until stack.json appears, and seconds from SIGTERM to exit."""
-    args = [
-        sys.executable,
-        "-m",
-        "fleetgate.cli",
-        "--log-level",
-        "WARNING",
-        "up",
-        "--home",
-        str(home),
-        "--certs-dir",
-        str(certs),
-    ]
-    for flag in (
-        "api-port",
-        "mqtt-cert-port",
-        "mqtt-password-port",
-        "mqtt-service-port",
-        "postgres-port",
-    ):
-        args += [f"--{flag}", str(free_port())]
+    args = up_command(home, certs)
     start = time.monotonic()
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_file(home / "stack.json", process)

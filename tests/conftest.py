@@ -8,6 +8,7 @@ own fresh database.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -17,7 +18,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
+from fastapi import FastAPI
 
 from fleetgate.db.migrations import migrate
 from fleetgate.db.pool import drop_database, ensure_database
@@ -119,6 +122,24 @@ async def seed_tenants(
                 bootstrap_password=bootstrap_password,
             ),
         )
+
+
+TEST_BASE_URL = "http://fleetgate.test"
+
+
+@contextlib.asynccontextmanager
+async def api_client(pool: asyncpg.Pool) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The REST app on ``pool`` (real authentication; no services on ``app.state`` yet)
+    and an HTTP client calling it in process."""
+    from fleetgate.api.app import create_app
+    from fleetgate.api.auth import ApiContext
+    from fleetgate.db.users import PgUsers
+    from fleetgate.services.auth import Authenticator
+
+    app = create_app(ApiContext(Authenticator(PgUsers(pool)), TEST_BASE_URL))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=TEST_BASE_URL) as client:
+        yield app, client
 
 
 @pytest.fixture

@@ -15,6 +15,15 @@ import pytest
 from conftest import free_port
 
 
+def up_command(home: Path, certs: Path, ports: dict[str, int]) -> list[str]:
+    """The `fleetgate up` command line for ``home`` on ``ports`` (flag → port)."""
+    args = [sys.executable, "-m", "fleetgate.cli", "up", "--home", str(home)]
+    args += ["--certs-dir", str(certs)]
+    for flag, port in ports.items():
+        args += [f"--{flag}", str(port)]
+    return args
+
+
 class Up:
     """One `fleetgate up` child process and where its output goes."""
 
@@ -22,20 +31,10 @@ class Up:
         self.home = home
         self.log_path = home.parent / f"up-{time.monotonic_ns()}.log"
         self.ports = ports
-        args = [
-            sys.executable,
-            "-m",
-            "fleetgate.cli",
-            "up",
-            "--home",
-            str(home),
-            "--certs-dir",
-            str(certs),
-        ]
-        for flag, port in ports.items():
-            args += [f"--{flag}", str(port)]
         self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            up_command(home, certs, ports), stdout=self._log, stderr=subprocess.STDOUT
+        )
 
     @property
     def output(self) -> str:

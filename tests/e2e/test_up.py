@@ -7,7 +7,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +15,7 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
-from conftest import free_port
-from stack_support import Up, ports, processes_under
+from stack_support import Up, ports, processes_under, up_command
 
 pytestmark = pytest.mark.e2e
 
@@ -97,17 +95,7 @@ def test_up_serves_stops_cleanly_and_resumes_with_its_data(home: Path) -> None:
 
         # A second `up` on the same home while the first runs is refused.
         again = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "fleetgate.cli",
-                "up",
-                "--home",
-                str(home),
-                "--certs-dir",
-                str(certs),
-                *[arg for k in first.ports for arg in (f"--{k}", str(free_port()))],
-            ],
+            up_command(home, certs, ports()),
             capture_output=True,
             text=True,
             timeout=60,

@@ -207,6 +207,25 @@ async def wait_for_log(broker: RunningBroker, text: str) -> bool:
     return True
 
 
+@contextlib.asynccontextmanager
+async def reset_service(broker: RunningBroker) -> AsyncIterator[aiomqtt.Client]:
+    """A service connection reading control responses, after a ``reset`` (which also
+    kicks the device sessions an earlier test left behind)."""
+    async with service_client(broker) as client:
+        granted = await client.subscribe(control.RESPONSE_TOPIC, qos=1)
+        assert not any(refused(code) for code in granted)
+        response = await send_control(client, [control.reset()])
+        assert response.errors == ()
+        yield client
+
+
+async def push(service: aiomqtt.Client, *lines: str) -> control.ControlResponse:
+    """Send control lines that must all be accepted."""
+    response = await send_control(service, lines)
+    assert response.errors == ()
+    return response
+
+
 def refused(reason_code: int | aiomqtt.client.ReasonCode) -> bool:
     """True for an MQTT 5 failure reason code (e.g. SUBACK 0x87 not authorized)."""
     value = reason_code if isinstance(reason_code, int) else reason_code.value

@@ -8,35 +8,18 @@ import asyncpg
 import httpx
 import pytest
 
-from fleetgate.api.app import create_app
-from fleetgate.api.auth import ApiContext
-from fleetgate.db.users import PgUsers
-from fleetgate.services.auth import Authenticator
-from fleetgate.services.seed import InitialState, ensure_initial_state
+from conftest import TEST_BASE_URL, api_client, seed_tenants
 
 pytestmark = pytest.mark.integration
 
-BASE = "http://fleetgate.test"
+BASE = TEST_BASE_URL
 ERROR_TYPE = "application/vnd.com.nsn.cumulocity.error+json"
 
 
 @pytest.fixture
 async def client(pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
-    users = PgUsers(pool)
-    await ensure_initial_state(
-        users,
-        InitialState.build(
-            management_tenant="management",
-            tenant="t7",
-            admin_username="admin",
-            admin_password="admin-pw",
-            management_admin_password="mgmt-pw",
-            bootstrap_username="devicebootstrap",
-            bootstrap_password="boot-pw",
-        ),
-    )
-    app = create_app(ApiContext(Authenticator(users), BASE))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as c:
+    await seed_tenants(pool, "t7")
+    async with api_client(pool) as (_, c):
         yield c
 
 

@@ -9,21 +9,17 @@ import asyncpg
 import httpx
 import pytest
 
-from fleetgate.api.app import create_app
-from fleetgate.api.auth import ApiContext
 from fleetgate.db.bootstrap import PgRequests
-from fleetgate.db.users import PgUsers
 from fleetgate.domain.passwords import verify_password
 from fleetgate.mqtt import control
-from fleetgate.services.auth import Authenticator
 from fleetgate.services.bootstrap import Bootstrap
-from fleetgate.services.seed import InitialState, ensure_initial_state
 
+from conftest import TEST_BASE_URL, api_client, seed_tenants
 from fakes import RecordingBroker
 
 pytestmark = pytest.mark.integration
 
-BASE = "http://fleetgate.test"
+BASE = TEST_BASE_URL
 ADMIN = ("t1/admin", "admin-pw")
 BOOT = ("t1/devicebootstrap", "boot-pw")
 PATH = "/devicecontrol/newDeviceRequests"
@@ -38,22 +34,9 @@ def broker() -> RecordingBroker:
 
 @pytest.fixture
 async def api(pool: asyncpg.Pool, broker: RecordingBroker) -> AsyncIterator[httpx.AsyncClient]:
-    users = PgUsers(pool)
-    await ensure_initial_state(
-        users,
-        InitialState.build(
-            management_tenant="management",
-            tenant="t1",
-            admin_username="admin",
-            admin_password="admin-pw",
-            management_admin_password="m",
-            bootstrap_username="devicebootstrap",
-            bootstrap_password="boot-pw",
-        ),
-    )
-    app = create_app(ApiContext(Authenticator(users), BASE))
-    app.state.bootstrap = Bootstrap(PgRequests(pool), broker)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as c:
+    await seed_tenants(pool, "t1")
+    async with api_client(pool) as (app, c):
+        app.state.bootstrap = Bootstrap(PgRequests(pool), broker)
         yield c
 
 

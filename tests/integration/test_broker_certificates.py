@@ -30,10 +30,11 @@ from broker_support import (
     device_client,
     dropped,
     events_reader,
+    push,
     refused,
+    reset_service,
     running_broker,
     send_control,
-    service_client,
     wait_for_log,
 )
 
@@ -64,11 +65,7 @@ def broker(trust: Trust) -> RunningBroker:
 
 @pytest.fixture
 async def service(broker: RunningBroker) -> AsyncIterator[aiomqtt.Client]:
-    """A connected service client listening for control responses, after ``reset`` + ``sync``."""
-    async with service_client(broker) as client:
-        await client.subscribe(control.RESPONSE_TOPIC, qos=1)
-        response = await send_control(client, [control.reset()])
-        assert response.errors == ()
+    async with reset_service(broker) as client:
         yield client
 
 
@@ -102,12 +99,6 @@ async def trust_ca(
     fp = await put_in_capath(trust, ca)
     await push(service, control.ca(fp, tenant, enabled, autoreg, der(ca)))
     return fp
-
-
-async def push(service: aiomqtt.Client, *lines: str) -> control.ControlResponse:
-    response = await send_control(service, lines)
-    assert response.errors == ()
-    return response
 
 
 def cert_client(

@@ -28,11 +28,12 @@ from broker_support import (
     dropped,
     events_reader,
     password_device_client,
+    push,
     refused,
+    reset_service,
     round_trip,
     running_broker,
     send_control,
-    service_client,
     wait_for_log,
 )
 
@@ -50,13 +51,7 @@ async def broker() -> AsyncIterator[RunningBroker]:
 
 @pytest.fixture
 async def service(broker: RunningBroker) -> AsyncIterator[aiomqtt.Client]:
-    """A connected service client listening for control responses, after ``reset`` + ``sync``
-    (which also kicks the password sessions an earlier test left behind)."""
-    async with service_client(broker) as client:
-        granted = await client.subscribe(control.RESPONSE_TOPIC, qos=1)
-        assert not any(refused(code) for code in granted)
-        response = await send_control(client, [control.reset()])
-        assert response.errors == ()
+    async with reset_service(broker) as client:
         yield client
 
 
@@ -64,12 +59,6 @@ async def service(broker: RunningBroker) -> AsyncIterator[aiomqtt.Client]:
 async def events(broker: RunningBroker) -> AsyncIterator[Events]:
     async with events_reader(broker) as reader:
         yield reader
-
-
-async def push(service: aiomqtt.Client, *lines: str) -> control.ControlResponse:
-    response = await send_control(service, lines)
-    assert response.errors == ()
-    return response
 
 
 def client_of(

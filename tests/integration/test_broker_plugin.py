@@ -25,6 +25,8 @@ from broker_support import (
     device_client,
     free_port,
     next_response,
+    refused,
+    reset_service,
     running_broker,
     send_control,
     service_client,
@@ -45,12 +47,7 @@ async def broker() -> AsyncIterator[RunningBroker]:
 
 @pytest.fixture
 async def service(broker: RunningBroker) -> AsyncIterator[aiomqtt.Client]:
-    """A connected service client listening for control responses, after a ``reset``."""
-    async with service_client(broker) as client:
-        granted = await client.subscribe(control.RESPONSE_TOPIC, qos=1)
-        assert not any(refused(code) for code in granted)
-        response = await send_control(client, [control.reset()])
-        assert response.errors == ()
+    async with reset_service(broker) as client:
         yield client
 
 
@@ -62,11 +59,6 @@ def bootstrap_client(
     broker: RunningBroker, client_id: str, username: str = "t1/bootstrap", password: str = PASSWORD
 ) -> aiomqtt.Client:
     return device_client(broker, identifier=client_id, username=username, password=password)
-
-
-def refused(reason_code: int | aiomqtt.client.ReasonCode) -> bool:
-    value = reason_code if isinstance(reason_code, int) else reason_code.value
-    return value >= 0x80
 
 
 async def test_service_account_connects_on_loopback_listener(broker: RunningBroker) -> None:

@@ -14,22 +14,18 @@ import asyncpg
 import httpx
 import pytest
 
-from fleetgate.api.app import create_app
-from fleetgate.api.auth import ApiContext
 from fleetgate.api.routes import bulk_credentials
 from fleetgate.db.bulk import PgBulkCredentials
-from fleetgate.db.users import PgUsers
 from fleetgate.domain.passwords import verify_password
 from fleetgate.mqtt import control
-from fleetgate.services.auth import Authenticator
 from fleetgate.services.bulk import BulkCredentials, BulkLimits
 
-from conftest import seed_tenants
+from conftest import TEST_BASE_URL, api_client, seed_tenants
 from fakes import RecordingBroker
 
 pytestmark = pytest.mark.integration
 
-BASE = "http://fleetgate.test"
+BASE = TEST_BASE_URL
 ADMIN = ("t1/admin", "admin-pw")
 MANAGEMENT = ("management/admin", "mgmt-pw")
 URL = "/devicecontrol/bulkNewDeviceRequests"
@@ -82,11 +78,8 @@ async def service(pool: asyncpg.Pool, broker: CommitCheckingBroker) -> BulkCrede
 
 @pytest.fixture
 async def api(service: BulkCredentials, pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(ApiContext(Authenticator(PgUsers(pool)), BASE))
-    if not any(getattr(r, "path", None) == URL for r in app.routes):
-        app.include_router(bulk_credentials.router)
-    app.state.bulk = service
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as c:
+    async with api_client(pool) as (app, c):
+        app.state.bulk = service
         yield c
 
 

@@ -11,22 +11,19 @@ import asyncpg
 import httpx
 import pytest
 
-from fleetgate.api.app import create_app
-from fleetgate.api.auth import ApiContext
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.inventory import PgIdentity, PgInventory
 from fleetgate.db.users import PgUsers
 from fleetgate.mqtt import control
-from fleetgate.services.auth import Authenticator
 from fleetgate.services.broker import removed_device_lines
 from fleetgate.services.devices import Devices
 
-from conftest import seed_tenants
+from conftest import TEST_BASE_URL, api_client, seed_tenants
 from fakes import RecordingBroker
 
 pytestmark = pytest.mark.integration
 
-BASE = "http://fleetgate.test"
+BASE = TEST_BASE_URL
 ADMIN = ("t1/admin", "admin-pw")
 FP = "ab" * 20
 
@@ -45,9 +42,8 @@ async def devices(pool: asyncpg.Pool, broker: RecordingBroker) -> Devices:
 
 @pytest.fixture
 async def api(devices: Devices, pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(ApiContext(Authenticator(PgUsers(pool)), BASE))
-    app.state.devices = devices
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as c:
+    async with api_client(pool) as (app, c):
+        app.state.devices = devices
         yield c
 
 

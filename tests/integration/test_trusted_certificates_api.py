@@ -13,21 +13,18 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from fleetgate.api.app import create_app
-from fleetgate.api.auth import ApiContext
-from fleetgate.api.routes import trusted_certificates
 from fleetgate.db.trust import PgTrustStore
 from fleetgate.db.users import PgUsers
 from fleetgate.domain.passwords import hash_password
 from fleetgate.domain.users import Role
 from fleetgate.pki import Issued, generate_ca, issue_client_certificate
-from fleetgate.services.auth import Authenticator
-from fleetgate.services.seed import InitialState, ensure_initial_state
 from fleetgate.services.trust import TrustedCertificates
+
+from conftest import TEST_BASE_URL, api_client, seed_tenants
 
 pytestmark = pytest.mark.integration
 
-BASE = "http://fleetgate.test"
+BASE = TEST_BASE_URL
 ADMIN = ("t7/admin", "admin-pw")
 OTHER_ADMIN = ("t8/admin", "other-pw")
 COLLECTION = "/tenant/tenants/t7/trusted-certificates"
@@ -57,31 +54,13 @@ def broker(pool: asyncpg.Pool) -> RecordingBroker:
 
 @pytest.fixture
 async def client(pool: asyncpg.Pool, broker: RecordingBroker) -> AsyncIterator[httpx.AsyncClient]:
-    users = PgUsers(pool)
-    for tenant, password in (("t7", "admin-pw"), ("t8", "other-pw")):
-        await ensure_initial_state(
-            users,
-            InitialState.build(
-                management_tenant="management",
-                tenant=tenant,
-                admin_username="admin",
-                admin_password=password,
-                management_admin_password="mgmt-pw",
-                bootstrap_username="devicebootstrap",
-                bootstrap_password="boot-pw",
-            ),
-        )
-    await users.ensure_user(
+    await seed_tenants(pool, "t7")
+    await seed_tenants(pool, "t8", admin_password="other-pw")
+    await PgUsers(pool).ensure_user(
         "t7", "reader", hash_password("reader-pw"), [Role.TENANT_MANAGEMENT_READ]
     )
-    app = create_app(ApiContext(Authenticator(users), BASE))
-    if not any(
-        getattr(r, "path", "") == "/tenant/tenants/{tenantId}/trusted-certificates"
-        for r in app.routes
-    ):
-        app.include_router(trusted_certificates.router)
-    app.state.trust = TrustedCertificates(PgTrustStore(pool), broker)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as c:
+    async with api_client(pool) as (app, c):
+        app.state.trust = TrustedCertificates(PgTrustStore(pool), broker)
         yield c
 
 

@@ -40,12 +40,14 @@ def require_free_ports(ports: dict[str, tuple[str, int]]) -> None:
             raise ConfigurationError(f"port {port} is used by both {seen[port]} and {name}")
         seen[port] = name
     busy = [
-        f"{port} ({name})" for name, (host, port) in ports.items() if not port_is_free(port, host)
+        f"port {port} ({name}) is already in use"
+        for name, (host, port) in ports.items()
+        if not port_is_free(port, host)
     ]
     if busy:
         raise ConfigurationError(
-            "port already in use: " + ", ".join(busy) + " — stop what holds it or choose"
-            " another port (see `fleetgate up --help`)"
+            "; ".join(busy) + " — stop what holds it or choose another port"
+            " (see `fleetgate up --help`)"
         )
 
 

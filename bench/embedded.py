@@ -23,9 +23,16 @@ PORT_FLAGS = (
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: all held at once while chosen, so none repeats."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -47,8 +54,8 @@ def up_command(home: Path, certs: Path) -> list[str]:
         "--certs-dir",
         str(certs),
     ]
-    for flag in PORT_FLAGS:
-        cmd += [f"--{flag}", str(free_port())]
+    for flag, port in zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True):
+        cmd += [f"--{flag}", str(port)]
     return cmd
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port
+from conftest import free_ports
 
 
 def up_command(home: Path, certs: Path, ports: dict[str, int]) -> list[str]:
@@ -61,14 +61,18 @@ class Up:
         return code
 
 
+PORT_FLAGS = (
+    "api-port",
+    "mqtt-cert-port",
+    "mqtt-password-port",
+    "mqtt-service-port",
+    "postgres-port",
+)
+
+
 def ports() -> dict[str, int]:
-    return {
-        "api-port": free_port(),
-        "mqtt-cert-port": free_port(),
-        "mqtt-password-port": free_port(),
-        "mqtt-service-port": free_port(),
-        "postgres-port": free_port(),
-    }
+    """Distinct free ports for every listener of `fleetgate up`."""
+    return dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
 
 
 def processes_under(path: Path) -> list[str]:

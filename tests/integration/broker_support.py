@@ -12,7 +12,6 @@ import contextlib
 import itertools
 import os
 import shutil
-import socket
 import ssl
 import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -31,6 +30,8 @@ from fleetgate.stack.broker import (
     write_service_password_hash,
 )
 
+from conftest import free_ports
+
 SERVICE_USERNAME = "fleetgate-service"
 # Cheap scrypt parameters keep the tests quick; the format and code path are the same.
 FAST_HASH = {"log2_n": 10, "r": 8, "p": 1}
@@ -38,11 +39,10 @@ _tokens = itertools.count(1)
 REPLY_TIMEOUT = 10.0  # a generous upper bound for waiting, never an assertion
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def listener_ports() -> dict[str, int]:
+    """Distinct free ports for the broker's three listeners."""
+    service, cert, password = free_ports(3)
+    return {"service_port": service, "cert_port": cert, "password_port": password}
 
 
 @dataclass(frozen=True)
@@ -84,9 +84,7 @@ async def running_broker() -> AsyncIterator[RunningBroker]:
         pki = ensure_dev_pki(workdir / "pki")
         service_password = "service-secret"
         config = BrokerConfig(
-            service_port=free_port(),
-            cert_port=free_port(),
-            password_port=free_port(),
+            **listener_ports(),
             bind_address="127.0.0.1",
             ca_file=pki.ca_file,
             server_cert=pki.server_cert,

@@ -23,7 +23,7 @@ from broker_support import (
     RunningBroker,
     can_connect,
     device_client,
-    free_port,
+    listener_ports,
     next_response,
     refused,
     reset_service,
@@ -33,6 +33,7 @@ from broker_support import (
     tls_session_refused,
     wait_for_log,
 )
+from conftest import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -248,8 +249,9 @@ async def test_busy_port_is_reported_before_starting(broker: RunningBroker) -> N
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
+        service_port, cert_port = free_ports(2)
         config = dataclasses.replace(
-            broker.config, service_port=free_port(), cert_port=free_port(), password_port=port
+            broker.config, service_port=service_port, cert_port=cert_port, password_port=port
         )
         process = MosquittoProcess(config, broker.workdir / "busy")
         with pytest.raises(ConfigurationError, match=rf"port {port} \(password devices\)"):
@@ -262,9 +264,7 @@ async def test_plugin_refuses_to_start_without_a_valid_service_hash(
 ) -> None:
     config = dataclasses.replace(
         broker.config,
-        service_port=free_port(),
-        cert_port=free_port(),
-        password_port=free_port(),
+        **listener_ports(),
         service_password_hash_file=broker.workdir / "bad-hash" / "service_password.hash",
     )
     write_service_password_hash(config.service_password_hash_file, "scrypt:not-a-hash")

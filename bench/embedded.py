@@ -6,20 +6,14 @@ import asyncio
 import contextlib
 import json
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-PORT_FLAGS = (
-    "api-port",
-    "mqtt-cert-port",
-    "mqtt-password-port",
-    "mqtt-service-port",
-    "postgres-port",
-)
+from fleetgate.cli import UP_PORT_OPTIONS
+from fleetgate.stack.processes import pick_free_ports
 
 
 def free_port() -> int:
@@ -27,12 +21,8 @@ def free_port() -> int:
 
 
 def free_ports(count: int) -> list[int]:
-    """``count`` distinct free ports: all held at once while chosen, so none repeats."""
-    with contextlib.ExitStack() as held:
-        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
+    """``count`` distinct free ports (outside the kernel's ephemeral range)."""
+    return pick_free_ports(count)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -54,7 +44,7 @@ def up_command(home: Path, certs: Path) -> list[str]:
         "--certs-dir",
         str(certs),
     ]
-    for flag, port in zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True):
+    for flag, port in zip(UP_PORT_OPTIONS, free_ports(len(UP_PORT_OPTIONS)), strict=True):
         cmd += [f"--{flag}", str(port)]
     return cmd
 

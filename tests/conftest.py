@@ -12,7 +12,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from fastapi import FastAPI
 
 from fleetgate.db.migrations import migrate
 from fleetgate.db.pool import drop_database, ensure_database
+from fleetgate.stack.processes import pick_free_ports
 
 
 def free_port() -> int:
@@ -31,12 +31,8 @@ def free_port() -> int:
 
 
 def free_ports(count: int) -> list[int]:
-    """``count`` distinct free ports: all held at once while chosen, so none repeats."""
-    with contextlib.ExitStack() as held:
-        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
+    """``count`` distinct free ports (outside the kernel's ephemeral range)."""
+    return pick_free_ports(count)
 
 
 def shared_tmpdir(prefix: str) -> Path:

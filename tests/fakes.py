@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -65,3 +66,19 @@ class RecordingBroker:
 
     async def resync(self) -> None:
         self.resyncs += 1
+
+
+class RecordingPublisher:
+    """Stands in for the device link: keeps what would have been published to devices."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, dict[str, object]]] = []
+
+    async def publish(self, topic: str, payload: bytes) -> None:
+        self.messages.append((topic, json.loads(payload)))
+
+    def take(self, topic: str) -> list[dict[str, object]]:
+        """The payloads published on ``topic`` since the last take (they are removed)."""
+        taken = [p for t, p in self.messages if t == topic]
+        self.messages = [(t, p) for t, p in self.messages if t != topic]
+        return taken

@@ -14,23 +14,30 @@ from fleetgate.api import server
 from fleetgate.api.app import create_app
 from fleetgate.api.auth import ApiContext
 from fleetgate.config import Settings, reveal
+from fleetgate.db.binaries import PgBinaries
 from fleetgate.db.bootstrap import PgRequests
 from fleetgate.db.bulk import PgBulkCredentials
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.inventory import PgIdentity, PgInventory
 from fleetgate.db.migrations import migrate
+from fleetgate.db.operations import PgOperations
 from fleetgate.db.pool import create_pool
 from fleetgate.db.trust import PgTrustStore
 from fleetgate.db.users import PgUsers
 from fleetgate.domain.errors import ConfigurationError
-from fleetgate.domain.topics import BOOTSTRAP_REQUESTS, BootstrapTopic
+from fleetgate.domain.passwords import generate_secret
+from fleetgate.domain.topics import BOOTSTRAP_REQUESTS, DEVICE_SUBSCRIPTIONS, BootstrapTopic
+from fleetgate.files.store import FileStore
 from fleetgate.mqtt.bridge import BrokerBridge
+from fleetgate.mqtt.device_link import DeviceLink, DeviceMessage
 from fleetgate.pki.capath import sync_capath
 from fleetgate.services.auth import Authenticator
+from fleetgate.services.binaries import Binaries
 from fleetgate.services.bootstrap import Bootstrap
 from fleetgate.services.broker import TrustSync, full_state
 from fleetgate.services.bulk import BulkCredentials
 from fleetgate.services.devices import Devices
+from fleetgate.services.operations import FileSigning, OperationFeed, Operations
 from fleetgate.services.seed import InitialState, ensure_initial_state
 from fleetgate.services.trust import TrustedCertificates
 
@@ -106,21 +113,68 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
             handlers={BOOTSTRAP_REQUESTS: on_bootstrap},
         )
         bootstrap = Bootstrap(PgRequests(pool), bridge)
-        devices = Devices(inventory, PgIdentity(pool), users, PgDevices(pool), bridge)
+        devices = Devices(
+            inventory,
+            PgIdentity(pool),
+            users,
+            PgDevices(pool),
+            bridge,
+            files_released=lambda shas: binaries.release(shas),
+        )
         trust_sync = TrustSync(enabled_cas, write_capath, bridge)
         trust = TrustedCertificates(trust_store, trust_sync)
         await trust_sync.write_capath()
-        api = create_app(ApiContext(Authenticator(users), settings.api.base_url()))
+        base_url = settings.api.base_url()
+        url_secret = reveal(settings.files.url_secret)
+        if not url_secret:
+            log.warning(
+                "FLEETGATE_FILES_URL_SECRET is not set: signed file URLs in commands last only"
+                " as long as this process"
+            )
+            url_secret = generate_secret(32)
+        binaries = Binaries(PgBinaries(pool), FileStore(settings.files.store))
+
+        async def on_device_messages(messages: list[DeviceMessage]) -> list[DeviceMessage]:
+            return await operations.on_device_messages(messages)
+
+        link = DeviceLink(
+            settings.mqtt,
+            DEVICE_SUBSCRIPTIONS,
+            on_device_messages,
+            client_id=settings.mqtt.device_link_client_id,
+        )
+        operations = Operations(
+            PgOperations(pool, base_url),
+            inventory,
+            binaries,
+            link,
+            FileSigning(url_secret.encode(), base_url, settings.files.url_ttl),
+            OperationFeed(),
+        )
+        api = create_app(ApiContext(Authenticator(users), base_url))
         api.state.devices = devices
         api.state.trust = trust
         api.state.bootstrap = bootstrap
         api.state.bulk = BulkCredentials(PgBulkCredentials(pool), bridge)
+        api.state.binaries = binaries
+        api.state.operations = operations
+        api.state.url_secret = url_secret.encode()
+        limits = settings.operations
         api_started = asyncio.Event()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(server.serve(api, api_socket, api_started), name="rest-api")
             tg.create_task(bridge.run(), name="mqtt-bridge")
+            tg.create_task(link.run(), name="mqtt-device-link")
+            tg.create_task(
+                operations.sweep_forever(
+                    limits.pending_timeout, limits.executing_timeout, limits.sweep_interval
+                ),
+                name="operation-timeouts",
+            )
             await api_started.wait()
             await bridge.synced.wait()
+            await link.ready.wait()
+            await operations.dispatch_undispatched()
             log.info("fleetgate service ready")
             if on_ready is not None:
                 await on_ready()

@@ -1,4 +1,5 @@
-"""The ``fleetgate`` command: ``up`` (embedded stack) and ``serve`` (production)."""
+"""The ``fleetgate`` command: ``up`` (embedded stack), ``serve`` (production), ``simulate``
+(simulated devices) and ``ops watch`` (operations live)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from typing import Any
 
 from fleetgate import __version__
 from fleetgate.config import Settings
+from fleetgate.device.simulator import add_parser as add_simulate_parser
 from fleetgate.domain.errors import FleetgateError
+from fleetgate.watch import add_parser as add_ops_parser
 
 log = logging.getLogger("fleetgate")
 
@@ -25,6 +28,8 @@ _PORT_FLAGS = {
     "mqtt_service_port": ("mqtt", "service_port"),
     "postgres_port": ("stack", "postgres_port"),
 }
+#: The port options of ``up`` as typed (``api-port`` …), for scripts, tests and benchmarks.
+UP_PORT_OPTIONS = tuple(flag.replace("_", "-") for flag in _PORT_FLAGS)
 _OTHER_FLAGS = {
     "home": ("stack", "home"),
     "certs_dir": ("stack", "certs_dir"),
@@ -94,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
         " mosquitto the hash of the service account's password.",
     )
     hasher.add_argument("--output", type=Path, help="write the hash to this file (mode 0640)")
+    add_ops_parser(commands)
+    add_simulate_parser(commands)
     return parser
 
 
@@ -188,6 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "hash-password":
         return hash_password_command(args.output)
+    if args.command == "simulate":
+        from fleetgate.device.simulator import simulate_command
+
+        return _run(simulate_command(args))
+    if args.command == "ops":
+        from fleetgate.watch import watch_command
+
+        return _run(watch_command(args))
     if args.command == "up":
         from fleetgate.stack.up import run_stack
 

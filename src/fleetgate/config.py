@@ -38,6 +38,10 @@ class MqttSettings(BaseModel):
     service_port: Port = Field(default=18830, ge=1, le=65535)
     service_username: str = "fleetgate-service"
     service_password: SecretStr | None = None
+    #: Client id of the service's device-traffic connection. Its broker session is
+    #: persistent (device reports wait there while the service is down): keep it stable,
+    #: and give each service instance on one broker its own.
+    device_link_client_id: str = "fleetgate-devices"
     #: Listeners for devices: X.509 client certificates, and username/password.
     cert_port: Port = Field(default=8883, ge=1, le=65535)
     password_port: Port = Field(default=8884, ge=1, le=65535)
@@ -81,6 +85,29 @@ class SeedSettings(BaseModel):
     bootstrap_password: SecretStr | None = None
 
 
+class FilesSettings(BaseModel):
+    """Files of ``/inventory/binaries`` and the signed URLs devices download them with."""
+
+    #: The content-addressed store (``<sha256[:2]>/<sha256>``); ``up`` uses ``<home>/files``.
+    store: Path = Path("files")
+    #: Key of the signed download/upload URLs in commands. ``up`` generates one per home;
+    #: without it ``serve`` makes one per process (URLs then die with the process).
+    url_secret: SecretStr | None = None
+    #: Seconds a signed URL in a command stays valid.
+    url_ttl: float = Field(default=3600.0, gt=0)
+
+
+class OperationsSettings(BaseModel):
+    """Server-side limits of device operations."""
+
+    #: Seconds an operation may stay PENDING (device offline …) before it FAILS.
+    pending_timeout: float = Field(default=7 * 24 * 3600.0, gt=0)
+    #: Seconds an operation may stay EXECUTING before it FAILS.
+    executing_timeout: float = Field(default=3600.0, gt=0)
+    #: Seconds between two sweeps for timed-out operations.
+    sweep_interval: float = Field(default=10.0, gt=0)
+
+
 class StackSettings(BaseModel):
     """``fleetgate up`` only: where the embedded stack lives and what it runs on."""
 
@@ -101,5 +128,7 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     api: ApiSettings = ApiSettings()
     seed: SeedSettings = SeedSettings()
+    files: FilesSettings = FilesSettings()
+    operations: OperationsSettings = OperationsSettings()
     stack: StackSettings = StackSettings()
     log_level: str = "INFO"

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from fleetgate.cli import UP_PORT_OPTIONS
+
 from conftest import free_ports
 
 
@@ -61,18 +63,9 @@ class Up:
         return code
 
 
-PORT_FLAGS = (
-    "api-port",
-    "mqtt-cert-port",
-    "mqtt-password-port",
-    "mqtt-service-port",
-    "postgres-port",
-)
-
-
 def ports() -> dict[str, int]:
     """Distinct free ports for every listener of `fleetgate up`."""
-    return dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
+    return dict(zip(UP_PORT_OPTIONS, free_ports(len(UP_PORT_OPTIONS)), strict=True))
 
 
 def processes_under(path: Path) -> list[str]:

@@ -7,10 +7,13 @@ from fastapi import FastAPI
 from fleetgate.api import errors
 from fleetgate.api.auth import ApiContext
 from fleetgate.api.routes import (
+    binaries,
     bulk_credentials,
     device_credentials,
+    files,
     identity,
     inventory,
+    operations,
     tenant,
     trusted_certificates,
     users,
@@ -29,8 +32,11 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(tenant.router)
     app.include_router(users.router)
     app.include_router(inventory.router)
+    app.include_router(binaries.router)
+    app.include_router(files.router)
     app.include_router(identity.router)
     app.include_router(trusted_certificates.router)
     app.include_router(device_credentials.router)
     app.include_router(bulk_credentials.router)
+    app.include_router(operations.router)
     return app

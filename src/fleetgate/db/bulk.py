@@ -15,6 +15,7 @@ from datetime import datetime
 
 import asyncpg
 
+from fleetgate.db.inventory import insert_object
 from fleetgate.domain.bulk import DeviceRow, device_values, group_values
 from fleetgate.domain.devices import DEVICE_ID_TYPE, device_username
 from fleetgate.domain.users import Role
@@ -128,19 +129,16 @@ async def _store(
             at,
         )
     else:
-        object_id = int(
-            await conn.fetchval(
-                "INSERT INTO managed_object (tenant_id, name, type, owner, fragments,"
-                " creation_time, last_updated) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $6)"
-                " RETURNING id",
-                tenant_id,
-                name,
-                type_,
-                device_username(device_id),
-                json.dumps(fragments),
-                at,
-            )
+        created = await insert_object(
+            conn,
+            tenant_id,
+            name=name,
+            type=type_,
+            owner=device_username(device_id),
+            fragments=fragments,
+            at=at,
         )
+        object_id = int(created["id"])
     await conn.executemany(
         "INSERT INTO external_id (tenant_id, type, value, managed_object_id)"
         " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
@@ -201,17 +199,10 @@ async def _group(
                 marker,
             )
         if found is None:
-            found = await conn.fetchval(
-                "INSERT INTO managed_object (tenant_id, name, type, owner, fragments,"
-                " creation_time, last_updated) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $6)"
-                " RETURNING id",
-                tenant_id,
-                name,
-                type_,
-                operator,
-                json.dumps(fragments),
-                at,
+            group = await insert_object(
+                conn, tenant_id, name=name, type=type_, owner=operator, fragments=fragments, at=at
             )
+            found = group["id"]
             if parent is not None:
                 await _link(conn, parent, int(found))
         parent = int(found)

@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from fleetgate.db.inventory import insert_object
 from fleetgate.domain.devices import (
     DEFAULT_DEVICE_TYPE,
     DEVICE_ID_TYPE,
@@ -114,17 +115,16 @@ async def ensure_device(
     )
     created = object_id is None
     if created:
-        object_id = await conn.fetchval(
-            "INSERT INTO managed_object (tenant_id, name, type, owner, fragments,"
-            " creation_time, last_updated) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $6)"
-            " RETURNING id",
+        row = await insert_object(
+            conn,
             tenant_id,
-            device_id,
-            DEFAULT_DEVICE_TYPE,
-            device_username(device_id),
-            json.dumps(fragments if fragments is not None else {"c8y_IsDevice": {}}),
-            at,
+            name=device_id,
+            type=DEFAULT_DEVICE_TYPE,
+            owner=device_username(device_id),
+            fragments=fragments if fragments is not None else {"c8y_IsDevice": {}},
+            at=at,
         )
+        object_id = row["id"]
         await conn.execute(
             "INSERT INTO external_id (tenant_id, type, value, managed_object_id)"
             " VALUES ($1, $2, $3, $4)",

@@ -22,6 +22,33 @@ class ExternalId:
 
 
 @dataclass(frozen=True, slots=True)
+class Deleted:
+    """What went with a deleted managed object (and, with cascade, its descendants)."""
+
+    #: Device ids (c8y_Serial) of the deleted devices: the broker must forget them.
+    device_ids: list[str]
+    #: SHA-256 of the deleted binaries' files: the file store may drop them.
+    file_sha256s: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """One end of a parent/child reference, as the other end shows it."""
+
+    kind: str
+    object_id: int
+    name: str | None
+
+
+#: The parents' side of each kind of child reference.
+PARENT_KINDS = {
+    "childAdditions": "additionParents",
+    "childAssets": "assetParents",
+    "childDevices": "deviceParents",
+}
+
+
+@dataclass(frozen=True, slots=True)
 class ObjectFilter:
     type: str | None = None
     fragment_type: str | None = None
@@ -29,7 +56,7 @@ class ObjectFilter:
     ids: tuple[int, ...] | None = None
 
 
-def _object(row: asyncpg.Record) -> ManagedObject:
+def object_of_row(row: asyncpg.Record) -> ManagedObject:
     return ManagedObject(
         id=row["id"],
         tenant_id=row["tenant_id"],
@@ -58,6 +85,35 @@ def _where(tenant_id: str, flt: ObjectFilter) -> tuple[str, list[Any]]:
     return " AND ".join(clauses), args
 
 
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy | asyncpg.Pool
+
+
+async def insert_object(
+    conn: Conn,
+    tenant_id: str,
+    *,
+    name: str | None,
+    type: str | None,
+    owner: str | None,
+    fragments: dict[str, Any],
+    at: datetime | None = None,
+) -> asyncpg.Record:
+    """Insert one managed object (created and last updated ``at``, default now); its row."""
+    row = await conn.fetchrow(
+        "INSERT INTO managed_object (tenant_id, name, type, owner, fragments, creation_time,"
+        " last_updated) VALUES ($1, $2, $3, $4, $5::jsonb, COALESCE($6::timestamptz, now()),"
+        " COALESCE($6::timestamptz, now())) RETURNING *",
+        tenant_id,
+        name,
+        type,
+        owner,
+        json.dumps(fragments),
+        at,
+    )
+    assert row is not None
+    return row
+
+
 class PgInventory:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -71,23 +127,21 @@ class PgInventory:
         owner: str | None,
         fragments: dict[str, Any],
     ) -> ManagedObject:
-        row = await self._pool.fetchrow(
-            "INSERT INTO managed_object (tenant_id, name, type, owner, fragments)"
-            " VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING *",
+        row = await insert_object(
+            self._pool,
             tenant_id,
-            name,
-            type,
-            owner,
-            json.dumps(_without_nulls(fragments)),
+            name=name,
+            type=type,
+            owner=owner,
+            fragments=_without_nulls(fragments),
         )
-        assert row is not None
-        return _object(row)
+        return object_of_row(row)
 
     async def get(self, tenant_id: str, object_id: int) -> ManagedObject | None:
         row = await self._pool.fetchrow(
             "SELECT * FROM managed_object WHERE tenant_id = $1 AND id = $2", tenant_id, object_id
         )
-        return _object(row) if row else None
+        return object_of_row(row) if row else None
 
     async def find(
         self, tenant_id: str, flt: ObjectFilter, offset: int, limit: int
@@ -100,7 +154,7 @@ class PgInventory:
             offset,
             limit,
         )
-        return [_object(r) for r in rows]
+        return [object_of_row(r) for r in rows]
 
     async def count(self, tenant_id: str, flt: ObjectFilter) -> int:
         where, args = _where(tenant_id, flt)
@@ -137,24 +191,191 @@ class PgInventory:
             json.dumps(_without_nulls(fragments)),
             removed,
         )
-        return _object(row) if row else None
+        return object_of_row(row) if row else None
 
-    async def delete(self, tenant_id: str, object_id: int) -> list[str] | None:
-        """Delete the object; returns its device ids (c8y_Serial), None if it did not exist."""
+    async def delete(
+        self, tenant_id: str, object_id: int, *, cascade: bool = False
+    ) -> Deleted | None:
+        """Delete the object, and with ``cascade`` every descendant through any kind of
+        child reference; None if it did not exist."""
         async with self._pool.acquire() as conn, conn.transaction():
-            ids = await conn.fetch(
-                "SELECT value FROM external_id WHERE tenant_id = $1 AND managed_object_id = $2"
+            if cascade:
+                rows = await conn.fetch(
+                    """
+                    WITH RECURSIVE tree(id) AS (
+                        SELECT id FROM managed_object WHERE tenant_id = $1 AND id = $2
+                        UNION
+                        SELECT c.child_id FROM managed_object_child c
+                          JOIN tree t ON c.parent_id = t.id
+                          JOIN managed_object m ON m.id = c.child_id AND m.tenant_id = $1
+                    )
+                    SELECT id FROM tree
+                    """,
+                    tenant_id,
+                    object_id,
+                )
+                ids = [r["id"] for r in rows]
+            else:
+                ids = [object_id]
+            device_ids = await conn.fetch(
+                "SELECT value FROM external_id WHERE tenant_id = $1 AND managed_object_id = ANY($2)"
                 " AND type = $3",
                 tenant_id,
-                object_id,
+                ids,
                 DEVICE_ID_TYPE,
             )
+            files = await conn.fetch(
+                "SELECT DISTINCT sha256 FROM binary_file WHERE managed_object_id = ANY($1)", ids
+            )
             status = await conn.execute(
-                "DELETE FROM managed_object WHERE tenant_id = $1 AND id = $2", tenant_id, object_id
+                "DELETE FROM managed_object WHERE tenant_id = $1 AND id = ANY($2)", tenant_id, ids
             )
         if status.endswith(" 0"):
             return None
-        return [r["value"] for r in ids]
+        return Deleted([r["value"] for r in device_ids], [r["sha256"] for r in files])
+
+    async def is_binary(self, tenant_id: str, object_id: int) -> bool:
+        return bool(
+            await self._pool.fetchval(
+                "SELECT 1 FROM managed_object m JOIN binary_file b ON b.managed_object_id = m.id"
+                " WHERE m.tenant_id = $1 AND m.id = $2",
+                tenant_id,
+                object_id,
+            )
+        )
+
+    # -- child references ----------------------------------------------------------------
+
+    async def add_child(self, tenant_id: str, parent_id: int, kind: str, child_id: int) -> bool:
+        """Reference ``child_id`` from ``parent_id``; False when either is not in the tenant.
+        Adding a reference that exists changes nothing."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            found = await conn.fetch(
+                "SELECT id FROM managed_object WHERE tenant_id = $1 AND id = ANY($2) FOR SHARE",
+                tenant_id,
+                [parent_id, child_id],
+            )
+            if len(found) != 2:
+                return False
+            await conn.execute(
+                "INSERT INTO managed_object_child (parent_id, child_id, kind)"
+                " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                parent_id,
+                child_id,
+                kind,
+            )
+        return True
+
+    async def create_child(
+        self,
+        tenant_id: str,
+        parent_id: int,
+        kind: str,
+        *,
+        name: str | None,
+        type: str | None,
+        owner: str | None,
+        fragments: dict[str, Any],
+    ) -> ManagedObject | None:
+        """A new managed object referenced from ``parent_id``, in one transaction; None when
+        the parent is not in the tenant."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            parent = await conn.fetchval(
+                "SELECT 1 FROM managed_object WHERE tenant_id = $1 AND id = $2 FOR SHARE",
+                tenant_id,
+                parent_id,
+            )
+            if not parent:
+                return None
+            row = await insert_object(
+                conn,
+                tenant_id,
+                name=name,
+                type=type,
+                owner=owner,
+                fragments=_without_nulls(fragments),
+            )
+            await conn.execute(
+                "INSERT INTO managed_object_child (parent_id, child_id, kind) VALUES ($1, $2, $3)",
+                parent_id,
+                row["id"],
+                kind,
+            )
+        return object_of_row(row)
+
+    async def children(
+        self, tenant_id: str, parent_id: int, kind: str, offset: int, limit: int
+    ) -> list[ManagedObject]:
+        rows = await self._pool.fetch(
+            "SELECT m.* FROM managed_object_child c JOIN managed_object m ON m.id = c.child_id"
+            " WHERE c.parent_id = $2 AND c.kind = $3 AND m.tenant_id = $1"
+            " ORDER BY m.id OFFSET $4 LIMIT $5",
+            tenant_id,
+            parent_id,
+            kind,
+            offset,
+            limit,
+        )
+        return [object_of_row(r) for r in rows]
+
+    async def count_children(self, tenant_id: str, parent_id: int, kind: str) -> int:
+        value = await self._pool.fetchval(
+            "SELECT count(*) FROM managed_object_child c JOIN managed_object m ON m.id = c.child_id"
+            " WHERE c.parent_id = $2 AND c.kind = $3 AND m.tenant_id = $1",
+            tenant_id,
+            parent_id,
+            kind,
+        )
+        return int(value)
+
+    async def child(
+        self, tenant_id: str, parent_id: int, kind: str, child_id: int
+    ) -> ManagedObject | None:
+        row = await self._pool.fetchrow(
+            "SELECT m.* FROM managed_object_child c JOIN managed_object m ON m.id = c.child_id"
+            " WHERE c.parent_id = $2 AND c.kind = $3 AND c.child_id = $4 AND m.tenant_id = $1",
+            tenant_id,
+            parent_id,
+            kind,
+            child_id,
+        )
+        return object_of_row(row) if row else None
+
+    async def remove_child(self, tenant_id: str, parent_id: int, kind: str, child_id: int) -> bool:
+        status = await self._pool.execute(
+            "DELETE FROM managed_object_child c USING managed_object m"
+            " WHERE c.parent_id = $2 AND c.kind = $3 AND c.child_id = $4"
+            " AND m.id = c.parent_id AND m.tenant_id = $1",
+            tenant_id,
+            parent_id,
+            kind,
+            child_id,
+        )
+        return not status.endswith(" 0")
+
+    async def references(self, tenant_id: str, object_id: int) -> list[Reference]:
+        """Every child and parent reference of the object, each as the object shows it
+        (``childAdditions`` … for its children, ``additionParents`` … for its parents)."""
+        rows = await self._pool.fetch(
+            """
+            SELECT c.kind, c.child_id AS other, m.name, true AS is_child
+              FROM managed_object_child c JOIN managed_object m ON m.id = c.child_id
+             WHERE c.parent_id = $2 AND m.tenant_id = $1
+            UNION ALL
+            SELECT c.kind, c.parent_id, m.name, false
+              FROM managed_object_child c JOIN managed_object m ON m.id = c.parent_id
+             WHERE c.child_id = $2 AND m.tenant_id = $1
+             ORDER BY 1, 2
+            """,
+            tenant_id,
+            object_id,
+        )
+        return [
+            Reference(
+                r["kind"] if r["is_child"] else PARENT_KINDS[r["kind"]], r["other"], r["name"]
+            )
+            for r in rows
+        ]
 
     async def set_connection(
         self,

@@ -9,6 +9,7 @@
     ├── AccessDenied                    authenticated but lacks a role    (HTTP 403)
     ├── NotFound                        no such resource (in this tenant) (HTTP 404)
     ├── Conflict                        the resource already exists       (HTTP 409)
+    ├── TooLarge                        a body or file over its limit     (HTTP 413)
     └── ValidationFailed                well-formed but unacceptable input (HTTP 422)
 
 Each error carries an ``error`` code in Cumulocity's ``<domain>/<kind>`` form and a
@@ -58,6 +59,11 @@ class NotFound(FleetgateError):
 class Conflict(FleetgateError):
     status = 409
     code = "general/conflict"
+
+
+class TooLarge(FleetgateError):
+    status = 413
+    code = "general/requestEntityTooLarge"
 
 
 class ValidationFailed(FleetgateError):

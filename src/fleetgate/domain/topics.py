@@ -3,7 +3,7 @@
 Identity is part of every topic, and the broker plugin enforces that a client touches
 only its own namespace:
 
-- certificate and password devices: ``fg/d/<device id>/…``
+- certificate and password devices: ``fg/d/<device id>/…`` — :class:`DeviceTopic`
   (a gateway's sub-devices later: ``fg/d/<gateway id>/c/<child id>/…``);
 - bootstrap clients: ``fg/bootstrap/<tenant>/<client id>/…`` — the tenant is the one of
   the bootstrap account the client logged in with.
@@ -12,6 +12,7 @@ only its own namespace:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 ROOT = "fg"
 _LEVEL_FORBIDDEN = frozenset("/+#")
@@ -54,6 +55,58 @@ class BootstrapTopic:
     def reply(self, leaf: str) -> BootstrapTopic:
         return BootstrapTopic(self.tenant, self.client_id, leaf)
 
+
+class DeviceLeaf(StrEnum):
+    """What follows ``fg/d/<device id>/`` in the inventory and operations protocol."""
+
+    INVENTORY = "inventory"  # device → fleetgate
+    OP_SYNC = "op/sync"  # device → fleetgate
+    OP_CMD = "op/cmd"  # fleetgate → device
+    OP_STATUS = "op/status"  # device → fleetgate
+    ERROR = "error"  # fleetgate → device
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceTopic:
+    """A device's topic: ``fg/d/<device id>/<leaf>``; the device id is one topic level."""
+
+    device_id: str
+    leaf: DeviceLeaf
+
+    def __post_init__(self) -> None:
+        if not is_level(self.device_id):
+            raise ValueError(f"a device id must be one topic level, not {self.device_id!r}")
+
+    def __str__(self) -> str:
+        return f"{ROOT}/d/{self.device_id}/{self.leaf.value}"
+
+    @classmethod
+    def parse(cls, topic: str) -> DeviceTopic | None:
+        """The topic, or None for anything else (other namespaces, a sub-device's topic,
+        an unknown leaf, wildcards)."""
+        prefix = f"{ROOT}/d/"
+        if not topic.startswith(prefix):
+            return None
+        device_id, _, rest = topic[len(prefix) :].partition("/")
+        if not is_level(device_id):
+            return None
+        try:
+            leaf = DeviceLeaf(rest)
+        except ValueError:
+            return None
+        return cls(device_id, leaf)
+
+    @staticmethod
+    def pattern(leaf: DeviceLeaf) -> str:
+        """The subscription filter for ``leaf`` of every device: ``fg/d/+/<leaf>``."""
+        return f"{ROOT}/d/+/{leaf.value}"
+
+
+#: What the service's device link subscribes to: every device's messages to fleetgate.
+DEVICE_SUBSCRIPTIONS = tuple(
+    DeviceTopic.pattern(leaf)
+    for leaf in (DeviceLeaf.INVENTORY, DeviceLeaf.OP_SYNC, DeviceLeaf.OP_STATUS)
+)
 
 #: What the service subscribes to (shared between service instances).
 BOOTSTRAP_REQUESTS = f"$share/fleetgate/{ROOT}/bootstrap/+/+/{BootstrapTopic.REQUEST}"

@@ -172,6 +172,12 @@ def parse_trusted_certificate(pem: str | bytes, now: datetime) -> CertificateFac
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
             cert = x509.load_der_x509_certificate(der)
             serial_number = cert.serial_number
+    except x509.InvalidVersion:
+        # Newer cryptography refuses an unknown version number while loading.
+        raise CertificateRefused(
+            RefusalReason.NOT_VERSION_3,
+            "the certificate is not X.509 version 3; a trusted certificate must be version 3",
+        ) from None
     except ValueError:
         raise CertificateRefused(
             RefusalReason.NOT_PEM,

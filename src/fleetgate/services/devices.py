@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from fleetgate.db.devices import PgDevices
-from fleetgate.db.inventory import ExternalId, ObjectFilter, PgIdentity, PgInventory
+from fleetgate.db.inventory import ExternalId, ObjectFilter, PgIdentity, PgInventory, Reference
 from fleetgate.db.users import PgUsers
+from fleetgate.domain.binaries import binary_id_of_url, check_binary_update, check_not_binary_fields
 from fleetgate.domain.devices import (
     DEVICE_ID_TYPE,
     ConnectionStatus,
@@ -27,6 +28,7 @@ from fleetgate.domain.devices import (
     split_managed_object_body,
 )
 from fleetgate.domain.errors import NotFound, ValidationFailed
+from fleetgate.domain.repositories import check_repository_object
 from fleetgate.domain.users import Role, User
 from fleetgate.mqtt import control
 from fleetgate.services.broker import device_lines, removed_device_lines
@@ -35,6 +37,11 @@ from fleetgate.services.ports import BrokerPush
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+#: Told the SHA-256 of binaries' files deleted with managed objects (the file store may
+#: drop those no binary uses any more: ``Binaries.release``).
+FilesReleased = Callable[[list[str]], Awaitable[None]]
+#: The kind of child reference that repositories use (firmware → its versions).
+CHILD_ADDITIONS = "childAdditions"
 #: Devices whose events are applied at the same time (each holds a database connection).
 _PARALLEL = 8
 
@@ -47,6 +54,13 @@ def _object_not_found(object_id: int) -> NotFound:
     return NotFound(f"Managed object {object_id} not found", code="inventory/Not Found")
 
 
+def _reference_not_found(parent_id: int, child_id: int) -> NotFound:
+    return NotFound(
+        f"Managed object {child_id} is not a child addition of {parent_id}",
+        code="inventory/Not Found",
+    )
+
+
 class Devices:
     def __init__(
         self,
@@ -56,6 +70,8 @@ class Devices:
         registrar: PgDevices,
         broker: BrokerPush,
         clock: Clock = _now,
+        *,
+        files_released: FilesReleased | None = None,
     ) -> None:
         self._inventory = inventory
         self._identity = identity
@@ -63,11 +79,14 @@ class Devices:
         self._registrar = registrar
         self._broker = broker
         self._clock = clock
+        self._files_released = files_released
 
     # -- inventory ---------------------------------------------------------------------
 
     async def create_object(self, tenant_id: str, body: dict[str, Any]) -> ManagedObject:
         plain, fragments = split_managed_object_body(body)
+        check_not_binary_fields(fragments)
+        await self._check_repository(tenant_id, plain.get("name"), plain.get("type"), fragments)
         return await self._inventory.create(
             tenant_id,
             name=plain.get("name"),
@@ -93,21 +112,106 @@ class Devices:
         self, tenant_id: str, object_id: int, body: dict[str, Any]
     ) -> ManagedObject:
         plain, fragments = split_managed_object_body(body)
+        current = await self.get_object(tenant_id, object_id)
+        check_binary_update(current.fragments, fragments)
+        merged = {k: v for k, v in {**current.fragments, **fragments}.items() if v is not None}
+        await self._check_repository(
+            tenant_id,
+            plain.get("name", current.name),
+            plain.get("type", current.type),
+            merged,
+        )
         updated = await self._inventory.update(tenant_id, object_id, plain, fragments)
         if updated is None:
             raise _object_not_found(object_id)
         return updated
 
-    async def delete_object(self, tenant_id: str, object_id: int) -> None:
-        device_ids = await self._inventory.delete(tenant_id, object_id)
-        if device_ids is None:
+    async def _check_repository(
+        self, tenant_id: str, name: str | None, type: str | None, fragments: dict[str, Any]
+    ) -> None:
+        """Firmware, software and configuration entries must be usable by devices; a URL
+        that names one of our binaries must name one that exists in the tenant."""
+        url = check_repository_object(type, name, fragments)
+        binary_id = binary_id_of_url(url) if url is not None else None
+        if binary_id is not None and not await self._inventory.is_binary(tenant_id, binary_id):
+            raise ValidationFailed(f"the url names binary {binary_id}, which does not exist")
+
+    async def delete_object(self, tenant_id: str, object_id: int, *, cascade: bool = False) -> None:
+        """Delete the object (with ``cascade``, its whole hierarchy: child additions,
+        assets and devices); deleted devices' users go too and the broker is told."""
+        deleted = await self._inventory.delete(tenant_id, object_id, cascade=cascade)
+        if deleted is None:
             raise _object_not_found(object_id)
+        device_ids = deleted.device_ids
         for device_id in device_ids:
             await self._users.delete_user(tenant_id, device_username(device_id))
         if device_ids:
             await self._broker.push(
                 [line for d in device_ids for line in removed_device_lines(tenant_id, d)]
             )
+        if deleted.file_sha256s and self._files_released is not None:
+            await self._files_released(deleted.file_sha256s)
+
+    async def references_of(self, tenant_id: str, object_id: int) -> list[Reference]:
+        return await self._inventory.references(tenant_id, object_id)
+
+    # -- child additions -----------------------------------------------------------------
+
+    async def child_additions(
+        self, tenant_id: str, parent_id: int, offset: int, limit: int, *, count: bool
+    ) -> tuple[list[ManagedObject], int | None]:
+        await self.get_object(tenant_id, parent_id)
+        children = await self._inventory.children(
+            tenant_id, parent_id, CHILD_ADDITIONS, offset, limit
+        )
+        total = (
+            await self._inventory.count_children(tenant_id, parent_id, CHILD_ADDITIONS)
+            if count
+            else None
+        )
+        return children, total
+
+    async def add_child_addition(
+        self, tenant_id: str, parent_id: int, child_id: int
+    ) -> ManagedObject:
+        """Reference an existing object as a child addition; the child."""
+        if parent_id == child_id:
+            raise ValidationFailed("a managed object cannot be its own child addition")
+        if not await self._inventory.add_child(tenant_id, parent_id, CHILD_ADDITIONS, child_id):
+            await self.get_object(tenant_id, parent_id)
+            raise _object_not_found(child_id)
+        return await self.get_object(tenant_id, child_id)
+
+    async def create_child_addition(
+        self, tenant_id: str, parent_id: int, body: dict[str, Any]
+    ) -> ManagedObject:
+        """A new managed object, made a child addition of ``parent_id`` in one transaction."""
+        plain, fragments = split_managed_object_body(body)
+        check_not_binary_fields(fragments)
+        await self._check_repository(tenant_id, plain.get("name"), plain.get("type"), fragments)
+        created = await self._inventory.create_child(
+            tenant_id,
+            parent_id,
+            CHILD_ADDITIONS,
+            name=plain.get("name"),
+            type=plain.get("type"),
+            owner=plain.get("owner"),
+            fragments=fragments,
+        )
+        if created is None:
+            raise _object_not_found(parent_id)
+        return created
+
+    async def child_addition(self, tenant_id: str, parent_id: int, child_id: int) -> ManagedObject:
+        found = await self._inventory.child(tenant_id, parent_id, CHILD_ADDITIONS, child_id)
+        if found is None:
+            raise _reference_not_found(parent_id, child_id)
+        return found
+
+    async def remove_child_addition(self, tenant_id: str, parent_id: int, child_id: int) -> None:
+        """Drop the reference (the child object stays)."""
+        if not await self._inventory.remove_child(tenant_id, parent_id, CHILD_ADDITIONS, child_id):
+            raise _reference_not_found(parent_id, child_id)
 
     # -- identity ----------------------------------------------------------------------
 

@@ -223,8 +223,8 @@ class MosquittoProcess:
 
     async def start(self) -> None:
         """Write the config, spawn mosquitto and wait until the service port accepts TCP."""
-        if self._process is not None:
-            raise RuntimeError("mosquitto was already started")
+        if self._process is not None and self._process.returncode is None:
+            raise RuntimeError("mosquitto is running already")
         binary = self._binary or _find_mosquitto()
         require_free_ports(self.config.listeners())
         self._prepare_files()

@@ -30,6 +30,9 @@ class HomeSecrets:
     bootstrap_password: str
     service_password: str
     database_password: str
+    #: Key of the signed file URLs in operations (added after the first release: a home
+    #: made before gets one at its next start).
+    url_secret: str
 
     @classmethod
     def generate(cls) -> HomeSecrets:
@@ -40,6 +43,7 @@ class HomeSecrets:
             bootstrap_password=generate_secret(),
             service_password=generate_secret(32),
             database_password=generate_secret(),
+            url_secret=generate_secret(32),
         )
 
     @classmethod
@@ -47,7 +51,11 @@ class HomeSecrets:
         path = home / SECRETS_FILE
         if path.exists():
             try:
-                return cls(**json.loads(path.read_text("utf-8")))
+                stored = json.loads(path.read_text("utf-8"))
+                if isinstance(stored, dict) and "url_secret" not in stored:
+                    stored["url_secret"] = generate_secret(32)
+                    write_private_json(path, stored)
+                return cls(**stored)
             except (ValueError, TypeError) as exc:
                 raise ConfigurationError(
                     f"{path} is damaged ({exc}); restore or remove it"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import pwd
+import secrets
 import socket
 import stat
 from dataclasses import dataclass
@@ -49,6 +51,38 @@ def require_free_ports(ports: dict[str, tuple[str, int]]) -> None:
             "; ".join(busy) + " — stop what holds it or choose another port"
             " (see `fleetgate up --help`)"
         )
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def pick_free_ports(count: int) -> list[int]:
+    """``count`` distinct ports free right now, for tests, benchmarks and scripts.
+
+    Chosen below the kernel's ephemeral range: a port from that range can be taken by any
+    outgoing connection (a thousand simulated devices make a thousand) between choosing
+    it and binding it. All are held at once while chosen, so none repeats.
+    """
+    low, _ = _ephemeral_range()
+    start, stop = 20000, max(20000 + 4 * count + 1000, low)
+    rng = secrets.SystemRandom()
+    chosen: list[int] = []
+    with contextlib.ExitStack() as held:
+        for port in rng.sample(range(start, stop), stop - start):
+            sock = held.enter_context(socket.socket())
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            chosen.append(port)
+            if len(chosen) == count:
+                return chosen
+    raise ConfigurationError(f"no {count} free ports between {start} and {stop}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,7 +63,17 @@ def with_home_secrets(
     database = settings.database
     if database_url is not None:
         database = database.model_copy(update={"url": SecretStr(database_url)})
-    return settings.model_copy(update={"seed": seed, "mqtt": mqtt, "database": database})
+    files = settings.files.model_copy(
+        update={
+            "url_secret": settings.files.url_secret or SecretStr(secrets.url_secret),
+            "store": settings.files.store
+            if "store" in settings.files.model_fields_set
+            else settings.stack.home.resolve() / "files",
+        }
+    )
+    return settings.model_copy(
+        update={"seed": seed, "mqtt": mqtt, "database": database, "files": files}
+    )
 
 
 def stack_description(settings: Settings, ca_file: Path) -> dict[str, object]:

@@ -1,4 +1,5 @@
-"""``/inventory/managedObjects``: devices (and later groups and repositories)."""
+"""``/inventory/managedObjects``: devices, repositories (firmware, software, configuration
+files, each with its versions as child additions), and later groups."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from fleetgate.api import media
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object, parse_object_id
 from fleetgate.api.paging import Page, paging
-from fleetgate.db.inventory import ObjectFilter
+from fleetgate.db.inventory import PARENT_KINDS, ObjectFilter, Reference
 from fleetgate.domain.devices import ManagedObject
+from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.users import Principal, Role
 from fleetgate.services.devices import Devices
 
@@ -21,6 +23,11 @@ router = APIRouter()
 _READ = require(Role.INVENTORY_READ, Role.INVENTORY_ADMIN)
 _CREATE = require(Role.INVENTORY_ADMIN, Role.INVENTORY_CREATE)
 _ADMIN = require(Role.INVENTORY_ADMIN)
+
+MANAGED_OBJECT_REFERENCE = "application/vnd.com.nsn.cumulocity.managedObjectReference+json"
+MANAGED_OBJECT_REFERENCE_COLLECTION = (
+    "application/vnd.com.nsn.cumulocity.managedObjectReferenceCollection+json"
+)
 
 
 def devices(request: Request) -> Devices:
@@ -33,18 +40,55 @@ def _iso(value: Any) -> str:
     return str(value.isoformat(timespec="milliseconds")).replace("+00:00", "Z")
 
 
-def object_body(obj: ManagedObject, base: str) -> dict[str, Any]:
+def _object_url(base: str, object_id: int) -> str:
+    return f"{base}/inventory/managedObjects/{object_id}"
+
+
+def object_body(
+    obj: ManagedObject, base: str, references: list[Reference] | None = None
+) -> dict[str, Any]:
+    """The managed object; with ``references``, also its ``childAdditions``, ``childAssets``,
+    ``childDevices`` and the three parent lists (one object's GET, not collections)."""
     body: dict[str, Any] = {
         **obj.fragments,
         "id": str(obj.id),
-        "self": f"{base}/inventory/managedObjects/{obj.id}",
+        # A binary's self is where its content is, as in Cumulocity.
+        "self": f"{base}/inventory/binaries/{obj.id}"
+        if "c8y_IsBinary" in obj.fragments
+        else _object_url(base, obj.id),
         "creationTime": _iso(obj.creation_time),
         "lastUpdated": _iso(obj.last_updated),
     }
     for key, value in (("name", obj.name), ("type", obj.type), ("owner", obj.owner)):
         if value is not None:
             body[key] = value
+    if references is not None:
+        own = _object_url(base, obj.id)
+        for kind in (*PARENT_KINDS, *PARENT_KINDS.values()):
+            body[kind] = {"self": f"{own}/{kind}", "references": []}
+        for ref in references:
+            other = _object_url(base, ref.object_id)
+            body[ref.kind]["references"].append(
+                {
+                    "managedObject": {"id": str(ref.object_id), "name": ref.name, "self": other},
+                    "self": f"{own}/{ref.kind}/{ref.object_id}"
+                    if ref.kind in PARENT_KINDS
+                    else f"{other}/{_child_kind(ref.kind)}/{obj.id}",
+                }
+            )
     return body
+
+
+def _child_kind(parent_kind: str) -> str:
+    return next(k for k, v in PARENT_KINDS.items() if v == parent_kind)
+
+
+def reference_body(parent_id: int, kind: str, child: ManagedObject, base: str) -> dict[str, Any]:
+    """A ``managedObjectReference``: the child in full, and the reference's own URL."""
+    return {
+        "managedObject": object_body(child, base),
+        "self": f"{_object_url(base, parent_id)}/{kind}/{child.id}",
+    }
 
 
 @router.get("/inventory/managedObjects")
@@ -84,8 +128,12 @@ async def create_object(
 async def get_object(
     request: Request, object_id: str, principal: Annotated[Principal, Depends(_READ)]
 ) -> JSONResponse:
-    found = await devices(request).get_object(principal.tenant.id, parse_object_id(object_id))
-    return media.c8y_json(object_body(found, context(request).base_url), media.MANAGED_OBJECT)
+    service = devices(request)
+    found = await service.get_object(principal.tenant.id, parse_object_id(object_id))
+    references = await service.references_of(principal.tenant.id, found.id)
+    return media.c8y_json(
+        object_body(found, context(request).base_url, references), media.MANAGED_OBJECT
+    )
 
 
 @router.put("/inventory/managedObjects/{object_id}")
@@ -101,7 +149,103 @@ async def update_object(
 
 @router.delete("/inventory/managedObjects/{object_id}", status_code=204)
 async def delete_object(
-    request: Request, object_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
+    request: Request,
+    object_id: str,
+    principal: Annotated[Principal, Depends(_ADMIN)],
+    force_cascade: Annotated[bool, Query(alias="forceCascade")] = False,
 ) -> Response:
-    await devices(request).delete_object(principal.tenant.id, parse_object_id(object_id))
+    """``forceCascade=true`` deletes the whole hierarchy below the object too (child
+    additions, assets and devices), as Cumulocity does: a firmware with its versions."""
+    await devices(request).delete_object(
+        principal.tenant.id, parse_object_id(object_id), cascade=force_cascade
+    )
+    return Response(status_code=204)
+
+
+# -- child additions ---------------------------------------------------------------------
+
+_ADDITIONS = "childAdditions"
+
+
+@router.get("/inventory/managedObjects/{object_id}/childAdditions")
+async def list_child_additions(
+    request: Request,
+    object_id: str,
+    principal: Annotated[Principal, Depends(_READ)],
+    page: Annotated[Page, Depends(paging)],
+) -> JSONResponse:
+    parent_id = parse_object_id(object_id)
+    children, total = await devices(request).child_additions(
+        principal.tenant.id, parent_id, page.offset, page.size, count=page.with_total_pages
+    )
+    base = context(request).base_url
+    references = [reference_body(parent_id, _ADDITIONS, c, base) for c in children]
+    body = page.collection(request, base, "references", references, total)
+    return media.c8y_json(body, MANAGED_OBJECT_REFERENCE_COLLECTION)
+
+
+@router.post("/inventory/managedObjects/{object_id}/childAdditions")
+async def add_child_addition(
+    request: Request, object_id: str, principal: Annotated[Principal, Depends(_CREATE)]
+) -> JSONResponse:
+    """A reference ``{"managedObject": {"id": …}}`` attaches an existing object; a managed
+    object (Content-Type ``managedObject+json``) is created and attached at once."""
+    parent_id = parse_object_id(object_id)
+    body = await json_object(request)
+    service = devices(request)
+    if _is_reference(request, body):
+        child_id = parse_object_id(str(body["managedObject"].get("id", "")))
+        child = await service.add_child_addition(principal.tenant.id, parent_id, child_id)
+    else:
+        child = await service.create_child_addition(principal.tenant.id, parent_id, body)
+    base = context(request).base_url
+    return media.c8y_json(
+        reference_body(parent_id, _ADDITIONS, child, base), MANAGED_OBJECT_REFERENCE, 201
+    )
+
+
+def _is_reference(request: Request, body: dict[str, Any]) -> bool:
+    """What the body is: the Content-Type says; a plain JSON body is a reference when it
+    is nothing but ``managedObject`` with an ``id``."""
+    content_type = request.headers.get("content-type", "").lower()
+    looks_like_reference = set(body) == {"managedObject"} and isinstance(
+        body["managedObject"], dict
+    )
+    if "managedobjectreference+json" in content_type:
+        if not looks_like_reference or "id" not in body["managedObject"]:
+            raise ValidationFailed('a reference is {"managedObject": {"id": "<id>"}}')
+        return True
+    if "managedobject+json" in content_type:
+        return False
+    return looks_like_reference and "id" in body["managedObject"]
+
+
+@router.get("/inventory/managedObjects/{object_id}/childAdditions/{child_id}")
+async def get_child_addition(
+    request: Request,
+    object_id: str,
+    child_id: str,
+    principal: Annotated[Principal, Depends(_READ)],
+) -> JSONResponse:
+    parent_id = parse_object_id(object_id)
+    child = await devices(request).child_addition(
+        principal.tenant.id, parent_id, parse_object_id(child_id)
+    )
+    base = context(request).base_url
+    return media.c8y_json(
+        reference_body(parent_id, _ADDITIONS, child, base), MANAGED_OBJECT_REFERENCE
+    )
+
+
+@router.delete("/inventory/managedObjects/{object_id}/childAdditions/{child_id}", status_code=204)
+async def remove_child_addition(
+    request: Request,
+    object_id: str,
+    child_id: str,
+    principal: Annotated[Principal, Depends(_ADMIN)],
+) -> Response:
+    """Only the reference goes; the child object stays (delete it on its own)."""
+    await devices(request).remove_child_addition(
+        principal.tenant.id, parse_object_id(object_id), parse_object_id(child_id)
+    )
     return Response(status_code=204)

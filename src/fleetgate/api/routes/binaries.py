@@ -1,0 +1,198 @@
+"""``/inventory/binaries``: files kept as managed objects (``c8y_IsBinary``).
+
+Uploads are read as they arrive: the ``file`` part streams into the file store (no
+spooling, no buffering), whether the ``object`` part comes before or after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+
+from fleetgate.api import media
+from fleetgate.api.auth import context, require
+from fleetgate.api.bodies import MAX_BODY, parse_object_id
+from fleetgate.api.paging import Page, paging
+from fleetgate.api.routes.inventory import devices, object_body
+from fleetgate.db.inventory import ObjectFilter
+from fleetgate.domain.binaries import DEFAULT_CONTENT_TYPE, IS_BINARY, BinaryFile, upload_metadata
+from fleetgate.domain.devices import ManagedObject
+from fleetgate.domain.errors import TooLarge, ValidationFailed
+from fleetgate.domain.users import Principal, Role
+from fleetgate.files.http import file_response
+from fleetgate.files.multipart import MultipartForm, PartHeaders, boundary_of
+from fleetgate.files.store import StagedFile
+from fleetgate.services.binaries import Binaries, binary_not_found
+
+router = APIRouter()
+
+_READ = require(Role.INVENTORY_READ, Role.INVENTORY_ADMIN)
+_CREATE = require(Role.INVENTORY_ADMIN, Role.INVENTORY_CREATE)
+_ADMIN = require(Role.INVENTORY_ADMIN)
+
+
+def binaries(request: Request) -> Binaries:
+    service = request.app.state.binaries
+    assert isinstance(service, Binaries)
+    return service
+
+
+def _check_declared_size(request: Request, limit: int) -> None:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the upload is larger than {limit} bytes")
+
+
+def _object_part(raw: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ValidationFailed("the part object is not JSON (UTF-8)") from None
+    if not isinstance(value, dict):
+        raise ValidationFailed("the part object must be a JSON object")
+    return value
+
+
+async def _create_from_form(
+    form: MultipartForm, service: Binaries, tenant_id: str, username: str
+) -> ManagedObject:
+    """Stream the ``file`` part into the store; create the binary once ``object`` is known."""
+    obj: dict[str, Any] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        staged: StagedFile | None = None
+        file_part: PartHeaders | None = None
+        async for part in form.parts():
+            if part.name == "object":
+                obj = _object_part(await part.read(MAX_BODY))
+            elif part.name == "file":
+                if staged is not None:
+                    raise ValidationFailed("the multipart body has more than one part named file")
+                staged = await stack.enter_async_context(service.staged(part.chunks()))
+                file_part = part.headers
+        if staged is None or file_part is None:
+            raise ValidationFailed("the multipart body has no part named file")
+        meta = upload_metadata(obj, file_part.filename, file_part.content_type)
+        return await service.create_staged(
+            tenant_id,
+            staged,
+            name=meta.name,
+            type=meta.type,
+            content_type=meta.content_type,
+            owner=meta.owner or username,
+            fragments=meta.fragments,
+        )
+
+
+@router.get("/inventory/binaries")
+async def list_binaries(
+    request: Request,
+    principal: Annotated[Principal, Depends(_READ)],
+    page: Annotated[Page, Depends(paging)],
+    type: str | None = None,
+    owner: str | None = None,
+    ids: str | None = None,
+) -> JSONResponse:
+    id_list = tuple(parse_object_id(i) for i in ids.split(",") if i) if ids else None
+    # Binaries are exactly the managed objects marked c8y_IsBinary (the mark cannot be
+    # added or removed through the inventory), so the inventory's own query lists them.
+    flt = ObjectFilter(type=type, owner=owner, ids=id_list, fragment_type=IS_BINARY)
+    found, total = await devices(request).find_objects(
+        principal.tenant.id, flt, page.offset, page.size, count=page.with_total_pages
+    )
+    base = context(request).base_url
+    body = page.collection(
+        request, base, "managedObjects", [object_body(o, base) for o in found], total
+    )
+    return media.c8y_json(body, media.MANAGED_OBJECT_COLLECTION)
+
+
+@router.post("/inventory/binaries")
+async def upload_binary(
+    request: Request, principal: Annotated[Principal, Depends(_CREATE)]
+) -> JSONResponse:
+    service = binaries(request)
+    _check_declared_size(request, service.max_size + MAX_BODY)
+    boundary = boundary_of(request.headers.get("content-type"))
+    if boundary is None:
+        raise HTTPException(
+            415, "send multipart/form-data with a part file and, optionally, a part object (JSON)"
+        )
+    created = await _create_from_form(
+        MultipartForm(boundary, request.stream()),
+        service,
+        principal.tenant.id,
+        principal.user.username,
+    )
+    return media.c8y_json(
+        object_body(created, context(request).base_url), media.MANAGED_OBJECT, 201
+    )
+
+
+def send_file(request: Request, service: Binaries, found: BinaryFile) -> Response:
+    """The binary's bytes, streamed; one ``Range`` honoured."""
+    return file_response(
+        service.local_path(found),
+        size=found.length,
+        sha256=found.sha256,
+        content_type=found.content_type,
+        filename=found.name,
+        range_header=request.headers.get("range"),
+    )
+
+
+@router.get("/inventory/binaries/{binary_id}")
+async def download_binary(
+    request: Request, binary_id: str, principal: Annotated[Principal, Depends(_READ)]
+) -> Response:
+    service = binaries(request)
+    object_id = parse_object_id(binary_id)
+    found = await service.file_of(principal.tenant.id, object_id)
+    if found is None:
+        raise binary_not_found(object_id)
+    return send_file(request, service, found)
+
+
+@router.put("/inventory/binaries/{binary_id}")
+async def replace_binary(
+    request: Request, binary_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
+) -> JSONResponse:
+    """New content: the raw body, its Content-Type the binary's new content type (a
+    ``multipart/form-data`` body's ``file`` part is accepted too)."""
+    service = binaries(request)
+    object_id = parse_object_id(binary_id)
+    _check_declared_size(request, service.max_size)
+    content_type = request.headers.get("content-type") or DEFAULT_CONTENT_TYPE
+    boundary = boundary_of(content_type)
+    if boundary is None:
+        replaced = await service.replace(
+            principal.tenant.id, object_id, content_type, request.stream()
+        )
+    else:
+        replaced = await _replace_from_form(
+            MultipartForm(boundary, request.stream()), service, principal.tenant.id, object_id
+        )
+    return media.c8y_json(
+        object_body(replaced, context(request).base_url), media.MANAGED_OBJECT, 201
+    )
+
+
+async def _replace_from_form(
+    form: MultipartForm, service: Binaries, tenant_id: str, binary_id: int
+) -> ManagedObject:
+    async for part in form.parts():
+        if part.name == "file":
+            content_type = part.headers.content_type or DEFAULT_CONTENT_TYPE
+            return await service.replace(tenant_id, binary_id, content_type, part.chunks())
+    raise ValidationFailed("the multipart body has no part named file")
+
+
+@router.delete("/inventory/binaries/{binary_id}", status_code=204)
+async def delete_binary(
+    request: Request, binary_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
+) -> Response:
+    await binaries(request).delete(principal.tenant.id, parse_object_id(binary_id))
+    return Response(status_code=204)

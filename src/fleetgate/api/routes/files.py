@@ -1,0 +1,48 @@
+"""``GET /files/{id}``: a device downloads a binary with the signed URL of its command.
+
+No credentials: the URL's ``signature`` covers the method, the path, the device id and
+the expiry (:mod:`fleetgate.domain.signing`), so it authorises exactly this download for
+this device until it expires. ``Range`` works as on ``/inventory/binaries/{id}``, so an
+interrupted download resumes.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from fleetgate.api.bodies import parse_object_id
+from fleetgate.api.routes.binaries import binaries, send_file
+from fleetgate.domain import signing
+from fleetgate.domain.errors import AccessDenied, NotFound
+
+router = APIRouter()
+
+
+def _denied() -> AccessDenied:
+    return AccessDenied(
+        "The download URL's signature is invalid or has expired; ask for the operation again"
+    )
+
+
+@router.get("/files/{binary_id}")
+async def download_file(
+    request: Request,
+    binary_id: str,
+    device: str | None = None,
+    expires: str | None = None,
+    signature: str | None = None,
+) -> Response:
+    if device is None or signature is None or expires is None or not expires.isdigit():
+        raise _denied()
+    secret: bytes = request.app.state.url_secret
+    path = signing.download_path(binary_id)
+    if not signing.verify(secret, "GET", path, device, int(expires), signature, now=time.time()):
+        raise _denied()
+    service = binaries(request)
+    found = await service.file_by_id(parse_object_id(binary_id))
+    if found is None:
+        raise NotFound(f"Binary {binary_id} not found: it was deleted", code="inventory/Not Found")
+    return send_file(request, service, found)

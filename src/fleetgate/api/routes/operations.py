@@ -1,0 +1,221 @@
+"""``/devicecontrol/operations``: create, list, get, update; a live stream (SSE); and the
+signed URL devices PUT configuration snapshots to."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from fleetgate.api import media
+from fleetgate.api.auth import context, require
+from fleetgate.api.bodies import json_object, parse_object_id
+from fleetgate.api.paging import Page, paging
+from fleetgate.db.operations import OperationFilter
+from fleetgate.domain import signing
+from fleetgate.domain.errors import AccessDenied, ValidationFailed
+from fleetgate.domain.operations import Operation, Status, parse_status
+from fleetgate.domain.users import Principal, Role
+from fleetgate.services.operations import FeedFilter, FeedOverflow, Operations
+
+router = APIRouter()
+
+_READ = require(Role.DEVICE_CONTROL_READ, Role.DEVICE_CONTROL_ADMIN)
+_ADMIN = require(Role.DEVICE_CONTROL_ADMIN)
+
+#: Seconds between SSE keep-alive comments (proxies drop idle streams).
+KEEPALIVE = 15.0
+
+
+def operations(request: Request) -> Operations:
+    service = request.app.state.operations
+    assert isinstance(service, Operations)
+    return service
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def operation_body(op: Operation, base: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        **op.fragments,
+        "id": str(op.id),
+        "self": f"{base}/devicecontrol/operations/{op.id}",
+        "deviceId": str(op.device_id),
+        "status": str(op.status),
+        "creationTime": _iso(op.creation_time),
+        "statusTime": _iso(op.status_time),
+    }
+    if op.device_name is not None:
+        body["deviceName"] = op.device_name
+    if op.description is not None:
+        body["description"] = op.description
+    if op.failure_reason is not None:
+        body["failureReason"] = op.failure_reason
+    if op.bulk_operation_id is not None:
+        body["bulkOperationId"] = str(op.bulk_operation_id)
+    return body
+
+
+def _statuses(values: list[str]) -> tuple[Status, ...]:
+    return tuple(parse_status(v) for value in values for v in value.split(",") if v)
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationFailed(f"{name} must be an ISO 8601 date/time, not {value!r}") from None
+    if parsed.tzinfo is None:
+        raise ValidationFailed(f"{name} must carry a time zone (…Z or …+01:00)")
+    return parsed
+
+
+def _optional_id(value: str | None) -> int | None:
+    return parse_object_id(value) if value is not None else None
+
+
+@router.get("/devicecontrol/operations")
+async def list_operations(
+    request: Request,
+    principal: Annotated[Principal, Depends(_READ)],
+    page: Annotated[Page, Depends(paging)],
+    device_id: Annotated[str | None, Query(alias="deviceId")] = None,
+    status: Annotated[list[str] | None, Query()] = None,
+    fragment_type: Annotated[str | None, Query(alias="fragmentType")] = None,
+    bulk_operation_id: Annotated[str | None, Query(alias="bulkOperationId")] = None,
+    date_from: Annotated[str | None, Query(alias="dateFrom")] = None,
+    date_to: Annotated[str | None, Query(alias="dateTo")] = None,
+    revert: bool = False,
+) -> JSONResponse:
+    flt = OperationFilter(
+        device_id=_optional_id(device_id),
+        statuses=_statuses(status or []),
+        fragment_type=fragment_type,
+        bulk_operation_id=_optional_id(bulk_operation_id),
+        date_from=_time(date_from, "dateFrom"),
+        date_to=_time(date_to, "dateTo"),
+    )
+    found, total = await operations(request).find(
+        principal.tenant.id,
+        flt,
+        page.offset,
+        page.size,
+        revert=revert,
+        count=page.with_total_pages,
+    )
+    base = context(request).base_url
+    body = page.collection(
+        request, base, "operations", [operation_body(o, base) for o in found], total
+    )
+    return media.c8y_json(body, media.OPERATION_COLLECTION)
+
+
+@router.post("/devicecontrol/operations")
+async def create_operation(
+    request: Request, principal: Annotated[Principal, Depends(_ADMIN)]
+) -> JSONResponse:
+    body = await json_object(request)
+    created = await operations(request).create(principal.tenant.id, body)
+    return media.c8y_json(operation_body(created, context(request).base_url), media.OPERATION, 201)
+
+
+@router.get("/devicecontrol/operations/stream")
+async def stream_operations(
+    request: Request,
+    principal: Annotated[Principal, Depends(_READ)],
+    device_id: Annotated[str | None, Query(alias="deviceId")] = None,
+    bulk_operation_id: Annotated[str | None, Query(alias="bulkOperationId")] = None,
+    status: Annotated[list[str] | None, Query()] = None,
+) -> StreamingResponse:
+    """Every change of a matching operation from now on, as Server-Sent Events."""
+    flt = FeedFilter(
+        principal.tenant.id,
+        device_id=_optional_id(device_id),
+        bulk_operation_id=_optional_id(bulk_operation_id),
+        statuses=frozenset(_statuses(status or [])),
+    )
+    feed = operations(request).feed
+    base = context(request).base_url
+    changes: AsyncGenerator[tuple[int, Operation]] = feed.watch(flt)
+    # Subscribe before the response starts: a change right after the client sees the
+    # headers must not be missed.
+    first = asyncio.ensure_future(anext(changes))
+
+    async def events() -> AsyncIterator[bytes]:
+        pending: asyncio.Future[tuple[int, Operation]] | None = first
+        yield b": stream of operation changes\n\n"
+        try:
+            while True:
+                assert pending is not None
+                done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE)
+                if not done:
+                    yield b": keepalive\n\n"
+                    continue
+                try:
+                    sequence, op = pending.result()
+                except FeedOverflow:
+                    yield b"event: overflow\ndata: {}\n\n"
+                    return
+                data = json.dumps(operation_body(op, base), separators=(",", ":"))
+                yield f"event: operation\nid: {sequence}\ndata: {data}\n\n".encode()
+                pending = asyncio.ensure_future(anext(changes))
+        finally:
+            if pending is not None:
+                pending.cancel()
+            await changes.aclose()
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/devicecontrol/operations/{operation_id}")
+async def get_operation(
+    request: Request, operation_id: str, principal: Annotated[Principal, Depends(_READ)]
+) -> JSONResponse:
+    op = await operations(request).get(principal.tenant.id, parse_object_id(operation_id))
+    return media.c8y_json(operation_body(op, context(request).base_url), media.OPERATION)
+
+
+@router.put("/devicecontrol/operations/{operation_id}")
+async def update_operation(
+    request: Request, operation_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
+) -> JSONResponse:
+    body = await json_object(request)
+    op = await operations(request).update(principal.tenant.id, parse_object_id(operation_id), body)
+    return media.c8y_json(operation_body(op, context(request).base_url), media.OPERATION)
+
+
+@router.put("/files/snapshots/{operation_id}", status_code=201)
+async def upload_snapshot(
+    request: Request, operation_id: str, device: str, expires: int, signature: str
+) -> JSONResponse:
+    """A device's configuration snapshot for its c8y_UploadConfigFile operation.
+
+    Authorised by the signed URL of the command, not by credentials.
+    """
+    op_id = parse_object_id(operation_id)
+    secret: bytes = request.app.state.url_secret
+    if not signing.verify(
+        secret, "PUT", signing.snapshot_path(op_id), device, expires, signature, now=time.time()
+    ):
+        raise AccessDenied(
+            "The upload URL is invalid or has expired; ask for the operation again (op/sync)"
+        )
+    content_type = request.headers.get("content-type") or "application/octet-stream"
+    binary = await operations(request).upload_snapshot(
+        op_id, device, content_type, request.stream()
+    )
+    return JSONResponse({"id": str(binary.id)}, status_code=201)

@@ -1,0 +1,463 @@
+"""Operations in PostgreSQL.
+
+Status changes go through :func:`fleetgate.domain.operations.move` inside a transaction
+that holds the operation's row lock, so two reports at once (a device and an operator, a
+redelivered message and its original) cannot both move it, and the device record changes
+that success brings are committed with the status that brings them — exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from fleetgate.db.inventory import insert_object
+from fleetgate.domain import operations as ops
+from fleetgate.domain.devices import DEVICE_ID_TYPE
+from fleetgate.domain.errors import Conflict
+from fleetgate.domain.operations import Move, Operation, Status
+
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+_SELECT = """
+SELECT o.*, m.name AS device_name
+  FROM operation o JOIN managed_object m ON m.id = o.device_id
+"""
+
+
+def _operation(row: asyncpg.Record) -> Operation:
+    return Operation(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        device_id=row["device_id"],
+        serial=row["serial"],
+        device_name=row["device_name"],
+        fragment_type=row["fragment_type"],
+        status=Status(row["status"]),
+        failure_reason=row["failure_reason"],
+        description=row["description"],
+        fragments=json.loads(row["fragments"]),
+        bulk_operation_id=row["bulk_operation_id"],
+        creation_time=row["creation_time"],
+        status_time=row["status_time"],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OperationFilter:
+    device_id: int | None = None
+    statuses: tuple[Status, ...] = ()
+    fragment_type: str | None = None
+    bulk_operation_id: int | None = None
+    date_from: datetime | None = None
+    date_to: datetime | None = None
+
+
+def _where(tenant_id: str, flt: OperationFilter) -> tuple[str, list[Any]]:
+    clauses = ["o.tenant_id = $1"]
+    args: list[Any] = [tenant_id]
+
+    def add(sql: str, value: Any) -> None:
+        args.append(value)
+        clauses.append(sql.format(f"${len(args)}"))
+
+    if flt.device_id is not None:
+        add("o.device_id = {}", flt.device_id)
+    if flt.statuses:
+        add("o.status = ANY({})", [str(s) for s in flt.statuses])
+    if flt.fragment_type is not None:
+        add("o.fragments ? {}", flt.fragment_type)
+    if flt.bulk_operation_id is not None:
+        add("o.bulk_operation_id = {}", flt.bulk_operation_id)
+    if flt.date_from is not None:
+        add("o.creation_time >= {}", flt.date_from)
+    if flt.date_to is not None:
+        add("o.creation_time <= {}", flt.date_to)
+    return " AND ".join(clauses), args
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A status a device (or an operator) reported for an operation."""
+
+    operation_id: int
+    status: Status
+    failure_reason: str | None = None
+    #: The device that reported it (None: an operator, who may move any of the tenant's).
+    serial: str | None = None
+    tenant_id: str | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    report: Report
+    move: Move | None  # None: no such operation (for that device / tenant)
+    current: Status | None = None
+    operation: Operation | None = None  # set when it moved
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceTarget:
+    """What creating an operation needs to know about its device."""
+
+    id: int
+    serial: str | None
+    type: str | None
+    fragments: dict[str, Any] = field(default_factory=dict)
+
+
+class PgOperations:
+    def __init__(self, pool: asyncpg.Pool, base_url: str) -> None:
+        self._pool = pool
+        self._base_url = base_url
+
+    async def device(self, tenant_id: str, device_id: int) -> DeviceTarget | None:
+        row = await self._pool.fetchrow(
+            """
+            SELECT m.id, m.type, m.fragments, e.value AS serial
+              FROM managed_object m
+              LEFT JOIN external_id e ON e.managed_object_id = m.id AND e.type = $3
+             WHERE m.tenant_id = $1 AND m.id = $2
+             LIMIT 1
+            """,
+            tenant_id,
+            device_id,
+            DEVICE_ID_TYPE,
+        )
+        if row is None:
+            return None
+        return DeviceTarget(row["id"], row["serial"], row["type"], json.loads(row["fragments"]))
+
+    async def configuration_dumps(self, tenant_id: str, url: str) -> list[dict[str, Any]]:
+        """Configuration repository entries (c8y_ConfigurationDump) whose file is ``url``."""
+        rows = await self._pool.fetch(
+            "SELECT fragments FROM managed_object WHERE tenant_id = $1"
+            " AND type = 'c8y_ConfigurationDump' AND fragments ->> 'url' = $2",
+            tenant_id,
+            url,
+        )
+        return [json.loads(r["fragments"]) for r in rows]
+
+    async def create(
+        self,
+        tenant_id: str,
+        device: DeviceTarget,
+        *,
+        fragment_type: str,
+        description: str | None,
+        fragments: dict[str, Any],
+        bulk_operation_id: int | None = None,
+    ) -> Operation:
+        assert device.serial is not None
+        try:
+            row = await self._pool.fetchrow(
+                """
+                WITH o AS (
+                    INSERT INTO operation (tenant_id, device_id, serial, fragment_type,
+                                           description, fragments, bulk_operation_id)
+                    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7) RETURNING *)
+                SELECT o.*, m.name AS device_name
+                  FROM o JOIN managed_object m ON m.id = o.device_id
+                """,
+                tenant_id,
+                device.id,
+                device.serial,
+                fragment_type,
+                description,
+                json.dumps(fragments),
+                bulk_operation_id,
+            )
+        except asyncpg.UniqueViolationError:
+            config_type = (fragments.get(ops.UPLOAD_CONFIG) or {}).get("type")
+            raise Conflict(
+                f"A configuration snapshot of type {config_type!r} is already PENDING or"
+                f" EXECUTING on device {device.id}; wait for it or cancel it first",
+                code="devicecontrol/Conflict",
+            ) from None
+        except asyncpg.ForeignKeyViolationError:
+            raise Conflict(
+                f"Device {device.id} was deleted", code="devicecontrol/Conflict"
+            ) from None
+        assert row is not None
+        return _operation(row)
+
+    async def get(self, tenant_id: str, operation_id: int) -> Operation | None:
+        row = await self._pool.fetchrow(
+            f"{_SELECT} WHERE o.tenant_id = $1 AND o.id = $2", tenant_id, operation_id
+        )
+        return _operation(row) if row else None
+
+    async def find(
+        self, tenant_id: str, flt: OperationFilter, offset: int, limit: int, *, revert: bool
+    ) -> list[Operation]:
+        where, args = _where(tenant_id, flt)
+        order = "DESC" if revert else "ASC"
+        rows = await self._pool.fetch(
+            f"{_SELECT} WHERE {where} ORDER BY o.id {order}"
+            f" OFFSET ${len(args) + 1} LIMIT ${len(args) + 2}",
+            *args,
+            offset,
+            limit,
+        )
+        return [_operation(r) for r in rows]
+
+    async def count(self, tenant_id: str, flt: OperationFilter) -> int:
+        where, args = _where(tenant_id, flt)
+        return int(
+            await self._pool.fetchval(
+                f"SELECT count(*) FROM operation o WHERE {where}",  # noqa: S608 — fixed fragments
+                *args,
+            )
+        )
+
+    async def update_fields(
+        self, tenant_id: str, operation_id: int, description: str | None, fragments: dict[str, Any]
+    ) -> Operation | None:
+        """Merge extra fragments (not the command) and the description; a null removes."""
+        removed = [k for k, v in fragments.items() if v is None]
+        kept = {k: v for k, v in fragments.items() if v is not None}
+        row = await self._pool.fetchrow(
+            """
+            WITH o AS (
+                UPDATE operation
+                   SET fragments = (fragments || $3::jsonb) - $4::text[],
+                       description = COALESCE($5, description)
+                 WHERE tenant_id = $1 AND id = $2 RETURNING *)
+            SELECT o.*, m.name AS device_name FROM o JOIN managed_object m ON m.id = o.device_id
+            """,
+            tenant_id,
+            operation_id,
+            json.dumps(kept),
+            removed,
+            description,
+        )
+        return _operation(row) if row else None
+
+    async def apply(self, reports: Sequence[Report]) -> list[Outcome]:
+        """Apply status reports in order, in one transaction; returns one outcome each.
+
+        A report for an operation that is not its reporter's (other device, other tenant)
+        finds nothing. Duplicates and illegal moves change nothing.
+        """
+        outcomes = [Outcome(r, None) for r in reports]
+        if not reports:
+            return outcomes
+        ids = sorted({r.operation_id for r in reports})
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT id, tenant_id, serial, status, fragment_type, snapshot_id"
+                " FROM operation WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
+                ids,
+            )
+            current = {r["id"]: r for r in rows}
+            status = {r["id"]: Status(r["status"]) for r in rows}
+            reason: dict[int, str | None] = {}
+            #: outcome → the status (and reason) its report moved the operation to: a
+            #: batch may move one operation twice (EXECUTING, then SUCCESSFUL).
+            moved_to: dict[int, tuple[Status, str | None]] = {}
+            for outcome in outcomes:
+                report = outcome.report
+                row = current.get(report.operation_id)
+                if row is None or (report.serial is not None and row["serial"] != report.serial):
+                    continue
+                if report.tenant_id is not None and row["tenant_id"] != report.tenant_id:
+                    continue
+                before = status[report.operation_id]
+                outcome.current = before
+                outcome.move = ops.move(before, report.status)
+                if outcome.move is Move.APPLY:
+                    new, why = report.status, None  # a reason belongs to FAILED only
+                    if new is Status.FAILED:
+                        why = report.failure_reason or ops.NO_DEVICE_REASON
+                    elif (
+                        new is Status.SUCCESSFUL
+                        and row["fragment_type"] == ops.UPLOAD_CONFIG
+                        and row["snapshot_id"] is None
+                    ):
+                        new = Status.FAILED
+                        why = "The device reported SUCCESSFUL without uploading the snapshot"
+                    status[report.operation_id] = new
+                    reason[report.operation_id] = why
+                    moved_to[id(outcome)] = (new, why)
+            if not reason:
+                return outcomes
+            moved = await conn.fetch(
+                """
+                WITH u AS (
+                    UPDATE operation o
+                       SET status = v.status, failure_reason = v.reason, status_time = now()
+                      FROM unnest($1::bigint[], $2::text[], $3::text[]) AS v(id, status, reason)
+                     WHERE o.id = v.id RETURNING o.*)
+                SELECT u.*, m.name AS device_name FROM u JOIN managed_object m ON m.id = u.device_id
+                """,
+                list(reason),
+                [str(status[i]) for i in reason],
+                [reason[i] for i in reason],
+            )
+            by_id = {r["id"]: _operation(r) for r in moved}
+            snapshots = {r["id"]: r["snapshot_id"] for r in moved}
+            # Device rows locked in one order: two batches cannot wait on each other.
+            for op in sorted(by_id.values(), key=lambda o: o.device_id):
+                if op.status is Status.SUCCESSFUL:
+                    await self._on_success(conn, op, snapshots[op.id])
+        for outcome in outcomes:
+            final = by_id.get(outcome.report.operation_id)
+            if outcome.move is Move.APPLY and final is not None:
+                new, why = moved_to[id(outcome)]
+                outcome.operation = replace(final, status=new, failure_reason=why)
+        return outcomes
+
+    async def _on_success(self, conn: Conn, op: Operation, snapshot_id: int | None) -> None:
+        """What a successful operation changes in the device record (same transaction)."""
+        command = op.command
+        device = await conn.fetchrow(
+            "SELECT name, type, fragments FROM managed_object WHERE id = $1 FOR UPDATE",
+            op.device_id,
+        )
+        assert device is not None
+        now = await conn.fetchval("SELECT now()")
+        changes: dict[str, Any] = {}
+        if op.fragment_type == ops.FIRMWARE:
+            changes[ops.FIRMWARE] = {k: command[k] for k in ("name", "version", "url")}
+        elif op.fragment_type == ops.SOFTWARE_UPDATE:
+            current = json.loads(device["fragments"]).get("c8y_SoftwareList")
+            changes["c8y_SoftwareList"] = ops.software_list_after(current, command)
+        elif op.fragment_type == ops.DOWNLOAD_CONFIG:
+            changes[ops.configuration_fragment(command.get("type"))] = {
+                "name": command.get("name"),
+                "url": command["url"],
+                "time": now.isoformat(),
+                "operationId": str(op.id),
+            }
+        elif op.fragment_type == ops.UPLOAD_CONFIG:
+            config_type = command.get("type")
+            changes[ops.configuration_fragment(config_type)] = await self._land_snapshot(
+                conn, op, device, config_type, snapshot_id, now
+            )
+        if changes:
+            await conn.execute(
+                "UPDATE managed_object SET fragments = fragments || $2::jsonb,"
+                " last_updated = now() WHERE id = $1",
+                op.device_id,
+                json.dumps(changes),
+            )
+
+    async def _land_snapshot(
+        self,
+        conn: Conn,
+        op: Operation,
+        device: asyncpg.Record,
+        config_type: str | None,
+        snapshot_id: int | None,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """The snapshot becomes a configuration repository entry; returns what the device
+        record shows of it."""
+        url = f"{self._base_url}/inventory/binaries/{snapshot_id}"
+        name = f"{device['name'] or op.serial} {config_type} {now.strftime('%Y-%m-%d %H:%M:%S')}"
+        dump = await insert_object(
+            conn,
+            op.tenant_id,
+            name=name,
+            type="c8y_ConfigurationDump",
+            owner=None,
+            fragments={
+                "url": url,
+                "deviceType": device["type"],
+                "configurationType": config_type,
+                "description": f"Snapshot of {config_type} from device {op.serial}"
+                f" (operation {op.id})",
+                "c8y_Global": {},
+            },
+        )
+        return {"url": url, "name": name, "time": now.isoformat(), "snapshotId": str(dump["id"])}
+
+    async def attach_snapshot(self, operation_id: int, serial: str, binary_id: int) -> int | None:
+        """Record the snapshot a device uploaded; returns the binary it replaces (or None).
+
+        Raises Conflict unless the operation is the device's open c8y_UploadConfigFile.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT serial, status, fragment_type, snapshot_id FROM operation"
+                " WHERE id = $1 FOR UPDATE",
+                operation_id,
+            )
+            if (
+                row is None
+                or row["serial"] != serial
+                or row["fragment_type"] != ops.UPLOAD_CONFIG
+                or Status(row["status"]) not in ops.OPEN
+            ):
+                raise Conflict(
+                    f"Operation {operation_id} is not an open configuration snapshot request"
+                    f" of device {serial}",
+                    code="devicecontrol/Conflict",
+                )
+            await conn.execute(
+                "UPDATE operation SET snapshot_id = $2 WHERE id = $1", operation_id, binary_id
+            )
+        previous: int | None = row["snapshot_id"]
+        return previous
+
+    async def get_by_id(self, operation_id: int) -> Operation | None:
+        """The operation whatever its tenant (for requests a signed URL authorises)."""
+        row = await self._pool.fetchrow(f"{_SELECT} WHERE o.id = $1", operation_id)
+        return _operation(row) if row else None
+
+    async def open_for(self, serials: Sequence[str]) -> list[Operation]:
+        """PENDING and EXECUTING operations of these devices, oldest first."""
+        rows = await self._pool.fetch(
+            f"{_SELECT} WHERE o.serial = ANY($1::text[])"
+            " AND o.status IN ('PENDING', 'EXECUTING') ORDER BY o.id",
+            list(serials),
+        )
+        return [_operation(r) for r in rows]
+
+    async def undispatched(self, limit: int) -> list[Operation]:
+        rows = await self._pool.fetch(
+            f"{_SELECT} WHERE o.status = 'PENDING' AND o.dispatched_at IS NULL"
+            " ORDER BY o.id LIMIT $1",
+            limit,
+        )
+        return [_operation(r) for r in rows]
+
+    async def mark_dispatched(self, ids: Sequence[int]) -> None:
+        await self._pool.execute(
+            "UPDATE operation SET dispatched_at = now() WHERE id = ANY($1::bigint[])", list(ids)
+        )
+
+    async def time_out(self, pending_after: float, executing_after: float) -> list[Operation]:
+        """FAIL every operation open past its limit; returns them."""
+        rows = await self._pool.fetch(
+            f"""
+            WITH u AS (
+                UPDATE operation
+                   SET status = 'FAILED', status_time = now(),
+                       failure_reason = format('Timed out: %s for more than %s s',
+                                               status, CASE status WHEN 'PENDING' THEN $1
+                                                               ELSE $2 END)
+                 WHERE (status = 'PENDING' AND status_time < now() - make_interval(secs => $1))
+                    OR (status = 'EXECUTING' AND status_time < now() - make_interval(secs => $2))
+                RETURNING *)
+            {_SELECT.replace("operation o", "u o")}
+            """,  # noqa: S608 — no input in the text
+            pending_after,
+            executing_after,
+        )
+        return [_operation(r) for r in rows]
+
+    async def serial_tenant(self, serial: str) -> tuple[str, int] | None:
+        """(tenant, managed object id) of the device whose id is ``serial``."""
+        row = await self._pool.fetchrow(
+            "SELECT tenant_id, managed_object_id FROM external_id WHERE type = $1 AND value = $2"
+            " LIMIT 1",
+            DEVICE_ID_TYPE,
+            serial,
+        )
+        return (row["tenant_id"], row["managed_object_id"]) if row else None

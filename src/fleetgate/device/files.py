@@ -1,0 +1,226 @@
+"""Files over HTTP: downloads that resume and verify, snapshot uploads.
+
+A download goes into ``<dest>.part``. When that file exists already (an interrupted
+download, this run or an earlier one), the request asks for the rest with
+``Range: bytes=<n>-``; a server answering 200 instead of 206 sends the whole file again,
+and the part is rewritten. The body is streamed to disk, never held in memory, then hashed
+from disk. Only a file whose size and SHA-256 match the command becomes ``dest``. A
+mismatch removes the part; when the part came from before the call (perhaps another file
+downloaded to the same ``dest``) the download starts over once, otherwise
+:class:`FileVerificationFailed` is raised, its message meant as the operation's failure
+reason.
+
+A connection that breaks mid-body, or a body that ends short, is retried (resuming) up
+to ``attempts`` times; an HTTP error status is not (an expired URL stays expired: a
+repeated command brings a fresh one), except 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from fleetgate.device.commands import FileInfo, UploadTarget
+from fleetgate.device.errors import FileVerificationFailed, TransferFailed
+
+__all__ = ["download", "upload", "verify_file"]
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 64 * 1024
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+#: A read/connect timeout; a slow but steady download is never cut by it.
+_TIMEOUT = httpx.Timeout(30.0)
+
+
+class _Interrupted(Exception):
+    """The body ended before the file was complete; resuming may finish it."""
+
+
+async def download(
+    file: FileInfo,
+    dest: Path,
+    *,
+    http: httpx.AsyncClient | None = None,
+    attempts: int = 3,
+    retry_delay: float = 0.5,
+) -> Path:
+    """Download ``file`` to ``dest`` (resuming ``dest.part``), verify it; return ``dest``.
+
+    Raises :class:`FileVerificationFailed` (size or SHA-256 wrong) or
+    :class:`TransferFailed` (HTTP error status, or the network kept failing).
+    """
+    if http is None:
+        async with httpx.AsyncClient(timeout=_TIMEOUT) as own:
+            return await download(file, dest, http=own, attempts=attempts, retry_delay=retry_delay)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    problem = "no attempt made"
+    # A part from before this call may be of another file that had the same ``dest``.
+    inherited = part.exists()
+    for attempt in range(attempts):
+        if attempt:
+            await asyncio.sleep(retry_delay * 2 ** (attempt - 1))
+        try:
+            await _fetch(http, file, part)
+        except (_Interrupted, httpx.TransportError) as exc:
+            problem = str(exc) or type(exc).__name__
+            log.info("download of %s interrupted (%s); resuming", _shown(file.url), problem)
+            continue
+        try:
+            verify_file(file, part)
+        except FileVerificationFailed as exc:
+            part.unlink(missing_ok=True)
+            if not inherited:
+                raise
+            inherited, problem = False, str(exc)
+            log.info("the resumed %s is not the announced file; starting over", part)
+            continue
+        part.replace(dest)
+        return dest
+    raise TransferFailed(
+        f"Download of {_shown(file.url)} failed after {attempts} attempts: {problem}"
+    )
+
+
+def verify_file(file: FileInfo, path: Path) -> None:
+    """FileVerificationFailed unless ``path`` has ``file``'s size and SHA-256."""
+    size = path.stat().st_size
+    if size != file.size:
+        raise FileVerificationFailed(f"Size mismatch: expected {file.size} bytes, got {size}")
+    digest = _sha256_of(path)
+    if digest != file.sha256.lower():
+        raise FileVerificationFailed(
+            f"SHA-256 mismatch: expected {file.sha256.lower()}, got {digest}"
+        )
+
+
+async def _fetch(http: httpx.AsyncClient, file: FileInfo, part: Path) -> None:
+    """Bring ``part`` to ``file.size`` bytes from the server, resuming what is there."""
+    have = part.stat().st_size if part.exists() else 0
+    if have > file.size:
+        part.unlink()
+        have = 0
+    if have == file.size and have > 0:
+        return  # complete already (a crash between the last byte and the rename)
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    async with http.stream("GET", file.url, headers=headers) as response:
+        if response.status_code == 416 and have:
+            part.unlink()  # the server does not agree with our part: start over
+            raise _Interrupted("the server refused to resume (HTTP 416)")
+        if response.status_code >= 500:
+            raise _Interrupted(f"HTTP {response.status_code}")
+        if response.status_code not in (200, 206):
+            raise TransferFailed(
+                f"Download of {_shown(file.url)} failed: HTTP {response.status_code}"
+            )
+        # 200: the whole file again; 206: the part from where the server says.
+        start = _range_start(response) if response.status_code == 206 else 0
+        if start > have:
+            part.unlink(missing_ok=True)
+            raise _Interrupted(f"the server resumed at byte {start}, not {have}")
+        have = start
+        with part.open("r+b" if part.exists() else "wb") as out:
+            out.truncate(have)
+            out.seek(have)
+            async for chunk in response.aiter_bytes():  # as it arrives: a break loses nothing
+                have += len(chunk)
+                if have > file.size:
+                    out.close()
+                    part.unlink()
+                    raise FileVerificationFailed(
+                        f"Size mismatch: the server sent more than the expected {file.size} bytes"
+                    )
+                out.write(chunk)
+    if have < file.size:
+        raise _Interrupted(f"the body ended after {have} of {file.size} bytes")
+
+
+def _range_start(response: httpx.Response) -> int:
+    match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", "").strip())
+    if match is None:
+        raise _Interrupted("a 206 answer without a usable Content-Range")
+    return int(match.group(1))
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        while chunk := source.read(_CHUNK * 16):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+async def upload(
+    target: UploadTarget,
+    data: bytes | Path,
+    *,
+    http: httpx.AsyncClient | None = None,
+    content_type: str = "application/octet-stream",
+    attempts: int = 3,
+    retry_delay: float = 0.5,
+) -> None:
+    """Send ``data`` (bytes, or a file streamed from disk) to ``target``.
+
+    A network failure is retried (a second PUT replaces the first); an HTTP error status
+    raises :class:`TransferFailed` at once.
+    """
+    if http is None:
+        async with httpx.AsyncClient(timeout=_TIMEOUT) as own:
+            await upload(
+                target,
+                data,
+                http=own,
+                content_type=content_type,
+                attempts=attempts,
+                retry_delay=retry_delay,
+            )
+            return
+    problem = "no attempt made"
+    for attempt in range(attempts):
+        if attempt:
+            await asyncio.sleep(retry_delay * 2 ** (attempt - 1))
+        headers = {"Content-Type": content_type}
+        content: bytes | AsyncIterator[bytes]
+        if isinstance(data, Path):
+            headers["Content-Length"] = str(data.stat().st_size)
+            content = _chunks_of(data)
+        else:
+            content = data
+        try:
+            response = await http.request(
+                target.method, target.url, content=content, headers=headers
+            )
+        except httpx.TransportError as exc:
+            problem = str(exc) or type(exc).__name__
+            continue
+        if response.status_code >= 500:
+            problem = f"HTTP {response.status_code}"
+            continue
+        if not response.is_success:
+            raise TransferFailed(
+                f"Upload to {_shown(target.url)} failed: HTTP {response.status_code}"
+            )
+        return
+    raise TransferFailed(
+        f"Upload to {_shown(target.url)} failed after {attempts} attempts: {problem}"
+    )
+
+
+async def _chunks_of(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as source:
+        while chunk := source.read(_CHUNK):
+            yield chunk
+
+
+def _shown(url: str) -> str:
+    """The URL without its query: a signed URL's signature has no place in a log."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"

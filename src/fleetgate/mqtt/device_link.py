@@ -1,0 +1,215 @@
+"""The service's connection for device traffic: device messages in, commands out.
+
+Device messages (status reports, inventory, sync requests) must not be lost once the
+broker has them: this connection has a **persistent session** (fixed client id,
+``clean_session`` off), so the broker keeps queueing them while the service is down, and
+it acknowledges each message (PUBACK) only **after** the batch it belongs to has been
+committed (paho-mqtt's ``manual_ack``; aiomqtt cannot do that). A service that dies
+mid-batch leaves those messages unacknowledged, and the broker sends them again when the
+service reconnects; every handler is idempotent, so the redelivery is harmless.
+
+Acknowledgements carry the connection they were received on: after a reconnect the
+broker renumbers what it redelivers, so a late acknowledgement of the old connection's
+packet id must not be sent on the new one (it could acknowledge a different message).
+
+paho runs its network loop in its own thread; messages cross into asyncio with
+``call_soon_threadsafe``, and the asyncio side calls paho's thread-safe ``publish``/``ack``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from fleetgate.config import MqttSettings, reveal
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceMessage:
+    topic: str
+    payload: bytes
+    #: How often the handler has deferred this message already.
+    deferrals: int = 0
+
+
+#: Handles a batch of device messages; returns once their effects are committed, with the
+#: messages it cannot handle *yet* (a device whose registration is still being committed):
+#: those stay unacknowledged and come back after ``DEFER_DELAY``. Raises only when it
+#: could not commit (the database is away): the whole batch is then retried.
+BatchHandler = Callable[[list[DeviceMessage]], Awaitable[list[DeviceMessage]]]
+
+DEFER_DELAY = 0.5
+
+_MAX_BATCH = 500
+#: Commands published and not yet acknowledged by the broker; more wait (paho would
+#: otherwise queue without bound, and reuse packet ids past 65,535).
+_MAX_OUTSTANDING = 5000
+_RETRY_DELAY = 1.0
+
+
+def reconnect_delays(settings: MqttSettings) -> tuple[int, int]:
+    """paho's whole-second reconnect delays for our settings.
+
+    paho waits ``min(previous * 2, max_delay)`` between attempts and never checks that
+    ``max_delay >= min_delay``: a maximum below one second (``int(0.5) == 0``) made it
+    reconnect in a tight loop, flooding the broker and the log.
+    """
+    low = max(1, math.ceil(settings.reconnect_min))
+    return low, max(low, math.ceil(settings.reconnect_max))
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    message: DeviceMessage
+    mid: int
+    generation: int
+
+
+class DeviceLink:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        subscriptions: Sequence[str],
+        handler: BatchHandler,
+        *,
+        client_id: str = "fleetgate-devices",
+    ) -> None:
+        self._settings = settings
+        self._subscriptions = list(subscriptions)
+        self._handler = handler
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=False,
+            protocol=paho.MQTTv311,
+            manual_ack=True,
+        )
+        self._client.username_pw_set(settings.service_username, reveal(settings.service_password))
+        self._client.max_inflight_messages_set(1000)
+        low, high = reconnect_delays(settings)
+        self._client.reconnect_delay_set(min_delay=low, max_delay=high)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+        self._client.on_publish = self._on_publish
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[_Received] = asyncio.Queue()
+        #: Incremented at every connect; acknowledgements of older ones are dropped.
+        self._generation = 0
+        self._outstanding = 0
+        self._capacity = asyncio.Event()
+        self._capacity.set()
+        #: Set while connected and subscribed.
+        self.ready = asyncio.Event()
+
+    # --- paho's thread ----------------------------------------------------------------
+
+    def _call(self, fn: Callable[..., object], *args: object) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(fn, *args)
+
+    def _on_connect(
+        self, client: paho.Client, _u: object, _f: object, reason: object, _p: object
+    ) -> None:
+        if getattr(reason, "is_failure", False):
+            log.warning("device link refused by the broker: %s", reason)
+            return
+        self._generation += 1  # in paho's thread, before any message of this connection
+        self._call(self._connected)
+        client.subscribe([(topic, 1) for topic in self._subscriptions])
+
+    def _on_subscribe(
+        self, _c: object, _u: object, _mid: object, codes: object, _p: object
+    ) -> None:
+        self._call(self.ready.set)
+
+    def _on_disconnect(
+        self, _c: object, _u: object, _f: object, reason: object, _p: object
+    ) -> None:
+        self._generation += 1  # nothing received before may be acknowledged any more
+        self._call(self._disconnected, str(reason))
+
+    def _on_message(self, _c: object, _u: object, msg: paho.MQTTMessage) -> None:
+        received = _Received(
+            DeviceMessage(msg.topic, bytes(msg.payload)), msg.mid, self._generation
+        )
+        self._call(self._queue.put_nowait, received)
+
+    def _on_publish(self, _c: object, _u: object, _mid: object, _r: object, _p: object) -> None:
+        self._call(self._published)
+
+    # --- asyncio's side ---------------------------------------------------------------
+
+    def _connected(self) -> None:
+        log.info("device link connected (session %d)", self._generation)
+
+    def _disconnected(self, reason: str) -> None:
+        self.ready.clear()
+        self._outstanding = 0  # paho republishes what is unacknowledged
+        self._capacity.set()
+        log.warning("device link lost the broker: %s", reason)
+
+    def _published(self) -> None:
+        self._outstanding = max(0, self._outstanding - 1)
+        if self._outstanding < _MAX_OUTSTANDING:
+            self._capacity.set()
+
+    async def publish(self, topic: str, payload: bytes) -> None:
+        """Publish at QoS 1; waits only while too many are unacknowledged."""
+        while not self._capacity.is_set():
+            await self._capacity.wait()
+        self._outstanding += 1
+        if self._outstanding >= _MAX_OUTSTANDING:
+            self._capacity.clear()
+        info = self._client.publish(topic, payload, qos=1)
+        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
+            self._published()
+            log.warning("could not publish to %s: %s", topic, paho.error_string(info.rc))
+
+    async def run(self) -> None:
+        """Connect and handle device messages until cancelled."""
+        self._loop = asyncio.get_running_loop()
+        self._client.connect_async(self._settings.host, self._settings.service_port, keepalive=30)
+        self._client.loop_start()
+        try:
+            await self._consume()
+        finally:
+            self._client.disconnect()
+            await asyncio.to_thread(self._client.loop_stop)
+
+    async def _consume(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty() and len(batch) < _MAX_BATCH:
+                batch.append(self._queue.get_nowait())
+            deferred = await self._handle(batch)
+            for item in batch:
+                if id(item.message) in deferred:
+                    later = _Received(
+                        replace(item.message, deferrals=item.message.deferrals + 1),
+                        item.mid,
+                        item.generation,
+                    )
+                    asyncio.get_running_loop().call_later(
+                        DEFER_DELAY, self._queue.put_nowait, later
+                    )
+                elif item.generation == self._generation:
+                    self._client.ack(item.mid, 1)
+
+    async def _handle(self, batch: list[_Received]) -> set[int]:
+        messages = [item.message for item in batch]
+        while True:
+            try:
+                return {id(m) for m in await self._handler(messages)}
+            except Exception:
+                log.exception("handling %d device messages failed; retrying", len(messages))
+                await asyncio.sleep(_RETRY_DELAY)

@@ -1,0 +1,571 @@
+"""Operations: created by operators, dispatched to devices over MQTT, moved by reports.
+
+Commands are delivered at least once: published when the operation is created, again for
+every open operation when the device asks (``op/sync``, after each of its connects), and
+at start-up for whatever was committed but never published. Status reports arrive in
+batches on the device link and are committed before the broker gets its PUBACK
+(``fleetgate.mqtt.device_link``); the transition table makes a redelivered or late report
+harmless. Every change is announced on the :class:`OperationFeed` the live views read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fleetgate.db.inventory import PgInventory
+from fleetgate.db.operations import DeviceTarget, OperationFilter, Outcome, PgOperations, Report
+from fleetgate.domain import operations as ops
+from fleetgate.domain import signing
+from fleetgate.domain.binaries import BinaryFile
+from fleetgate.domain.devices import ManagedObject
+from fleetgate.domain.errors import NotFound, ValidationFailed
+from fleetgate.domain.operations import Move, Operation, Status
+from fleetgate.domain.topics import DeviceLeaf, DeviceTopic
+from fleetgate.mqtt.device_link import DeviceMessage
+
+log = logging.getLogger(__name__)
+
+
+class Publisher(Protocol):
+    async def publish(self, topic: str, payload: bytes) -> None: ...
+
+
+class FileResolver(Protocol):
+    """The binaries a command names (``fleetgate.services.binaries.Binaries``)."""
+
+    async def resolve_url(self, tenant_id: str, url: str) -> BinaryFile | None: ...
+
+    async def store(
+        self,
+        tenant_id: str,
+        *,
+        name: str,
+        content_type: str,
+        chunks: AsyncIterable[bytes],
+        owner: str | None,
+        fragments: dict[str, Any] | None = None,
+    ) -> ManagedObject: ...
+
+    async def delete(self, tenant_id: str, binary_id: int) -> None: ...
+
+
+# --- the live feed ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FeedFilter:
+    tenant_id: str
+    device_id: int | None = None
+    bulk_operation_id: int | None = None
+    statuses: frozenset[Status] = frozenset()
+
+    def matches(self, op: Operation) -> bool:
+        return (
+            op.tenant_id == self.tenant_id
+            and (self.device_id is None or op.device_id == self.device_id)
+            and (self.bulk_operation_id is None or op.bulk_operation_id == self.bulk_operation_id)
+            and (not self.statuses or op.status in self.statuses)
+        )
+
+
+class FeedOverflow(Exception):
+    """A watcher fell too far behind; it must reconnect (and reload the list)."""
+
+
+class OperationFeed:
+    """Operation changes, fanned out to live watchers (in this process).
+
+    Each watcher has a bounded queue; one that cannot keep up is dropped with
+    :class:`FeedOverflow` instead of slowing down the service or growing without bound.
+    """
+
+    def __init__(self, queue_size: int = 10_000) -> None:
+        self._queue_size = queue_size
+        self._watchers: dict[
+            int, tuple[FeedFilter, asyncio.Queue[tuple[int, Operation] | None]]
+        ] = {}
+        self._next_watcher = 0
+        self._sequence = 0
+
+    def publish(self, changed: Iterable[Operation]) -> None:
+        for op in changed:
+            self._sequence += 1
+            for key, (flt, queue) in list(self._watchers.items()):
+                if not flt.matches(op):
+                    continue
+                if queue.qsize() >= self._queue_size - 1:
+                    queue.put_nowait(None)  # the overflow marker
+                    del self._watchers[key]
+                else:
+                    queue.put_nowait((self._sequence, op))
+
+    async def watch(self, flt: FeedFilter) -> AsyncGenerator[tuple[int, Operation]]:
+        """(sequence number, operation) of every matching change, from now on."""
+        queue: asyncio.Queue[tuple[int, Operation] | None] = asyncio.Queue()
+        key = self._next_watcher
+        self._next_watcher += 1
+        self._watchers[key] = (flt, queue)
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    raise FeedOverflow("the watcher fell behind by more than its queue")
+                yield item
+        finally:
+            self._watchers.pop(key, None)
+
+    @property
+    def watchers(self) -> int:
+        return len(self._watchers)
+
+
+# --- the service ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FileSigning:
+    secret: bytes
+    base_url: str
+    ttl: float
+
+
+#: Keys a device may not set through its inventory message.
+_RESERVED_INVENTORY = frozenset(
+    {"id", "self", "owner", "creationTime", "lastUpdated", "c8y_IsDevice", "c8y_Connection",
+     "c8y_Availability", "childDevices", "childAssets", "childAdditions"}
+)  # fmt: skip
+
+
+class Operations:
+    def __init__(
+        self,
+        store: PgOperations,
+        inventory: PgInventory,
+        files: FileResolver,
+        link: Publisher,
+        signing_: FileSigning,
+        feed: OperationFeed,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._inventory = inventory
+        self._files = files
+        self._link = link
+        self._signing = signing_
+        self.feed = feed
+        self._clock = clock
+
+    # --- operators ---------------------------------------------------------------------
+
+    async def create(self, tenant_id: str, body: dict[str, Any]) -> Operation:
+        device_id = _object_id(body.get("deviceId"), "deviceId")
+        device = await self._store.device(tenant_id, device_id)
+        if device is None:
+            raise NotFound(f"Device {device_id} not found", code="devicecontrol/Not Found")
+        if device.serial is None:
+            raise ValidationFailed(
+                f"Managed object {device_id} is not a device that connects (it has no"
+                " c8y_Serial external id)",
+                code="devicecontrol/Invalid Data",
+            )
+        supported = device.fragments.get("c8y_SupportedOperations")
+        supported = (
+            [s for s in supported if isinstance(s, str)] if isinstance(supported, list) else []
+        )
+        fragment_type = ops.command_fragment(body, supported)
+        ops.check_command(fragment_type, body[fragment_type])
+        files = await self._files_of(tenant_id, body[fragment_type])
+        await self._check_files(tenant_id, device, fragment_type, body[fragment_type], files)
+        description = body.get("description")
+        if description is not None and not isinstance(description, str):
+            raise ValidationFailed(
+                "description must be a string", code="devicecontrol/Invalid Data"
+            )
+        fragments = {k: v for k, v in body.items() if k not in ops.OWN_KEYS}
+        op = await self._store.create(
+            tenant_id,
+            device,
+            fragment_type=fragment_type,
+            description=description or _describe(fragment_type, body[fragment_type]),
+            fragments=fragments,
+        )
+        self.feed.publish([op])
+        await self._publish(op, files)
+        await self._store.mark_dispatched([op.id])
+        return op
+
+    async def _files_of(self, tenant_id: str, command: Any) -> dict[str, BinaryFile]:
+        r"""The binaries the command's ``url``\ s name (url → file); other urls are left out."""
+        files: dict[str, BinaryFile] = {}
+        for url in _urls(command):
+            found = await self._files.resolve_url(tenant_id, url)
+            if found is not None:
+                files[url] = found
+        return files
+
+    async def _check_files(
+        self,
+        tenant_id: str,
+        device: DeviceTarget,
+        fragment_type: str,
+        command: Any,
+        files: dict[str, BinaryFile],
+    ) -> None:
+        if fragment_type == ops.DOWNLOAD_CONFIG:
+            dumps = await self._store.configuration_dumps(tenant_id, command["url"])
+            if not dumps:
+                raise ValidationFailed(
+                    f"{command['url']} is not a file of the configuration repository",
+                    code="devicecontrol/Invalid Data",
+                )
+            reasons = [ops.offers_configuration(d, device.type, command.get("type")) for d in dumps]
+            if all(reasons):
+                raise ValidationFailed(
+                    f"This configuration cannot be sent to device {device.id}: {reasons[0]}",
+                    code="devicecontrol/Invalid Data",
+                )
+        if fragment_type == ops.UPLOAD_CONFIG:
+            declared = device.fragments.get("c8y_SupportedConfigurations")
+            if isinstance(declared, list) and command["type"] not in declared:
+                raise ValidationFailed(
+                    f"Device {device.id} does not support configuration type"
+                    f" {command['type']!r} (its c8y_SupportedConfigurations: "
+                    f"{', '.join(map(str, declared)) or 'none'})",
+                    code="devicecontrol/Invalid Data",
+                )
+        for url in _urls(command):
+            if "/inventory/binaries/" in url and url not in files:
+                raise ValidationFailed(f"No such file: {url}", code="devicecontrol/Invalid Data")
+
+    async def get(self, tenant_id: str, operation_id: int) -> Operation:
+        op = await self._store.get(tenant_id, operation_id)
+        if op is None:
+            raise NotFound(f"Operation {operation_id} not found", code="devicecontrol/Not Found")
+        return op
+
+    async def find(
+        self,
+        tenant_id: str,
+        flt: OperationFilter,
+        offset: int,
+        limit: int,
+        *,
+        revert: bool,
+        count: bool,
+    ) -> tuple[list[Operation], int | None]:
+        found = await self._store.find(tenant_id, flt, offset, limit, revert=revert)
+        total = await self._store.count(tenant_id, flt) if count else None
+        return found, total
+
+    async def update(self, tenant_id: str, operation_id: int, body: dict[str, Any]) -> Operation:
+        """An operator's PUT: a status move (same table as devices) and extra fragments."""
+        op = await self.get(tenant_id, operation_id)
+        for key in ("deviceId", op.fragment_type):
+            if key in body and body[key] != (
+                str(op.device_id) if key == "deviceId" else op.command
+            ):
+                raise ValidationFailed(
+                    f"{key} of an existing operation cannot be changed",
+                    code="devicecontrol/Invalid Data",
+                )
+        extra = {k: v for k, v in body.items() if k not in ops.OWN_KEYS and k != op.fragment_type}
+        description = body.get("description")
+        if description is not None and not isinstance(description, str):
+            raise ValidationFailed(
+                "description must be a string", code="devicecontrol/Invalid Data"
+            )
+        if extra or description is not None:
+            updated = await self._store.update_fields(tenant_id, operation_id, description, extra)
+            if updated is None:
+                raise NotFound(
+                    f"Operation {operation_id} not found", code="devicecontrol/Not Found"
+                )
+            op = updated
+        if "status" in body:
+            status = ops.parse_status(body["status"])
+            reason = body.get("failureReason")
+            if reason is not None and not isinstance(reason, str):
+                raise ValidationFailed(
+                    "failureReason must be a string", code="devicecontrol/Invalid Data"
+                )
+            if status is Status.FAILED and not reason:
+                reason = "Failed by an operator"
+            [outcome] = await self._store.apply(
+                [Report(operation_id, status, reason, tenant_id=tenant_id)]
+            )
+            if outcome.move is Move.ILLEGAL:
+                assert outcome.current is not None
+                raise ValidationFailed(
+                    ops.illegal_message(operation_id, outcome.current, status),
+                    code="devicecontrol/Invalid Data",
+                )
+            if outcome.operation is not None:
+                op = outcome.operation
+        self.feed.publish([op])
+        return op
+
+    # --- devices ----------------------------------------------------------------------
+
+    async def dispatch(self, operations: Iterable[Operation]) -> None:
+        """Publish the commands of ``operations`` (open ones) to their devices."""
+        sent: list[int] = []
+        for op in operations:
+            if op.status in ops.OPEN:
+                await self._publish(op, await self._files_of(op.tenant_id, op.command))
+                sent.append(op.id)
+        if sent:
+            await self._store.mark_dispatched(sent)
+
+    async def dispatch_undispatched(self) -> None:
+        """At start-up: commands committed but never published (the service died between)."""
+        while batch := await self._store.undispatched(1000):
+            await self.dispatch(batch)
+
+    async def _publish(self, op: Operation, files: dict[str, BinaryFile]) -> None:
+        command = self.command(op, files)
+        topic = str(DeviceTopic(op.serial, DeviceLeaf.OP_CMD))
+        await self._link.publish(topic, json.dumps(command).encode())
+
+    def command(self, op: Operation, files: dict[str, BinaryFile]) -> dict[str, Any]:
+        """What the device receives for ``op`` (docs/protocol.md, "Commands"); ``files``:
+        the binaries its urls name."""
+        expires = int(self._clock() + self._signing.ttl)
+
+        def signed(method: str, path: str) -> str:
+            secret, base = self._signing.secret, self._signing.base_url
+            return signing.sign(secret, base, method, path, op.serial, expires).url
+
+        def with_files(value: Any) -> Any:
+            if isinstance(value, list):
+                return [with_files(v) for v in value]
+            if not isinstance(value, dict):
+                return value
+            out = {k: with_files(v) for k, v in value.items()}
+            found = files.get(value["url"]) if isinstance(value.get("url"), str) else None
+            if found is not None:
+                url = signed("GET", signing.download_path(found.id))
+                out["file"] = {"url": url, "sha256": found.sha256, "size": found.length}
+            return out
+
+        command: dict[str, Any] = {
+            "id": str(op.id),
+            "type": op.fragment_type,
+            "description": op.description,
+            "payload": with_files(op.command),
+        }
+        if op.fragment_type == ops.UPLOAD_CONFIG:
+            url = signed("PUT", signing.snapshot_path(op.id))
+            command["upload"] = {"url": url, "method": "PUT"}
+        return command
+
+    async def on_device_messages(self, messages: list[DeviceMessage]) -> list[DeviceMessage]:
+        """The device link's batch handler: commits before it returns; returns the messages
+        to hand back later (an inventory message of a device whose registration — on its
+        connect event, handled elsewhere — is not committed yet)."""
+        reports: list[tuple[DeviceMessage, str, Report]] = []
+        syncs: list[str] = []
+        deferred: list[DeviceMessage] = []
+        for message in messages:
+            parsed = DeviceTopic.parse(message.topic)
+            if parsed is None:
+                log.warning("device message on an unexpected topic %s", message.topic)
+                continue
+            serial, leaf = parsed.device_id, parsed.leaf
+            try:
+                body = _json_object(message.payload)
+                if leaf is DeviceLeaf.OP_STATUS:
+                    reports.append((message, serial, _report(serial, body)))
+                elif leaf is DeviceLeaf.OP_SYNC:
+                    syncs.append(serial)
+                elif leaf is DeviceLeaf.INVENTORY:
+                    last_try = message.deferrals >= _MAX_DEFERRALS
+                    handled = await self._on_inventory(serial, body, last_try=last_try)
+                    if not handled:
+                        deferred.append(message)
+            except ValidationFailed as exc:
+                await self._error(serial, message.topic, "operations/badRequest", exc.message)
+        if reports:
+            outcomes = await self._store.apply([r for _, _, r in reports])
+            changed = [o.operation for o in outcomes if o.operation is not None]
+            self.feed.publish(changed)
+            for (message, serial, _), outcome in zip(reports, outcomes, strict=True):
+                await self._answer(serial, message.topic, outcome)
+        if syncs:
+            await self.dispatch(await self._store.open_for(sorted(set(syncs))))
+        return deferred
+
+    async def _answer(self, serial: str, topic: str, outcome: Outcome) -> None:
+        report = outcome.report
+        if outcome.move is None:
+            await self._error(
+                serial,
+                topic,
+                "operations/notFound",
+                f"Operation {report.operation_id} is not an operation of device {serial}",
+                report.operation_id,
+            )
+        elif outcome.move is Move.ILLEGAL:
+            assert outcome.current is not None
+            log.info(
+                "device %s: %s", serial,
+                ops.illegal_message(report.operation_id, outcome.current, report.status),
+            )  # fmt: skip
+            await self._error(
+                serial,
+                topic,
+                "operations/illegalTransition",
+                ops.illegal_message(report.operation_id, outcome.current, report.status),
+                report.operation_id,
+            )
+
+    async def _error(
+        self, serial: str, topic: str, error: str, message: str, operation_id: int | None = None
+    ) -> None:
+        body: dict[str, Any] = {"error": error, "message": message, "topic": topic}
+        if operation_id is not None:
+            body["id"] = str(operation_id)
+        await self._link.publish(
+            str(DeviceTopic(serial, DeviceLeaf.ERROR)), json.dumps(body).encode()
+        )
+
+    async def _on_inventory(self, serial: str, body: dict[str, Any], *, last_try: bool) -> bool:
+        """Merge a device's declaration; False when it is not registered yet (try later)."""
+        found = await self._store.serial_tenant(serial)
+        if found is None:
+            if not last_try:
+                return False
+            raise ValidationFailed(f"Device {serial} is not registered")
+        tenant_id, object_id = found
+        plain: dict[str, Any] = {}
+        for key in ("name", "type"):
+            if key in body:
+                value = body.pop(key)
+                if value is not None and not isinstance(value, str):
+                    raise ValidationFailed(f"{key} must be a string")
+                plain[key] = value
+        fragments = {k: v for k, v in body.items() if k not in _RESERVED_INVENTORY}
+        supported = fragments.get("c8y_SupportedOperations")
+        if supported is not None and not (
+            isinstance(supported, list) and all(isinstance(s, str) for s in supported)
+        ):
+            raise ValidationFailed("c8y_SupportedOperations must be a list of strings")
+        await self._inventory.update(tenant_id, object_id, plain, fragments)
+        return True
+
+    async def upload_snapshot(
+        self, operation_id: int, serial: str, content_type: str, chunks: AsyncIterable[bytes]
+    ) -> ManagedObject:
+        """Store the snapshot a device PUTs for its c8y_UploadConfigFile operation."""
+        op = await self._store.get_by_id(operation_id)
+        if op is None:
+            raise NotFound(f"Operation {operation_id} not found", code="devicecontrol/Not Found")
+        tenant_id = op.tenant_id
+        config_type = (op.command or {}).get("type")
+        binary = await self._files.store(
+            tenant_id,
+            name=f"{serial}-{config_type}-snapshot",
+            content_type=content_type,
+            chunks=chunks,
+            owner=None,
+        )
+        try:
+            replaced = await self._store.attach_snapshot(operation_id, serial, binary.id)
+        except Exception:
+            await self._files.delete(tenant_id, binary.id)
+            raise
+        if replaced is not None:
+            await self._files.delete(tenant_id, replaced)
+        return binary
+
+    async def sweep(self, pending_after: float, executing_after: float) -> list[Operation]:
+        """FAIL what stayed open too long (server-side timeouts)."""
+        timed_out = await self._store.time_out(pending_after, executing_after)
+        if timed_out:
+            log.info("%d operations timed out", len(timed_out))
+            self.feed.publish(timed_out)
+        return timed_out
+
+    async def sweep_forever(
+        self, pending_after: float, executing_after: float, every: float
+    ) -> None:
+        while True:
+            try:
+                await self.sweep(pending_after, executing_after)
+            except Exception:
+                log.exception("the operation timeout sweep failed")
+            await asyncio.sleep(every)
+
+
+#: An inventory message of a device not yet registered waits at most this many deferrals
+#: (``DEFER_DELAY`` apart: 30 s) before it is refused.
+_MAX_DEFERRALS = 60
+
+
+def _object_id(value: Any, name: str) -> int:
+    if isinstance(value, int | str) and str(value).isdigit() and int(value) > 0:
+        return int(value)
+    raise ValidationFailed(
+        f"{name} must be the id of a managed object", code="devicecontrol/Invalid Data"
+    )
+
+
+def _urls(value: Any) -> Iterable[str]:
+    if isinstance(value, list):
+        for v in value:
+            yield from _urls(v)
+    elif isinstance(value, dict):
+        url = value.get("url")
+        if isinstance(url, str):
+            yield url
+
+
+def _describe(fragment_type: str, command: Any) -> str:
+    if fragment_type == ops.FIRMWARE:
+        return f'Update firmware to: "{command["name"]}" (version: {command["version"]})'
+    if fragment_type == ops.SOFTWARE_UPDATE:
+        return "Apply software changes: " + ", ".join(
+            f"{c['action']} {c['name']}" + (f" {c['version']}" if c.get("version") else "")
+            for c in command
+        )
+    if fragment_type == ops.DOWNLOAD_CONFIG:
+        return f"Send configuration of type {command.get('type') or '(none)'}"
+    if fragment_type == ops.UPLOAD_CONFIG:
+        return f"Retrieve {command['type']} configuration snapshot from device"
+    return f"Execute {fragment_type}"
+
+
+def _json_object(payload: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed("the payload is not JSON") from None
+    if not isinstance(body, dict):
+        raise ValidationFailed("the payload must be a JSON object")
+    return body
+
+
+def _report(serial: str, body: dict[str, Any]) -> Report:
+    raw_id = body.get("id")
+    if not (isinstance(raw_id, str | int) and str(raw_id).isdigit()):
+        raise ValidationFailed('"id" must be the operation id')
+    status = ops.parse_status(body.get("status"))
+    reason = body.get("failureReason")
+    if reason is not None and not isinstance(reason, str):
+        raise ValidationFailed('"failureReason" must be a string')
+    return Report(int(raw_id), status, reason or None, serial=serial)
+
+
+__all__ = [
+    "FeedFilter",
+    "FeedOverflow",
+    "FileSigning",
+    "OperationFeed",
+    "Operations",
+]

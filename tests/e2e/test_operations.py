@@ -1,0 +1,503 @@
+"""Operations end to end: `fleetgate serve` on a real PostgreSQL and a real mosquitto with
+the plugin, devices of the SDK and the simulator with real certificates.
+
+The service runs as its own process so that it can be SIGKILLed and restarted; the broker
+is restarted in place (same persistence directory) for the broker-restart case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fleetgate.db.pool import drop_database, ensure_database
+from fleetgate.device import BrokerAddress, Command, DeviceClient, Inventory, Status
+from fleetgate.device.enrolment import StackInfo, ensure_device_certificates, ensure_fleet_ca
+from fleetgate.device.simulator import Simulation, SimulationConfig
+from integration.broker_support import RunningBroker, running_broker
+
+from conftest import free_port, shared_tmpdir
+
+pytestmark = pytest.mark.e2e
+
+TENANT = "t77"
+ADMIN = (f"{TENANT}/admin", "admin-secret-77")
+FIRMWARE_URL = "http://firmware.example/thermo-2.0.bin"  # not ours: no download
+
+
+class Serve:
+    """One `fleetgate serve` process, restartable, with its output kept in a file."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.process: asyncio.subprocess.Process | None = None
+        self.starts = 0
+
+    async def start(self) -> None:
+        self.starts += 1
+        log = (self.log_dir / f"serve-{self.starts}.log").open("wb")
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "fleetgate.cli", "serve",
+            env={**os.environ, **self.env}, stdout=log, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        log.close()
+        async with httpx.AsyncClient() as client:
+            for _ in range(1200):
+                if self.process.returncode is not None:
+                    break
+                with contextlib.suppress(httpx.TransportError):
+                    if (
+                        await client.get(f"{self.api_url}/user/currentUser", auth=ADMIN)
+                    ).is_success:
+                        return
+                await asyncio.sleep(0.05)
+        pytest.fail(f"fleetgate serve did not come up:\n{self.output}")
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['FLEETGATE_API_PORT']}"
+
+    @property
+    def output(self) -> str:
+        return "\n".join(
+            p.read_text(errors="replace") for p in sorted(self.log_dir.glob("serve-*.log"))
+        )
+
+    async def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        await self.process.wait()
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            await self.process.wait()
+
+
+@dataclass
+class Stack:
+    serve: Serve
+    broker: RunningBroker
+    info: StackInfo
+    workdir: Path
+    api: httpx.AsyncClient
+
+    def simulation(self, prefix: str, devices: int, **options: Any) -> Simulation:
+        config = SimulationConfig(
+            stack=self.info, devices=devices, state_dir=self.workdir / "simulator",
+            prefix=prefix, **options,
+        )  # fmt: skip
+        return Simulation(config)
+
+    async def object_id(self, device_id: str) -> str:
+        ext = await self.api.get(f"/identity/externalIds/c8y_Serial/{device_id}", auth=ADMIN)
+        assert ext.status_code == 200, ext.text
+        return str(ext.json()["managedObject"]["id"])
+
+    async def create(self, device_id: str, fragments: dict[str, Any]) -> dict[str, Any]:
+        body = {"deviceId": await self.object_id(device_id), **fragments}
+        created = await self.api.post("/devicecontrol/operations", json=body, auth=ADMIN)
+        assert created.status_code == 201, created.text
+        result: dict[str, Any] = created.json()
+        return result
+
+    async def operation(self, op_id: str) -> dict[str, Any]:
+        response = await self.api.get(f"/devicecontrol/operations/{op_id}", auth=ADMIN)
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def declared(self, device_ids: list[str]) -> bool:
+        for device_id in device_ids:
+            ext = await self.api.get(f"/identity/externalIds/c8y_Serial/{device_id}", auth=ADMIN)
+            if ext.status_code != 200:
+                return False
+            mo = await self.api.get(
+                f"/inventory/managedObjects/{ext.json()['managedObject']['id']}", auth=ADMIN
+            )
+            if "c8y_SupportedOperations" not in mo.json():
+                return False
+        return True
+
+    async def statuses(self, op_ids: list[str]) -> dict[str, str]:
+        """Every operation's status, read in pages of 2,000."""
+        found: dict[str, str] = {}
+        page = 1
+        while True:
+            response = await self.api.get(
+                f"/devicecontrol/operations?pageSize=2000&currentPage={page}", auth=ADMIN
+            )
+            batch = response.json()["operations"]
+            found.update({o["id"]: o["status"] for o in batch})
+            if len(batch) < 2000:
+                break
+            page += 1
+        return {i: found[i] for i in op_ids}
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, limit: float = 120) -> None:
+    """Poll ``check`` until it holds; fail naming ``what`` after a generous deadline."""
+    for _ in range(int(limit / 0.2)):
+        if await check():
+            return
+        await asyncio.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@contextlib.asynccontextmanager
+async def running(simulation: Simulation) -> AsyncIterator[Simulation]:
+    task = asyncio.create_task(simulation.run())
+    try:
+        await asyncio.wait_for(asyncio.shield(simulation.ready.wait()), timeout=180)
+        yield simulation
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.fixture(scope="module")
+async def stack(postgres_admin_url: str) -> AsyncIterator[Stack]:
+    name = f"fleetgate_e2e_{secrets.token_hex(6)}"
+    await ensure_database(postgres_admin_url, name)
+    workdir = shared_tmpdir("fleetgate-e2e-ops-")
+    try:
+        async with running_broker() as broker:
+            api_port = free_port()
+            base, _, _ = postgres_admin_url.rpartition("/")
+            env = {
+                "FLEETGATE_DATABASE_URL": f"{base}/{name}",
+                "FLEETGATE_MQTT_SERVICE_PORT": str(broker.config.service_port),
+                "FLEETGATE_MQTT_SERVICE_PASSWORD": broker.service_password,
+                "FLEETGATE_MQTT_CAPATH": str(broker.config.trusted_dir()),
+                "FLEETGATE_MQTT_DEVICE_LINK_CLIENT_ID": f"fleetgate-e2e-{secrets.token_hex(3)}",
+                "FLEETGATE_API_PORT": str(api_port),
+                "FLEETGATE_SEED_TENANT": TENANT,
+                "FLEETGATE_SEED_ADMIN_PASSWORD": ADMIN[1],
+                "FLEETGATE_SEED_MANAGEMENT_ADMIN_PASSWORD": "mgmt-secret-77",
+                "FLEETGATE_SEED_BOOTSTRAP_PASSWORD": "boot-secret-77",
+                "FLEETGATE_FILES_STORE": str(workdir / "files"),
+                "FLEETGATE_FILES_URL_SECRET": secrets.token_hex(32),
+                "FLEETGATE_LOG_LEVEL": "INFO",
+            }
+            serve = Serve(env, workdir)
+            await serve.start()
+            info = StackInfo(
+                api_url=serve.api_url,
+                mqtt_host="localhost",
+                mqtt_cert_port=broker.config.cert_port,
+                ca_file=broker.pki.ca_file,
+                admin={"tenant": TENANT, "username": "admin", "password": ADMIN[1]},
+            )
+            try:
+                async with httpx.AsyncClient(base_url=serve.api_url, timeout=30) as api:
+                    yield Stack(serve, broker, info, workdir, api)
+            finally:
+                await serve.stop()
+    finally:
+        await drop_database(postgres_admin_url, name)
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def firmware(version: str = "2.0") -> dict[str, Any]:
+    return {"c8y_Firmware": {"name": "thermo-fw", "version": version, "url": FIRMWARE_URL}}
+
+
+async def test_a_device_offline_at_creation_gets_its_operation_when_it_connects(
+    stack: Stack,
+) -> None:
+    simulation = stack.simulation("offline", 1, delay=0)
+    async with running(simulation):
+        await eventually(lambda: stack.declared(["offline-0001"]), "the declaration")
+    await eventually(
+        lambda: _connection(stack, "offline-0001", "DISCONNECTED"), "the device offline"
+    )
+    op = await stack.create("offline-0001", firmware("3.1"))
+    assert op["status"] == "PENDING"
+    async with running(stack.simulation("offline", 1, delay=0)):
+        await eventually(lambda: _status(stack, op["id"], "SUCCESSFUL"), "SUCCESSFUL")
+    device = (
+        await stack.api.get(
+            f"/inventory/managedObjects/{await stack.object_id('offline-0001')}", auth=ADMIN
+        )
+    ).json()
+    assert device["c8y_Firmware"] == firmware("3.1")["c8y_Firmware"]
+
+
+async def test_a_file_whose_sha256_does_not_match_fails_with_the_reason(stack: Stack) -> None:
+    url = await _upload(stack, "fw.bin", b"\x7fELF" + bytes(range(256)) * 64)
+    simulation = stack.simulation("sha", 2, delay=0, corrupt_downloads=frozenset({"sha-0002"}))
+    async with running(simulation):
+        await eventually(lambda: stack.declared(["sha-0001", "sha-0002"]), "the declarations")
+        fw = {"c8y_Firmware": {"name": "fw", "version": "9", "url": url}}
+        good = await stack.create("sha-0001", fw)
+        bad = await stack.create("sha-0002", fw)
+        await eventually(lambda: _status(stack, bad["id"], "FAILED"), "FAILED")
+        await eventually(lambda: _status(stack, good["id"], "SUCCESSFUL"), "SUCCESSFUL")
+    reason = (await stack.operation(bad["id"]))["failureReason"]
+    assert reason.startswith("SHA-256 mismatch: expected 0000")
+    assert hashlib.sha256(b"\x7fELF" + bytes(range(256)) * 64).hexdigest() in reason
+
+
+async def test_a_download_is_resumed_with_range(stack: Stack) -> None:
+    content = os.urandom(300_000)
+    url = await _upload(stack, "big.bin", content)
+    ca = await asyncio.to_thread(ensure_fleet_ca, stack.workdir / "simulator")
+    # The simulator trusts its CA once; this device uses the same CA.
+    async with running(stack.simulation("range", 1, delay=0)):
+        pass
+    logins = await asyncio.to_thread(
+        ensure_device_certificates, stack.workdir / "simulator", ca, ["range-dev"]
+    )
+    statuses: list[int] = []
+    ranges: list[str] = []
+
+    async def seen(response: httpx.Response) -> None:
+        statuses.append(response.status_code)
+        ranges.append(response.request.headers.get("range", ""))
+
+    dest = stack.workdir / "range" / "fw.bin"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def carry_out(device: DeviceClient, command: Command) -> None:
+        await device.report(command.id, Status.EXECUTING)
+        [file] = command.files
+        # An earlier attempt stopped after 100,000 bytes.
+        dest.with_name(dest.name + ".part").write_bytes(content[:100_000])
+        path = await device.download(file, dest)
+        got.set_result(path.read_bytes())
+
+    broker = BrokerAddress("localhost", stack.broker.config.cert_port, stack.broker.pki.ca_file)
+    async with httpx.AsyncClient(event_hooks={"response": [seen]}) as http:
+        device = DeviceClient(
+            "range-dev", broker, logins["range-dev"], on_operation=carry_out, http=http
+        )
+        task = asyncio.create_task(device.run())
+        try:
+            await device.wait_connected()
+            await device.declare(Inventory(supported_operations=["c8y_Firmware"]))
+            await eventually(lambda: stack.declared(["range-dev"]), "the declaration")
+            op = await stack.create(
+                "range-dev", {"c8y_Firmware": {"name": "f", "version": "1", "url": url}}
+            )
+            assert await asyncio.wait_for(got, timeout=60) == content
+            await eventually(lambda: _status(stack, op["id"], "SUCCESSFUL"), "SUCCESSFUL")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert statuses == [206]
+    assert ranges == ["bytes=100000-"]
+
+
+async def test_configuration_snapshot_lands_in_the_repository(stack: Stack) -> None:
+    async with running(stack.simulation("cfg", 1, delay=0)):
+        await eventually(lambda: stack.declared(["cfg-0001"]), "the declaration")
+        op = await stack.create("cfg-0001", {"c8y_UploadConfigFile": {"type": "ssh"}})
+        again = await stack.api.post(
+            "/devicecontrol/operations",
+            json={"deviceId": op["deviceId"], "c8y_UploadConfigFile": {"type": "ssh"}},
+            auth=ADMIN,
+        )
+        assert again.status_code in (201, 409)  # 409 while the first is still open
+        await eventually(lambda: _status(stack, op["id"], "SUCCESSFUL"), "SUCCESSFUL")
+    dumps = (
+        await stack.api.get(
+            "/inventory/managedObjects?type=c8y_ConfigurationDump&pageSize=100", auth=ADMIN
+        )
+    ).json()["managedObjects"]
+    mine = [d for d in dumps if "cfg-0001" in d["description"]]
+    assert mine
+    assert mine[0]["configurationType"] == "ssh"
+    assert mine[0]["deviceType"] == "fleetgate-simulator"
+    content = await stack.api.get(mine[0]["url"], auth=ADMIN)
+    assert b"ssh" in content.content
+
+
+async def test_operators_watch_changes_live(stack: Stack) -> None:
+    async with running(stack.simulation("watch", 1, delay=0.2)):
+        await eventually(lambda: stack.declared(["watch-0001"]), "the declaration")
+        device = await stack.object_id("watch-0001")
+        seen: list[str] = []
+        async with stack.api.stream(
+            "GET", f"/devicecontrol/operations/stream?deviceId={device}", auth=ADMIN
+        ) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            op = await stack.create("watch-0001", firmware("5"))
+            async for line in stream.aiter_lines():
+                if line.startswith("data: "):
+                    event = json.loads(line[6:])
+                    assert event["id"] == op["id"]
+                    seen.append(event["status"])
+                    if event["status"] == "SUCCESSFUL":
+                        break
+        assert seen == ["PENDING", "EXECUTING", "SUCCESSFUL"]
+    stack_file = stack.workdir / "stack.json"
+    stack_file.write_text(json.dumps({**stack.info.model_dump(mode="json")}))
+    watch = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fleetgate.cli", "ops", "watch", "--stack", str(stack_file),
+        "--device", device, "--once", stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await watch.communicate()
+    assert watch.returncode == 0, output.decode()
+    assert op["id"] in output.decode()
+    assert "SUCCESSFUL" in output.decode()
+
+
+async def test_sigkill_of_the_service_loses_no_acknowledged_status(stack: Stack) -> None:
+    """1,000 devices report while the service is SIGKILLed and restarted: afterwards every
+    operation has the last status its device got acknowledged, none lost, none moved back."""
+    count = 1000
+    simulation = stack.simulation("kill", count, delay=2.0, failure_rate=0.2, connect_parallel=16)
+    before = await _declared(stack)
+    async with running(simulation):
+        ids = simulation.config.device_ids
+
+        async def all_declared() -> bool:
+            return await _declared(stack) >= before + count
+
+        await eventually(all_declared, "the declarations", limit=240)
+        gate = asyncio.Semaphore(16)
+
+        async def create(device_id: str) -> str:
+            async with gate:
+                return str((await stack.create(device_id, firmware("7")))["id"])
+
+        op_ids = await asyncio.gather(*(create(d) for d in ids))
+        device_of = dict(zip(op_ids, ids, strict=True))
+        await eventually(
+            lambda: _some_reported(simulation, count // 10), "the first reports", limit=60
+        )
+        await stack.serve.kill()
+        reported_at_kill = sum(len(v) for v in simulation.acknowledged.values())
+        await asyncio.sleep(1.0)  # devices go on reporting to the broker meanwhile
+        await stack.serve.start()
+
+        async def all_final() -> bool:
+            acked = simulation.acknowledged
+            return all(
+                acked.get(device_of[i], {}).get(i) in (Status.SUCCESSFUL, Status.FAILED)
+                for i in op_ids
+            )
+
+        await eventually(all_final, "every device to finish", limit=240)
+
+        async def database_agrees() -> bool:
+            statuses = await stack.statuses(op_ids)
+            return all(
+                statuses[i] == simulation.acknowledged[device_of[i]][i].value for i in op_ids
+            )
+
+        await eventually(database_agrees, "the database to hold every acknowledged status")
+    statuses = await stack.statuses(op_ids)
+    assert reported_at_kill < 2 * count  # the kill happened while reports were flowing
+    assert set(statuses.values()) <= {"SUCCESSFUL", "FAILED"}
+    assert list(statuses.values()).count("FAILED") > 0  # failure_rate: both kinds present
+
+
+async def test_a_broker_restart_mid_operation_loses_nothing(stack: Stack) -> None:
+    count = 40
+    simulation = stack.simulation("restart", count, delay=3.0, connect_parallel=16)
+    async with running(simulation):
+        await eventually(
+            lambda: stack.declared(list(simulation.config.device_ids)), "the declarations"
+        )
+        op_ids = [
+            str((await stack.create(d, firmware("8")))["id"]) for d in simulation.config.device_ids
+        ]
+        await eventually(lambda: _some_reported(simulation, 1), "the first reports", limit=60)
+        await stack.broker.process.stop()
+        await asyncio.sleep(0.5)
+        await stack.broker.process.start()
+        await eventually(
+            lambda: _all_status(stack, op_ids, "SUCCESSFUL"),
+            "every operation SUCCESSFUL",
+            limit=180,
+        )
+    device = (
+        await stack.api.get(
+            f"/inventory/managedObjects/{await stack.object_id('restart-0001')}", auth=ADMIN
+        )
+    ).json()
+    assert device["c8y_Firmware"]["version"] == "8"
+
+
+async def _status(stack: Stack, op_id: str, status: str) -> bool:
+    return (await stack.operation(op_id))["status"] == status
+
+
+async def _all_status(stack: Stack, op_ids: list[str], status: str) -> bool:
+    return set((await stack.statuses(op_ids)).values()) == {status}
+
+
+async def _connection(stack: Stack, device_id: str, status: str) -> bool:
+    mo = await stack.api.get(
+        f"/inventory/managedObjects/{await stack.object_id(device_id)}", auth=ADMIN
+    )
+    return bool(mo.json().get("c8y_Connection", {}).get("status") == status)
+
+
+async def _declared(stack: Stack) -> int:
+    """How many simulated devices have declared themselves."""
+    response = await stack.api.get(
+        "/inventory/managedObjects?fragmentType=c8y_SupportedOperations&type=fleetgate-simulator"
+        "&pageSize=1&withTotalPages=true",
+        auth=ADMIN,
+    )
+    return int(response.json()["statistics"]["totalElements"])
+
+
+async def _some_reported(simulation: Simulation, count: int) -> bool:
+    return sum(len(v) for v in simulation.acknowledged.values()) >= count
+
+
+async def _upload(stack: Stack, name: str, data: bytes) -> str:
+    response = await stack.api.post(
+        "/inventory/binaries",
+        files={
+            "object": (None, json.dumps({"name": name, "type": "application/octet-stream"})),
+            "file": (name, data, "application/octet-stream"),
+        },
+        auth=ADMIN,
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["self"])
+
+
+async def test_fleetgate_simulate_runs_devices_until_stopped(stack: Stack) -> None:
+    stack_file = stack.workdir / "stack-cli.json"
+    stack_file.write_text(json.dumps(stack.info.model_dump(mode="json")))
+    simulate = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fleetgate.cli", "simulate", "--stack", str(stack_file),
+        "--devices", "3", "--prefix", "cli", "--delay", "0", "--summary-interval", "1",
+        "--state-dir", str(stack.workdir / "simulator"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        ids = ["cli-0001", "cli-0002", "cli-0003"]
+        await eventually(lambda: stack.declared(ids), "the simulated devices")
+        op = await stack.create("cli-0003", firmware("4.2"))
+        await eventually(lambda: _status(stack, op["id"], "SUCCESSFUL"), "SUCCESSFUL")
+    finally:
+        simulate.send_signal(signal.SIGTERM)
+        output, _ = await simulate.communicate()
+    assert simulate.returncode == 0, output.decode()
+    assert "all 3 devices declared" in output.decode()

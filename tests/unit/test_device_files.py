@@ -1,0 +1,186 @@
+"""Downloads that resume and verify, uploads that replace, against an in-process HTTP
+server (httpx.MockTransport) that can break off a body or ignore ``Range``."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fleetgate.device import (
+    FileInfo,
+    FileVerificationFailed,
+    TransferFailed,
+    UploadTarget,
+    download,
+    upload,
+)
+
+CONTENT = bytes(range(256)) * 400  # 100 kB
+URL = "http://files.test/files/17?signature=secret"
+
+
+class _BrokenBody(httpx.AsyncByteStream):
+    """Sends ``data`` and then fails as a dropped connection does."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.data
+        raise httpx.RemoteProtocolError("peer closed connection without sending complete body")
+
+
+@dataclass
+class FileServer:
+    content: bytes = CONTENT
+    #: Break off the next responses after this many bytes of body, one entry each.
+    breaks: list[int] = field(default_factory=list)
+    honour_range: bool = True
+    status: int | None = None
+    ranges: list[str | None] = field(default_factory=list)
+    uploads: list[tuple[str, bytes, str]] = field(default_factory=list)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if self.status is not None:
+            return httpx.Response(self.status)
+        if request.method in ("PUT", "POST"):
+            self.uploads.append(
+                (request.method, request.read(), request.headers.get("content-type", ""))
+            )
+            return httpx.Response(201)
+        asked = request.headers.get("range")
+        self.ranges.append(asked)
+        start, code, headers = 0, 200, {}
+        match = re.fullmatch(r"bytes=(\d+)-", asked or "")
+        if match and self.honour_range:
+            start, code = int(match.group(1)), 206
+            if start >= len(self.content):
+                return httpx.Response(416)
+            end = len(self.content) - 1
+            headers["content-range"] = f"bytes {start}-{end}/{len(self.content)}"
+        body = self.content[start:]
+        headers["content-length"] = str(len(body))
+        if self.breaks:
+            return httpx.Response(
+                code, headers=headers, stream=_BrokenBody(body[: self.breaks.pop(0)])
+            )
+        return httpx.Response(code, headers=headers, content=body)
+
+
+def info(content: bytes = CONTENT, **changes: object) -> FileInfo:
+    fields = {"url": URL, "sha256": hashlib.sha256(content).hexdigest(), "size": len(content)}
+    return FileInfo.model_validate({**fields, **changes})
+
+
+def client(server: FileServer) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.MockTransport(server))
+
+
+async def test_a_plain_download_lands_in_dest(tmp_path: Path) -> None:
+    server = FileServer()
+    async with client(server) as http:
+        dest = await download(info(), tmp_path / "sub" / "fw.bin", http=http)
+    assert dest.read_bytes() == CONTENT
+    assert not (tmp_path / "sub" / "fw.bin.part").exists()
+    assert server.ranges == [None]
+
+
+async def test_a_broken_body_is_resumed_with_range(tmp_path: Path) -> None:
+    server = FileServer(breaks=[30_000, 20_000])
+    async with client(server) as http:
+        dest = await download(info(), tmp_path / "fw.bin", http=http, retry_delay=0)
+    assert dest.read_bytes() == CONTENT
+    assert server.ranges == [None, "bytes=30000-", "bytes=50000-"]
+
+
+async def test_a_part_left_by_an_earlier_run_is_resumed(tmp_path: Path) -> None:
+    (tmp_path / "fw.bin.part").write_bytes(CONTENT[:12_345])
+    server = FileServer()
+    async with client(server) as http:
+        await download(info(), tmp_path / "fw.bin", http=http)
+    assert (tmp_path / "fw.bin").read_bytes() == CONTENT
+    assert server.ranges == ["bytes=12345-"]
+
+
+async def test_a_part_of_another_file_is_replaced_by_a_fresh_download(tmp_path: Path) -> None:
+    (tmp_path / "fw.bin.part").write_bytes(b"x" * 5000)  # left by another firmware
+    server = FileServer()
+    async with client(server) as http:
+        await download(info(), tmp_path / "fw.bin", http=http, retry_delay=0)
+    assert (tmp_path / "fw.bin").read_bytes() == CONTENT
+    assert server.ranges == ["bytes=5000-", None]
+
+
+async def test_a_server_answering_200_to_a_range_sends_it_all_again(tmp_path: Path) -> None:
+    (tmp_path / "fw.bin.part").write_bytes(b"x" * 5000)  # wrong bytes: they must go
+    server = FileServer(honour_range=False)
+    async with client(server) as http:
+        await download(info(), tmp_path / "fw.bin", http=http)
+    assert (tmp_path / "fw.bin").read_bytes() == CONTENT
+    assert server.ranges == ["bytes=5000-"]
+
+
+async def test_a_sha256_mismatch_fails_with_a_reason_and_starts_over_next_time(
+    tmp_path: Path,
+) -> None:
+    wrong = "0" * 64
+    async with client(FileServer()) as http:
+        with pytest.raises(FileVerificationFailed) as caught:
+            await download(info(sha256=wrong), tmp_path / "fw.bin", http=http)
+    actual = hashlib.sha256(CONTENT).hexdigest()
+    assert str(caught.value) == f"SHA-256 mismatch: expected {wrong}, got {actual}"
+    assert not (tmp_path / "fw.bin").exists()
+    assert not (tmp_path / "fw.bin.part").exists()
+
+
+async def test_a_size_mismatch_fails(tmp_path: Path) -> None:
+    async with client(FileServer()) as http:
+        with pytest.raises(FileVerificationFailed, match="more than the expected 100 bytes"):
+            await download(info(size=100), tmp_path / "a", http=http)
+        with pytest.raises(TransferFailed, match="body ended after 102400 of 200000 bytes"):
+            await download(info(size=200_000), tmp_path / "b", http=http, retry_delay=0)
+
+
+async def test_an_http_error_is_not_retried_and_hides_the_signature(tmp_path: Path) -> None:
+    server = FileServer(status=403)
+    async with client(server) as http:
+        with pytest.raises(TransferFailed) as caught:
+            await download(info(), tmp_path / "fw.bin", http=http)
+    assert str(caught.value) == "Download of http://files.test/files/17 failed: HTTP 403"
+    assert "secret" not in str(caught.value)
+
+
+async def test_a_network_that_keeps_failing_gives_up(tmp_path: Path) -> None:
+    server = FileServer(breaks=[10, 10, 10])
+    async with client(server) as http:
+        with pytest.raises(TransferFailed, match="failed after 3 attempts"):
+            await download(info(), tmp_path / "fw.bin", http=http, retry_delay=0)
+    assert (tmp_path / "fw.bin.part").stat().st_size == 30  # kept for the next try
+
+
+async def test_uploads_send_bytes_or_a_file(tmp_path: Path) -> None:
+    server = FileServer()
+    target = UploadTarget(url="http://files.test/up/1?signature=s")
+    snapshot = tmp_path / "snapshot.txt"
+    snapshot.write_bytes(b"from a file\n")
+    async with client(server) as http:
+        await upload(target, b"bytes\n", http=http, content_type="text/plain")
+        await upload(target, snapshot, http=http)
+    assert server.uploads == [
+        ("PUT", b"bytes\n", "text/plain"),
+        ("PUT", b"from a file\n", "application/octet-stream"),
+    ]
+
+
+async def test_a_refused_upload_fails(tmp_path: Path) -> None:
+    async with client(FileServer(status=403)) as http:
+        with pytest.raises(
+            TransferFailed, match=r"Upload to http://files\.test/up/1 failed: HTTP 403"
+        ):
+            await upload(UploadTarget(url="http://files.test/up/1?s=1"), b"x", http=http)

@@ -5,9 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fleetgate.domain.users import Role, Tenant, User
+
+#: "Now" for tests that check certificates against a fixed clock. Certificates made during
+#: the run start five minutes before they are made (the PKI backdates them); a clock read
+#: when a test module is imported falls behind them once the run is longer than that (a
+#: CI run found it: the unit tests run last), so the fixed clock stands an hour after the
+#: import instead. Test certificates are valid for days.
+CERTIFICATE_CLOCK = datetime.now(UTC) + timedelta(hours=1)
 
 
 class InMemoryUsers:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime as dt
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,7 +12,9 @@ from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.trust import parse_trusted_certificate
 from fleetgate.pki import generate_ca
 
-NOW = dt.datetime.now(dt.UTC)
+from fakes import CERTIFICATE_CLOCK
+
+NOW = CERTIFICATE_CLOCK
 _CA_PEM = generate_ca("Property CA").cert_pem().decode()
 _CA_BODY = "".join(_CA_PEM.splitlines()[1:-1])
 

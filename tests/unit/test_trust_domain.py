@@ -27,7 +27,9 @@ from fleetgate.domain.trust import (
 )
 from fleetgate.pki import Issued, generate_ca, issue_client_certificate
 
-NOW = dt.datetime.now(dt.UTC)
+from fakes import CERTIFICATE_CLOCK
+
+NOW = CERTIFICATE_CLOCK
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,9 @@ from fleetgate.mqtt import control
 from fleetgate.pki import generate_ca, issue_client_certificate
 from fleetgate.services.trust import TrustedCertificates, broker_lines
 
-NOW = dt.datetime.now(dt.UTC)
+from fakes import CERTIFICATE_CLOCK
+
+NOW = CERTIFICATE_CLOCK
 
 
 class InMemoryTrust:

@@ -10,6 +10,10 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from pydantic import SecretStr
+
+from fleetgate.config import MqttSettings
+from fleetgate.mqtt.bridge import BrokerBridge
 
 from broker_support import RunningBroker, can_connect, device_client, running_broker
 from conftest import free_port
@@ -141,3 +145,29 @@ async def test_serve_with_wrong_broker_password_keeps_retrying_without_being_rea
     finally:
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), 30)
+
+
+async def test_a_refused_bridge_stops_whenever_it_is_cancelled(broker: RunningBroker) -> None:
+    """Cancelled at any moment of its refused connection attempts, the bridge stops.
+
+    (CI found `serve` ignoring SIGTERM: aiomqtt reported a cancellation that arrived with
+    the broker's refusal as the refusal, and the retry loop went on.)
+    """
+    settings = MqttSettings(
+        service_port=broker.config.service_port,
+        service_password=SecretStr("not-the-service-password"),
+        reconnect_min=0.01,
+        reconnect_max=0.02,
+    )
+
+    async def no_state() -> list[str]:
+        return []
+
+    for step in range(40):
+        bridge = BrokerBridge(settings, no_state)
+        task = asyncio.create_task(bridge.run())
+        await asyncio.sleep(0.005 * step)  # spread over several attempts
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=10)
+        assert done, f"the bridge went on after being cancelled at {0.005 * step:.3f} s"
+        assert task.cancelled()

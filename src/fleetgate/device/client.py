@@ -42,6 +42,7 @@ from fleetgate.device.journal import Action, OperationJournal
 from fleetgate.device.messages import ErrorReport, Inventory, encode_status, parse_error_report
 from fleetgate.domain.errors import ConfigurationError, FleetgateError
 from fleetgate.domain.topics import DeviceLeaf, DeviceTopic
+from fleetgate.mqtt.cancellation import raise_if_cancelling
 from fleetgate.mqtt.control import device_username
 
 __all__ = [
@@ -251,6 +252,7 @@ class DeviceClient:
                     try:
                         await self._serve()
                     except (aiomqtt.MqttError, DeviceError) as exc:
+                        raise_if_cancelling(exc)
                         self._log_loss(exc, lost=self.connections > before, attempt=attempt)
                     attempt = 0 if self.connections > before else attempt + 1
                     await asyncio.sleep(self._reconnect.delay(attempt, self._rng))
@@ -414,6 +416,7 @@ class DeviceClient:
                 await session.publish(topic, payload)
                 return
             except aiomqtt.MqttError as exc:
+                raise_if_cancelling(exc)
                 log.debug("device %s: publish to %s again (%s)", self.device_id, topic, exc)
                 # Not asyncio.wait_for: in 3.11 it swallows a cancellation that arrives as
                 # the awaited event fires, and this loop would then outlive the client.

@@ -25,6 +25,7 @@ import aiomqtt
 
 from fleetgate.config import MqttSettings, reveal
 from fleetgate.mqtt import control
+from fleetgate.mqtt.cancellation import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class BrokerBridge:
             try:
                 await self._session()
             except aiomqtt.MqttError as exc:
+                raise_if_cancelling(exc)
                 if self.synced.is_set():
                     log.warning("lost the broker connection: %s", exc)
                     delay = self._settings.reconnect_min
@@ -110,6 +112,7 @@ class BrokerBridge:
             try:
                 await client.publish(control.CONTROL_TOPIC, control.message(lines), qos=1)
             except aiomqtt.MqttError as exc:
+                raise_if_cancelling(exc)
                 log.warning("could not push %d control lines (next sync will): %s", len(lines), exc)
 
     async def resync(self) -> None:
@@ -121,6 +124,7 @@ class BrokerBridge:
             try:
                 await self._full_sync(client)  # live sessions are unchanged by a resync
             except (aiomqtt.MqttError, TimeoutError) as exc:
+                raise_if_cancelling(exc)
                 log.warning("resync failed (the next connect will redo it): %s", exc)
 
     async def _session(self) -> None:
@@ -219,6 +223,7 @@ class BrokerBridge:
                 if reply is not None:
                     await client.publish(reply[0], reply[1], qos=1)
             except aiomqtt.MqttError as exc:
+                raise_if_cancelling(exc)
                 log.warning("could not answer %s: %s", topic, exc)
             except Exception:
                 log.exception("answering %s failed", topic)

@@ -22,7 +22,7 @@ import pytest
 from fastapi import FastAPI
 
 from fleetgate.db.migrations import migrate
-from fleetgate.db.pool import drop_database, ensure_database
+from fleetgate.db.pool import create_pool, drop_database, ensure_database
 from fleetgate.stack.processes import pick_free_ports
 
 
@@ -92,9 +92,8 @@ async def database_url(empty_database_url: str) -> str:
 
 @pytest.fixture
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    """A connection pool on a fresh, migrated database."""
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=10)
-    assert pool is not None
+    """A connection pool on a fresh, migrated database, made as the service makes it."""
+    pool = await create_pool(database_url, min_size=1, max_size=10)
     try:
         yield pool
     finally:

@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 
 from fleetgate.db.inventory import insert_object, object_of_row
+from fleetgate.db.pool import holds_session_state
 from fleetgate.domain.binaries import BinaryFile, file_fragments
 from fleetgate.domain.devices import ManagedObject
 
@@ -82,6 +83,7 @@ class PgBinaries:
         ``async with`` block, with a connection to change binaries of that content."""
         keys = sorted({_lock_key(s) for s in sha256})
         async with self._pool.acquire() as conn:
+            holds_session_state(conn)  # an unlock that never ran must not outlive us
             for key in keys:
                 await conn.execute("SELECT pg_advisory_lock($1, $2)", _LOCK_SPACE, key)
             try:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import asyncpg
 
+from fleetgate.db.pool import holds_session_state
 from fleetgate.domain.errors import FleetgateError
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ def pending(available: list[Migration], applied: dict[int, str]) -> list[Migrati
 async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply every pending migration; returns the labels applied."""
     available = load_migrations(directory)
+    holds_session_state(conn)
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
     try:
         await conn.execute(

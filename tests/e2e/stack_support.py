@@ -58,6 +58,10 @@ class Up:
         self.process.send_signal(signal.SIGTERM)
         try:
             code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()  # not left running after the test; the test fails
+            self.process.wait()
+            raise
         finally:
             self._log.close()
         return code

@@ -39,6 +39,18 @@ async def start_serve(env: dict[str, str]) -> asyncio.subprocess.Process:
     )
 
 
+async def stop_serve(process: asyncio.subprocess.Process) -> int:
+    """SIGTERM, as an operator stops it; a service that ignores it fails the test and is
+    killed rather than left running."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return await asyncio.wait_for(process.wait(), 30)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise AssertionError("fleetgate serve ignored SIGTERM for 30 s") from None
+
+
 async def wait_for_api(url: str, process: asyncio.subprocess.Process) -> None:
     async with httpx.AsyncClient() as client:
         for _ in range(600):
@@ -97,8 +109,7 @@ async def test_serve_uses_the_external_database_and_broker(
         else:
             pytest.fail("the bootstrap account never reached the broker")
     finally:
-        process.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(process.wait(), 30)
+        code = await stop_serve(process)
     assert code == 0
 
 
@@ -143,8 +154,7 @@ async def test_serve_with_wrong_broker_password_keeps_retrying_without_being_rea
             seen += line
         assert b"fleetgate service ready" not in seen
     finally:
-        process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(process.wait(), 30)
+        await stop_serve(process)
 
 
 async def test_a_refused_bridge_stops_whenever_it_is_cancelled(broker: RunningBroker) -> None:

@@ -17,7 +17,7 @@ from fleetgate.api import media
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import MAX_BODY, parse_object_id
 from fleetgate.api.paging import Page, paging
-from fleetgate.api.routes.inventory import devices, object_body
+from fleetgate.api.routes.inventory import id_list, object_body, object_page
 from fleetgate.db.inventory import ObjectFilter
 from fleetgate.domain.binaries import DEFAULT_CONTENT_TYPE, IS_BINARY, BinaryFile, upload_metadata
 from fleetgate.domain.devices import ManagedObject
@@ -96,18 +96,10 @@ async def list_binaries(
     owner: str | None = None,
     ids: str | None = None,
 ) -> JSONResponse:
-    id_list = tuple(parse_object_id(i) for i in ids.split(",") if i) if ids else None
     # Binaries are exactly the managed objects marked c8y_IsBinary (the mark cannot be
     # added or removed through the inventory), so the inventory's own query lists them.
-    flt = ObjectFilter(type=type, owner=owner, ids=id_list, fragment_type=IS_BINARY)
-    found, total = await devices(request).find_objects(
-        principal.tenant.id, flt, page.offset, page.size, count=page.with_total_pages
-    )
-    base = context(request).base_url
-    body = page.collection(
-        request, base, "managedObjects", [object_body(o, base) for o in found], total
-    )
-    return media.c8y_json(body, media.MANAGED_OBJECT_COLLECTION)
+    flt = ObjectFilter(type=type, owner=owner, ids=id_list(ids), fragment_type=IS_BINARY)
+    return await object_page(request, principal, flt, page)
 
 
 @router.post("/inventory/binaries")

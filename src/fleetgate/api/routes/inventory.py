@@ -101,8 +101,19 @@ async def list_objects(
     owner: str | None = None,
     ids: str | None = None,
 ) -> JSONResponse:
-    id_list = tuple(parse_object_id(i) for i in ids.split(",") if i) if ids else None
-    flt = ObjectFilter(type=type, fragment_type=fragment_type, owner=owner, ids=id_list)
+    flt = ObjectFilter(type=type, fragment_type=fragment_type, owner=owner, ids=id_list(ids))
+    return await object_page(request, principal, flt, page)
+
+
+def id_list(ids: str | None) -> tuple[int, ...] | None:
+    """The ``ids`` query parameter: comma-separated managed object ids."""
+    return tuple(parse_object_id(i) for i in ids.split(",") if i) if ids else None
+
+
+async def object_page(
+    request: Request, principal: Principal, flt: ObjectFilter, page: Page
+) -> JSONResponse:
+    """One page of the tenant's managed objects that pass ``flt``, as a collection."""
     objects, total = await devices(request).find_objects(
         principal.tenant.id, flt, page.offset, page.size, count=page.with_total_pages
     )

@@ -27,6 +27,7 @@ from fleetgate.db.pool import drop_database, ensure_database
 from fleetgate.device import BrokerAddress, Command, DeviceClient, Inventory, Status
 from fleetgate.device.enrolment import StackInfo, ensure_device_certificates, ensure_fleet_ca
 from fleetgate.device.simulator import Simulation, SimulationConfig
+from fleetgate.watch.sse import EventStreamParser, ServerSentEvent
 from integration.broker_support import RunningBroker, running_broker
 
 from conftest import free_port, shared_tmpdir
@@ -360,6 +361,48 @@ async def test_operators_watch_changes_live(stack: Stack) -> None:
     assert watch.returncode == 0, output.decode()
     assert op["id"] in output.decode()
     assert "SUCCESSFUL" in output.decode()
+
+
+async def test_a_watcher_resumes_with_last_event_id(stack: Stack) -> None:
+    """Changes made while a watcher was away are replayed after its last event's id; an
+    id the service cannot resume from gets `reset`."""
+    async with running(stack.simulation("resume", 1, delay=0.2)):
+        await eventually(lambda: stack.declared(["resume-0001"]), "the declaration")
+        device = await stack.object_id("resume-0001")
+        path = f"/devicecontrol/operations/stream?deviceId={device}"
+        async with stack.api.stream("GET", path, auth=ADMIN) as stream:
+            first = await stack.create("resume-0001", firmware("6"))
+            [pending] = await _events(stream, 1)
+        assert (pending.type, json.loads(pending.data)["status"]) == ("operation", "PENDING")
+        second = await stack.create("resume-0001", firmware("7"))  # nobody watching
+        await eventually(lambda: _status(stack, second["id"], "SUCCESSFUL"), "the second")
+        headers = {"Last-Event-ID": pending.last_event_id or ""}
+        async with stack.api.stream("GET", path, auth=ADMIN, headers=headers) as stream:
+            replayed = await _events(stream, 6)
+        assert replayed[0].type == "resumed"
+        moves: dict[str, list[str]] = {}
+        for event in replayed[1:]:
+            body = json.loads(event.data)
+            moves.setdefault(body["id"], []).append(body["status"])
+        assert moves == {
+            first["id"]: ["EXECUTING", "SUCCESSFUL"],  # the rest of the first
+            second["id"]: ["PENDING", "EXECUTING", "SUCCESSFUL"],  # all of the second
+        }
+        headers = {"Last-Event-ID": "from-another-process-12"}
+        async with stack.api.stream("GET", path, auth=ADMIN, headers=headers) as stream:
+            [reset] = await _events(stream, 1)
+        assert reset.type == "reset"
+
+
+async def _events(stream: httpx.Response, count: int) -> list[ServerSentEvent]:
+    parser = EventStreamParser()
+    events: list[ServerSentEvent] = []
+    async with asyncio.timeout(60):
+        async for chunk in stream.aiter_bytes():
+            events.extend(parser.feed(chunk))
+            if len(events) >= count:
+                return events[:count]
+    raise AssertionError(f"the stream ended after {len(events)} of {count} events")
 
 
 async def test_sigkill_of_the_service_loses_no_acknowledged_status(stack: Stack) -> None:

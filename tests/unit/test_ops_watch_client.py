@@ -73,6 +73,10 @@ class FakeOperationsApi:
         self.stream_requests: list[Request] = []
         self.streams: list[tuple[dict[str, str], asyncio.Queue[bytes | None]]] = []
         self.sequence = 0
+        #: Every change sent, as (sequence, deviceId, event); replayed to a resuming
+        #: stream when ``resumable`` (as the service's history), else it is told `reset`.
+        self.sent: list[tuple[int, str, bytes]] = []
+        self.resumable = False
         self.clock = 100.0
         self.app = Starlette(
             routes=[
@@ -117,9 +121,18 @@ class FakeOperationsApi:
         subscriber = (dict(request.query_params), queue)
         self.streams.append(subscriber)
 
+        last_event_id = request.headers.get("last-event-id")
+
         async def events() -> AsyncIterator[bytes]:
             try:
                 yield b": stream of operation changes\n\n"
+                if last_event_id is not None and self.resumable:
+                    yield encode_event("{}", event_type="resumed")
+                    for sequence, device, event in self.sent:
+                        if sequence > int(last_event_id) and subscribed(subscriber[0], device):
+                            yield event
+                elif last_event_id is not None:
+                    yield encode_event("{}", event_type="reset")
                 while (item := await queue.get()) is not None:
                     yield item
             finally:
@@ -141,13 +154,18 @@ class FakeOperationsApi:
         data = encode_event(json.dumps(op), event_type="operation", event_id=str(self.sequence))
         if crlf:
             data = data.replace(b"\n", b"\r\n")
+        self.sent.append((self.sequence, op["deviceId"], data))
         for query, queue in self.streams:
-            if query.get("deviceId", op["deviceId"]) == op["deviceId"]:
+            if subscribed(query, op["deviceId"]):
                 queue.put_nowait(data)
 
     def drop_streams(self) -> None:
         for _, queue in self.streams:
             queue.put_nowait(None)
+
+
+def subscribed(query: dict[str, str], device: str) -> bool:
+    return query.get("deviceId", device) == device
 
 
 class _Server(uvicorn.Server):
@@ -335,6 +353,44 @@ async def test_following_merges_the_list_and_the_stream_and_reconnects(
             "connecting",
             "live",
         ]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_resumed_stream_replays_what_was_missed_without_reloading(
+    api: FakeOperationsApi,
+) -> None:
+    api.resumable = True
+    table = OperationTable()
+    states: list[str] = []
+
+    async def consume() -> None:
+        async with open_client(Endpoint(api.origin, USER, PASSWORD)) as client:
+            events = follow(client, OperationFilter(), backoff=Backoff(0.3, 0.6))
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    if isinstance(event, Loaded):
+                        for row in event.rows:
+                            table.apply(row)
+                    elif isinstance(event, Changed):
+                        table.apply(event.row)
+                    else:
+                        states.append(event.state)
+
+    task = asyncio.create_task(consume())
+    try:
+        await eventually(lambda: "live" in states, "live")
+        api.change(1, "EXECUTING")
+        await eventually(lambda: status(table, "1") == "EXECUTING", "the first change")
+        api.drop_streams()
+        await eventually(lambda: any(s.startswith("reconnecting") for s in states), "dropped")
+        api.change(1, "SUCCESSFUL")  # while disconnected: only the replay can bring it
+        await eventually(lambda: status(table, "1") == "SUCCESSFUL", "the missed change")
+        assert api.stream_requests[1].headers["last-event-id"] == "1"
+        assert api.requests == ["stream", "list", "list", "list", "stream"]  # no reload
+        assert states[-1] == "live"
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -83,34 +85,73 @@ class OperationFeed:
 
     Each watcher has a bounded queue; one that cannot keep up is dropped with
     :class:`FeedOverflow` instead of slowing down the service or growing without bound.
+    The last ``history`` changes are kept, so that a watcher that reconnects with the id
+    of the last change it saw gets what it missed (SSE's ``Last-Event-ID``). Ids carry
+    this feed's *epoch*, made at start: an id of an earlier process cannot be resumed.
     """
 
-    def __init__(self, queue_size: int = 10_000) -> None:
+    def __init__(self, queue_size: int = 10_000, *, history: int = 10_000) -> None:
         self._queue_size = queue_size
         self._watchers: dict[
             int, tuple[FeedFilter, asyncio.Queue[tuple[int, Operation] | None]]
         ] = {}
         self._next_watcher = 0
         self._sequence = 0
+        self._history: deque[tuple[int, Operation]] = deque(maxlen=history)
+        self.epoch = secrets.token_hex(4)
 
     def publish(self, changed: Iterable[Operation]) -> None:
         for op in changed:
             self._sequence += 1
+            self._history.append((self._sequence, op))
             for key, (flt, queue) in list(self._watchers.items()):
-                if not flt.matches(op):
-                    continue
-                if queue.qsize() >= self._queue_size - 1:
-                    queue.put_nowait(None)  # the overflow marker
-                    del self._watchers[key]
-                else:
-                    queue.put_nowait((self._sequence, op))
+                if flt.matches(op):
+                    self._offer(key, queue, (self._sequence, op))
 
-    async def watch(self, flt: FeedFilter) -> AsyncGenerator[tuple[int, Operation]]:
-        """(sequence number, operation) of every matching change, from now on."""
+    def _offer(
+        self,
+        key: int,
+        queue: asyncio.Queue[tuple[int, Operation] | None],
+        item: tuple[int, Operation],
+    ) -> None:
+        if key not in self._watchers:
+            return  # dropped already
+        if queue.qsize() >= self._queue_size - 1:
+            queue.put_nowait(None)  # the overflow marker
+            del self._watchers[key]
+        else:
+            queue.put_nowait(item)
+
+    def event_id(self, sequence: int) -> str:
+        """The SSE id of change ``sequence``."""
+        return f"{self.epoch}-{sequence}"
+
+    def resume_point(self, last_event_id: str) -> int | None:
+        """The sequence number after which a watcher that last saw ``last_event_id``
+        continues; None when the changes since are not all at hand (another process's
+        id, one older than the history, or not an id of ours)."""
+        epoch, _, number = last_event_id.strip().rpartition("-")
+        if epoch != self.epoch or not number.isdecimal():
+            return None
+        after = int(number)
+        oldest = self._history[0][0] if self._history else self._sequence + 1
+        if after > self._sequence or after + 1 < oldest:
+            return None
+        return after
+
+    async def watch(
+        self, flt: FeedFilter, *, after: int | None = None
+    ) -> AsyncGenerator[tuple[int, Operation]]:
+        """(sequence number, operation) of every matching change from now on; with
+        ``after`` (see :meth:`resume_point`), first those after that one."""
         queue: asyncio.Queue[tuple[int, Operation] | None] = asyncio.Queue()
         key = self._next_watcher
         self._next_watcher += 1
         self._watchers[key] = (flt, queue)
+        if after is not None:  # no await between registering and replaying: no gap
+            for sequence, op in self._history:
+                if sequence > after and flt.matches(op):
+                    self._offer(key, queue, (sequence, op))
         try:
             while True:
                 item = await queue.get()

@@ -2,8 +2,10 @@
 
 :func:`follow` is the whole protocol of a watcher: open the stream first, then load the
 list (so no change falls between the two), then the stream's events; when the stream
-drops, wait (0.5 s, doubling to 10 s) and do it all again, the list included, since
-changes made while disconnected are not replayed. It yields what happened as values;
+drops, wait (0.5 s, doubling to 10 s) and open it again with the last event's id
+(``Last-Event-ID``). The server then replays what was missed (``event: resumed``), or
+says it cannot (``event: reset``: a restarted service, or too many changes since), and
+only then is the list loaded again. It yields what happened as values;
 the caller merges them into its :class:`~fleetgate.watch.table.OperationTable`.
 
 httpx errors stay in this module: an unreachable server or a 5xx answer becomes
@@ -16,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,7 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from fleetgate.domain.errors import AccessDenied, AuthenticationFailed, FleetgateError, NotFound
-from fleetgate.watch.sse import EventStreamParser, LineTooLong
+from fleetgate.watch.sse import EventStreamParser, LineTooLong, ServerSentEvent
 from fleetgate.watch.table import OperationRow
 
 log = logging.getLogger(__name__)
@@ -171,21 +173,31 @@ async def follow(
                 timeout=STREAM_TIMEOUT,
             ) as response:
                 await _check(response)
-                yield await load_operations(client, filters, limit=limit)
+                parser = EventStreamParser()
+                chunks = response.aiter_bytes()
+                # Asked to resume, the server first says whether it could: `resumed`
+                # (the missed changes follow) or `reset` (they are gone: reload).
+                early = await _answer_to_resume(chunks, parser) if last_event_id else []
+                if not early or early[0].type != "resumed":
+                    yield await load_operations(client, filters, limit=limit)
                 yield Connection("live", live=True)
                 live_since = loop.time()
                 reason = "the server ended the stream"
-                parser = EventStreamParser()
-                async for chunk in response.aiter_bytes():
-                    events = parser.feed(chunk)
-                    for event in events:
+                pending = early
+                while True:
+                    for event in pending:
                         last_event_id = event.last_event_id or last_event_id
                         row = _event_row(event.type, event.data)
                         if row is not None:
                             yield Changed(row)
-                    if any(event.type == "overflow" for event in events):
+                    if any(event.type == "overflow" for event in pending):
                         reason = "changes came faster than they were read; reloading"
+                        last_event_id = None  # what was dropped cannot be resumed
                         break
+                    chunk = await anext(chunks, None)
+                    if chunk is None:
+                        break
+                    pending = parser.feed(chunk)
         except ApiUnavailable as exc:
             reason = exc.message
         except httpx.TransportError as exc:
@@ -197,6 +209,17 @@ async def follow(
         yield Connection(f"reconnecting in {delay:.1f} s: {reason}")
         await asyncio.sleep(delay)
         delay = backoff.after(delay)
+
+
+async def _answer_to_resume(
+    chunks: AsyncIterator[bytes], parser: EventStreamParser
+) -> list[ServerSentEvent]:
+    """The stream's first events: the first is the server's answer to a ``Last-Event-ID``
+    (a server that does not resume sends none, and its first event is anything else)."""
+    async for chunk in chunks:
+        if events := parser.feed(chunk):
+            return events
+    return []
 
 
 async def _get_json(

@@ -31,6 +31,8 @@ _ADMIN = require(Role.DEVICE_CONTROL_ADMIN)
 
 #: Seconds between SSE keep-alive comments (proxies drop idle streams).
 KEEPALIVE = 15.0
+#: Told to a watcher whose ``Last-Event-ID`` cannot be resumed: changes may be missing.
+RESET = b"event: reset\ndata: {}\n\n"
 
 
 def operations(request: Request) -> Operations:
@@ -137,7 +139,9 @@ async def stream_operations(
     bulk_operation_id: Annotated[str | None, Query(alias="bulkOperationId")] = None,
     status: Annotated[list[str] | None, Query()] = None,
 ) -> StreamingResponse:
-    """Every change of a matching operation from now on, as Server-Sent Events."""
+    """Every change of a matching operation from now on, as Server-Sent Events; with a
+    ``Last-Event-ID``, first the changes since that one (``event: resumed``), or, when they
+    are not at hand any more, ``event: reset`` (reload the list)."""
     flt = FeedFilter(
         principal.tenant.id,
         device_id=_optional_id(device_id),
@@ -146,7 +150,9 @@ async def stream_operations(
     )
     feed = operations(request).feed
     base = context(request).base_url
-    changes: AsyncGenerator[tuple[int, Operation]] = feed.watch(flt)
+    last_event_id = request.headers.get("last-event-id")
+    after = feed.resume_point(last_event_id) if last_event_id else None
+    changes: AsyncGenerator[tuple[int, Operation]] = feed.watch(flt, after=after)
     # Subscribe before the response starts: a change right after the client sees the
     # headers must not be missed.
     first = asyncio.ensure_future(anext(changes))
@@ -154,6 +160,8 @@ async def stream_operations(
     async def events() -> AsyncIterator[bytes]:
         pending: asyncio.Future[tuple[int, Operation]] | None = first
         yield b": stream of operation changes\n\n"
+        if last_event_id:
+            yield b"event: resumed\ndata: {}\n\n" if after is not None else RESET
         try:
             while True:
                 assert pending is not None
@@ -167,7 +175,8 @@ async def stream_operations(
                     yield b"event: overflow\ndata: {}\n\n"
                     return
                 data = json.dumps(operation_body(op, base), separators=(",", ":"))
-                yield f"event: operation\nid: {sequence}\ndata: {data}\n\n".encode()
+                event_id = feed.event_id(sequence)
+                yield f"event: operation\nid: {event_id}\ndata: {data}\n\n".encode()
                 pending = asyncio.ensure_future(anext(changes))
         finally:
             if pending is not None:

@@ -31,7 +31,9 @@ _ADMIN = require(Role.DEVICE_CONTROL_ADMIN)
 
 #: Seconds between SSE keep-alive comments (proxies drop idle streams).
 KEEPALIVE = 15.0
-#: Told to a watcher whose ``Last-Event-ID`` cannot be resumed: changes may be missing.
+#: The first event for a watcher that sent a ``Last-Event-ID``: the changes since follow,
+#: or they are not at hand any more (reload the list).
+RESUMED = b"event: resumed\ndata: {}\n\n"
 RESET = b"event: reset\ndata: {}\n\n"
 
 
@@ -161,7 +163,7 @@ async def stream_operations(
         pending: asyncio.Future[tuple[int, Operation]] | None = first
         yield b": stream of operation changes\n\n"
         if last_event_id:
-            yield b"event: resumed\ndata: {}\n\n" if after is not None else RESET
+            yield RESUMED if after is not None else RESET
         try:
             while True:
                 assert pending is not None

@@ -303,26 +303,29 @@ async def test_an_unreachable_api_is_reported_and_retried() -> None:
 # --- live -----------------------------------------------------------------------------------
 
 
+async def following(
+    api: FakeOperationsApi, table: OperationTable, states: list[str], backoff: Backoff
+) -> None:
+    """What ``ops watch`` does with :func:`follow`: the table, and the connection states."""
+    async with open_client(Endpoint(api.origin, USER, PASSWORD)) as client:
+        events = follow(client, OperationFilter(), backoff=backoff)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                if isinstance(event, Loaded):
+                    for row in event.rows:
+                        table.apply(row)
+                elif isinstance(event, Changed):
+                    table.apply(event.row)
+                else:
+                    states.append(event.state)
+
+
 async def test_following_merges_the_list_and_the_stream_and_reconnects(
     api: FakeOperationsApi,
 ) -> None:
     table = OperationTable()
     states: list[str] = []
-
-    async def consume() -> None:
-        async with open_client(Endpoint(api.origin, USER, PASSWORD)) as client:
-            events = follow(client, OperationFilter(), backoff=Backoff(0.05, 0.2))
-            async with contextlib.aclosing(events):
-                async for event in events:
-                    if isinstance(event, Loaded):
-                        for row in event.rows:
-                            table.apply(row)
-                    elif isinstance(event, Changed):
-                        table.apply(event.row)
-                    else:
-                        states.append(event.state)
-
-    task = asyncio.create_task(consume())
+    task = asyncio.create_task(following(api, table, states, Backoff(0.05, 0.2)))
     try:
         await eventually(lambda: "live" in states, "live")
         # the stream was opened before the list was read (three pages)
@@ -365,21 +368,7 @@ async def test_a_resumed_stream_replays_what_was_missed_without_reloading(
     api.resumable = True
     table = OperationTable()
     states: list[str] = []
-
-    async def consume() -> None:
-        async with open_client(Endpoint(api.origin, USER, PASSWORD)) as client:
-            events = follow(client, OperationFilter(), backoff=Backoff(0.3, 0.6))
-            async with contextlib.aclosing(events):
-                async for event in events:
-                    if isinstance(event, Loaded):
-                        for row in event.rows:
-                            table.apply(row)
-                    elif isinstance(event, Changed):
-                        table.apply(event.row)
-                    else:
-                        states.append(event.state)
-
-    task = asyncio.create_task(consume())
+    task = asyncio.create_task(following(api, table, states, Backoff(0.3, 0.6)))
     try:
         await eventually(lambda: "live" in states, "live")
         api.change(1, "EXECUTING")

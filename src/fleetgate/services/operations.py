@@ -454,16 +454,10 @@ class Operations:
             )
         elif outcome.move is Move.ILLEGAL:
             assert outcome.current is not None
-            log.info(
-                "device %s: %s", serial,
-                ops.illegal_message(report.operation_id, outcome.current, report.status),
-            )  # fmt: skip
+            message = ops.illegal_message(report.operation_id, outcome.current, report.status)
+            log.info("device %s: %s", serial, message)
             await self._error(
-                serial,
-                topic,
-                "operations/illegalTransition",
-                ops.illegal_message(report.operation_id, outcome.current, report.status),
-                report.operation_id,
+                serial, topic, "operations/illegalTransition", message, report.operation_id
             )
 
     async def _error(

@@ -112,9 +112,16 @@ def split_managed_object_body(body: dict[str, Any]) -> tuple[dict[str, Any], dic
     read_only = sorted(k for k in body if k in RESERVED_KEYS - {"name", "type", "owner"})
     if read_only:
         raise ValidationFailed(f"read-only properties cannot be set: {', '.join(read_only)}")
-    plain: dict[str, Any] = {k: body[k] for k in ("name", "type", "owner") if k in body}
+    plain = plain_fields(body, ("name", "type", "owner"))
+    fragments = {k: v for k, v in body.items() if k not in plain}
+    return plain, fragments
+
+
+def plain_fields(body: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """Those of ``keys`` (name, type, owner: managed-object columns) that ``body`` sets;
+    each must be a string or null."""
+    plain: dict[str, Any] = {k: body[k] for k in keys if k in body}
     for key, value in plain.items():
         if value is not None and not isinstance(value, str):
             raise ValidationFailed(f"{key} must be a string")
-    fragments = {k: v for k, v in body.items() if k not in plain}
-    return plain, fragments
+    return plain

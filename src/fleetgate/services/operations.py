@@ -25,7 +25,7 @@ from fleetgate.db.operations import DeviceTarget, OperationFilter, Outcome, PgOp
 from fleetgate.domain import operations as ops
 from fleetgate.domain import signing
 from fleetgate.domain.binaries import BinaryFile
-from fleetgate.domain.devices import ManagedObject
+from fleetgate.domain.devices import ManagedObject, plain_fields
 from fleetgate.domain.errors import NotFound, ValidationFailed
 from fleetgate.domain.operations import Move, Operation, Status
 from fleetgate.domain.topics import DeviceLeaf, DeviceTopic
@@ -478,14 +478,10 @@ class Operations:
                 return False
             raise ValidationFailed(f"Device {serial} is not registered")
         tenant_id, object_id = found
-        plain: dict[str, Any] = {}
-        for key in ("name", "type"):
-            if key in body:
-                value = body.pop(key)
-                if value is not None and not isinstance(value, str):
-                    raise ValidationFailed(f"{key} must be a string")
-                plain[key] = value
-        fragments = {k: v for k, v in body.items() if k not in _RESERVED_INVENTORY}
+        plain = plain_fields(body, ("name", "type"))
+        fragments = {
+            k: v for k, v in body.items() if k not in plain and k not in _RESERVED_INVENTORY
+        }
         supported = fragments.get("c8y_SupportedOperations")
         if supported is not None and not (
             isinstance(supported, list) and all(isinstance(s, str) for s in supported)

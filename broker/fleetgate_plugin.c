@@ -43,6 +43,13 @@
 #define FG_EPOCH_LEN 16
 #define FG_CONNECTION_ID_LEN (FG_EPOCH_LEN + 1 + 20)
 #define FG_MAX_CLIENT_ID 1000
+/* A device id, as fleetgate.domain.devices.check_device_id defines it (a test holds the
+ * two together): 1 to FG_MAX_DEVICE_ID printable ASCII characters, no space, none of
+ * FG_DEVICE_ID_FORBIDDEN. It is a client id, a topic level, a certificate CN and part of a
+ * user name, so it must be all of them at once. */
+#define FG_MAX_DEVICE_ID 128
+#define FG_DEVICE_ID_FORBIDDEN "/+#$:"
+#define FG_NOT_A_DEVICE_ID "not a device id (1-128 printable ASCII characters, no space, none of / + # $ :)"
 #define FG_MAX_HASH_BYTES 256 /* salt and key, each */
 #define FG_MAX_FIELDS 8
 #define FG_DIGEST_LEN 32
@@ -207,6 +214,18 @@ static bool fg_is_topic_level(const char *s)
 	if(!s || !*s) return false;
 	for(n = 0; s[n]; n++){
 		if(n >= FG_MAX_CLIENT_ID || s[n] == '/' || s[n] == '+' || s[n] == '#') return false;
+	}
+	return true;
+}
+
+/* See FG_MAX_DEVICE_ID. */
+static bool fg_is_device_id(const char *s)
+{
+	size_t n;
+	if(!s || !*s) return false;
+	for(n = 0; s[n]; n++){
+		unsigned char c = (unsigned char)s[n];
+		if(n >= FG_MAX_DEVICE_ID || c < 0x21 || c > 0x7e || strchr(FG_DEVICE_ID_FORBIDDEN, c)) return false;
 	}
 	return true;
 }
@@ -489,7 +508,7 @@ static const char *fg_parse_device_username(const char *username, char **tenant,
 		return "username must be <tenant>/device_<device id>";
 	}
 	id = slash + 1 + prefix_len;
-	if(!fg_is_topic_level(id)) return "device id is not a single topic level";
+	if(!fg_is_device_id(id)) return FG_NOT_A_DEVICE_ID;
 	if(!(*tenant = strndup(username, (size_t)(slash - username)))) return "out of memory";
 	if(!fg_is_topic_level(*tenant)){
 		free(*tenant);
@@ -687,7 +706,7 @@ static const char *fg_authenticate_certificate(struct fg_state *st, struct mosqu
 	cn_matches = cn && client_id && strcmp(cn, client_id) == 0;
 	free(cn);
 	if(!cn_matches) return "certificate CN is missing or differs from the client id";
-	if(!fg_is_topic_level(client_id)) return "client id is not a single topic level";
+	if(!fg_is_device_id(client_id)) return FG_NOT_A_DEVICE_ID;
 	fp = fg_find_issuer(st, leaf, &ca);
 	if(!ca) return "issuer not in the trust store";
 	/* OpenSSL already checked the validity period at the handshake; we do not rely
@@ -879,7 +898,7 @@ static const char *fg_authenticate(struct fg_state *st, struct mosquitto *client
 	if(!account) return "unknown username";
 	if(account->kind == FG_KIND_DEVICE) return fg_authenticate_password_device(st, client, account, password);
 	if(account->kind != FG_KIND_BOOTSTRAP) return "account kind cannot connect";
-	if(!fg_is_topic_level(mosquitto_client_id(client))) return "client id is not a single topic level";
+	if(!fg_is_device_id(mosquitto_client_id(client))) return FG_NOT_A_DEVICE_ID;
 	if(!fg_password_verify(&account->hash, password)) return "wrong password";
 	/* Bootstrap clients use the device id as client id; mosquitto's takeover must not
 	 * let a (shared) bootstrap account throw out a live device session. */
@@ -1093,7 +1112,7 @@ static const char *fg_command_device(struct fg_state *st, char **f)
 	struct fg_device *device;
 	bool enabled;
 
-	if(!fg_is_topic_level(f[1])) return "client id is not a single topic level";
+	if(!fg_is_device_id(f[1])) return FG_NOT_A_DEVICE_ID;
 	if(!fg_is_topic_level(f[2])) return "tenant is not a single topic level";
 	if(!fg_parse_flag(f[3], &enabled)) return "enabled must be 0 or 1";
 	device = calloc(1, sizeof(*device));

@@ -37,6 +37,8 @@ SERVICE_USERNAME = "fleetgate-service"
 FAST_HASH = {"log2_n": 10, "r": 8, "p": 1}
 _tokens = itertools.count(1)
 REPLY_TIMEOUT = 10.0  # a generous upper bound for waiting, never an assertion
+#: What the plugin says of a client id, CN or user name that is not a device id.
+NOT_A_DEVICE_ID = "not a device id (1-128 printable ASCII characters, no space, none of / + # $ :)"
 
 
 def listener_ports() -> dict[str, int]:

@@ -17,11 +17,13 @@ import aiomqtt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from fleetgate.domain.devices import is_device_id
 from fleetgate.mqtt import control
 from fleetgate.pki import Issued, generate_ca, issue_client_certificate
 from fleetgate.pki.capath import fingerprint, subject_hash, sync_capath
 
 from broker_support import (
+    NOT_A_DEVICE_ID,
     REPLY_TIMEOUT,
     Events,
     RunningBroker,
@@ -269,6 +271,40 @@ async def test_certificate_cn_must_equal_the_client_id(
     assert await wait_for_log(broker, "refused client 'other-name'")
 
 
+#: Certificate CNs (= client ids) around the edges of the device id rule.
+CN_CORPUS = [
+    "$SYS",
+    " sp",
+    "sp ",
+    "a b",
+    "a:b",
+    "a$b",
+    "tab\there",
+    "caf\u00e9",
+    "\u2603",
+    "zero\u200bwidth",
+    "d" * 64,  # the longest CN X.509 allows; longer ids: bootstrap and password devices
+    "ok-1_~!*'()%=&?.,;@[]{}|\\^`\"<>",
+    "~",
+]
+
+
+@pytest.mark.parametrize("cn", CN_CORPUS)
+async def test_the_plugin_admits_exactly_the_services_device_ids(
+    trust: Trust, broker: RunningBroker, service: aiomqtt.Client, events: Events, cn: str
+) -> None:
+    """A CN the service could not register is refused at CONNECT, with the reason logged;
+    every one it can register gets in (an auto-registering CA: nothing else in the way)."""
+    ca = generate_ca(f"device id rule CA {CN_CORPUS.index(cn)}")
+    await trust_ca(trust, service, ca, autoreg=True)
+    admitted = await can_connect(cert_client(broker, device(ca, cn), cn))
+    assert admitted == is_device_id(cn)
+    if admitted:
+        assert (await events.connected(cn)).new
+    else:
+        assert await wait_for_log(broker, NOT_A_DEVICE_ID)
+
+
 async def test_another_device_cannot_take_over_a_client_id(
     trust: Trust, broker: RunningBroker, service: aiomqtt.Client
 ) -> None:
@@ -421,7 +457,7 @@ async def test_bad_ca_lines_are_reported(service: aiomqtt.Client) -> None:
             control.ca(fp, TENANT, True, False, b"not a certificate"),
             control.ca("00" * 20, TENANT, True, False, der(ca)),
             control.ca(fp, "a/b", True, False, der(ca)),
-            control.device("x/y", TENANT, True),
+            f"device x%2Fy {TENANT} 1",
             f"ca {fp} {TENANT} 2 0 {der(ca).hex()}",
         ],
     )
@@ -429,7 +465,7 @@ async def test_bad_ca_lines_are_reported(service: aiomqtt.Client) -> None:
         1: "invalid certificate DER",
         2: "fingerprint is not the lowercase hex SHA-1 of the DER",
         3: "tenant is not a single topic level",
-        4: "client id is not a single topic level",
+        4: NOT_A_DEVICE_ID,
         5: "enabled and autoreg must be 0 or 1",
     }
 

@@ -18,6 +18,7 @@ from fleetgate.pki.capath import fingerprint, sync_capath
 
 from broker_support import (
     FAST_HASH,
+    NOT_A_DEVICE_ID,
     REPLY_TIMEOUT,
     Events,
     RunningBroker,
@@ -392,10 +393,10 @@ async def test_bad_device_account_lines_are_reported(service: aiomqtt.Client) ->
         1: "username must be <tenant>/device_<device id>",
         2: "username must be <tenant>/device_<device id>",
         3: "tenant is not a single topic level",
-        4: "device id is not a single topic level",
-        5: "device id is not a single topic level",
+        4: NOT_A_DEVICE_ID,
+        5: NOT_A_DEVICE_ID,
         6: "tenant is not a single topic level",
-        7: "device id is not a single topic level",
+        7: NOT_A_DEVICE_ID,
         8: "invalid password hash",
         9: "username is reserved for the service",
     }

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import aiomqtt
 import pytest
 
+from fleetgate.domain.devices import is_device_id
 from fleetgate.domain.errors import ConfigurationError
 from fleetgate.domain.passwords import hash_password
 from fleetgate.mqtt import control
@@ -20,6 +21,7 @@ from fleetgate.stack.broker import MosquittoProcess, write_service_password_hash
 
 from broker_support import (
     FAST_HASH,
+    NOT_A_DEVICE_ID,
     RunningBroker,
     can_connect,
     device_client,
@@ -130,13 +132,18 @@ async def test_bootstrap_clients_cannot_see_or_reach_each_other(
         assert (str(first.topic), first.payload) == ("fg/bootstrap/t1/a/marker", b"marker")
 
 
-async def test_client_id_that_is_not_one_topic_level_is_refused(
+async def test_a_bootstrap_client_id_must_be_a_device_id(
     broker: RunningBroker, service: aiomqtt.Client
 ) -> None:
+    """The client id becomes the device's id: what the service would refuse to register
+    is refused at CONNECT (the same rule as certificate CNs, see test_broker_certificates)."""
     await send_control(service, [bootstrap_account("t1/bootstrap")])
-    for client_id in ("dev/1", "dev+", "#"):
+    for client_id in ("dev/1", "dev+", "#", "$SYS", " sp", "a:b", "caf\u00e9", "d" * 129):
+        assert not is_device_id(client_id)
         assert not await can_connect(bootstrap_client(broker, client_id)), client_id
-    assert await can_connect(bootstrap_client(broker, "dev-ok"))
+    assert await wait_for_log(broker, NOT_A_DEVICE_ID)
+    for client_id in ("dev-ok", "d" * 128):
+        assert await can_connect(bootstrap_client(broker, client_id)), client_id
 
 
 async def test_certificate_of_an_unpushed_ca_is_refused_despite_a_password(

@@ -12,13 +12,10 @@ from hypothesis import strategies as st
 from fleetgate.domain.bulk import SEPARATORS, BulkFile, DeviceRow, RowFailure
 from fleetgate.domain.errors import ValidationFailed
 
+from strategies import device_ids
+
 HEADER = ["ID", "CREDENTIALS", "TYPE", "NAME", "ICCID", "PATH"]
 
-device_ids = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Zs", "Zl", "Zp")),
-    min_size=1,
-    max_size=20,
-).filter(lambda s: not set(s) & set("/+#$:") and all(c.isprintable() for c in s))
 passwords = st.text(
     alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!;,\"'",
     min_size=8,

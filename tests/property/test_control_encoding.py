@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from fleetgate.mqtt import control
 
+from strategies import device_ids
+
 fields = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), min_size=1)
 _ESCAPE = re.compile(r"%[0-9A-F]{2}")
 
@@ -101,7 +103,7 @@ def test_ca_fields_round_trip(
     ]
 
 
-@given(fields, fields, flags)
+@given(device_ids, fields, flags)
 def test_device_fields_round_trip(client_id: str, tenant: str, enabled: bool) -> None:
     assert decoded(control.device(client_id, tenant, enabled)) == [
         "device",
@@ -186,7 +188,7 @@ topic_levels = st.text(
 )
 
 
-@given(topic_levels, topic_levels, fields)
+@given(topic_levels, device_ids, fields)
 def test_device_account_round_trips(tenant: str, device_id: str, password_hash: str) -> None:
     line = control.device_account(tenant, device_id, password_hash)
     username = control.device_username(tenant, device_id)
@@ -203,23 +205,24 @@ def test_device_account_round_trips(tenant: str, device_id: str, password_hash: 
     ("tenant", "device_id"),
     [("", "d"), ("t", ""), ("t/1", "d"), ("t", "d/1"), ("t+", "d"), ("t", "#"), ("t", "a\0")],
 )
-def test_device_username_needs_single_topic_levels(tenant: str, device_id: str) -> None:
-    with pytest.raises(ValueError, match="single topic level"):
+def test_device_username_needs_a_tenant_level_and_a_device_id(tenant: str, device_id: str) -> None:
+    with pytest.raises(ValueError, match=r"single topic level|not a device id"):
         control.device_username(tenant, device_id)
-    with pytest.raises(ValueError, match="single topic level"):
+    with pytest.raises(ValueError, match=r"single topic level|not a device id"):
         control.device_account(tenant, device_id, "scrypt:1")
 
 
 def test_device_account_commands() -> None:
     assert {"bootstrap", "device"} == control.ACCOUNT_KINDS
-    assert control.device_username("t1", "d 1") == "t1/device_d 1"
+    assert control.device_username("t1", "d%1") == "t1/device_d%1"
     assert (
-        control.device_account("t1", "d 1", "scrypt:10")
-        == "account device t1/device_d%201 scrypt:10"
+        control.device_account("t1", "d%1", "scrypt:10")
+        == "account device t1/device_d%251 scrypt:10"
     )
-    assert control.device_username("t", "x" * 1000) == "t/device_" + "x" * 1000
-    with pytest.raises(ValueError, match="single topic level"):
-        control.device_username("t", "x" * 1001)
+    assert control.device_username("t", "x" * 128) == "t/device_" + "x" * 128
+    for bad in ("x" * 129, "d 1", "$SYS", "a:b"):
+        with pytest.raises(ValueError, match="not a device id"):
+            control.device_username("t", bad)
 
 
 @pytest.mark.parametrize(
@@ -233,5 +236,5 @@ def test_parse_event_rejects_anything_else(payload: bytes) -> None:
 
 def test_new_commands() -> None:
     assert control.ca("ab", "t1", True, False, b"\x01\xff") == "ca ab t1 1 0 01ff"
-    assert control.device("d 1", "t1", False) == "device d%201 t1 0"
+    assert control.device("d%1", "t1", False) == "device d%251 t1 0"
     assert control.EVENTS_TOPIC == "fleetgate/v1/events"

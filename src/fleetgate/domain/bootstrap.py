@@ -23,8 +23,6 @@ from enum import Enum, StrEnum
 from fleetgate.domain.devices import check_device_id
 from fleetgate.domain.errors import ValidationFailed
 
-MAX_REQUEST_ID = 1000
-
 
 class RequestStatus(StrEnum):
     WAITING_FOR_CONNECTION = "WAITING_FOR_CONNECTION"
@@ -53,11 +51,9 @@ _OPERATOR_MOVES: dict[tuple[RequestStatus, RequestStatus], str | None] = {
 
 
 def check_request_id(value: object) -> str:
-    """A new device request id: a device id of at most 1,000 characters."""
+    """A new device request id: a device id."""
     if not isinstance(value, str) or not value:
         raise ValidationFailed("id is required and must be a string")
-    if len(value) > MAX_REQUEST_ID:
-        raise ValidationFailed(f"id is longer than {MAX_REQUEST_ID} characters")
     return check_device_id(value)
 
 

@@ -37,8 +37,6 @@ MAX_LINE_BYTES = 64 * 1024
 #: Cumulocity's password rule for users: 8 to 32 characters of letters, digits and these.
 PASSWORD_SYMBOLS = frozenset("`~!@#$%^&*()_|+-=?;:'\",.<>{}[]\\/")
 PASSWORD_MIN, PASSWORD_MAX = 8, 32
-#: Characters a user name cannot hold (the app_user table's rule), beyond the device id's.
-_USERNAME_FORBIDDEN = frozenset("$:")
 _MASK = "***"
 GROUP_FRAGMENT, GROUP_TYPE = "c8y_IsDeviceGroup", "c8y_DeviceGroup"
 SUBGROUP_FRAGMENT, SUBGROUP_TYPE = "c8y_IsDeviceSubgroup", "c8y_DeviceSubgroup"
@@ -388,12 +386,6 @@ def _device_id_problem(device_id: str) -> str | None:
         check_device_id(device_id)
     except ValidationFailed as exc:
         return exc.message
-    bad = sorted(_USERNAME_FORBIDDEN.intersection(device_id))
-    if bad:
-        return (
-            f"a device id cannot contain {', '.join(repr(c) for c in bad)}: it is part of the"
-            " device's user name"
-        )
     return None
 
 

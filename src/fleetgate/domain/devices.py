@@ -8,6 +8,7 @@ cannot both connect a device with the same id.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -21,7 +22,15 @@ DEVICE_USER_PREFIX = "device_"
 DEFAULT_DEVICE_TYPE = "c8y_MQTTDevice"
 #: The password hash of a certificate device's user: matches no password, ever.
 NO_PASSWORD = "!certificate-only"  # noqa: S105 — not a password: matches none
-_MAX_ID = 1000
+#: A device id is at once the MQTT client id, a topic level (``fg/d/<id>/``), the CN of its
+#: certificate and part of its user name (``device_<id>``, and ``<tenant>/device_<id>`` in
+#: MQTT and HTTP Basic, where ``:`` would end the user name): 1 to ``DEVICE_ID_MAX``
+#: printable ASCII characters, no space, none of ``DEVICE_ID_FORBIDDEN``. The broker
+#: plugin applies the same rule at CONNECT (``fg_is_device_id``; a test holds the two
+#: together), so a device the service would refuse never gets in.
+DEVICE_ID_MAX = 128
+DEVICE_ID_FORBIDDEN = "/+#$:"
+_DEVICE_ID = re.compile(f"[!-~]{{1,{DEVICE_ID_MAX}}}", re.ASCII)
 
 
 class ConnectionStatus(StrEnum):
@@ -29,17 +38,25 @@ class ConnectionStatus(StrEnum):
     DISCONNECTED = "DISCONNECTED"
 
 
+def is_device_id(value: str) -> bool:
+    """True when ``value`` is a device id (see :data:`DEVICE_ID_MAX`)."""
+    return _DEVICE_ID.fullmatch(value) is not None and not any(
+        c in value for c in DEVICE_ID_FORBIDDEN
+    )
+
+
 def check_device_id(value: str) -> str:
-    """A device id usable as MQTT client id and topic level, or :class:`ValidationFailed`."""
-    if not value or len(value.encode("utf-8")) > _MAX_ID:
-        raise ValidationFailed(f"a device id must have 1 to {_MAX_ID} bytes")
-    bad = sorted({c for c in value if c in "/+#" or not c.isprintable() or c.isspace()})
-    if bad:
-        raise ValidationFailed(
-            f"a device id cannot contain {', '.join(repr(c) for c in bad)}: it is also the"
-            " MQTT client id and a topic level"
-        )
-    return value
+    """``value`` when it is a device id, else :class:`ValidationFailed` saying why."""
+    if is_device_id(value):
+        return value
+    if not value or len(value) > DEVICE_ID_MAX:
+        raise ValidationFailed(f"a device id must have 1 to {DEVICE_ID_MAX} characters")
+    bad = sorted({c for c in value if c in DEVICE_ID_FORBIDDEN or not "!" <= c <= "~"})
+    raise ValidationFailed(
+        f"a device id is printable ASCII without spaces or {' '.join(DEVICE_ID_FORBIDDEN)}"
+        f" (it is also the MQTT client id, a topic level and part of the user name); this one"
+        f" holds {', '.join(repr(c) for c in bad)}"
+    )
 
 
 def device_username(device_id: str) -> str:

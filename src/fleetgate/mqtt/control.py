@@ -42,6 +42,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from fleetgate.domain.devices import is_device_id
+
 __all__ = [
     "ACCOUNT_KINDS",
     "CONTROL_TOPIC",
@@ -159,12 +161,18 @@ def _require_topic_level(what: str, value: str) -> None:
 def device_username(tenant: str, device_id: str) -> str:
     """The MQTT username of a password device: ``<tenant>/device_<device id>``.
 
-    Both must be single topic levels (non-empty, no ``/``, ``+``, ``#``, at most 1,000
-    bytes), as the plugin requires; otherwise ValueError.
+    The tenant must be a single topic level, the device id a device id
+    (:func:`fleetgate.domain.devices.is_device_id`), as the plugin requires; otherwise
+    ValueError.
     """
     _require_topic_level("tenant", tenant)
-    _require_topic_level("device id", device_id)
+    _require_device_id(device_id)
     return f"{tenant}/device_{device_id}"
+
+
+def _require_device_id(value: str) -> None:
+    if not is_device_id(value):
+        raise ValueError(f"not a device id: {value!r}")
 
 
 def device_account(tenant: str, device_id: str, password_hash: str) -> str:
@@ -191,6 +199,7 @@ def ca_remove(fingerprint: str) -> str:
 
 def device(client_id: str, tenant: str, enabled: bool) -> str:
     """Add or replace a registered certificate device; disabling it kicks its session."""
+    _require_device_id(client_id)
     return _line("device", client_id, tenant, _flag(enabled))
 
 

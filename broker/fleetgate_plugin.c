@@ -864,6 +864,20 @@ static void fg_revalidate(struct fg_state *st, const char *fp, const char *clien
 /* Authentication (MOSQ_EVT_BASIC_AUTH) and disconnects                      */
 /* ------------------------------------------------------------------------ */
 
+/* False when `client_id` is a registered device of another tenant than the one that
+ * starts `username` ("<tenant>/..."); true when it is not registered at all. */
+static bool fg_is_device_of_tenant(struct fg_state *st, const char *client_id, const char *username)
+{
+	const struct fg_device *device = fg_table_get(&st->devices, client_id);
+	const char *slash = strchr(username, '/');
+	size_t len;
+
+	if(!device) return true;
+	if(!slash) return false;
+	len = (size_t)(slash - username);
+	return strlen(device->tenant) == len && strncmp(device->tenant, username, len) == 0;
+}
+
 static bool fg_is_loopback(const char *address)
 {
 	return address && (strcmp(address, "127.0.0.1") == 0 || strcmp(address, "::1") == 0);
@@ -903,6 +917,9 @@ static const char *fg_authenticate(struct fg_state *st, struct mosquitto *client
 	/* Bootstrap clients use the device id as client id; mosquitto's takeover must not
 	 * let a (shared) bootstrap account throw out a live device session. */
 	if(fg_table_get(&st->sessions, mosquitto_client_id(client))) return "client id in use by another identity";
+	/* Device ids are global (decision 0006): another tenant's bootstrap account never
+	 * gets a registered device's client id (nor the broker session stored under it). */
+	if(!fg_is_device_of_tenant(st, mosquitto_client_id(client), username)) return "client id is a device of another tenant";
 	return NULL;
 }
 

@@ -67,12 +67,17 @@ class RecordingBroker:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.resyncs = 0
+        self.discarded: list[str] = []
 
     async def push(self, lines: list[str]) -> None:
         self.lines.extend(lines)
 
     async def resync(self) -> None:
         self.resyncs += 1
+
+    async def discard_sessions(self, device_ids: list[str]) -> list[str]:
+        self.discarded.extend(device_ids)
+        return device_ids
 
 
 class RecordingPublisher:

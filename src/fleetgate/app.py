@@ -22,6 +22,7 @@ from fleetgate.db.inventory import PgIdentity, PgInventory
 from fleetgate.db.migrations import migrate
 from fleetgate.db.operations import PgOperations
 from fleetgate.db.pool import create_pool
+from fleetgate.db.transient import is_transient
 from fleetgate.db.trust import PgTrustStore
 from fleetgate.db.users import PgUsers
 from fleetgate.domain.errors import ConfigurationError
@@ -110,6 +111,8 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
             lambda: full_state(users, trust.broker_state),
             on_event=lambda events: devices.on_events(events),
             on_live=lambda live: devices.reconcile(live),
+            is_transient=is_transient,
+            before_sync=lambda: devices.discard_released_sessions(),
             handlers={BOOTSTRAP_REQUESTS: on_bootstrap},
         )
         bootstrap = Bootstrap(PgRequests(pool), bridge)
@@ -119,6 +122,7 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
             users,
             PgDevices(pool),
             bridge,
+            is_transient=is_transient,
             files_released=lambda shas: binaries.release(shas),
         )
         trust_sync = TrustSync(enabled_cas, write_capath, bridge)

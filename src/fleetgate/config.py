@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fleetgate.domain.devices import is_device_id
 
 Port = int
 
@@ -40,8 +42,9 @@ class MqttSettings(BaseModel):
     service_password: SecretStr | None = None
     #: Client id of the service's device-traffic connection. Its broker session is
     #: persistent (device reports wait there while the service is down): keep it stable,
-    #: and give each service instance on one broker its own.
-    device_link_client_id: str = "fleetgate-devices"
+    #: and give each service instance on one broker its own. It must not be a device id
+    #: (it holds a ``:``), or a device of that id could take the session over.
+    device_link_client_id: str = "fleetgate:devices"
     #: Listeners for devices: X.509 client certificates, and username/password.
     cert_port: Port = Field(default=8883, ge=1, le=65535)
     password_port: Port = Field(default=8884, ge=1, le=65535)
@@ -55,6 +58,16 @@ class MqttSettings(BaseModel):
     #: Seconds to wait between reconnect attempts (doubles up to ``reconnect_max``).
     reconnect_min: float = Field(default=0.5, gt=0)
     reconnect_max: float = Field(default=10.0, gt=0)
+
+    @field_validator("device_link_client_id")
+    @classmethod
+    def _not_a_device_id(cls, value: str) -> str:
+        if is_device_id(value):
+            raise ValueError(
+                f"{value!r} could be a device's id (a device could take the service's session"
+                " over): use a client id with a ':' in it, such as 'fleetgate:devices'"
+            )
+        return value
 
 
 class ApiSettings(BaseModel):

@@ -185,7 +185,7 @@ async def stack(postgres_admin_url: str) -> AsyncIterator[Stack]:
                 "FLEETGATE_MQTT_SERVICE_PORT": str(broker.config.service_port),
                 "FLEETGATE_MQTT_SERVICE_PASSWORD": broker.service_password,
                 "FLEETGATE_MQTT_CAPATH": str(broker.config.trusted_dir()),
-                "FLEETGATE_MQTT_DEVICE_LINK_CLIENT_ID": f"fleetgate-e2e-{secrets.token_hex(3)}",
+                "FLEETGATE_MQTT_DEVICE_LINK_CLIENT_ID": f"fleetgate:e2e-{secrets.token_hex(3)}",
                 "FLEETGATE_API_PORT": str(api_port),
                 "FLEETGATE_SEED_TENANT": TENANT,
                 "FLEETGATE_SEED_ADMIN_PASSWORD": ADMIN[1],

@@ -111,7 +111,7 @@ def service_client(broker: RunningBroker, *, password: str | None = None) -> aio
     return aiomqtt.Client(
         "127.0.0.1",
         broker.config.service_port,
-        identifier=f"fleetgate-service-{next(_tokens)}",
+        identifier=f"fleetgate:service-{next(_tokens)}",
         username=SERVICE_USERNAME,
         password=broker.service_password if password is None else password,
         protocol=aiomqtt.ProtocolVersion.V5,

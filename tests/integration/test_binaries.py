@@ -19,6 +19,7 @@ import pytest
 from fleetgate.db.binaries import PgBinaries
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.inventory import PgIdentity, PgInventory
+from fleetgate.db.transient import is_transient
 from fleetgate.db.users import PgUsers
 from fleetgate.domain import signing
 from fleetgate.domain.passwords import hash_password
@@ -69,6 +70,7 @@ async def env(pool: asyncpg.Pool, scratch_dir: Path) -> AsyncIterator[Env]:
         users,
         PgDevices(pool),
         RecordingBroker(),
+        is_transient=is_transient,
         files_released=binaries.release,
     )
     async with api_client(pool) as (app, client):

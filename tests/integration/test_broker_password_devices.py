@@ -10,9 +10,12 @@ from collections.abc import AsyncIterator
 import aiomqtt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from pydantic import SecretStr
 
+from fleetgate.config import MqttSettings
 from fleetgate.domain.passwords import hash_password
 from fleetgate.mqtt import control
+from fleetgate.mqtt.bridge import BrokerBridge
 from fleetgate.pki import generate_ca, issue_client_certificate
 from fleetgate.pki.capath import fingerprint, sync_capath
 
@@ -37,6 +40,7 @@ from broker_support import (
     send_control,
     wait_for_log,
 )
+from conftest import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -400,3 +404,87 @@ async def test_bad_device_account_lines_are_reported(service: aiomqtt.Client) ->
         8: "invalid password hash",
         9: "username is reserved for the service",
     }
+
+
+def persistent_client(broker: RunningBroker, device_id: str) -> aiomqtt.Client:
+    """A password device that keeps its broker session between connections."""
+    return aiomqtt.Client(
+        "localhost",
+        broker.config.password_port,
+        identifier=device_id,
+        username=control.device_username(TENANT, device_id),
+        password=PASSWORD,
+        protocol=aiomqtt.ProtocolVersion.V311,
+        clean_session=False,
+        tls_context=broker.tls_context(),
+        timeout=REPLY_TIMEOUT,
+    )
+
+
+async def first_payload(client: aiomqtt.Client) -> bytes:
+    async def first() -> bytes:
+        async for message in client.messages:
+            assert isinstance(message.payload, bytes)
+            return message.payload
+        raise AssertionError("no message")
+
+    return await asyncio.wait_for(first(), REPLY_TIMEOUT)
+
+
+async def test_discarding_a_session_drops_what_the_broker_kept_for_that_id(
+    broker: RunningBroker, service: aiomqtt.Client
+) -> None:
+    """What a released device id's session holds (its subscriptions, messages in flight)
+    must not reach the id's next holder: the service discards it (decision 0006)."""
+    topic = "fg/d/kept/op/cmd"
+    await push(service, device_account(TENANT, "kept", PASSWORD))
+    async with persistent_client(broker, "kept") as device:
+        await device.subscribe(topic, qos=1)
+    async with persistent_client(broker, "kept") as device:
+        await service.publish(topic, b"kept-1", qos=1)
+        assert await first_payload(device) == b"kept-1"  # the broker kept the subscription
+
+    settings = MqttSettings(
+        service_port=broker.config.service_port,
+        service_password=SecretStr(broker.service_password),
+    )
+
+    async def no_state() -> list[str]:
+        return []
+
+    assert await BrokerBridge(settings, no_state).discard_sessions(["kept"]) == ["kept"]
+
+    async with persistent_client(broker, "kept") as device:
+        await service.publish(topic, b"not-subscribed", qos=1)
+        await device.subscribe(topic, qos=1)
+        await service.publish(topic, b"marker", qos=1)
+        assert await first_payload(device) == b"marker"
+
+
+async def test_discarding_needs_the_broker(broker: RunningBroker) -> None:
+    settings = MqttSettings(service_port=free_ports(1)[0], service_password=SecretStr("x"))
+
+    async def no_state() -> list[str]:
+        return []
+
+    assert await BrokerBridge(settings, no_state).discard_sessions(["a", "b"]) == []
+
+
+async def test_another_tenants_bootstrap_client_cannot_use_a_devices_id(
+    broker: RunningBroker, service: aiomqtt.Client
+) -> None:
+    """Device ids are global: a bootstrap account of t2 never gets t1's device id (nor its
+    stored session); t1's own bootstrap account may (credentials renewal)."""
+    await push(
+        service,
+        control.device("owned", TENANT, True),
+        control.account("bootstrap", "t1/bootstrap", hash_password("b", **FAST_HASH)),
+        control.account("bootstrap", "t2/bootstrap", hash_password("b", **FAST_HASH)),
+    )
+
+    def bootstrap_client(username: str) -> aiomqtt.Client:
+        return device_client(broker, identifier="owned", username=username, password="b")
+
+    assert not await can_connect(bootstrap_client("t2/bootstrap"))
+    assert await wait_for_log(broker, "client id is a device of another tenant")
+    assert await can_connect(bootstrap_client("t1/bootstrap"))

@@ -396,7 +396,7 @@ async def test_a_device_id_used_in_another_tenant_fails(
     other = ("t2/admin", "admin-pw")
     body = (await upload(api, "ID,CREDENTIALS\nshared,abcd1234\n", auth=other)).json()
     assert body["numberOfFailed"] == 1
-    assert "already used in another tenant" in body["failedCreationList"][0]["failureReason"]
+    assert "in use in another tenant" in body["failedCreationList"][0]["failureReason"]
 
 
 async def test_ids_that_cannot_be_client_ids_fail(

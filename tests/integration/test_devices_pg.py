@@ -13,6 +13,7 @@ import pytest
 
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.inventory import PgIdentity, PgInventory
+from fleetgate.db.transient import is_transient
 from fleetgate.db.users import PgUsers
 from fleetgate.mqtt import control
 from fleetgate.services.broker import removed_device_lines
@@ -37,7 +38,14 @@ def broker() -> RecordingBroker:
 async def devices(pool: asyncpg.Pool, broker: RecordingBroker) -> Devices:
     users = PgUsers(pool)
     await seed_tenants(pool, "t1", "t2", bootstrap_password="b")
-    return Devices(PgInventory(pool), PgIdentity(pool), users, PgDevices(pool), broker)
+    return Devices(
+        PgInventory(pool),
+        PgIdentity(pool),
+        users,
+        PgDevices(pool),
+        broker,
+        is_transient=is_transient,
+    )
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from fleetgate.db.binaries import PgBinaries
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.inventory import PgIdentity, PgInventory
 from fleetgate.db.operations import PgOperations
+from fleetgate.db.transient import is_transient
 from fleetgate.db.users import PgUsers
 from fleetgate.files.store import FileStore
 from fleetgate.mqtt import control
@@ -109,7 +110,12 @@ async def world(pool: asyncpg.Pool, scratch_dir: Path) -> AsyncIterator[World]:
     await seed_tenants(pool, "t1", "t2")
     inventory = PgInventory(pool)
     devices = Devices(
-        inventory, PgIdentity(pool), PgUsers(pool), PgDevices(pool), RecordingBroker()
+        inventory,
+        PgIdentity(pool),
+        PgUsers(pool),
+        PgDevices(pool),
+        RecordingBroker(),
+        is_transient=is_transient,
     )
     binaries = Binaries(PgBinaries(pool), FileStore(scratch_dir / "files"))
     link = RecordingPublisher()

@@ -15,6 +15,7 @@ import pytest
 from fleetgate.db.binaries import PgBinaries
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.inventory import PgIdentity, PgInventory
+from fleetgate.db.transient import is_transient
 from fleetgate.db.users import PgUsers
 from fleetgate.files.store import FileStore
 from fleetgate.mqtt import control
@@ -52,6 +53,7 @@ async def api(
         PgUsers(pool),
         PgDevices(pool),
         broker,
+        is_transient=is_transient,
         files_released=binaries.release,
     )
     async with api_client(pool) as (app, client):

@@ -40,6 +40,14 @@ def test_an_invalid_port_is_refused() -> None:
         settings_from(args)
 
 
+def test_the_device_link_client_id_cannot_be_a_device_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A device with that id could take the service's persistent session over."""
+    assert Settings().mqtt.device_link_client_id == "fleetgate:devices"
+    monkeypatch.setenv("FLEETGATE_MQTT_DEVICE_LINK_CLIENT_ID", "fleetgate-devices")
+    with pytest.raises(ValueError, match="could be a device's id"):
+        Settings()
+
+
 def test_stack_json_holds_exactly_the_documented_keys(tmp_path: Path) -> None:
     secrets = HomeSecrets.generate()
     settings = with_home_secrets(Settings(), secrets, "postgresql://u:p@127.0.0.1:1/db")

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from fleetgate.db.device_ids import claim_device_id
 from fleetgate.db.devices import ensure_device, set_device_password
 from fleetgate.domain.bootstrap import RequestStatus
 from fleetgate.domain.errors import Conflict, NotFound
@@ -33,13 +34,16 @@ class PgRequests:
         self._pool = pool
 
     async def create(self, tenant_id: str, request_id: str) -> NewDeviceRequest:
-        row = await self._pool.fetchrow(
-            "INSERT INTO new_device_request (tenant_id, id, status) VALUES ($1, $2, $3)"
-            " ON CONFLICT DO NOTHING RETURNING *",
-            tenant_id,
-            request_id,
-            RequestStatus.WAITING_FOR_CONNECTION.value,
-        )
+        """A request for a device id that no other tenant holds (decision 0006)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await claim_device_id(conn, tenant_id, request_id)
+            row = await conn.fetchrow(
+                "INSERT INTO new_device_request (tenant_id, id, status) VALUES ($1, $2, $3)"
+                " ON CONFLICT DO NOTHING RETURNING *",
+                tenant_id,
+                request_id,
+                RequestStatus.WAITING_FOR_CONNECTION.value,
+            )
         if row is None:
             raise Conflict(
                 f"New device request {request_id} already exists",

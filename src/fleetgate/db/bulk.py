@@ -1,9 +1,9 @@
 """Storing one row of a bulk credentials import, in one transaction.
 
 The device's managed object, its external ids, its user and its place in the group
-hierarchy are written together or not at all. Locks are taken in one order (device in
-its tenant, device id across tenants, then each group from the top of its path down),
-so concurrent imports and auto-registrations of the same devices never deadlock.
+hierarchy are written together or not at all. Locks are taken in the order of
+``fleetgate.db.locks`` (the device id, then each group from the top of its path down), so
+concurrent imports and auto-registrations of the same devices never deadlock.
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ from datetime import datetime
 
 import asyncpg
 
+from fleetgate.db.device_ids import claim_device_id
 from fleetgate.db.inventory import insert_object
+from fleetgate.db.locks import lock_group
 from fleetgate.domain.bulk import DeviceRow, device_values, group_values
 from fleetgate.domain.devices import DEVICE_ID_TYPE, device_username
+from fleetgate.domain.errors import Conflict
 from fleetgate.domain.users import Role
 
 log = logging.getLogger(__name__)
@@ -76,24 +79,11 @@ async def _store(
     conn: _Conn, tenant_id: str, row: DeviceRow, password_hash: str, operator: str, at: datetime
 ) -> Stored:
     device_id = row.device_id
-    # The same key as auto-registration (db/devices.py): the two never interleave.
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"device/{tenant_id}/{device_id}"
-    )
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"device-id/{device_id}"
-    )
-    elsewhere = await conn.fetchval(
-        "SELECT 1 FROM external_id WHERE type = $1 AND value = $2 AND tenant_id <> $3 LIMIT 1",
-        DEVICE_ID_TYPE,
-        device_id,
-        tenant_id,
-    )
-    if elsewhere:
-        raise _Refusal(
-            f"the device id {device_id} is already used in another tenant (device ids are"
-            " MQTT client ids, unique in the broker)"
-        )
+    # The same claim as every other path that gives a device its id: they never interleave.
+    try:
+        await claim_device_id(conn, tenant_id, device_id)
+    except Conflict as taken:
+        raise _Refusal(taken.message) from None
     found = await conn.fetch(
         """
         SELECT e.type, m.id, m.fragments, m.fragments ? 'c8y_IsDevice' AS is_device
@@ -175,10 +165,7 @@ async def _group(
     """The id of the last group of ``path``, making the groups that are missing."""
     parent: int | None = None
     for depth, name in enumerate(path):
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-            f"group/{tenant_id}/{parent or ''}/{name}",
-        )
+        await lock_group(conn, tenant_id, parent, name)
         type_, fragments = group_values(depth)
         marker = next(iter(fragments))
         if parent is None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from fleetgate.db.device_ids import claim_device_id
 from fleetgate.db.inventory import insert_object
 from fleetgate.domain.devices import (
     DEFAULT_DEVICE_TYPE,
@@ -45,9 +46,8 @@ class PgDevices:
     ) -> Registration:
         """Find or make the device ``device_id`` and its user; mark it on ``connection_id``.
 
-        Exactly once under concurrency: a transaction-scoped advisory lock on
-        (tenant, device id) serialises registrations of the same device, whichever
-        service instance handles them.
+        Exactly once under concurrency (see :func:`ensure_device`); ``Conflict`` when
+        another tenant holds the id.
         """
         async with self._pool.acquire() as conn, conn.transaction():
             object_id, created = await ensure_device(
@@ -63,6 +63,18 @@ class PgDevices:
             )
             user_created, user_enabled = await _ensure_device_user(conn, tenant_id, device_id)
         return Registration(int(object_id), created, user_created, user_enabled)
+
+    async def released(self, limit: int) -> list[str]:
+        """Device ids whose broker sessions are still to discard (``ReleasedDeviceIds``)."""
+        rows = await self._pool.fetch(
+            "SELECT device_id FROM device_session_release ORDER BY released_at LIMIT $1", limit
+        )
+        return [r["device_id"] for r in rows]
+
+    async def discarded(self, device_ids: list[str]) -> None:
+        await self._pool.execute(
+            "DELETE FROM device_session_release WHERE device_id = ANY($1::text[])", device_ids
+        )
 
     async def ensure_user(self, tenant_id: str, device_id: str) -> tuple[bool, bool]:
         """Make the device user unless it exists: (created, enabled)."""
@@ -100,12 +112,10 @@ async def ensure_device(
     """The managed object of device ``device_id`` (c8y_Serial), made if missing (with
     ``fragments``, default just ``c8y_IsDevice``): (its id, whether it was made).
 
-    Call inside a transaction. Exactly once under concurrency: a transaction-scoped
-    advisory lock on (tenant, device id) serialises it, whichever instance runs it.
+    Call inside a transaction. Exactly once under concurrency, and never for an id that
+    another tenant holds (:func:`claim_device_id`).
     """
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"device/{tenant_id}/{device_id}"
-    )
+    await claim_device_id(conn, tenant_id, device_id)
     object_id = await conn.fetchval(
         "SELECT managed_object_id FROM external_id WHERE tenant_id = $1 AND type = $2"
         " AND value = $3",

@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from fleetgate.db.device_ids import claim_device_id
 from fleetgate.domain.devices import DEVICE_ID_TYPE, ManagedObject
 from fleetgate.domain.errors import Conflict, NotFound
 
@@ -427,7 +428,11 @@ class PgIdentity:
         self._pool = pool
 
     async def add(self, tenant_id: str, object_id: int, type: str, value: str) -> ExternalId:
+        """Give the object this external id. A ``c8y_Serial`` (a device id) is claimed
+        across tenants first (decision 0006), and an object has at most one."""
         async with self._pool.acquire() as conn, conn.transaction():
+            if type == DEVICE_ID_TYPE:
+                await claim_device_id(conn, tenant_id, value)
             exists = await conn.fetchval(
                 "SELECT 1 FROM managed_object WHERE tenant_id = $1 AND id = $2 FOR SHARE",
                 tenant_id,
@@ -435,6 +440,18 @@ class PgIdentity:
             )
             if not exists:
                 raise NotFound(f"Managed object {object_id} not found", code="inventory/Not Found")
+            if type == DEVICE_ID_TYPE:
+                held = await conn.fetchval(
+                    "SELECT value FROM external_id WHERE managed_object_id = $1 AND type = $2",
+                    object_id,
+                    DEVICE_ID_TYPE,
+                )
+                if held is not None and held != value:
+                    raise Conflict(
+                        f"Managed object {object_id} has the device id {held} already; delete"
+                        f" that {DEVICE_ID_TYPE} first",
+                        code="identity/Duplicate",
+                    )
             inserted = await conn.fetchval(
                 "INSERT INTO external_id (tenant_id, type, value, managed_object_id)"
                 " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1",

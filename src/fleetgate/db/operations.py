@@ -29,6 +29,16 @@ SELECT o.*, m.name AS device_name
   FROM operation o JOIN managed_object m ON m.id = o.device_id
 """
 
+#: True for an operation whose device still holds the device id the operation was made
+#: for (in the operation's tenant): only then may that id receive its command or report
+#: its status. An id that was taken from the device and given to another — in another
+#: tenant, perhaps — never reaches the old device's operations (decision 0006).
+_BOUND = """
+EXISTS (SELECT 1 FROM external_id e
+         WHERE e.type = 'c8y_Serial' AND e.value = o.serial
+           AND e.tenant_id = o.tenant_id AND e.managed_object_id = o.device_id)
+"""
+
 
 def _operation(row: asyncpg.Record) -> Operation:
     return Operation(
@@ -250,8 +260,9 @@ class PgOperations:
         ids = sorted({r.operation_id for r in reports})
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
-                "SELECT id, tenant_id, serial, status, fragment_type, snapshot_id"
-                " FROM operation WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
+                "SELECT id, tenant_id, serial, status, fragment_type, snapshot_id,"  # noqa: S608
+                f" {_BOUND} AS bound"
+                " FROM operation o WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
                 ids,
             )
             current = {r["id"]: r for r in rows}
@@ -263,7 +274,10 @@ class PgOperations:
             for outcome in outcomes:
                 report = outcome.report
                 row = current.get(report.operation_id)
-                if row is None or (report.serial is not None and row["serial"] != report.serial):
+                if row is None or (
+                    report.serial is not None
+                    and (row["serial"] != report.serial or not row["bound"])
+                ):
                     continue
                 if report.tenant_id is not None and row["tenant_id"] != report.tenant_id:
                     continue
@@ -414,7 +428,7 @@ class PgOperations:
         """PENDING and EXECUTING operations of these devices, oldest first."""
         rows = await self._pool.fetch(
             f"{_SELECT} WHERE o.serial = ANY($1::text[])"
-            " AND o.status IN ('PENDING', 'EXECUTING') ORDER BY o.id",
+            f" AND o.status IN ('PENDING', 'EXECUTING') AND {_BOUND} ORDER BY o.id",
             list(serials),
         )
         return [_operation(r) for r in rows]
@@ -422,7 +436,7 @@ class PgOperations:
     async def undispatched(self, limit: int) -> list[Operation]:
         rows = await self._pool.fetch(
             f"{_SELECT} WHERE o.status = 'PENDING' AND o.dispatched_at IS NULL"
-            " ORDER BY o.id LIMIT $1",
+            f" AND {_BOUND} ORDER BY o.id LIMIT $1",
             limit,
         )
         return [_operation(r) for r in rows]

@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from fleetgate.domain.errors import ValidationFailed
+from fleetgate.domain.errors import Conflict, ValidationFailed
 
 DEVICE_ID_TYPE = "c8y_Serial"
 DEVICE_USER_PREFIX = "device_"
@@ -56,6 +56,16 @@ def check_device_id(value: str) -> str:
         f"a device id is printable ASCII without spaces or {' '.join(DEVICE_ID_FORBIDDEN)}"
         f" (it is also the MQTT client id, a topic level and part of the user name); this one"
         f" holds {', '.join(repr(c) for c in bad)}"
+    )
+
+
+def device_id_taken(device_id: str) -> Conflict:
+    """The answer to giving a device an id that a device (or a new device request) of
+    another tenant holds: device ids are global (decision 0006)."""
+    return Conflict(
+        f"The device id {device_id} is in use in another tenant: a device id is the device's"
+        " MQTT client id, unique in the whole installation",
+        code="identity/Duplicate",
     )
 
 

@@ -40,6 +40,8 @@ RequestHandler = Callable[[str, bytes], Awaitable[tuple[str, bytes] | None]]
 
 _SHARED_EVENTS = f"$share/fleetgate/{control.EVENTS_TOPIC}"
 _MAX_BATCH = 1000
+#: Pauses before a batch of events is retried after a transient failure.
+_EVENT_RETRY_MIN, _EVENT_RETRY_MAX = 0.5, 30.0
 #: Device requests (bootstrap …) answered at the same time.
 _REQUEST_PARALLEL = 16
 
@@ -53,7 +55,13 @@ class BrokerBridge:
         on_event: EventSink | None = None,
         on_live: LiveSink | None = None,
         handlers: Mapping[str, RequestHandler] | None = None,
+        is_transient: Callable[[BaseException], bool] = lambda _: False,
+        before_sync: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self._is_transient = is_transient
+        #: Runs after each connect, before the full state is pushed: while the plugin
+        #: (after a broker restart) knows nobody and no device can log in.
+        self._before_sync = before_sync
         self._settings = settings
         self._state = state
         self._on_event = on_event
@@ -61,7 +69,8 @@ class BrokerBridge:
         #: Subscription filter → handler of the messages devices send there.
         self._handlers = dict(handlers or {})
         self._requests: asyncio.Queue[tuple[RequestHandler, str, bytes]] = asyncio.Queue()
-        self._client_id = f"fleetgate-service-{secrets.token_hex(4)}"
+        # Not a device id (a ':'): no device can take this session over.
+        self._client_id = f"fleetgate:service-{secrets.token_hex(4)}"
         self._client: aiomqtt.Client | None = None
         self._lock = asyncio.Lock()
         self._waiting: dict[str, asyncio.Future[control.ControlResponse]] = {}
@@ -84,6 +93,11 @@ class BrokerBridge:
                     delay = self._settings.reconnect_min
                 else:
                     log.info("broker not reachable yet: %s", exc)
+            except Exception as exc:
+                if not self._is_transient(exc):
+                    raise
+                # The state comes from the database: without it there is nothing to push.
+                log.warning("could not sync the broker (the database is away?): %s", exc)
             finally:
                 self.synced.clear()
                 self._client = None
@@ -127,6 +141,33 @@ class BrokerBridge:
                 raise_if_cancelling(exc)
                 log.warning("resync failed (the next connect will redo it): %s", exc)
 
+    async def discard_sessions(self, device_ids: list[str]) -> list[str]:
+        """Make the broker drop the sessions kept under ``device_ids``: for each, connect
+        as the service with that client id and a clean session, then leave. mosquitto
+        then throws away what it kept (subscriptions, queued messages) and closes a live
+        connection of that client id. The ids it was done for: stops at the first that
+        fails (the broker away)."""
+        done: list[str] = []
+        for device_id in device_ids:
+            try:
+                async with aiomqtt.Client(
+                    self._settings.host,
+                    self._settings.service_port,
+                    username=self._settings.service_username,
+                    password=reveal(self._settings.service_password),
+                    identifier=device_id,
+                    clean_session=True,
+                    protocol=aiomqtt.ProtocolVersion.V311,
+                    timeout=10,
+                ):
+                    pass
+            except aiomqtt.MqttError as exc:
+                raise_if_cancelling(exc)
+                log.warning("could not discard the broker session of %s: %s", device_id, exc)
+                break
+            done.append(device_id)
+        return done
+
     async def _session(self) -> None:
         async with aiomqtt.Client(
             self._settings.host,
@@ -145,6 +186,8 @@ class BrokerBridge:
             worker = asyncio.create_task(self._handle_events(), name="mqtt-bridge-events")
             answering = asyncio.create_task(self._answer_requests(client), name="mqtt-requests")
             try:
+                if self._before_sync is not None:
+                    await self._before_sync()
                 async with self._lock:
                     self._client = client
                     lines, live = await self._full_sync(client)
@@ -246,16 +289,34 @@ class BrokerBridge:
             self._events.put_nowait(event)
 
     async def _handle_events(self) -> None:
+        """Hand events to the sink in batches. A transient failure (the database away)
+        retries the same batch, in order, after a growing pause; the sink isolates
+        anything else per device, and what still escapes is logged (the reconciliation
+        at the next connect repairs what it would have done)."""
         assert self._on_event is not None or self._events.empty()
+        batch: list[Event] = []
+        delay = _EVENT_RETRY_MIN
         while True:
-            batch = [await self._events.get()]
+            if not batch:
+                batch.append(await self._events.get())
             while not self._events.empty() and len(batch) < _MAX_BATCH:
                 batch.append(self._events.get_nowait())
             if self._on_event is None:
+                batch = []
                 continue
             try:
                 await self._on_event(batch)
-            except Exception:
-                # A bad batch must not take the bridge down; the reconciliation at the
-                # next connect repairs what it would have done.
+            except Exception as exc:
+                if self._is_transient(exc):
+                    log.warning(
+                        "handling %d broker events failed (%s); retrying in %.1f s",
+                        len(batch),
+                        exc,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _EVENT_RETRY_MAX)
+                    continue
                 log.exception("handling %d broker events failed", len(batch))
+            batch = []
+            delay = _EVENT_RETRY_MIN

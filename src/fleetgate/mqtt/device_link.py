@@ -80,7 +80,7 @@ class DeviceLink:
         subscriptions: Sequence[str],
         handler: BatchHandler,
         *,
-        client_id: str = "fleetgate-devices",
+        client_id: str = "fleetgate:devices",
     ) -> None:
         self._settings = settings
         self._subscriptions = list(subscriptions)

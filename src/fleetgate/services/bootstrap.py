@@ -25,7 +25,7 @@ from fleetgate.domain.bootstrap import (
     parse_status,
 )
 from fleetgate.domain.devices import device_username
-from fleetgate.domain.errors import ValidationFailed
+from fleetgate.domain.errors import Conflict, ValidationFailed
 from fleetgate.domain.passwords import generate_secret, hash_password
 from fleetgate.domain.topics import BootstrapTopic
 from fleetgate.mqtt import control
@@ -94,7 +94,14 @@ class Bootstrap:
             return answer
         password = generate_secret(24)
         password_hash = await asyncio.to_thread(hash_password, password, log2_n=GENERATED_LOG2_N)
-        if not await self._requests.issue(tenant_id, device_id, password_hash):
+        try:
+            issued = await self._requests.issue(tenant_id, device_id, password_hash)
+        except Conflict as taken:
+            # Another tenant got the id between the operator's accept and this ask: the
+            # request cannot be served, and says so to the operator (it stays ACCEPTED).
+            log.warning("new device request %s of tenant %s: %s", device_id, tenant_id, taken)
+            return Answer.NO_REQUEST
+        if not issued:
             return Answer.NO_REQUEST  # another ask was handed the credentials first
         await self._broker.push(
             [

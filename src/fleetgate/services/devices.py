@@ -27,12 +27,12 @@ from fleetgate.domain.devices import (
     registration_fragments,
     split_managed_object_body,
 )
-from fleetgate.domain.errors import NotFound, ValidationFailed
+from fleetgate.domain.errors import Conflict, NotFound, ValidationFailed
 from fleetgate.domain.repositories import check_repository_object
 from fleetgate.domain.users import Role, User
 from fleetgate.mqtt import control
 from fleetgate.services.broker import device_lines, removed_device_lines
-from fleetgate.services.ports import BrokerPush
+from fleetgate.services.ports import BrokerPush, TransientCheck
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ FilesReleased = Callable[[list[str]], Awaitable[None]]
 CHILD_ADDITIONS = "childAdditions"
 #: Devices whose events are applied at the same time (each holds a database connection).
 _PARALLEL = 8
+#: Released device ids whose broker sessions are discarded per round.
+_DISCARD_BATCH = 500
 
 
 def _now() -> datetime:
@@ -71,8 +73,10 @@ class Devices:
         broker: BrokerPush,
         clock: Clock = _now,
         *,
+        is_transient: TransientCheck,
         files_released: FilesReleased | None = None,
     ) -> None:
+        self._is_transient = is_transient
         self._inventory = inventory
         self._identity = identity
         self._users = users
@@ -149,6 +153,7 @@ class Devices:
             await self._broker.push(
                 [line for d in device_ids for line in removed_device_lines(tenant_id, d)]
             )
+            await self.discard_released_sessions()
         if deleted.file_sha256s and self._files_released is not None:
             await self._files_released(deleted.file_sha256s)
 
@@ -251,6 +256,7 @@ class Devices:
         if type == DEVICE_ID_TYPE:
             await self._users.delete_user(tenant_id, device_username(value))
             await self._broker.push(removed_device_lines(tenant_id, value))
+            await self.discard_released_sessions()
 
     # -- device users ("device credentials") ---------------------------------------------
 
@@ -288,6 +294,19 @@ class Devices:
         if device_id is not None and Role.DEVICE in found[1].roles:
             await self._broker.push(removed_device_lines(tenant_id, device_id))
 
+    async def discard_released_sessions(self) -> None:
+        """Have the broker discard the sessions kept under device ids that lost their
+        device (deleted, or their ``c8y_Serial`` removed): queued commands and signed file
+        URLs must never reach the id's next holder, maybe in another tenant (decision
+        0006). The database remembers what is left to do, so what the broker could not
+        take now is done before its state is pushed at the next connect."""
+        while ids := await self._registrar.released(_DISCARD_BATCH):
+            done = await self._broker.discard_sessions(ids)
+            if done:
+                await self._registrar.discarded(done)
+            if len(done) < len(ids):
+                return
+
     # -- broker events -----------------------------------------------------------------
 
     async def on_events(self, events: list[control.Connected | control.Disconnected]) -> None:
@@ -296,28 +315,60 @@ class Devices:
         Events of one device are applied in order; different devices in parallel (bounded
         by ``_PARALLEL``). One control push per batch: a round trip to the plugin costs
         far more than a registration, so a connect storm must not pay it per device.
+        One device's failure does not hold back the others'. A device id that another
+        tenant holds (the plugin's state was behind the database) makes the whole state be
+        pushed again, which closes that session; any other lasting failure to register a
+        new device closes its session (``device-remove``), so that no device stays connected
+        and unknown. A transient failure (the database away) is raised once the batch is
+        done: the caller retries the whole batch, and every step is idempotent.
         """
         by_device: dict[tuple[str, str], list[control.Connected | control.Disconnected]] = {}
         for event in events:
             by_device.setdefault((event.tenant, event.client_id), []).append(event)
         lines: list[str] = []
+        transient: list[BaseException] = []
+        stale_state = False
         gate = asyncio.Semaphore(_PARALLEL)
 
         async def apply(device_events: list[control.Connected | control.Disconnected]) -> None:
+            nonlocal stale_state
             async with gate:
                 for event in device_events:
-                    if isinstance(event, control.Connected):
-                        line = await self._register(event)
-                        if line is not None:
-                            lines.append(line)
-                    else:
-                        await self.on_disconnected(event)
+                    try:
+                        if isinstance(event, control.Connected):
+                            line = await self._register(event)
+                            if line is not None:
+                                lines.append(line)
+                        else:
+                            await self.on_disconnected(event)
+                    except Conflict as exc:
+                        log.warning(
+                            "device %s of tenant %s: %s", event.client_id, event.tenant, exc
+                        )
+                        stale_state = True
+                        return
+                    except Exception as exc:
+                        if self._is_transient(exc):
+                            transient.append(exc)
+                            return
+                        log.exception(
+                            "broker event of device %s of tenant %s failed",
+                            event.client_id,
+                            event.tenant,
+                        )
+                        if isinstance(event, control.Connected) and event.new:
+                            lines.append(control.device_remove(event.client_id))
+                        return
 
         async with asyncio.TaskGroup() as tg:
             for device_events in by_device.values():
                 tg.create_task(apply(device_events))
         if lines:
             await self._broker.push(lines)
+        if stale_state:
+            await self._broker.resync()
+        if transient:
+            raise transient[0]
 
     async def on_connected(self, event: control.Connected) -> None:
         """A certificate device connected: register it if new, mark it CONNECTED."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from fleetgate.domain.trust import TrustedCertificate
 from fleetgate.domain.users import Role, Tenant, User
+
+#: Tells a failure worth retrying (the database away) from one that would fail again.
+TransientCheck = Callable[[BaseException], bool]
 
 
 class UserStore(Protocol):
@@ -29,6 +32,19 @@ class BrokerPush(Protocol):
 
     async def resync(self) -> None:
         """Push the whole state again, atomically (after changes too broad for lines)."""
+
+    async def discard_sessions(self, device_ids: list[str]) -> list[str]:
+        """Make the broker drop what it keeps for these client ids (subscriptions, queued
+        messages), closing their live connections; the ids it was done for (none while
+        the broker is unreachable)."""
+
+
+class ReleasedDeviceIds(Protocol):
+    """Device ids that lost their device, whose broker sessions are still to discard."""
+
+    async def released(self, limit: int) -> list[str]: ...
+
+    async def discarded(self, device_ids: list[str]) -> None: ...
 
 
 class TrustStore(Protocol):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from fleetgate.domain.dead_letters import DeadLetter
+from fleetgate.domain.device_messages import DeviceError, StatusReport
 from fleetgate.domain.users import Role, Tenant, User
 
 #: "Now" for tests that check certificates against a fixed clock. Certificates made during
@@ -94,3 +96,50 @@ class RecordingPublisher:
         taken = [p for t, p in self.messages if t == topic]
         self.messages = [(t, p) for t, p in self.messages if t != topic]
         return taken
+
+
+class FakeOperations:
+    """The operations side of device messages (``ReportSink``): applies reports in a
+    list, all or nothing per call. A batch that holds one of ``poison`` (operation ids)
+    fails as a database would on a value it cannot take; ``unavailable`` makes every call
+    fail as an absent database does."""
+
+    def __init__(self, poison: Iterable[int] = ()) -> None:
+        self.poison = set(poison)
+        self.unavailable = False
+        self.applied: list[StatusReport] = []
+        self.synced: list[str] = []
+        self.calls = 0
+
+    async def on_reports(self, reports: Sequence[StatusReport]) -> list[DeviceError]:
+        self.calls += 1
+        if self.unavailable:
+            raise ConnectionRefusedError("the database is away")
+        bad = [r.operation_id for r in reports if r.operation_id in self.poison]
+        if bad:
+            raise ValueError(f"value out of range: {bad[0]}")
+        self.applied.extend(reports)
+        return []
+
+    async def on_sync(self, device_ids: Sequence[str]) -> None:
+        if self.unavailable:
+            raise ConnectionRefusedError("the database is away")
+        self.synced.extend(device_ids)
+
+
+class FakeDeadLetters:
+    """A ``DeadLetterStore`` in a list."""
+
+    def __init__(self) -> None:
+        self.letters: list[DeadLetter] = []
+        self.failure: Exception | None = None
+
+    async def record(self, letters: Sequence[DeadLetter]) -> None:
+        if self.failure is not None:
+            raise self.failure
+        self.letters.extend(letters)
+
+
+def unavailable(exc: BaseException) -> bool:
+    """The fakes' transient failure: the database is away."""
+    return isinstance(exc, ConnectionError)

@@ -17,6 +17,7 @@ from fleetgate.config import Settings, reveal
 from fleetgate.db.binaries import PgBinaries
 from fleetgate.db.bootstrap import PgRequests
 from fleetgate.db.bulk import PgBulkCredentials
+from fleetgate.db.dead_letters import PgDeadLetters
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.inventory import PgIdentity, PgInventory
 from fleetgate.db.migrations import migrate
@@ -25,18 +26,21 @@ from fleetgate.db.pool import create_pool
 from fleetgate.db.transient import is_transient
 from fleetgate.db.trust import PgTrustStore
 from fleetgate.db.users import PgUsers
+from fleetgate.domain.device_messages import Incoming
 from fleetgate.domain.errors import ConfigurationError
 from fleetgate.domain.passwords import generate_secret
 from fleetgate.domain.topics import BOOTSTRAP_REQUESTS, DEVICE_SUBSCRIPTIONS, BootstrapTopic
 from fleetgate.files.store import FileStore
 from fleetgate.mqtt.bridge import BrokerBridge
-from fleetgate.mqtt.device_link import DeviceLink, DeviceMessage
+from fleetgate.mqtt.device_link import DeviceLink
 from fleetgate.pki.capath import sync_capath
 from fleetgate.services.auth import Authenticator
 from fleetgate.services.binaries import Binaries
 from fleetgate.services.bootstrap import Bootstrap
 from fleetgate.services.broker import TrustSync, full_state
 from fleetgate.services.bulk import BulkCredentials
+from fleetgate.services.dead_letters import DeadLetters
+from fleetgate.services.device_messages import DeviceMessages
 from fleetgate.services.devices import Devices
 from fleetgate.services.operations import FileSigning, OperationFeed, Operations
 from fleetgate.services.seed import InitialState, ensure_initial_state
@@ -138,8 +142,8 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
             url_secret = generate_secret(32)
         binaries = Binaries(PgBinaries(pool), FileStore(settings.files.store))
 
-        async def on_device_messages(messages: list[DeviceMessage]) -> list[DeviceMessage]:
-            return await operations.on_device_messages(messages)
+        async def on_device_messages(messages: list[Incoming]) -> list[Incoming]:
+            return await device_messages.handle(messages)
 
         link = DeviceLink(
             settings.mqtt,
@@ -155,6 +159,10 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
             FileSigning(url_secret.encode(), base_url, settings.files.url_ttl),
             OperationFeed(),
         )
+        dead_letters = PgDeadLetters(pool)
+        device_messages = DeviceMessages(
+            operations, devices.declare, dead_letters, link, is_transient=is_transient
+        )
         api = create_app(ApiContext(Authenticator(users), base_url))
         api.state.devices = devices
         api.state.trust = trust
@@ -163,6 +171,7 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
         api.state.binaries = binaries
         api.state.operations = operations
         api.state.url_secret = url_secret.encode()
+        api.state.dead_letters = DeadLetters(dead_letters)
         limits = settings.operations
         api_started = asyncio.Event()
         async with asyncio.TaskGroup() as tg:

@@ -1,72 +1,91 @@
-"""What a device publishes (inventory, status) and how it reads fleetgate's errors."""
+"""Device messages read at the edge: every bad payload is a rejection with a reason,
+never an exception; good ones become typed messages."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from fleetgate.device import ErrorReport, Firmware, Inventory, Software, Status
-from fleetgate.device.messages import encode_status, parse_error_report
+from fleetgate.domain.device_messages import (
+    Declaration,
+    Rejection,
+    StatusReport,
+    SyncRequest,
+    operation_id,
+    parse_device_message,
+)
+from fleetgate.domain.errors import ValidationFailed
+from fleetgate.domain.operations import Status
+from fleetgate.domain.topics import DeviceLeaf, DeviceTopic
+
+from corpora.device_payloads import BY_LEAF, GOOD
+
+CASES = [
+    pytest.param(leaf, payload, id=f"{leaf.value}: {name}")
+    for leaf, corpus in BY_LEAF.items()
+    for name, payload in corpus
+]
 
 
-def test_inventory_carries_the_protocol_fragments() -> None:
-    inventory = Inventory(
-        type="thermostat-v2",
-        name="boiler room",
-        supported_operations=["c8y_Firmware", "c8y_UploadConfigFile"],
-        firmware=Firmware("thermo-fw", "1.0.0"),
-        software=[Software("agent", "2.1", "apt")],
-        supported_configurations=["ssh", "agent"],
-        fragments={"c8y_Hardware": {"model": "X"}, "type": "overridden", "c8y_Old": None},
+def test_each_corpus_has_at_least_thirty_payloads() -> None:
+    assert all(len(corpus) >= 30 for corpus in BY_LEAF.values())
+
+
+@pytest.mark.parametrize(("leaf", "payload"), CASES)
+def test_bad_payloads_are_rejected_with_a_reason(leaf: DeviceLeaf, payload: bytes) -> None:
+    topic = str(DeviceTopic("hd1", leaf))
+    rejected = parse_device_message(topic, payload)
+    assert isinstance(rejected, Rejection)
+    assert (rejected.device_id, rejected.topic) == ("hd1", topic)
+    expected = "inventory" if leaf is DeviceLeaf.INVENTORY else "operations"
+    assert rejected.error == f"{expected}/badRequest"
+    assert rejected.reason
+
+
+def test_good_payloads_become_messages() -> None:
+    assert parse_device_message("fg/d/hd1/op/status", GOOD[DeviceLeaf.OP_STATUS]) == (
+        StatusReport("hd1", 1, Status.EXECUTING)
     )
-    assert json.loads(inventory.encode()) == {
-        "type": "thermostat-v2",
-        "name": "boiler room",
-        "c8y_SupportedOperations": ["c8y_Firmware", "c8y_UploadConfigFile"],
-        "c8y_Firmware": {"name": "thermo-fw", "version": "1.0.0"},
-        "c8y_SoftwareList": [{"name": "agent", "version": "2.1", "softwareType": "apt"}],
-        "c8y_SupportedConfigurations": ["ssh", "agent"],
-        "c8y_Hardware": {"model": "X"},
-        "c8y_Old": None,
-    }
-
-
-def test_an_empty_inventory_declares_nothing() -> None:
-    assert json.loads(Inventory().encode()) == {}
-
-
-def test_fleetgates_own_fragments_cannot_be_declared() -> None:
-    with pytest.raises(ValueError, match="c8y_IsDevice"):
-        Inventory(fragments={"c8y_IsDevice": {}})
-
-
-def test_status_payloads() -> None:
-    assert json.loads(encode_status("42", Status.EXECUTING)) == {"id": "42", "status": "EXECUTING"}
-    assert json.loads(encode_status("42", Status.FAILED, "broken")) == {
-        "id": "42",
-        "status": "FAILED",
-        "failureReason": "broken",
-    }
-    # A reason belongs to FAILED only.
-    assert "failureReason" not in json.loads(encode_status("42", Status.SUCCESSFUL, "x"))
-
-
-def test_error_reports_are_read_tolerantly() -> None:
-    report = parse_error_report(
-        json.dumps(
-            {
-                "error": "operations/illegalTransition",
-                "message": "no way back",
-                "topic": "fg/d/a/op/status",
-                "id": "42",
-                "more": 1,
-            }
-        ).encode()
+    assert parse_device_message("fg/d/hd1/op/sync", b"{}") == SyncRequest("hd1")
+    declared = parse_device_message("fg/d/hd1/inventory", GOOD[DeviceLeaf.INVENTORY])
+    assert declared == Declaration(
+        "hd1",
+        {"name": "boiler", "type": "thermo"},
+        {
+            "c8y_SupportedOperations": ["c8y_Restart"],
+            "c8y_Hardware": {"serialNumber": "été"},
+            "c8y_Old": None,
+        },
     )
-    assert report == ErrorReport(
-        "operations/illegalTransition", "no way back", "fg/d/a/op/status", "42"
+
+
+def test_failed_keeps_its_reason_and_an_integer_id_is_accepted() -> None:
+    payload = b'{"id": 9223372036854775807, "status": "FAILED", "failureReason": "disk full"}'
+    assert parse_device_message("fg/d/hd1/op/status", payload) == StatusReport(
+        "hd1", 2**63 - 1, Status.FAILED, "disk full"
     )
-    assert str(report) == "operations/illegalTransition: no way back (operation 42)"
-    assert parse_error_report(b"\xff garbage").error == "device/unreadableError"
-    assert parse_error_report(b'{"message": 3}') == ErrorReport("general/unknown", "")
+
+
+@pytest.mark.parametrize(
+    "topic", ["fg/d/hd1/op/cmd", "fg/d/hd1/error", "fg/d/hd1/c/x/inventory", "other", ""]
+)
+def test_other_topics_are_not_device_messages(topic: str) -> None:
+    assert parse_device_message(topic, b"{}") is None
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("0", "1 to 9223372036854775807"),
+        ("9223372036854775808", "1 to 9223372036854775807"),
+        ("99999999999999999999", "not '99999999999999999999'"),
+        ("\u0663", "not"),
+        (" 1", "not"),
+        (True, "decimal string"),
+        (1.0, "decimal string"),
+        (None, "decimal string"),
+    ],
+)
+def test_operation_ids_are_in_range(value: object, why: str) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        operation_id(value)
+    assert why in caught.value.message

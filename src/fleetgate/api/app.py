@@ -9,6 +9,7 @@ from fleetgate.api.auth import ApiContext
 from fleetgate.api.routes import (
     binaries,
     bulk_credentials,
+    dead_letters,
     device_credentials,
     files,
     identity,
@@ -39,4 +40,5 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(device_credentials.router)
     app.include_router(bulk_credentials.router)
     app.include_router(operations.router)
+    app.include_router(dead_letters.router)
     return app

@@ -30,3 +30,6 @@ DEVICE_CREDENTIALS = f"{_PREFIX}deviceCredentials+json"
 BULK_NEW_DEVICE_REQUEST = f"{_PREFIX}bulkNewDeviceRequest+json"
 OPERATION = f"{_PREFIX}operation+json"
 OPERATION_COLLECTION = f"{_PREFIX}operationCollection+json"
+#: fleetgate's own resources (no Cumulocity counterpart) keep Cumulocity's style.
+DEAD_LETTER = "application/vnd.fleetgate.deadLetter+json"
+DEAD_LETTER_COLLECTION = "application/vnd.fleetgate.deadLetterCollection+json"

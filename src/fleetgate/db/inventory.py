@@ -473,6 +473,14 @@ class PgIdentity:
         )
         return _external(row) if row else None
 
+    async def device(self, device_id: str) -> ExternalId | None:
+        """The device that holds ``device_id`` (its ``c8y_Serial``), in whatever tenant:
+        device ids are global."""
+        row = await self._pool.fetchrow(
+            "SELECT * FROM external_id WHERE type = $1 AND value = $2", DEVICE_ID_TYPE, device_id
+        )
+        return _external(row) if row else None
+
     async def of_object(self, tenant_id: str, object_id: int) -> list[ExternalId]:
         rows = await self._pool.fetch(
             "SELECT * FROM external_id WHERE tenant_id = $1 AND managed_object_id = $2"

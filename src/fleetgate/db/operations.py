@@ -465,13 +465,3 @@ class PgOperations:
             executing_after,
         )
         return [_operation(r) for r in rows]
-
-    async def serial_tenant(self, serial: str) -> tuple[str, int] | None:
-        """(tenant, managed object id) of the device whose id is ``serial``."""
-        row = await self._pool.fetchrow(
-            "SELECT tenant_id, managed_object_id FROM external_id WHERE type = $1 AND value = $2"
-            " LIMIT 1",
-            DEVICE_ID_TYPE,
-            serial,
-        )
-        return (row["tenant_id"], row["managed_object_id"]) if row else None

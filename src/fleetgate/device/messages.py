@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fleetgate.device.commands import Status
+from fleetgate.domain.device_messages import DECLARATION_RESERVED, MAX_REASON, RESERVED_TYPES
 
 __all__ = [
     "RESERVED_FRAGMENTS",
@@ -22,19 +23,9 @@ __all__ = [
     "parse_error_report",
 ]
 
-#: Fragments of the managed object that belong to fleetgate, not to the device.
-RESERVED_FRAGMENTS = frozenset(
-    {
-        "id",
-        "self",
-        "owner",
-        "creationTime",
-        "lastUpdated",
-        "c8y_IsDevice",
-        "c8y_Connection",
-        "c8y_Availability",
-    }
-)
+#: Keys of the managed object that belong to fleetgate, not to the device: the service
+#: refuses a declaration that holds one (the same set, from the same place).
+RESERVED_FRAGMENTS = DECLARATION_RESERVED
 
 
 @dataclass(frozen=True)
@@ -87,6 +78,8 @@ class Inventory:
         reserved = RESERVED_FRAGMENTS & set(self.fragments)
         if reserved:
             raise ValueError(f"fragments reserved to fleetgate: {', '.join(sorted(reserved))}")
+        if self.type in RESERVED_TYPES:
+            raise ValueError(f"type {self.type} is for repository entries and groups")
 
     def payload(self) -> dict[str, Any]:
         body: dict[str, Any] = dict(self.fragments)
@@ -112,9 +105,12 @@ def _listed(values: Sequence[str] | None) -> list[str] | None:
 
 
 def encode_status(op_id: str, status: Status, failure_reason: str | None = None) -> bytes:
-    """The ``op/status`` payload; ``failureReason`` only with FAILED."""
+    """The ``op/status`` payload; ``failureReason`` only with FAILED, cut to the length
+    fleetgate accepts (a longer one would have the whole report refused)."""
     body = {"id": op_id, "status": status.value}
     if status is Status.FAILED and failure_reason is not None:
+        if len(failure_reason) > MAX_REASON:
+            failure_reason = failure_reason[: MAX_REASON - 1] + "…"
         body["failureReason"] = failure_reason
     return json.dumps(body, separators=(",", ":")).encode()
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -28,31 +29,26 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from fleetgate.config import MqttSettings, reveal
+from fleetgate.domain.device_messages import Incoming
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceMessage:
-    topic: str
-    payload: bytes
-    #: How often the handler has deferred this message already.
-    deferrals: int = 0
-
-
-#: Handles a batch of device messages; returns once their effects are committed, with the
-#: messages it cannot handle *yet* (a device whose registration is still being committed):
-#: those stay unacknowledged and come back after ``DEFER_DELAY``. Raises only when it
-#: could not commit (the database is away): the whole batch is then retried.
-BatchHandler = Callable[[list[DeviceMessage]], Awaitable[list[DeviceMessage]]]
+#: Handles a batch of device messages; returns once each has had its effect committed or
+#: been rejected for good, with the messages it cannot handle *yet* (a device whose
+#: registration is still being committed): those stay unacknowledged and come back after
+#: ``DEFER_DELAY``. Raises only when it could not commit (the database is away): the
+#: whole batch is then retried, after a pause that grows from ``RETRY_MIN`` to
+#: ``RETRY_MAX`` (jittered) while the failures go on.
+BatchHandler = Callable[[list[Incoming]], Awaitable[list[Incoming]]]
 
 DEFER_DELAY = 0.5
+RETRY_MIN, RETRY_MAX = 0.5, 30.0
 
 _MAX_BATCH = 500
 #: Commands published and not yet acknowledged by the broker; more wait (paho would
 #: otherwise queue without bound, and reuse packet ids past 65,535).
 _MAX_OUTSTANDING = 5000
-_RETRY_DELAY = 1.0
 
 
 def reconnect_delays(settings: MqttSettings) -> tuple[int, int]:
@@ -68,7 +64,7 @@ def reconnect_delays(settings: MqttSettings) -> tuple[int, int]:
 
 @dataclass(frozen=True, slots=True)
 class _Received:
-    message: DeviceMessage
+    message: Incoming
     mid: int
     generation: int
 
@@ -139,9 +135,7 @@ class DeviceLink:
         self._call(self._disconnected, str(reason))
 
     def _on_message(self, _c: object, _u: object, msg: paho.MQTTMessage) -> None:
-        received = _Received(
-            DeviceMessage(msg.topic, bytes(msg.payload)), msg.mid, self._generation
-        )
+        received = _Received(Incoming(msg.topic, bytes(msg.payload)), msg.mid, self._generation)
         self._call(self._queue.put_nowait, received)
 
     def _on_publish(self, _c: object, _u: object, _mid: object, _r: object, _p: object) -> None:
@@ -207,9 +201,18 @@ class DeviceLink:
 
     async def _handle(self, batch: list[_Received]) -> set[int]:
         messages = [item.message for item in batch]
+        delay = RETRY_MIN
         while True:
             try:
                 return {id(m) for m in await self._handler(messages)}
-            except Exception:
-                log.exception("handling %d device messages failed; retrying", len(messages))
-                await asyncio.sleep(_RETRY_DELAY)
+            except Exception as exc:
+                pause = delay * random.uniform(0.5, 1.0)  # noqa: S311 — jitter only
+                log.warning(
+                    "handling %d device messages failed (%s: %s); retrying in %.1f s",
+                    len(messages),
+                    type(exc).__name__,
+                    exc,
+                    pause,
+                )
+                await asyncio.sleep(pause)
+                delay = min(delay * 2, RETRY_MAX)

@@ -16,6 +16,7 @@ from fleetgate.db.devices import PgDevices
 from fleetgate.db.inventory import ExternalId, ObjectFilter, PgIdentity, PgInventory, Reference
 from fleetgate.db.users import PgUsers
 from fleetgate.domain.binaries import binary_id_of_url, check_binary_update, check_not_binary_fields
+from fleetgate.domain.device_messages import Declaration
 from fleetgate.domain.devices import (
     DEVICE_ID_TYPE,
     ConnectionStatus,
@@ -217,6 +218,21 @@ class Devices:
         """Drop the reference (the child object stays)."""
         if not await self._inventory.remove_child(tenant_id, parent_id, CHILD_ADDITIONS, child_id):
             raise _reference_not_found(parent_id, child_id)
+
+    async def declare(self, declaration: Declaration, last_try: bool) -> bool:
+        """Merge what a device declared about itself (``fg/d/<id>/inventory``, read and
+        checked at the edge) into its managed object. False when the device is not
+        registered yet (its registration, on its connect event, may not be committed);
+        ValidationFailed when it still is not on the ``last_try``."""
+        found = await self._identity.device(declaration.device_id)
+        if found is None:
+            if not last_try:
+                return False
+            raise ValidationFailed(f"Device {declaration.device_id} is not registered")
+        await self._inventory.update(
+            found.tenant_id, found.managed_object_id, declaration.plain, declaration.fragments
+        )
+        return True
 
     # -- identity ----------------------------------------------------------------------
 

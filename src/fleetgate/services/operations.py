@@ -16,26 +16,23 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fleetgate.db.inventory import PgInventory
-from fleetgate.db.operations import DeviceTarget, OperationFilter, Outcome, PgOperations, Report
+from fleetgate.db.operations import DeviceTarget, OperationFilter, PgOperations, Report
 from fleetgate.domain import operations as ops
 from fleetgate.domain import signing
 from fleetgate.domain.binaries import BinaryFile
-from fleetgate.domain.devices import ManagedObject, plain_fields
+from fleetgate.domain.device_messages import DeviceError, StatusReport
+from fleetgate.domain.devices import ManagedObject
 from fleetgate.domain.errors import NotFound, ValidationFailed
 from fleetgate.domain.operations import Move, Operation, Status
 from fleetgate.domain.topics import DeviceLeaf, DeviceTopic
-from fleetgate.mqtt.device_link import DeviceMessage
+from fleetgate.services.ports import Publisher
 
 log = logging.getLogger(__name__)
-
-
-class Publisher(Protocol):
-    async def publish(self, topic: str, payload: bytes) -> None: ...
 
 
 class FileResolver(Protocol):
@@ -174,13 +171,6 @@ class FileSigning:
     secret: bytes
     base_url: str
     ttl: float
-
-
-#: Keys a device may not set through its inventory message.
-_RESERVED_INVENTORY = frozenset(
-    {"id", "self", "owner", "creationTime", "lastUpdated", "c8y_IsDevice", "c8y_Connection",
-     "c8y_Availability", "childDevices", "childAssets", "childAdditions"}
-)  # fmt: skip
 
 
 class Operations:
@@ -406,89 +396,49 @@ class Operations:
             command["upload"] = {"url": url, "method": "PUT"}
         return command
 
-    async def on_device_messages(self, messages: list[DeviceMessage]) -> list[DeviceMessage]:
-        """The device link's batch handler: commits before it returns; returns the messages
-        to hand back later (an inventory message of a device whose registration — on its
-        connect event, handled elsewhere — is not committed yet)."""
-        reports: list[tuple[DeviceMessage, str, Report]] = []
-        syncs: list[str] = []
-        deferred: list[DeviceMessage] = []
-        for message in messages:
-            parsed = DeviceTopic.parse(message.topic)
-            if parsed is None:
-                log.warning("device message on an unexpected topic %s", message.topic)
-                continue
-            serial, leaf = parsed.device_id, parsed.leaf
-            try:
-                body = _json_object(message.payload)
-                if leaf is DeviceLeaf.OP_STATUS:
-                    reports.append((message, serial, _report(serial, body)))
-                elif leaf is DeviceLeaf.OP_SYNC:
-                    syncs.append(serial)
-                elif leaf is DeviceLeaf.INVENTORY:
-                    last_try = message.deferrals >= _MAX_DEFERRALS
-                    handled = await self._on_inventory(serial, body, last_try=last_try)
-                    if not handled:
-                        deferred.append(message)
-            except ValidationFailed as exc:
-                await self._error(serial, message.topic, "operations/badRequest", exc.message)
-        if reports:
-            outcomes = await self._store.apply([r for _, _, r in reports])
-            changed = [o.operation for o in outcomes if o.operation is not None]
-            self.feed.publish(changed)
-            for (message, serial, _), outcome in zip(reports, outcomes, strict=True):
-                await self._answer(serial, message.topic, outcome)
-        if syncs:
-            await self.dispatch(await self._store.open_for(sorted(set(syncs))))
-        return deferred
-
-    async def _answer(self, serial: str, topic: str, outcome: Outcome) -> None:
-        report = outcome.report
-        if outcome.move is None:
-            await self._error(
-                serial,
-                topic,
-                "operations/notFound",
-                f"Operation {report.operation_id} is not an operation of device {serial}",
-                report.operation_id,
-            )
-        elif outcome.move is Move.ILLEGAL:
-            assert outcome.current is not None
-            message = ops.illegal_message(report.operation_id, outcome.current, report.status)
-            log.info("device %s: %s", serial, message)
-            await self._error(
-                serial, topic, "operations/illegalTransition", message, report.operation_id
-            )
-
-    async def _error(
-        self, serial: str, topic: str, error: str, message: str, operation_id: int | None = None
-    ) -> None:
-        body: dict[str, Any] = {"error": error, "message": message, "topic": topic}
-        if operation_id is not None:
-            body["id"] = str(operation_id)
-        await self._link.publish(
-            str(DeviceTopic(serial, DeviceLeaf.ERROR)), json.dumps(body).encode()
+    async def on_reports(self, reports: Sequence[StatusReport]) -> list[DeviceError]:
+        """Apply devices' status reports in order, in one transaction (a report names an
+        operation of the reporting device, or finds nothing); announce the moves; return
+        what to answer the devices: an unknown operation, an illegal move."""
+        outcomes = await self._store.apply(
+            [
+                Report(r.operation_id, r.status, r.failure_reason, serial=r.device_id)
+                for r in reports
+            ]
         )
+        self.feed.publish([o.operation for o in outcomes if o.operation is not None])
+        errors: list[DeviceError] = []
+        for report, outcome in zip(reports, outcomes, strict=True):
+            topic = str(DeviceTopic(report.device_id, DeviceLeaf.OP_STATUS))
+            if outcome.move is None:
+                errors.append(
+                    DeviceError(
+                        report.device_id,
+                        "operations/notFound",
+                        f"Operation {report.operation_id} is not an operation of device"
+                        f" {report.device_id}",
+                        topic,
+                        report.operation_id,
+                    )
+                )
+            elif outcome.move is Move.ILLEGAL:
+                assert outcome.current is not None
+                message = ops.illegal_message(report.operation_id, outcome.current, report.status)
+                log.info("device %s: %s", report.device_id, message)
+                errors.append(
+                    DeviceError(
+                        report.device_id,
+                        "operations/illegalTransition",
+                        message,
+                        topic,
+                        report.operation_id,
+                    )
+                )
+        return errors
 
-    async def _on_inventory(self, serial: str, body: dict[str, Any], *, last_try: bool) -> bool:
-        """Merge a device's declaration; False when it is not registered yet (try later)."""
-        found = await self._store.serial_tenant(serial)
-        if found is None:
-            if not last_try:
-                return False
-            raise ValidationFailed(f"Device {serial} is not registered")
-        tenant_id, object_id = found
-        plain = plain_fields(body, ("name", "type"))
-        fragments = {
-            k: v for k, v in body.items() if k not in plain and k not in _RESERVED_INVENTORY
-        }
-        supported = fragments.get("c8y_SupportedOperations")
-        if supported is not None and not (
-            isinstance(supported, list) and all(isinstance(s, str) for s in supported)
-        ):
-            raise ValidationFailed("c8y_SupportedOperations must be a list of strings")
-        await self._inventory.update(tenant_id, object_id, plain, fragments)
-        return True
+    async def on_sync(self, device_ids: Sequence[str]) -> None:
+        """Devices asked for their open operations (after a connect): publish them again."""
+        await self.dispatch(await self._store.open_for(device_ids))
 
     async def upload_snapshot(
         self, operation_id: int, serial: str, content_type: str, chunks: AsyncIterable[bytes]
@@ -534,11 +484,6 @@ class Operations:
             await asyncio.sleep(every)
 
 
-#: An inventory message of a device not yet registered waits at most this many deferrals
-#: (``DEFER_DELAY`` apart: 30 s) before it is refused.
-_MAX_DEFERRALS = 60
-
-
 def _object_id(value: Any, name: str) -> int:
     if isinstance(value, int | str) and str(value).isdigit() and int(value) > 0:
         return int(value)
@@ -570,27 +515,6 @@ def _describe(fragment_type: str, command: Any) -> str:
     if fragment_type == ops.UPLOAD_CONFIG:
         return f"Retrieve {command['type']} configuration snapshot from device"
     return f"Execute {fragment_type}"
-
-
-def _json_object(payload: bytes) -> dict[str, Any]:
-    try:
-        body = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationFailed("the payload is not JSON") from None
-    if not isinstance(body, dict):
-        raise ValidationFailed("the payload must be a JSON object")
-    return body
-
-
-def _report(serial: str, body: dict[str, Any]) -> Report:
-    raw_id = body.get("id")
-    if not (isinstance(raw_id, str | int) and str(raw_id).isdigit()):
-        raise ValidationFailed('"id" must be the operation id')
-    status = ops.parse_status(body.get("status"))
-    reason = body.get("failureReason")
-    if reason is not None and not isinstance(reason, str):
-        raise ValidationFailed('"failureReason" must be a string')
-    return Report(int(raw_id), status, reason or None, serial=serial)
 
 
 __all__ = [

@@ -12,6 +12,12 @@ from fleetgate.domain.users import Role, Tenant, User
 TransientCheck = Callable[[BaseException], bool]
 
 
+class Publisher(Protocol):
+    """Publishes to devices (the device link): QoS 1, waits only for room."""
+
+    async def publish(self, topic: str, payload: bytes) -> None: ...
+
+
 class UserStore(Protocol):
     async def find_user(self, tenant_id: str, username: str) -> tuple[Tenant, User] | None: ...
 

@@ -43,7 +43,7 @@ def operations(request: Request) -> Operations:
     return service
 
 
-def _iso(value: datetime) -> str:
+def iso_time(value: datetime) -> str:
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -54,8 +54,8 @@ def operation_body(op: Operation, base: str) -> dict[str, Any]:
         "self": f"{base}/devicecontrol/operations/{op.id}",
         "deviceId": str(op.device_id),
         "status": str(op.status),
-        "creationTime": _iso(op.creation_time),
-        "statusTime": _iso(op.status_time),
+        "creationTime": iso_time(op.creation_time),
+        "statusTime": iso_time(op.status_time),
     }
     if op.device_name is not None:
         body["deviceName"] = op.device_name
@@ -72,7 +72,7 @@ def _statuses(values: list[str]) -> tuple[Status, ...]:
     return tuple(parse_status(v) for value in values for v in value.split(",") if v)
 
 
-def _time(value: str | None, name: str) -> datetime | None:
+def query_time(value: str | None, name: str) -> datetime | None:
     if value is None:
         return None
     try:
@@ -84,7 +84,7 @@ def _time(value: str | None, name: str) -> datetime | None:
     return parsed
 
 
-def _optional_id(value: str | None) -> int | None:
+def optional_id(value: str | None) -> int | None:
     return parse_object_id(value) if value is not None else None
 
 
@@ -102,12 +102,12 @@ async def list_operations(
     revert: bool = False,
 ) -> JSONResponse:
     flt = OperationFilter(
-        device_id=_optional_id(device_id),
+        device_id=optional_id(device_id),
         statuses=_statuses(status or []),
         fragment_type=fragment_type,
-        bulk_operation_id=_optional_id(bulk_operation_id),
-        date_from=_time(date_from, "dateFrom"),
-        date_to=_time(date_to, "dateTo"),
+        bulk_operation_id=optional_id(bulk_operation_id),
+        date_from=query_time(date_from, "dateFrom"),
+        date_to=query_time(date_to, "dateTo"),
     )
     found, total = await operations(request).find(
         principal.tenant.id,
@@ -146,8 +146,8 @@ async def stream_operations(
     are not at hand any more, ``event: reset`` (reload the list)."""
     flt = FeedFilter(
         principal.tenant.id,
-        device_id=_optional_id(device_id),
-        bulk_operation_id=_optional_id(bulk_operation_id),
+        device_id=optional_id(device_id),
+        bulk_operation_id=optional_id(bulk_operation_id),
         statuses=frozenset(_statuses(status or [])),
     )
     feed = operations(request).feed

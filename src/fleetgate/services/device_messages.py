@@ -1,0 +1,211 @@
+"""Device messages, batch by batch: parsed at the edge, applied, answered; never stuck.
+
+The device link hands over what devices published (``op/status``, ``op/sync``,
+``inventory``) and acknowledges it to the broker once :meth:`DeviceMessages.handle`
+returns — so :meth:`handle` returns only when every message of the batch has had its
+effect committed, or has been rejected for good:
+
+1. Each message is parsed once (:func:`fleetgate.domain.device_messages.parse_device_message`).
+   A message that can never be applied — not JSON, too large or deep, NaN, a NUL, an id
+   out of range, a reserved fragment — is answered on the device's ``error`` topic and
+   kept as a **dead letter** (device, topic, payload, reason) for operators.
+2. The rest is applied. Should that fail for another reason than the database being away
+   (something the edge checks did not foresee), the batch is split in halves and each half
+   applied on its own, down to the single message that fails, which becomes a dead letter:
+   one bad message never holds back anyone else's.
+3. Only a transient failure (the database away) escapes :meth:`handle`: the link then
+   retries the whole batch after a pause that grows, and every step is idempotent, so the
+   parts that were committed before it failed are harmless to apply again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from fleetgate.domain.dead_letters import DeadLetter
+from fleetgate.domain.device_messages import (
+    Declaration,
+    DeviceError,
+    DeviceMessage,
+    Incoming,
+    Rejection,
+    StatusReport,
+    SyncRequest,
+    parse_device_message,
+)
+from fleetgate.domain.errors import ValidationFailed
+from fleetgate.services.ports import Publisher, TransientCheck
+
+log = logging.getLogger(__name__)
+
+#: An inventory message of a device not yet registered waits at most this many
+#: deferrals (``DEFER_DELAY`` apart in the link: 30 s) before it is refused.
+MAX_DEFERRALS = 60
+
+
+class DeadLetterStore(Protocol):
+    async def record(self, letters: Sequence[DeadLetter]) -> None:
+        """Keep these (each device keeps its newest ones only)."""
+
+
+class ReportSink(Protocol):
+    """What operations do with device messages (``fleetgate.services.operations``)."""
+
+    async def on_reports(self, reports: Sequence[StatusReport]) -> list[DeviceError]:
+        """Apply status reports in order, in one transaction; the errors to answer."""
+
+    async def on_sync(self, device_ids: Sequence[str]) -> None:
+        """Publish every open operation of these devices again."""
+
+
+#: Merges a device's declaration; False when the device is not registered yet (try again
+#: later), ValidationFailed when it never will be (``last_try``).
+DeclarationSink = Callable[[Declaration, bool], Awaitable[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    incoming: Incoming
+    message: DeviceMessage
+
+
+@dataclass(slots=True)
+class _Applied:
+    """What applying a part of a batch leaves to do once it is committed."""
+
+    deferred: list[Incoming] = field(default_factory=list)
+    rejected: list[tuple[Incoming, Rejection]] = field(default_factory=list)
+    errors: list[DeviceError] = field(default_factory=list)
+
+
+class DeviceMessages:
+    def __init__(
+        self,
+        operations: ReportSink,
+        declare: DeclarationSink,
+        dead_letters: DeadLetterStore,
+        replies: Publisher,
+        *,
+        is_transient: TransientCheck,
+    ) -> None:
+        self._operations = operations
+        self._declare = declare
+        self._dead_letters = dead_letters
+        self._replies = replies
+        self._is_transient = is_transient
+
+    async def handle(self, batch: list[Incoming]) -> list[Incoming]:
+        """Apply ``batch``; returns the messages to hand back later (a declaration of a
+        device whose registration is not committed yet). Raises only transient failures."""
+        items: list[_Item] = []
+        rejected: list[tuple[Incoming, Rejection]] = []
+        for incoming in batch:
+            parsed = parse_device_message(incoming.topic, incoming.payload)
+            if parsed is None:
+                log.warning("device message on an unexpected topic %r", incoming.topic[:200])
+            elif isinstance(parsed, Rejection):
+                rejected.append((incoming, parsed))
+            else:
+                items.append(_Item(incoming, parsed))
+        if rejected:
+            await self._reject(rejected)
+        return await self._apply(items)
+
+    async def _apply(self, items: list[_Item]) -> list[Incoming]:
+        """Apply ``items``; on a lasting failure, split until the failing one is alone.
+        Answers go out only for a part that was applied whole."""
+        if not items:
+            return []
+        try:
+            applied = await self._apply_all(items)
+        except Exception as exc:
+            if self._is_transient(exc):
+                raise
+            if len(items) == 1:
+                await self._poisoned(items[0], exc)
+                return []
+            log.warning(
+                "applying %d device messages failed (%s: %s); splitting the batch",
+                len(items),
+                type(exc).__name__,
+                exc,
+            )
+            half = len(items) // 2
+            return await self._apply(items[:half]) + await self._apply(items[half:])
+        for error in applied.errors:
+            await self._send(error)
+        if applied.rejected:
+            await self._reject(applied.rejected)
+        return applied.deferred
+
+    async def _apply_all(self, items: list[_Item]) -> _Applied:
+        applied = _Applied()
+        deferred, rejected = applied.deferred, applied.rejected
+        reports: list[StatusReport] = []
+        syncs: list[str] = []
+        for item in items:
+            message = item.message
+            if isinstance(message, StatusReport):
+                reports.append(message)
+            elif isinstance(message, SyncRequest):
+                syncs.append(message.device_id)
+            else:
+                last_try = item.incoming.deferrals >= MAX_DEFERRALS
+                try:
+                    if not await self._declare(message, last_try):
+                        deferred.append(item.incoming)
+                except ValidationFailed as exc:
+                    rejection = Rejection(
+                        message.device_id, item.incoming.topic, "inventory/badRequest", exc.message
+                    )
+                    rejected.append((item.incoming, rejection))
+        if reports:
+            applied.errors.extend(await self._operations.on_reports(reports))
+        if syncs:
+            await self._operations.on_sync(sorted(set(syncs)))
+        return applied
+
+    async def _poisoned(self, item: _Item, exc: Exception) -> None:
+        """The one message that fails to apply, for no reason the edge foresaw."""
+        log.error(
+            "device message on %s could not be applied; kept as a dead letter",
+            item.incoming.topic,
+            exc_info=exc,
+        )
+        reason = (
+            f"the message could not be applied ({type(exc).__name__}); it was kept for the"
+            " operators"
+        )
+        rejection = Rejection(
+            item.message.device_id, item.incoming.topic, "general/internalError", reason
+        )
+        await self._reject([(item.incoming, rejection)])
+
+    async def _reject(self, rejected: list[tuple[Incoming, Rejection]]) -> None:
+        """Keep as dead letters, then tell each device. A failure to keep them that is not
+        transient is logged and the messages dropped: nothing may stall the link."""
+        letters = [
+            DeadLetter(r.device_id, r.topic, incoming.payload, r.error, r.reason)
+            for incoming, r in rejected
+        ]
+        try:
+            await self._dead_letters.record(letters)
+        except Exception as exc:
+            if self._is_transient(exc):
+                raise
+            log.exception("could not keep %d dead letters; dropped", len(letters))
+        for _, rejection in rejected:
+            log.info(
+                "device %s: refused a message on %s: %s",
+                rejection.device_id,
+                rejection.topic,
+                rejection.reason,
+            )
+            await self._send(DeviceError.of(rejection))
+
+    async def _send(self, error: DeviceError) -> None:
+        await self._replies.publish(error.reply_topic, json.dumps(error.body()).encode())

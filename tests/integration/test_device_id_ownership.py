@@ -21,10 +21,10 @@ from fleetgate.db.bootstrap import PgRequests
 from fleetgate.db.bulk import PgBulkCredentials
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.inventory import PgIdentity, PgInventory
-from fleetgate.db.operations import PgOperations, Report
+from fleetgate.db.operations import PgOperations
 from fleetgate.db.transient import is_transient
 from fleetgate.db.users import PgUsers
-from fleetgate.domain.operations import Status
+from fleetgate.domain.operations import Report, Status
 from fleetgate.mqtt import control
 from fleetgate.services.bootstrap import Bootstrap
 from fleetgate.services.bulk import BulkCredentials

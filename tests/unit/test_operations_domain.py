@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
+from fleetgate.domain import commands
 from fleetgate.domain import operations as ops
 from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.operations import Move, Status
@@ -52,25 +55,25 @@ def test_unknown_status_is_refused() -> None:
 
 def test_command_fragment_must_be_declared_by_the_device() -> None:
     body = {"deviceId": "1", "c8y_Firmware": {"name": "a", "version": "1", "url": "u"}}
-    assert ops.command_fragment(body, ["c8y_Firmware"]) == "c8y_Firmware"
+    assert commands.command_fragment(body, ["c8y_Firmware"]) == "c8y_Firmware"
     with pytest.raises(ValidationFailed, match="does not support c8y_Firmware") as caught:
-        ops.command_fragment(body, ["c8y_Restart"])
+        commands.command_fragment(body, ["c8y_Restart"])
     assert "c8y_Restart" in caught.value.message
     with pytest.raises(ValidationFailed, match="c8y_SupportedOperations: none"):
-        ops.command_fragment(body, [])
+        commands.command_fragment(body, [])
 
 
 def test_one_command_per_operation() -> None:
     body = {"c8y_Restart": {}, "c8y_Firmware": {"name": "a", "version": "1", "url": "u"}}
     with pytest.raises(ValidationFailed, match="one command"):
-        ops.command_fragment(body, ["c8y_Restart", "c8y_Firmware"])
+        commands.command_fragment(body, ["c8y_Restart", "c8y_Firmware"])
     with pytest.raises(ValidationFailed, match="no command fragment"):
-        ops.command_fragment({"deviceId": "1", "description": "x"}, ["c8y_Restart"])
+        commands.command_fragment({"deviceId": "1", "description": "x"}, ["c8y_Restart"])
 
 
 def test_extra_fragments_beside_the_command_are_kept_out_of_the_choice() -> None:
     body = {"c8y_Restart": {}, "myNote": {"by": "ops"}}
-    assert ops.command_fragment(body, ["c8y_Restart"]) == "c8y_Restart"
+    assert commands.command_fragment(body, ["c8y_Restart"]) == "c8y_Restart"
 
 
 @pytest.mark.parametrize(
@@ -87,15 +90,15 @@ def test_extra_fragments_beside_the_command_are_kept_out_of_the_choice() -> None
 )
 def test_malformed_known_commands_are_refused(fragment: str, value: object, message: str) -> None:
     with pytest.raises(ValidationFailed, match=message):
-        ops.check_command(fragment, value)
+        commands.check_command(fragment, value)
 
 
 def test_well_formed_commands_pass() -> None:
-    ops.check_command("c8y_Firmware", {"name": "fw", "version": "1", "url": "http://x"})
-    ops.check_command("c8y_SoftwareUpdate", [{"name": "a", "action": "delete"}])
-    ops.check_command("c8y_DownloadConfigFile", {"url": "http://x"})
-    ops.check_command("c8y_UploadConfigFile", {"type": "ssh"})
-    ops.check_command("c8y_Restart", "anything: not ours to check")
+    commands.check_command("c8y_Firmware", {"name": "fw", "version": "1", "url": "http://x"})
+    commands.check_command("c8y_SoftwareUpdate", [{"name": "a", "action": "delete"}])
+    commands.check_command("c8y_DownloadConfigFile", {"url": "http://x"})
+    commands.check_command("c8y_UploadConfigFile", {"type": "ssh"})
+    commands.check_command("c8y_Restart", "anything: not ours to check")
 
 
 def test_software_list_after_installs_replaces_and_deletes_by_name() -> None:
@@ -105,11 +108,11 @@ def test_software_list_after_installs_replaces_and_deletes_by_name() -> None:
         {"name": "b", "action": "delete"},
         {"name": "c", "version": "1", "url": "u3", "action": "install", "softwareType": "apt"},
     ]
-    assert ops.software_list_after(current, changes) == [
+    assert commands.software_list_after(current, changes) == [
         {"name": "a", "version": "2", "url": "u2"},
         {"name": "c", "version": "1", "url": "u3", "softwareType": "apt"},
     ]
-    assert ops.software_list_after(None, [{"name": "x", "action": "delete"}]) == []
+    assert commands.software_list_after(None, [{"name": "x", "action": "delete"}]) == []
 
 
 @pytest.mark.parametrize(
@@ -127,4 +130,104 @@ def test_software_list_after_installs_replaces_and_deletes_by_name() -> None:
 def test_configuration_offered_only_for_matching_types(
     dump: dict[str, str], device_type: str | None, config_type: str | None, refused: bool
 ) -> None:
-    assert (ops.offers_configuration(dump, device_type, config_type) is not None) is refused
+    assert (commands.offers_configuration(dump, device_type, config_type) is not None) is refused
+
+
+def _state(**changes: object) -> ops.OperationState:
+    values: dict[str, object] = {
+        "id": 1, "tenant_id": "t1", "serial": "d1", "status": P,
+        "fragment_type": "c8y_Restart", "has_snapshot": False, "bound": True,
+    }  # fmt: skip
+    values.update(changes)
+    return ops.OperationState(**values)  # type: ignore[arg-type]
+
+
+def test_a_batch_moves_one_operation_step_by_step() -> None:
+    reports = [ops.Report(1, E, serial="d1"), ops.Report(1, S, serial="d1"), ops.Report(1, E)]
+    decisions = ops.decide({1: _state()}, reports)
+    assert [(d.move, d.current, d.status) for d in decisions] == [
+        (Move.APPLY, P, E),
+        (Move.APPLY, E, S),
+        (Move.ILLEGAL, S, None),
+    ]
+    assert ops.final_moves(decisions) == {1: (S, None)}
+
+
+def test_failed_always_has_a_reason() -> None:
+    [decision] = ops.decide({1: _state()}, [ops.Report(1, F, serial="d1")])
+    assert (decision.status, decision.failure_reason) == (F, ops.NO_DEVICE_REASON)
+
+
+def test_a_snapshot_request_without_its_upload_fails_when_it_reports_success() -> None:
+    state = _state(fragment_type="c8y_UploadConfigFile")
+    [decision] = ops.decide({1: state}, [ops.Report(1, S, serial="d1")])
+    assert (decision.status, decision.failure_reason) == (F, ops.NO_SNAPSHOT_REASON)
+    uploaded = _state(fragment_type="c8y_UploadConfigFile", has_snapshot=True)
+    assert ops.decide({1: uploaded}, [ops.Report(1, S, serial="d1")])[0].status is S
+
+
+@pytest.mark.parametrize(
+    ("state", "report"),
+    [
+        (_state(), ops.Report(1, E, serial="d2")),  # another device's
+        (_state(bound=False), ops.Report(1, E, serial="d1")),  # its id went to another device
+        (_state(), ops.Report(1, E, tenant_id="t2")),  # another tenant's operator
+        (_state(), ops.Report(2, E, serial="d1")),  # no such operation
+    ],
+)
+def test_strangers_find_nothing(state: ops.OperationState, report: ops.Report) -> None:
+    [decision] = ops.decide({1: state}, [report])
+    assert decision.move is None
+    assert decision.current is None
+
+
+def _op(fragment_type: str, command: object, **extra: object) -> ops.Operation:
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    return ops.Operation(
+        id=7, tenant_id="t1", device_id=3, serial="d1", device_name="boiler",
+        fragment_type=fragment_type, status=S, failure_reason=None, description=None,
+        fragments={fragment_type: command}, bulk_operation_id=None,
+        creation_time=now, status_time=now,
+    )  # fmt: skip
+
+
+NOW = datetime(2026, 12, 1, 12, 30, tzinfo=UTC)
+DEVICE = commands.DeviceRecord("boiler", "thermo", {"c8y_SoftwareList": [{"name": "a"}]})
+
+
+def test_success_effects_of_each_known_command() -> None:
+    firmware = {"name": "fw", "version": "2", "url": "u", "file": {"sha256": "x"}}
+    assert commands.success_effects(_op("c8y_Firmware", firmware), DEVICE, None, NOW) == (
+        commands.SuccessEffects({"c8y_Firmware": {"name": "fw", "version": "2", "url": "u"}})
+    )
+    software = [{"name": "b", "version": "1", "url": "u", "action": "install"}]
+    effects = commands.success_effects(_op("c8y_SoftwareUpdate", software), DEVICE, None, NOW)
+    assert effects.fragments["c8y_SoftwareList"] == [
+        {"name": "a"},  # as the device declared it
+        {"name": "b", "version": "1", "url": "u"},
+    ]
+    config = {"type": "ssh", "url": "u", "name": "n"}
+    effects = commands.success_effects(_op("c8y_DownloadConfigFile", config), DEVICE, None, NOW)
+    assert effects.fragments == {
+        "c8y_Configuration_ssh": {
+            "name": "n", "url": "u", "time": NOW.isoformat(), "operationId": "7",
+        }
+    }  # fmt: skip
+    assert commands.success_effects(_op("c8y_Restart", {}), DEVICE, None, NOW) == (
+        commands.SuccessEffects({})
+    )
+
+
+def test_a_snapshot_becomes_a_repository_entry_the_device_record_points_to() -> None:
+    op = _op("c8y_UploadConfigFile", {"type": "ssh"})
+    effects = commands.success_effects(op, DEVICE, "http://x/inventory/binaries/9", NOW)
+    assert effects.entry is not None
+    assert effects.entry.name == "boiler ssh 2026-12-01 12:30:00"
+    assert effects.entry.fragments["deviceType"] == "thermo"
+    assert effects.entry.fragments["configurationType"] == "ssh"
+    assert effects.with_entry_id(42)["c8y_Configuration_ssh"] == {
+        "url": "http://x/inventory/binaries/9",
+        "name": "boiler ssh 2026-12-01 12:30:00",
+        "time": NOW.isoformat(),
+        "snapshotId": "42",
+    }

@@ -11,16 +11,25 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from fleetgate.db.inventory import insert_object
+from fleetgate.domain import commands
 from fleetgate.domain import operations as ops
 from fleetgate.domain.devices import DEVICE_ID_TYPE
 from fleetgate.domain.errors import Conflict
-from fleetgate.domain.operations import Move, Operation, Status
+from fleetgate.domain.operations import (
+    Decision,
+    Move,
+    Operation,
+    OperationFilter,
+    OperationState,
+    Outcome,
+    Report,
+    Status,
+)
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
@@ -40,6 +49,29 @@ EXISTS (SELECT 1 FROM external_id e
 """
 
 
+def _outcome(decision: Decision, saved: dict[int, Operation]) -> Outcome:
+    """The outcome of one decision: with the operation as this report left it (a batch
+    may have moved it further since)."""
+    found = saved.get(decision.report.operation_id)
+    if decision.move is not Move.APPLY or found is None or decision.status is None:
+        return Outcome(decision)
+    return Outcome(
+        decision, replace(found, status=decision.status, failure_reason=decision.failure_reason)
+    )
+
+
+def _state(row: asyncpg.Record) -> OperationState:
+    return OperationState(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        serial=row["serial"],
+        status=Status(row["status"]),
+        fragment_type=row["fragment_type"],
+        has_snapshot=row["snapshot_id"] is not None,
+        bound=row["bound"],
+    )
+
+
 def _operation(row: asyncpg.Record) -> Operation:
     return Operation(
         id=row["id"],
@@ -56,16 +88,6 @@ def _operation(row: asyncpg.Record) -> Operation:
         creation_time=row["creation_time"],
         status_time=row["status_time"],
     )
-
-
-@dataclass(frozen=True, slots=True)
-class OperationFilter:
-    device_id: int | None = None
-    statuses: tuple[Status, ...] = ()
-    fragment_type: str | None = None
-    bulk_operation_id: int | None = None
-    date_from: datetime | None = None
-    date_to: datetime | None = None
 
 
 def _where(tenant_id: str, flt: OperationFilter) -> tuple[str, list[Any]]:
@@ -89,26 +111,6 @@ def _where(tenant_id: str, flt: OperationFilter) -> tuple[str, list[Any]]:
     if flt.date_to is not None:
         add("o.creation_time <= {}", flt.date_to)
     return " AND ".join(clauses), args
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """A status a device (or an operator) reported for an operation."""
-
-    operation_id: int
-    status: Status
-    failure_reason: str | None = None
-    #: The device that reported it (None: an operator, who may move any of the tenant's).
-    serial: str | None = None
-    tenant_id: str | None = None
-
-
-@dataclass(slots=True)
-class Outcome:
-    report: Report
-    move: Move | None  # None: no such operation (for that device / tenant)
-    current: Status | None = None
-    operation: Operation | None = None  # set when it moved
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +185,7 @@ class PgOperations:
                 bulk_operation_id,
             )
         except asyncpg.UniqueViolationError:
-            config_type = (fragments.get(ops.UPLOAD_CONFIG) or {}).get("type")
+            config_type = (fragments.get(commands.UPLOAD_CONFIG) or {}).get("type")
             raise Conflict(
                 f"A configuration snapshot of type {config_type!r} is already PENDING or"
                 f" EXECUTING on device {device.id}; wait for it or cancel it first",
@@ -251,12 +253,12 @@ class PgOperations:
     async def apply(self, reports: Sequence[Report]) -> list[Outcome]:
         """Apply status reports in order, in one transaction; returns one outcome each.
 
-        A report for an operation that is not its reporter's (other device, other tenant)
-        finds nothing. Duplicates and illegal moves change nothing.
+        The operations are locked, :func:`fleetgate.domain.operations.decide` decides
+        every report, and the moves are saved with what success changes in the device
+        records (:func:`~fleetgate.domain.operations.success_effects`).
         """
-        outcomes = [Outcome(r, None) for r in reports]
         if not reports:
-            return outcomes
+            return []
         ids = sorted({r.operation_id for r in reports})
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
@@ -265,41 +267,11 @@ class PgOperations:
                 " FROM operation o WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
                 ids,
             )
-            current = {r["id"]: r for r in rows}
-            status = {r["id"]: Status(r["status"]) for r in rows}
-            reason: dict[int, str | None] = {}
-            #: outcome → the status (and reason) its report moved the operation to: a
-            #: batch may move one operation twice (EXECUTING, then SUCCESSFUL).
-            moved_to: dict[int, tuple[Status, str | None]] = {}
-            for outcome in outcomes:
-                report = outcome.report
-                row = current.get(report.operation_id)
-                if row is None or (
-                    report.serial is not None
-                    and (row["serial"] != report.serial or not row["bound"])
-                ):
-                    continue
-                if report.tenant_id is not None and row["tenant_id"] != report.tenant_id:
-                    continue
-                before = status[report.operation_id]
-                outcome.current = before
-                outcome.move = ops.move(before, report.status)
-                if outcome.move is Move.APPLY:
-                    new, why = report.status, None  # a reason belongs to FAILED only
-                    if new is Status.FAILED:
-                        why = report.failure_reason or ops.NO_DEVICE_REASON
-                    elif (
-                        new is Status.SUCCESSFUL
-                        and row["fragment_type"] == ops.UPLOAD_CONFIG
-                        and row["snapshot_id"] is None
-                    ):
-                        new = Status.FAILED
-                        why = "The device reported SUCCESSFUL without uploading the snapshot"
-                    status[report.operation_id] = new
-                    reason[report.operation_id] = why
-                    moved_to[id(outcome)] = (new, why)
-            if not reason:
-                return outcomes
+            states = {r["id"]: _state(r) for r in rows}
+            decisions = ops.decide(states, reports)
+            final = ops.final_moves(decisions)
+            if not final:
+                return [Outcome(d) for d in decisions]
             moved = await conn.fetch(
                 """
                 WITH u AS (
@@ -309,50 +281,42 @@ class PgOperations:
                      WHERE o.id = v.id RETURNING o.*)
                 SELECT u.*, m.name AS device_name FROM u JOIN managed_object m ON m.id = u.device_id
                 """,
-                list(reason),
-                [str(status[i]) for i in reason],
-                [reason[i] for i in reason],
+                list(final),
+                [str(status) for status, _ in final.values()],
+                [reason for _, reason in final.values()],
             )
-            by_id = {r["id"]: _operation(r) for r in moved}
+            saved = {r["id"]: _operation(r) for r in moved}
             snapshots = {r["id"]: r["snapshot_id"] for r in moved}
             # Device rows locked in one order: two batches cannot wait on each other.
-            for op in sorted(by_id.values(), key=lambda o: o.device_id):
+            for op in sorted(saved.values(), key=lambda o: o.device_id):
                 if op.status is Status.SUCCESSFUL:
-                    await self._on_success(conn, op, snapshots[op.id])
-        for outcome in outcomes:
-            final = by_id.get(outcome.report.operation_id)
-            if outcome.move is Move.APPLY and final is not None:
-                new, why = moved_to[id(outcome)]
-                outcome.operation = replace(final, status=new, failure_reason=why)
-        return outcomes
+                    await self._save_success(conn, op, snapshots[op.id])
+        return [_outcome(d, saved) for d in decisions]
 
-    async def _on_success(self, conn: Conn, op: Operation, snapshot_id: int | None) -> None:
+    async def _save_success(self, conn: Conn, op: Operation, snapshot_id: int | None) -> None:
         """What a successful operation changes in the device record (same transaction)."""
-        command = op.command
         device = await conn.fetchrow(
             "SELECT name, type, fragments FROM managed_object WHERE id = $1 FOR UPDATE",
             op.device_id,
         )
         assert device is not None
         now = await conn.fetchval("SELECT now()")
-        changes: dict[str, Any] = {}
-        if op.fragment_type == ops.FIRMWARE:
-            changes[ops.FIRMWARE] = {k: command[k] for k in ("name", "version", "url")}
-        elif op.fragment_type == ops.SOFTWARE_UPDATE:
-            current = json.loads(device["fragments"]).get("c8y_SoftwareList")
-            changes["c8y_SoftwareList"] = ops.software_list_after(current, command)
-        elif op.fragment_type == ops.DOWNLOAD_CONFIG:
-            changes[ops.configuration_fragment(command.get("type"))] = {
-                "name": command.get("name"),
-                "url": command["url"],
-                "time": now.isoformat(),
-                "operationId": str(op.id),
-            }
-        elif op.fragment_type == ops.UPLOAD_CONFIG:
-            config_type = command.get("type")
-            changes[ops.configuration_fragment(config_type)] = await self._land_snapshot(
-                conn, op, device, config_type, snapshot_id, now
+        record = commands.DeviceRecord(
+            device["name"], device["type"], json.loads(device["fragments"])
+        )
+        url = f"{self._base_url}/inventory/binaries/{snapshot_id}" if snapshot_id else None
+        effects = commands.success_effects(op, record, url, now)
+        changes = effects.fragments
+        if effects.entry is not None:
+            entry = await insert_object(
+                conn,
+                op.tenant_id,
+                name=effects.entry.name,
+                type=commands.CONFIGURATION_ENTRY_TYPE,
+                owner=None,
+                fragments=effects.entry.fragments,
             )
+            changes = effects.with_entry_id(entry["id"])
         if changes:
             await conn.execute(
                 "UPDATE managed_object SET fragments = fragments || $2::jsonb,"
@@ -360,36 +324,6 @@ class PgOperations:
                 op.device_id,
                 json.dumps(changes),
             )
-
-    async def _land_snapshot(
-        self,
-        conn: Conn,
-        op: Operation,
-        device: asyncpg.Record,
-        config_type: str | None,
-        snapshot_id: int | None,
-        now: datetime,
-    ) -> dict[str, Any]:
-        """The snapshot becomes a configuration repository entry; returns what the device
-        record shows of it."""
-        url = f"{self._base_url}/inventory/binaries/{snapshot_id}"
-        name = f"{device['name'] or op.serial} {config_type} {now.strftime('%Y-%m-%d %H:%M:%S')}"
-        dump = await insert_object(
-            conn,
-            op.tenant_id,
-            name=name,
-            type="c8y_ConfigurationDump",
-            owner=None,
-            fragments={
-                "url": url,
-                "deviceType": device["type"],
-                "configurationType": config_type,
-                "description": f"Snapshot of {config_type} from device {op.serial}"
-                f" (operation {op.id})",
-                "c8y_Global": {},
-            },
-        )
-        return {"url": url, "name": name, "time": now.isoformat(), "snapshotId": str(dump["id"])}
 
     async def attach_snapshot(self, operation_id: int, serial: str, binary_id: int) -> int | None:
         """Record the snapshot a device uploaded; returns the binary it replaces (or None).
@@ -405,7 +339,7 @@ class PgOperations:
             if (
                 row is None
                 or row["serial"] != serial
-                or row["fragment_type"] != ops.UPLOAD_CONFIG
+                or row["fragment_type"] != commands.UPLOAD_CONFIG
                 or Status(row["status"]) not in ops.OPEN
             ):
                 raise Conflict(

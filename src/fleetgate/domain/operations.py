@@ -16,11 +16,13 @@ what a device would receive must be well-formed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from fleetgate.domain.commands import UPLOAD_CONFIG
 from fleetgate.domain.errors import ValidationFailed
 
 
@@ -96,121 +98,132 @@ class Operation:
         return self.fragments.get(self.fragment_type)
 
 
-# --- command fragments ----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class OperationFilter:
+    """What an operator's list of operations is narrowed to."""
 
-FIRMWARE = "c8y_Firmware"
-SOFTWARE_UPDATE = "c8y_SoftwareUpdate"
-DOWNLOAD_CONFIG = "c8y_DownloadConfigFile"
-UPLOAD_CONFIG = "c8y_UploadConfigFile"
-KNOWN_COMMANDS = (FIRMWARE, SOFTWARE_UPDATE, DOWNLOAD_CONFIG, UPLOAD_CONFIG)
-
-#: Body keys that are the operation's own (fleetgate sets or derives them), never a
-#: command or an extra fragment.
-OWN_KEYS = frozenset(
-    {"id", "self", "deviceId", "deviceName", "status", "failureReason", "description",
-     "creationTime", "statusTime", "bulkOperationId", "deviceExternalIDs"}
-)  # fmt: skip
+    device_id: int | None = None
+    statuses: tuple[Status, ...] = ()
+    fragment_type: str | None = None
+    bulk_operation_id: int | None = None
+    date_from: datetime | None = None
+    date_to: datetime | None = None
 
 
-def _invalid(message: str) -> ValidationFailed:
-    return ValidationFailed(message, code="devicecontrol/Invalid Data")
+# --- status reports: the decision --------------------------------------------------------
 
 
-def _text(obj: dict[str, Any], key: str, where: str, *, required: bool = True) -> None:
-    value = obj.get(key)
-    if value is None and not required:
-        return
-    if not isinstance(value, str) or not value.strip():
-        raise _invalid(f"{where}.{key} must be a non-empty string")
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A status a device (or an operator) reported for an operation."""
+
+    operation_id: int
+    status: Status
+    failure_reason: str | None = None
+    #: The device that reported it (None: an operator, who may move any of the tenant's).
+    serial: str | None = None
+    tenant_id: str | None = None
 
 
-def check_command(fragment_type: str, value: Any) -> None:
-    """Refuse a malformed known command fragment (others are the device's business)."""
-    where = fragment_type
-    if fragment_type == FIRMWARE:
-        if not isinstance(value, dict):
-            raise _invalid(f"{where} must be an object with name, version and url")
-        for key in ("name", "version", "url"):
-            _text(value, key, where)
-    elif fragment_type == SOFTWARE_UPDATE:
-        if not isinstance(value, list) or not value:
-            raise _invalid(f"{where} must be a non-empty list of software changes")
-        for i, item in enumerate(value):
-            at = f"{where}[{i}]"
-            if not isinstance(item, dict):
-                raise _invalid(f"{at} must be an object")
-            _text(item, "name", at)
-            if item.get("action") not in ("install", "delete"):
-                raise _invalid(f'{at}.action must be "install" or "delete"')
-            _text(item, "version", at, required=item["action"] == "install")
-            _text(item, "url", at, required=item["action"] == "install")
-    elif fragment_type == DOWNLOAD_CONFIG:
-        if not isinstance(value, dict):
-            raise _invalid(f"{where} must be an object with url (and type)")
-        _text(value, "url", where)
-        _text(value, "type", where, required=False)
-    elif fragment_type == UPLOAD_CONFIG:
-        if not isinstance(value, dict):
-            raise _invalid(f"{where} must be an object with the configuration type")
-        _text(value, "type", where)
+@dataclass(frozen=True, slots=True)
+class OperationState:
+    """What deciding a report needs to know of its operation (read under its row lock)."""
+
+    id: int
+    tenant_id: str
+    serial: str
+    status: Status
+    fragment_type: str
+    has_snapshot: bool
+    #: Its device still holds the device id it was made for, in its tenant (decision 0006).
+    bound: bool
 
 
-def command_fragment(body: dict[str, Any], supported: list[str]) -> str:
-    """The fragment of an operation body that is its command.
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What one report does: ``move`` None when there is no such operation for its
+    reporter; for :attr:`Move.APPLY`, the ``status`` (and ``failure_reason``) it lands in."""
 
-    It must be one the device declared in ``c8y_SupportedOperations``; exactly one such
-    fragment may be in the body.
-    """
-    candidates = [k for k, v in body.items() if k not in OWN_KEYS and isinstance(v, dict | list)]
-    commands = [k for k in candidates if k in supported]
-    if len(commands) > 1:
-        raise _invalid(f"An operation carries one command; this one has {', '.join(commands)}")
-    if commands:
-        return commands[0]
-    if not candidates:
-        raise _invalid("The operation has no command fragment (c8y_Firmware, c8y_Restart …)")
-    declared = ", ".join(supported) if supported else "none"
-    raise _invalid(
-        f"The device does not support {', '.join(candidates)}"
-        f" (its c8y_SupportedOperations: {declared})"
-    )
+    report: Report
+    move: Move | None
+    current: Status | None = None
+    status: Status | None = None
+    failure_reason: str | None = None
 
 
-def software_list_after(current: Any, changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The device's c8y_SoftwareList once ``changes`` (c8y_SoftwareUpdate) are applied."""
-    by_name: dict[str, dict[str, Any]] = {}
-    for item in current if isinstance(current, list) else []:
-        if isinstance(item, dict) and isinstance(item.get("name"), str):
-            by_name[item["name"]] = item
-    for change in changes:
-        name = change["name"]
-        if change["action"] == "delete":
-            by_name.pop(name, None)
-        else:
-            entry = {"name": name, "version": change.get("version"), "url": change.get("url")}
-            if change.get("softwareType"):
-                entry["softwareType"] = change["softwareType"]
-            by_name[name] = entry
-    return list(by_name.values())
+#: Why a configuration snapshot request that reports success without its upload fails.
+NO_SNAPSHOT_REASON = "The device reported SUCCESSFUL without uploading the snapshot"
 
 
-def configuration_fragment(config_type: str | None) -> str:
-    """The device fragment that records the configuration applied for ``config_type``."""
-    return f"c8y_Configuration_{config_type}" if config_type else "c8y_Configuration"
+def _reporter_may_move(state: OperationState, report: Report) -> bool:
+    """A device moves only its own operations while it holds their device id; an operator
+    only its tenant's. Anything else finds nothing (and learns nothing)."""
+    if report.serial is not None and (report.serial != state.serial or not state.bound):
+        return False
+    return report.tenant_id is None or report.tenant_id == state.tenant_id
 
 
-def offers_configuration(
-    dump: dict[str, Any], device_type: str | None, config_type: str | None
-) -> str | None:
-    """Why a configuration repository entry cannot be sent to such a device, or None.
+def _landing(state: OperationState, report: Report) -> tuple[Status, str | None]:
+    """Where an applied report lands, and why when that is FAILED (a reason belongs to
+    FAILED only)."""
+    if report.status is Status.FAILED:
+        return Status.FAILED, report.failure_reason or NO_DEVICE_REASON
+    if (
+        report.status is Status.SUCCESSFUL
+        and state.fragment_type == UPLOAD_CONFIG
+        and not state.has_snapshot
+    ):
+        return Status.FAILED, NO_SNAPSHOT_REASON
+    return report.status, None
 
-    Seed rule: only files with a matching configuration type (or none set), and of the
-    device's type (or none set).
-    """
-    dump_config = dump.get("configurationType") or None
-    if dump_config is not None and config_type is not None and dump_config != config_type:
-        return f"it is for configuration type {dump_config!r}, not {config_type!r}"
-    dump_device = dump.get("deviceType") or None
-    if dump_device is not None and dump_device != device_type:
-        return f"it is for device type {dump_device!r}, not {device_type!r}"
-    return None
+
+def decide(states: Mapping[int, OperationState], reports: Sequence[Report]) -> list[Decision]:
+    """Decide ``reports`` in order against the operations they name (``states``, by id).
+    A batch may move one operation more than once (EXECUTING, then SUCCESSFUL): each
+    report is decided against where the ones before it left the operation."""
+    now = {op_id: state.status for op_id, state in states.items()}
+    decisions: list[Decision] = []
+    for report in reports:
+        state = states.get(report.operation_id)
+        if state is None or not _reporter_may_move(state, report):
+            decisions.append(Decision(report, None))
+            continue
+        before = now[state.id]
+        verdict = move(before, report.status)
+        if verdict is not Move.APPLY:
+            decisions.append(Decision(report, verdict, before))
+            continue
+        landed, why = _landing(state, report)
+        now[state.id] = landed
+        decisions.append(Decision(report, Move.APPLY, before, landed, why))
+    return decisions
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A decided report and, when it moved the operation, the operation as it left it."""
+
+    decision: Decision
+    operation: Operation | None = None
+
+    @property
+    def report(self) -> Report:
+        return self.decision.report
+
+    @property
+    def move(self) -> Move | None:
+        return self.decision.move
+
+    @property
+    def current(self) -> Status | None:
+        return self.decision.current
+
+
+def final_moves(decisions: Sequence[Decision]) -> dict[int, tuple[Status, str | None]]:
+    """Operation id → the status (and reason) it ends in after ``decisions``; only the
+    operations that moved."""
+    final: dict[int, tuple[Status, str | None]] = {}
+    for decision in decisions:
+        if decision.move is Move.APPLY and decision.status is not None:
+            final[decision.report.operation_id] = (decision.status, decision.failure_reason)
+    return final

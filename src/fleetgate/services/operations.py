@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fleetgate.db.inventory import PgInventory
-from fleetgate.db.operations import DeviceTarget, OperationFilter, PgOperations, Report
+from fleetgate.db.operations import DeviceTarget, PgOperations
+from fleetgate.domain import commands, signing
 from fleetgate.domain import operations as ops
-from fleetgate.domain import signing
 from fleetgate.domain.binaries import BinaryFile
 from fleetgate.domain.device_messages import DeviceError, StatusReport
 from fleetgate.domain.devices import ManagedObject
 from fleetgate.domain.errors import NotFound, ValidationFailed
-from fleetgate.domain.operations import Move, Operation, Status
+from fleetgate.domain.operations import Move, Operation, OperationFilter, Report, Status
 from fleetgate.domain.topics import DeviceLeaf, DeviceTopic
 from fleetgate.services.ports import Publisher
 
@@ -210,8 +210,8 @@ class Operations:
         supported = (
             [s for s in supported if isinstance(s, str)] if isinstance(supported, list) else []
         )
-        fragment_type = ops.command_fragment(body, supported)
-        ops.check_command(fragment_type, body[fragment_type])
+        fragment_type = commands.command_fragment(body, supported)
+        commands.check_command(fragment_type, body[fragment_type])
         files = await self._files_of(tenant_id, body[fragment_type])
         await self._check_files(tenant_id, device, fragment_type, body[fragment_type], files)
         description = body.get("description")
@@ -219,7 +219,7 @@ class Operations:
             raise ValidationFailed(
                 "description must be a string", code="devicecontrol/Invalid Data"
             )
-        fragments = {k: v for k, v in body.items() if k not in ops.OWN_KEYS}
+        fragments = {k: v for k, v in body.items() if k not in commands.OWN_KEYS}
         op = await self._store.create(
             tenant_id,
             device,
@@ -249,20 +249,22 @@ class Operations:
         command: Any,
         files: dict[str, BinaryFile],
     ) -> None:
-        if fragment_type == ops.DOWNLOAD_CONFIG:
+        if fragment_type == commands.DOWNLOAD_CONFIG:
             dumps = await self._store.configuration_dumps(tenant_id, command["url"])
             if not dumps:
                 raise ValidationFailed(
                     f"{command['url']} is not a file of the configuration repository",
                     code="devicecontrol/Invalid Data",
                 )
-            reasons = [ops.offers_configuration(d, device.type, command.get("type")) for d in dumps]
+            reasons = [
+                commands.offers_configuration(d, device.type, command.get("type")) for d in dumps
+            ]
             if all(reasons):
                 raise ValidationFailed(
                     f"This configuration cannot be sent to device {device.id}: {reasons[0]}",
                     code="devicecontrol/Invalid Data",
                 )
-        if fragment_type == ops.UPLOAD_CONFIG:
+        if fragment_type == commands.UPLOAD_CONFIG:
             declared = device.fragments.get("c8y_SupportedConfigurations")
             if isinstance(declared, list) and command["type"] not in declared:
                 raise ValidationFailed(
@@ -306,7 +308,9 @@ class Operations:
                     f"{key} of an existing operation cannot be changed",
                     code="devicecontrol/Invalid Data",
                 )
-        extra = {k: v for k, v in body.items() if k not in ops.OWN_KEYS and k != op.fragment_type}
+        extra = {
+            k: v for k, v in body.items() if k not in commands.OWN_KEYS and k != op.fragment_type
+        }
         description = body.get("description")
         if description is not None and not isinstance(description, str):
             raise ValidationFailed(
@@ -391,7 +395,7 @@ class Operations:
             "description": op.description,
             "payload": with_files(op.command),
         }
-        if op.fragment_type == ops.UPLOAD_CONFIG:
+        if op.fragment_type == commands.UPLOAD_CONFIG:
             url = signed("PUT", signing.snapshot_path(op.id))
             command["upload"] = {"url": url, "method": "PUT"}
         return command
@@ -503,16 +507,16 @@ def _urls(value: Any) -> Iterable[str]:
 
 
 def _describe(fragment_type: str, command: Any) -> str:
-    if fragment_type == ops.FIRMWARE:
+    if fragment_type == commands.FIRMWARE:
         return f'Update firmware to: "{command["name"]}" (version: {command["version"]})'
-    if fragment_type == ops.SOFTWARE_UPDATE:
+    if fragment_type == commands.SOFTWARE_UPDATE:
         return "Apply software changes: " + ", ".join(
             f"{c['action']} {c['name']}" + (f" {c['version']}" if c.get("version") else "")
             for c in command
         )
-    if fragment_type == ops.DOWNLOAD_CONFIG:
+    if fragment_type == commands.DOWNLOAD_CONFIG:
         return f"Send configuration of type {command.get('type') or '(none)'}"
-    if fragment_type == ops.UPLOAD_CONFIG:
+    if fragment_type == commands.UPLOAD_CONFIG:
         return f"Retrieve {command['type']} configuration snapshot from device"
     return f"Execute {fragment_type}"
 

@@ -17,10 +17,9 @@ from fleetgate.api import media
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object, parse_object_id
 from fleetgate.api.paging import Page, paging
-from fleetgate.db.operations import OperationFilter
 from fleetgate.domain import signing
 from fleetgate.domain.errors import AccessDenied, ValidationFailed
-from fleetgate.domain.operations import Operation, Status, parse_status
+from fleetgate.domain.operations import Operation, OperationFilter, Status, parse_status
 from fleetgate.domain.users import Principal, Role
 from fleetgate.services.operations import FeedFilter, FeedOverflow, Operations
 

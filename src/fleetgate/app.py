@@ -153,7 +153,6 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
         )
         operations = Operations(
             PgOperations(pool, base_url),
-            inventory,
             binaries,
             link,
             FileSigning(url_secret.encode(), base_url, settings.files.url_ttl),

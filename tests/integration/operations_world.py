@@ -124,7 +124,6 @@ async def world(pool: asyncpg.Pool, scratch_dir: Path) -> AsyncIterator[World]:
     link = RecordingPublisher()
     operations = Operations(
         PgOperations(pool, TEST_BASE_URL),
-        inventory,
         binaries,
         link,
         FileSigning(SECRET, TEST_BASE_URL, 600),

@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from fleetgate.db.inventory import insert_object, object_of_row
 from fleetgate.db.pool import holds_session_state
-from fleetgate.domain.binaries import BinaryFile, file_fragments
+from fleetgate.domain.binaries import BinaryFile, NewContent, file_fragments
 from fleetgate.domain.devices import ManagedObject
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -31,13 +30,6 @@ def _lock_key(sha256: str) -> int:
     """The second key: the SHA-256's first 32 bits as a signed int4 (collisions only
     make two contents share a lock)."""
     return int(sha256[:8], 16) - 2**31
-
-
-@dataclass(frozen=True, slots=True)
-class NewContent:
-    sha256: str
-    length: int
-    content_type: str
 
 
 def _file(row: asyncpg.Record) -> BinaryFile:

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
 
 from fleetgate.db.device_ids import claim_device_id
 from fleetgate.db.devices import ensure_device, set_device_password
-from fleetgate.domain.bootstrap import RequestStatus
+from fleetgate.domain.bootstrap import NewDeviceRequest, RequestStatus
 from fleetgate.domain.errors import Conflict, NotFound
-
-
-@dataclass(frozen=True, slots=True)
-class NewDeviceRequest:
-    tenant_id: str
-    id: str
-    status: RequestStatus
 
 
 def _request(row: asyncpg.Record) -> NewDeviceRequest:

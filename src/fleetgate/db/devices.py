@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,19 +14,10 @@ from fleetgate.domain.devices import (
     DEFAULT_DEVICE_TYPE,
     DEVICE_ID_TYPE,
     NO_PASSWORD,
+    Registration,
     device_username,
 )
 from fleetgate.domain.users import Role
-
-
-@dataclass(frozen=True, slots=True)
-class Registration:
-    object_id: int
-    #: True when this call made the managed object (the device was new).
-    created: bool
-    #: True when this call made the device user (new device, or its user had been deleted).
-    user_created: bool
-    user_enabled: bool
 
 
 class PgDevices:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,49 +11,7 @@ import asyncpg
 from fleetgate.db.device_ids import claim_device_id
 from fleetgate.domain.devices import DEVICE_ID_TYPE, ManagedObject
 from fleetgate.domain.errors import Conflict, NotFound
-
-
-@dataclass(frozen=True, slots=True)
-class ExternalId:
-    tenant_id: str
-    type: str
-    value: str
-    managed_object_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class Deleted:
-    """What went with a deleted managed object (and, with cascade, its descendants)."""
-
-    #: Device ids (c8y_Serial) of the deleted devices: the broker must forget them.
-    device_ids: list[str]
-    #: SHA-256 of the deleted binaries' files: the file store may drop them.
-    file_sha256s: list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class Reference:
-    """One end of a parent/child reference, as the other end shows it."""
-
-    kind: str
-    object_id: int
-    name: str | None
-
-
-#: The parents' side of each kind of child reference.
-PARENT_KINDS = {
-    "childAdditions": "additionParents",
-    "childAssets": "assetParents",
-    "childDevices": "deviceParents",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectFilter:
-    type: str | None = None
-    fragment_type: str | None = None
-    owner: str | None = None
-    ids: tuple[int, ...] | None = None
+from fleetgate.domain.inventory import PARENT_KINDS, Deleted, ExternalId, ObjectFilter, Reference
 
 
 def object_of_row(row: asyncpg.Record) -> ManagedObject:

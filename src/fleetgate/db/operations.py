@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -22,6 +22,7 @@ from fleetgate.domain.devices import DEVICE_ID_TYPE
 from fleetgate.domain.errors import Conflict
 from fleetgate.domain.operations import (
     Decision,
+    DeviceTarget,
     Move,
     Operation,
     OperationFilter,
@@ -111,16 +112,6 @@ def _where(tenant_id: str, flt: OperationFilter) -> tuple[str, list[Any]]:
     if flt.date_to is not None:
         add("o.creation_time <= {}", flt.date_to)
     return " AND ".join(clauses), args
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceTarget:
-    """What creating an operation needs to know about its device."""
-
-    id: int
-    serial: str | None
-    type: str | None
-    fragments: dict[str, Any] = field(default_factory=dict)
 
 
 class PgOperations:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,6 +35,28 @@ class BinaryFile:
     sha256: str
     length: int
     content_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewContent:
+    sha256: str
+    length: int
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class StagedFile:
+    """A complete upload in a temporary file, not yet in the store."""
+
+    path: Path
+    sha256: str
+    size: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -123,3 +123,10 @@ class RateLimit:
         ]
         for key in full or list(self._tokens)[: len(self._tokens) // 2]:
             del self._tokens[key]
+
+
+@dataclass(frozen=True, slots=True)
+class NewDeviceRequest:
+    tenant_id: str
+    id: str
+    status: RequestStatus

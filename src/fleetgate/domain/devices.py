@@ -80,6 +80,16 @@ def device_id_of_user(username: str) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
+class Registration:
+    object_id: int
+    #: True when this call made the managed object (the device was new).
+    created: bool
+    #: True when this call made the device user (new device, or its user had been deleted).
+    user_created: bool
+    user_enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ManagedObject:
     id: int
     tenant_id: str

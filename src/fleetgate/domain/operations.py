@@ -17,7 +17,7 @@ what a device would receive must be well-formed.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -108,6 +108,16 @@ class OperationFilter:
     bulk_operation_id: int | None = None
     date_from: datetime | None = None
     date_to: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceTarget:
+    """What creating an operation needs to know about its device."""
+
+    id: int
+    serial: str | None
+    type: str | None
+    fragments: dict[str, Any] = field(default_factory=dict)
 
 
 # --- status reports: the decision --------------------------------------------------------

@@ -26,29 +26,14 @@ import re
 import tempfile
 import time
 from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
+from fleetgate.domain.binaries import StagedFile, StoredFile
 from fleetgate.domain.errors import TooLarge
 
 #: Bytes per write and per read in a worker thread.
 CHUNK = 1024 * 1024
 _SHA256 = re.compile(r"[0-9a-f]{64}", re.ASCII)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredFile:
-    sha256: str
-    size: int
-
-
-@dataclass(frozen=True, slots=True)
-class StagedFile:
-    """A complete upload in a temporary file, not yet in the store."""
-
-    path: Path
-    sha256: str
-    size: int
 
 
 def _write(fd: int, digest: hashlib._Hash, data: bytearray) -> None:

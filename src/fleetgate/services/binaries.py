@@ -21,11 +21,16 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
-from fleetgate.db.binaries import NewContent, PgBinaries
-from fleetgate.domain.binaries import FILE_FRAGMENTS, BinaryFile, binary_id_of_url
+from fleetgate.domain.binaries import (
+    FILE_FRAGMENTS,
+    BinaryFile,
+    NewContent,
+    StagedFile,
+    binary_id_of_url,
+)
 from fleetgate.domain.devices import ManagedObject
 from fleetgate.domain.errors import NotFound
-from fleetgate.files.store import FileStore, StagedFile
+from fleetgate.services.ports import BinaryStore, FileStorage
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +47,7 @@ def binary_not_found(binary_id: int) -> NotFound:
 
 
 class Binaries:
-    def __init__(self, db: PgBinaries, files: FileStore, *, max_size: int = MAX_SIZE) -> None:
+    def __init__(self, db: BinaryStore, files: FileStorage, *, max_size: int = MAX_SIZE) -> None:
         self._db = db
         self._files = files
         self.max_size = max_size

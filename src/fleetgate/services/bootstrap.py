@@ -15,9 +15,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from fleetgate.db.bootstrap import NewDeviceRequest, PgRequests
 from fleetgate.domain.bootstrap import (
     Answer,
+    NewDeviceRequest,
     RateLimit,
     check_request_id,
     device_asks,
@@ -29,7 +29,7 @@ from fleetgate.domain.errors import Conflict, ValidationFailed
 from fleetgate.domain.passwords import generate_secret, hash_password
 from fleetgate.domain.topics import BootstrapTopic
 from fleetgate.mqtt import control
-from fleetgate.services.ports import BrokerPush
+from fleetgate.services.ports import BrokerPush, NewDeviceRequests
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,10 @@ class IssuedCredentials:
 
 class Bootstrap:
     def __init__(
-        self, requests: PgRequests, broker: BrokerPush, rate_limit: RateLimit | None = None
+        self,
+        requests: NewDeviceRequests,
+        broker: BrokerPush,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         self._requests = requests
         self._broker = broker

@@ -12,9 +12,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from fleetgate.db.devices import PgDevices
-from fleetgate.db.inventory import ExternalId, ObjectFilter, PgIdentity, PgInventory, Reference
-from fleetgate.db.users import PgUsers
 from fleetgate.domain.binaries import binary_id_of_url, check_binary_update, check_not_binary_fields
 from fleetgate.domain.device_messages import Declaration
 from fleetgate.domain.devices import (
@@ -29,11 +26,19 @@ from fleetgate.domain.devices import (
     split_managed_object_body,
 )
 from fleetgate.domain.errors import Conflict, NotFound, ValidationFailed
+from fleetgate.domain.inventory import ExternalId, ObjectFilter, Reference
 from fleetgate.domain.repositories import check_repository_object
 from fleetgate.domain.users import Role, User
 from fleetgate.mqtt import control
 from fleetgate.services.broker import device_lines, removed_device_lines
-from fleetgate.services.ports import BrokerPush, TransientCheck
+from fleetgate.services.ports import (
+    BrokerPush,
+    DeviceRegistry,
+    DeviceUsers,
+    Identity,
+    Inventory,
+    TransientCheck,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +72,10 @@ def _reference_not_found(parent_id: int, child_id: int) -> NotFound:
 class Devices:
     def __init__(
         self,
-        inventory: PgInventory,
-        identity: PgIdentity,
-        users: PgUsers,
-        registrar: PgDevices,
+        inventory: Inventory,
+        identity: Identity,
+        users: DeviceUsers,
+        registrar: DeviceRegistry,
         broker: BrokerPush,
         clock: Clock = _now,
         *,

@@ -20,17 +20,22 @@ from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, S
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from fleetgate.db.inventory import PgInventory
-from fleetgate.db.operations import DeviceTarget, PgOperations
 from fleetgate.domain import commands, signing
 from fleetgate.domain import operations as ops
 from fleetgate.domain.binaries import BinaryFile
 from fleetgate.domain.device_messages import DeviceError, StatusReport
 from fleetgate.domain.devices import ManagedObject
 from fleetgate.domain.errors import NotFound, ValidationFailed
-from fleetgate.domain.operations import Move, Operation, OperationFilter, Report, Status
+from fleetgate.domain.operations import (
+    DeviceTarget,
+    Move,
+    Operation,
+    OperationFilter,
+    Report,
+    Status,
+)
 from fleetgate.domain.topics import DeviceLeaf, DeviceTopic
-from fleetgate.services.ports import Publisher
+from fleetgate.services.ports import OperationStore, Publisher
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +181,7 @@ class FileSigning:
 class Operations:
     def __init__(
         self,
-        store: PgOperations,
-        inventory: PgInventory,
+        store: OperationStore,
         files: FileResolver,
         link: Publisher,
         signing_: FileSigning,
@@ -186,7 +190,6 @@ class Operations:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
-        self._inventory = inventory
         self._files = files
         self._link = link
         self._signing = signing_

@@ -1,10 +1,30 @@
-"""The small interfaces the services need from the outside world."""
+"""The small interfaces the services need from the outside world.
+
+Services depend on these Protocols only; the adapters (``fleetgate.db``,
+``fleetgate.mqtt``, ``fleetgate.files``) implement them, and the composition root
+(``fleetgate.app``) hands the services their adapters. Tests hand them in-memory fakes
+(``tests/fakes.py``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Protocol
+from collections.abc import AsyncIterable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
 
+from fleetgate.domain.binaries import BinaryFile, NewContent, StagedFile, StoredFile
+from fleetgate.domain.bootstrap import NewDeviceRequest, RequestStatus
+from fleetgate.domain.devices import ManagedObject, Registration
+from fleetgate.domain.inventory import Deleted, ExternalId, ObjectFilter, Reference
+from fleetgate.domain.operations import (
+    DeviceTarget,
+    Operation,
+    OperationFilter,
+    Outcome,
+    Report,
+)
 from fleetgate.domain.trust import TrustedCertificate
 from fleetgate.domain.users import Role, Tenant, User
 
@@ -12,10 +32,7 @@ from fleetgate.domain.users import Role, Tenant, User
 TransientCheck = Callable[[BaseException], bool]
 
 
-class Publisher(Protocol):
-    """Publishes to devices (the device link): QoS 1, waits only for room."""
-
-    async def publish(self, topic: str, payload: bytes) -> None: ...
+# --- users and the broker -------------------------------------------------------------
 
 
 class UserStore(Protocol):
@@ -28,6 +45,22 @@ class UserStore(Protocol):
     async def ensure_user(
         self, tenant_id: str, username: str, password_hash: str, roles: Iterable[Role]
     ) -> bool: ...
+
+
+class DeviceUsers(Protocol):
+    """Users as the device use cases see them (``device_<id>``, and operators' lookups)."""
+
+    async def find_user(self, tenant_id: str, username: str) -> tuple[Tenant, User] | None: ...
+
+    async def list_users(
+        self, tenant_id: str, *, only_devices: bool, offset: int, limit: int
+    ) -> list[User]: ...
+
+    async def count_users(self, tenant_id: str, *, only_devices: bool) -> int: ...
+
+    async def set_enabled(self, tenant_id: str, username: str, enabled: bool) -> User | None: ...
+
+    async def delete_user(self, tenant_id: str, username: str) -> bool: ...
 
 
 class BrokerPush(Protocol):
@@ -45,12 +78,13 @@ class BrokerPush(Protocol):
         the broker is unreachable)."""
 
 
-class ReleasedDeviceIds(Protocol):
-    """Device ids that lost their device, whose broker sessions are still to discard."""
+class Publisher(Protocol):
+    """Publishes to devices (the device link): QoS 1, waits only for room."""
 
-    async def released(self, limit: int) -> list[str]: ...
+    async def publish(self, topic: str, payload: bytes) -> None: ...
 
-    async def discarded(self, device_ids: list[str]) -> None: ...
+
+# --- trust ----------------------------------------------------------------------------
 
 
 class TrustStore(Protocol):
@@ -80,3 +114,284 @@ class BrokerChanges(Protocol):
 
     async def trust_changed(self, tenant_id: str) -> None:
         """Rewrite the broker's CA directory and push the tenant's CA lines."""
+
+
+# --- inventory, identity, devices -----------------------------------------------------
+
+
+class Inventory(Protocol):
+    """Managed objects of a tenant and the references between them (db/inventory.py)."""
+
+    async def create(
+        self,
+        tenant_id: str,
+        *,
+        name: str | None,
+        type: str | None,
+        owner: str | None,
+        fragments: dict[str, Any],
+    ) -> ManagedObject: ...
+
+    async def get(self, tenant_id: str, object_id: int) -> ManagedObject | None: ...
+
+    async def find(
+        self, tenant_id: str, flt: ObjectFilter, offset: int, limit: int
+    ) -> list[ManagedObject]: ...
+
+    async def count(self, tenant_id: str, flt: ObjectFilter) -> int: ...
+
+    async def update(
+        self, tenant_id: str, object_id: int, plain: dict[str, Any], fragments: dict[str, Any]
+    ) -> ManagedObject | None:
+        """Set name/type/owner given in ``plain``; merge ``fragments`` (a null removes one)."""
+
+    async def delete(
+        self, tenant_id: str, object_id: int, *, cascade: bool = False
+    ) -> Deleted | None:
+        """Delete the object (with ``cascade``, every descendant); None if it did not exist."""
+
+    async def is_binary(self, tenant_id: str, object_id: int) -> bool: ...
+
+    async def references(self, tenant_id: str, object_id: int) -> list[Reference]:
+        """Every reference from and to the object, as the object shows them."""
+
+    async def add_child(self, tenant_id: str, parent_id: int, kind: str, child_id: int) -> bool:
+        """Reference ``child_id`` from ``parent_id``; False when either is not in the tenant."""
+
+    async def children(
+        self, tenant_id: str, parent_id: int, kind: str, offset: int, limit: int
+    ) -> list[ManagedObject]: ...
+
+    async def count_children(self, tenant_id: str, parent_id: int, kind: str) -> int: ...
+
+    async def child(
+        self, tenant_id: str, parent_id: int, kind: str, child_id: int
+    ) -> ManagedObject | None: ...
+
+    async def create_child(
+        self,
+        tenant_id: str,
+        parent_id: int,
+        kind: str,
+        *,
+        name: str | None,
+        type: str | None,
+        owner: str | None,
+        fragments: dict[str, Any],
+    ) -> ManagedObject | None:
+        """A new object referenced from ``parent_id`` (one transaction); None: no parent."""
+
+    async def remove_child(
+        self, tenant_id: str, parent_id: int, kind: str, child_id: int
+    ) -> bool: ...
+
+    async def set_connection(
+        self,
+        tenant_id: str,
+        device_id: str,
+        fragments: dict[str, Any],
+        *,
+        connection_id: str | None,
+        only_if_connection: str | None = None,
+        at: datetime,
+    ) -> bool:
+        """Merge the connection fragments of device ``device_id`` and remember which
+        connection it is on (only if it is still on ``only_if_connection``, when given)."""
+
+    async def connected_devices(self) -> list[tuple[str, str]]:
+        """(tenant, device id) of every device shown CONNECTED."""
+
+
+class Identity(Protocol):
+    """External ids (db/inventory.py); ``c8y_Serial`` is the device id, global."""
+
+    async def add(self, tenant_id: str, object_id: int, type: str, value: str) -> ExternalId:
+        """Give the object this external id (a device id is claimed across tenants)."""
+
+    async def get(self, tenant_id: str, type: str, value: str) -> ExternalId | None: ...
+
+    async def device(self, device_id: str) -> ExternalId | None:
+        """The device that holds ``device_id``, in whatever tenant."""
+
+    async def of_object(self, tenant_id: str, object_id: int) -> list[ExternalId]: ...
+
+    async def delete(self, tenant_id: str, type: str, value: str) -> bool: ...
+
+
+class DeviceRegistry(Protocol):
+    """Registering devices and their users in one transaction (db/devices.py)."""
+
+    async def register(
+        self,
+        tenant_id: str,
+        device_id: str,
+        *,
+        fragments: dict[str, Any],
+        connection: dict[str, Any],
+        connection_id: str | None,
+        at: datetime,
+    ) -> Registration:
+        """Find or make the device ``device_id`` and its user; mark it on ``connection_id``."""
+
+    async def ensure_user(self, tenant_id: str, device_id: str) -> tuple[bool, bool]:
+        """Make the device user unless it exists: (created, enabled)."""
+
+    async def released(self, limit: int) -> list[str]:
+        """Device ids that lost their device, whose broker sessions are still to discard."""
+
+    async def discarded(self, device_ids: list[str]) -> None: ...
+
+
+# --- bootstrap ------------------------------------------------------------------------
+
+
+class NewDeviceRequests(Protocol):
+    """New device requests, and issuing credentials in one transaction (db/bootstrap.py)."""
+
+    async def create(self, tenant_id: str, request_id: str) -> NewDeviceRequest:
+        """A request for a device id that no other tenant holds (decision 0006)."""
+
+    async def get(self, tenant_id: str, request_id: str) -> NewDeviceRequest: ...
+
+    async def find(self, tenant_id: str, offset: int, limit: int) -> list[NewDeviceRequest]: ...
+
+    async def count(self, tenant_id: str) -> int: ...
+
+    async def move(
+        self,
+        tenant_id: str,
+        request_id: str,
+        decide: Callable[[RequestStatus], RequestStatus],
+    ) -> NewDeviceRequest:
+        """Apply ``decide`` to the current status under a row lock (concurrent PUTs queue)."""
+
+    async def delete(self, tenant_id: str, request_id: str) -> None: ...
+
+    async def status_of(self, tenant_id: str, request_id: str) -> RequestStatus | None: ...
+
+    async def mark_pending(self, tenant_id: str, request_id: str) -> None:
+        """The device asked: WAITING_FOR_CONNECTION becomes PENDING_ACCEPTANCE."""
+
+    async def issue(self, tenant_id: str, request_id: str, password_hash: str) -> bool:
+        """If the request is still ACCEPTED: make the device and its user with this password
+        and delete the request, in one transaction. False otherwise (handed out once)."""
+
+
+# --- binaries -------------------------------------------------------------------------
+
+
+class LockedBinaries(Protocol):
+    """Changes to binaries, made while their contents' locks are held."""
+
+    async def in_use(self, sha256: str) -> bool:
+        """Whether any binary (of any tenant) has this content."""
+
+    async def create(
+        self,
+        tenant_id: str,
+        *,
+        name: str | None,
+        type: str | None,
+        owner: str | None,
+        fragments: dict[str, Any],
+        content: NewContent,
+    ) -> ManagedObject:
+        """The binary's managed object and its file row, in one transaction."""
+
+    async def replace(
+        self, tenant_id: str, binary_id: int, expected_sha256: str, content: NewContent
+    ) -> ManagedObject | None:
+        """New content, if it is still ``expected_sha256`` (None otherwise)."""
+
+    async def delete(self, tenant_id: str, binary_id: int, expected_sha256: str) -> bool:
+        """Delete the binary if its content is still ``expected_sha256``."""
+
+
+class BinaryStore(Protocol):
+    """Binaries' rows and the content locks that order them with the files (db/binaries.py)."""
+
+    async def file_of(self, tenant_id: str, binary_id: int) -> BinaryFile | None: ...
+
+    async def file_by_id(self, binary_id: int) -> BinaryFile | None:
+        """The binary with this id in any tenant (for a signed URL, which names no tenant)."""
+
+    async def all_contents(self) -> set[str]:
+        """The SHA-256 of every binary of every tenant."""
+
+    def content(self, *sha256: str) -> AbstractAsyncContextManager[LockedBinaries]:
+        """Hold the content lock of each SHA-256 for the ``async with`` block."""
+
+
+class FileStorage(Protocol):
+    """The content-addressed file store (files/store.py)."""
+
+    def staged(
+        self, chunks: AsyncIterable[bytes], *, max_size: int | None = None
+    ) -> AbstractAsyncContextManager[StagedFile]:
+        """The content of ``chunks`` staged, removed on exit unless kept."""
+
+    async def keep(self, staged: StagedFile) -> StoredFile:
+        """Give a staged file its name in the store (nothing to do if that exists)."""
+
+    async def discard(self, sha256: str) -> bool: ...
+
+    def path(self, sha256: str) -> Path: ...
+
+    async def contents(self) -> list[str]: ...
+
+    async def remove_stale_uploads(self, older_than: float) -> int: ...
+
+
+# --- operations -----------------------------------------------------------------------
+
+
+class OperationStore(Protocol):
+    """Operations (db/operations.py)."""
+
+    async def device(self, tenant_id: str, device_id: int) -> DeviceTarget | None: ...
+
+    async def configuration_dumps(self, tenant_id: str, url: str) -> list[dict[str, Any]]:
+        """Configuration repository entries (c8y_ConfigurationDump) whose file is ``url``."""
+
+    async def create(
+        self,
+        tenant_id: str,
+        device: DeviceTarget,
+        *,
+        fragment_type: str,
+        description: str | None,
+        fragments: dict[str, Any],
+        bulk_operation_id: int | None = None,
+    ) -> Operation: ...
+
+    async def get(self, tenant_id: str, operation_id: int) -> Operation | None: ...
+
+    async def get_by_id(self, operation_id: int) -> Operation | None:
+        """The operation whatever its tenant (for requests a signed URL authorises)."""
+
+    async def find(
+        self, tenant_id: str, flt: OperationFilter, offset: int, limit: int, *, revert: bool
+    ) -> list[Operation]: ...
+
+    async def count(self, tenant_id: str, flt: OperationFilter) -> int: ...
+
+    async def update_fields(
+        self, tenant_id: str, operation_id: int, description: str | None, fragments: dict[str, Any]
+    ) -> Operation | None:
+        """Merge extra fragments (not the command) and the description; a null removes."""
+
+    async def apply(self, reports: Sequence[Report]) -> list[Outcome]:
+        """Apply status reports in order, in one transaction; one outcome each."""
+
+    async def attach_snapshot(self, operation_id: int, serial: str, binary_id: int) -> int | None:
+        """Record the snapshot a device uploaded; the binary it replaces (or None)."""
+
+    async def open_for(self, serials: Sequence[str]) -> list[Operation]:
+        """PENDING and EXECUTING operations of these devices, oldest first."""
+
+    async def undispatched(self, limit: int) -> list[Operation]: ...
+
+    async def mark_dispatched(self, ids: Sequence[int]) -> None: ...
+
+    async def time_out(self, pending_after: float, executing_after: float) -> list[Operation]:
+        """FAIL every operation open past its limit; returns them."""

@@ -18,14 +18,19 @@ from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import MAX_BODY, parse_object_id
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.routes.inventory import id_list, object_body, object_page
-from fleetgate.db.inventory import ObjectFilter
-from fleetgate.domain.binaries import DEFAULT_CONTENT_TYPE, IS_BINARY, BinaryFile, upload_metadata
+from fleetgate.domain.binaries import (
+    DEFAULT_CONTENT_TYPE,
+    IS_BINARY,
+    BinaryFile,
+    StagedFile,
+    upload_metadata,
+)
 from fleetgate.domain.devices import ManagedObject
 from fleetgate.domain.errors import TooLarge, ValidationFailed
+from fleetgate.domain.inventory import ObjectFilter
 from fleetgate.domain.users import Principal, Role
 from fleetgate.files.http import file_response
 from fleetgate.files.multipart import MultipartForm, PartHeaders, boundary_of
-from fleetgate.files.store import StagedFile
 from fleetgate.services.binaries import Binaries, binary_not_found
 
 router = APIRouter()

@@ -15,8 +15,7 @@ from fleetgate.api import media
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
 from fleetgate.api.paging import Page, paging
-from fleetgate.db.bootstrap import NewDeviceRequest
-from fleetgate.domain.bootstrap import check_request_id
+from fleetgate.domain.bootstrap import NewDeviceRequest, check_request_id
 from fleetgate.domain.errors import NotFound
 from fleetgate.domain.users import Principal, Role
 from fleetgate.services.bootstrap import Bootstrap, IssuedCredentials

@@ -11,8 +11,8 @@ from fleetgate.api import media
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object, parse_object_id
 from fleetgate.api.routes.inventory import devices
-from fleetgate.db.inventory import ExternalId
 from fleetgate.domain.errors import ValidationFailed
+from fleetgate.domain.inventory import ExternalId
 from fleetgate.domain.users import Principal, Role
 
 router = APIRouter()

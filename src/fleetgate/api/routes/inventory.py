@@ -12,9 +12,9 @@ from fleetgate.api import media
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object, parse_object_id
 from fleetgate.api.paging import Page, paging
-from fleetgate.db.inventory import PARENT_KINDS, ObjectFilter, Reference
 from fleetgate.domain.devices import ManagedObject
 from fleetgate.domain.errors import ValidationFailed
+from fleetgate.domain.inventory import PARENT_KINDS, ObjectFilter, Reference
 from fleetgate.domain.users import Principal, Role
 from fleetgate.services.devices import Devices
 

@@ -10,7 +10,7 @@ import secrets
 import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,15 +139,6 @@ class Stack:
                 break
             page += 1
         return {i: found[i] for i in op_ids}
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, limit: float = 120) -> None:
-    """Poll ``check`` until it holds; fail naming ``what`` after a generous deadline."""
-    for _ in range(int(limit / 0.2)):
-        if await check():
-            return
-        await asyncio.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 @contextlib.asynccontextmanager

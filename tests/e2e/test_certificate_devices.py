@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest
 from fleetgate.pki import Issued, generate_ca, issue_client_certificate
 
 from stack_support import Up, ports, processes_under
+from waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -79,15 +79,6 @@ class Stack:
         object_id = ext.json()["managedObject"]["id"]
         body: dict[str, Any] = (await self.api.get(f"/inventory/managedObjects/{object_id}")).json()
         return body
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    pytest.fail(f"timed out waiting until {what}")
 
 
 async def accepted(client: aiomqtt.Client) -> bool:

@@ -26,7 +26,8 @@ from fleetgate.pki import generate_ca, issue_client_certificate
 from integration.broker_support import NOT_A_DEVICE_ID, wait_for_log
 
 from corpora.device_payloads import BY_LEAF
-from serve_support import ADMIN, MANAGEMENT, Stack, eventually, running, serve_stack
+from serve_support import ADMIN, MANAGEMENT, Stack, running, serve_stack
+from waiting import eventually
 
 pytestmark = pytest.mark.e2e
 

@@ -25,7 +25,8 @@ from fleetgate.device.enrolment import ensure_device_certificates, ensure_fleet_
 from fleetgate.device.simulator import Simulation
 from fleetgate.watch.sse import EventStreamParser, ServerSentEvent
 
-from serve_support import ADMIN, Stack, eventually, running, serve_stack
+from serve_support import ADMIN, Stack, running, serve_stack
+from waiting import eventually
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ import asyncio
 import base64
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Generator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -38,6 +38,7 @@ from fleetgate.watch.sse import encode_event
 from fleetgate.watch.table import OperationTable
 
 from conftest import free_port
+from waiting import eventually
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 USER, PASSWORD = "t1/admin", "secret"
@@ -198,16 +199,6 @@ async def serving(api: FakeOperationsApi) -> AsyncIterator[str]:
         api.drop_streams()
         server.should_exit = True
         await task
-
-
-async def eventually(check: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    """Wait for ``check`` to hold (the client runs in another task, on real sockets)."""
-    try:
-        async with asyncio.timeout(timeout):
-            while not check():  # noqa: ASYNC110 - nothing to wait on but the condition
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        pytest.fail(f"no {what} within {timeout} s")
 
 
 def watch_args(url: str, *argv: str, password: str = PASSWORD) -> argparse.Namespace:

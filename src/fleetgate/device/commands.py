@@ -8,7 +8,6 @@ passed on with its payload as it came. What is wrong is said in :class:`BadComma
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import (
@@ -22,6 +21,8 @@ from pydantic import (
 )
 
 from fleetgate.device.errors import BadCommand
+from fleetgate.domain import commands
+from fleetgate.domain.operations import Status
 
 __all__ = [
     "CONFIG_DOWNLOAD",
@@ -39,23 +40,11 @@ __all__ = [
     "parse_command",
 ]
 
-FIRMWARE = "c8y_Firmware"
-SOFTWARE_UPDATE = "c8y_SoftwareUpdate"
-CONFIG_DOWNLOAD = "c8y_DownloadConfigFile"
-CONFIG_UPLOAD = "c8y_UploadConfigFile"
-
-
-class Status(StrEnum):
-    """An operation's status; it only moves forward, and the last two are final."""
-
-    PENDING = "PENDING"
-    EXECUTING = "EXECUTING"
-    SUCCESSFUL = "SUCCESSFUL"
-    FAILED = "FAILED"
-
-    @property
-    def final(self) -> bool:
-        return self in (Status.SUCCESSFUL, Status.FAILED)
+# The service's own names for the four operations it knows, and its Status.
+FIRMWARE = commands.FIRMWARE
+SOFTWARE_UPDATE = commands.SOFTWARE_UPDATE
+CONFIG_DOWNLOAD = commands.DOWNLOAD_CONFIG
+CONFIG_UPLOAD = commands.UPLOAD_CONFIG
 
 
 class _Message(BaseModel):

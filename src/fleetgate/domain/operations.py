@@ -27,10 +27,17 @@ from fleetgate.domain.errors import ValidationFailed
 
 
 class Status(StrEnum):
+    """An operation's status (Cumulocity's); it only moves forward, the last two are final.
+    The device SDK uses this very enum."""
+
     PENDING = "PENDING"
     EXECUTING = "EXECUTING"
     SUCCESSFUL = "SUCCESSFUL"
     FAILED = "FAILED"
+
+    @property
+    def final(self) -> bool:
+        return self in (Status.SUCCESSFUL, Status.FAILED)
 
 
 OPEN: frozenset[Status] = frozenset({Status.PENDING, Status.EXECUTING})

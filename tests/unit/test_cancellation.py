@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from fleetgate.mqtt.cancellation import raise_if_cancelling
+from fleetgate.cancellation import raise_if_cancelling
 
 
 class Refused(Exception):

@@ -22,28 +22,32 @@ import asyncio
 import contextlib
 import logging
 import random
-import ssl
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import aiomqtt
 import httpx
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-from paho.mqtt.reasoncodes import ReasonCode
 
+from fleetgate.cancellation import raise_if_cancelling
 from fleetgate.device import files
 from fleetgate.device.commands import Command, FileInfo, Status, parse_command
+from fleetgate.device.connection import (
+    BrokerAddress,
+    CertificateLogin,
+    PasswordLogin,
+    ReconnectPolicy,
+    refused,
+    tls_context,
+)
 from fleetgate.device.errors import BadCommand, DeviceError
 from fleetgate.device.journal import Action, OperationJournal
 from fleetgate.device.messages import ErrorReport, Inventory, encode_status, parse_error_report
-from fleetgate.domain.errors import ConfigurationError, FleetgateError
+from fleetgate.domain.devices import device_username
+from fleetgate.domain.errors import FleetgateError
 from fleetgate.domain.topics import DeviceLeaf, DeviceTopic
-from fleetgate.mqtt.cancellation import raise_if_cancelling
-from fleetgate.mqtt.control import device_username
+from fleetgate.domain.users import mqtt_username
 
 __all__ = [
     "BrokerAddress",
@@ -58,56 +62,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _SYNC = b"{}"
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    """Where the broker listens, and the CA that signed its server certificate."""
-
-    host: str
-    port: int
-    ca_file: Path
-
-
-@dataclass(frozen=True)
-class CertificateLogin:
-    """An X.509 client certificate whose CN is the device id (certificate listener).
-
-    ``cert_file`` may hold intermediate CA certificates after the device's own.
-    """
-
-    cert_file: Path
-    key_file: Path
-
-
-@dataclass(frozen=True)
-class PasswordLogin:
-    """Device credentials (password listener): MQTT user ``<tenant>/device_<id>``."""
-
-    tenant: str
-    password: str = field(repr=False)
-
-
-@dataclass(frozen=True)
-class ReconnectPolicy:
-    """Wait a uniformly random time in ``[0, min(maximum, initial * 2**attempt)]``
-    ("full jitter") before reconnect attempt ``attempt`` (0 after a lost session).
-
-    The cap doubles with every failed attempt, so a fleet reconnecting at once spreads
-    itself over whatever time the broker needs for the TLS handshakes (~2.5 ms of broker
-    CPU each: 10,000 devices take ~25 s of one core).
-    """
-
-    initial: float = 1.0
-    maximum: float = 120.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.initial <= self.maximum:
-            raise ValueError("a reconnect policy needs 0 < initial <= maximum")
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        cap = min(self.maximum, self.initial * 2 ** min(attempt, 62))
-        return rng.uniform(0, cap)
 
 
 OperationHandler = Callable[["DeviceClient", Command], Awaitable[None]]
@@ -147,7 +101,7 @@ class DeviceClient:
         self.connections = 0
         self._broker = broker
         self._login = login
-        self._tls = _tls_context(device_id, broker, login)
+        self._tls = tls_context(device_id, broker, login)
         self._on_operation = on_operation
         self._on_error = on_error
         self._reconnect = reconnect or ReconnectPolicy()
@@ -280,7 +234,7 @@ class DeviceClient:
             granted = await client.subscribe(
                 [(self.topic(DeviceLeaf.OP_CMD), 1), (self.topic(DeviceLeaf.ERROR), 1)]
             )
-            if any(_refused(code) for code in granted):
+            if any(refused(code) for code in granted):
                 raise DeviceError(f"the broker refused device {self.device_id}'s subscriptions")
             inventory = self._inventory
             if inventory is not None:
@@ -304,7 +258,7 @@ class DeviceClient:
     def _mqtt_client(self) -> aiomqtt.Client:
         username = password = None
         if isinstance(self._login, PasswordLogin):
-            username = device_username(self._login.tenant, self.device_id)
+            username = mqtt_username(self._login.tenant, device_username(self.device_id))
             password = self._login.password
         return aiomqtt.Client(
             self._broker.host,
@@ -454,30 +408,3 @@ async def _guarded(device_id: str, work: Coroutine[Any, Any, None]) -> None:
         await work
     except Exception:
         log.exception("device %s: an operation task failed", device_id)
-
-
-def _refused(code: int | ReasonCode) -> bool:
-    value = code if isinstance(code, int) else code.value
-    return value >= 0x80
-
-
-def _tls_context(
-    device_id: str, broker: BrokerAddress, login: CertificateLogin | PasswordLogin
-) -> ssl.SSLContext:
-    """Verifies the broker with ``broker.ca_file``; presents the certificate, if any."""
-    try:
-        context = ssl.create_default_context(cafile=str(broker.ca_file))
-        if isinstance(login, CertificateLogin):
-            _require_common_name(device_id, login.cert_file)
-            context.load_cert_chain(str(login.cert_file), str(login.key_file))
-    except (OSError, ssl.SSLError, ValueError) as exc:
-        raise ConfigurationError(f"device {device_id}: cannot set up TLS: {exc}") from exc
-    return context
-
-
-def _require_common_name(device_id: str, cert_file: Path) -> None:
-    certificate = x509.load_pem_x509_certificate(cert_file.read_bytes())
-    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    common_name = str(names[0].value) if names else None
-    if common_name != device_id:
-        raise ValueError(f"the certificate's CN is {common_name!r}, not the device id")

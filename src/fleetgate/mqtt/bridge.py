@@ -23,9 +23,9 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import aiomqtt
 
+from fleetgate.cancellation import raise_if_cancelling
 from fleetgate.config import MqttSettings, reveal
 from fleetgate.mqtt import control
-from fleetgate.mqtt.cancellation import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 

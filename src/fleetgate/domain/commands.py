@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from fleetgate.domain import signing
+from fleetgate.domain.binaries import BinaryFile
 from fleetgate.domain.errors import ValidationFailed
 
 if TYPE_CHECKING:
@@ -217,3 +219,41 @@ def success_effects(
         shown = {"url": snapshot_url, "name": name, "time": stamp, "snapshotId": None}
         return SuccessEffects({configuration_fragment(config_type): shown}, entry)
     return SuccessEffects({})
+
+
+# --- what a device receives --------------------------------------------------------------
+
+
+def device_command(
+    op: Operation, files: dict[str, BinaryFile], secret: bytes, base_url: str, expires: int
+) -> dict[str, Any]:
+    """The command of ``op`` as its device receives it on ``op/cmd`` (docs/protocol.md,
+    "Commands"): beside every ``url`` that names one of ``files``, a ``file`` with a URL
+    signed for this device until ``expires``, the SHA-256 and the size; for a snapshot
+    request, where to upload it."""
+
+    def signed(method: str, path: str) -> str:
+        return signing.sign(secret, base_url, method, path, op.serial, expires).url
+
+    def with_files(value: Any) -> Any:
+        if isinstance(value, list):
+            return [with_files(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        out = {k: with_files(v) for k, v in value.items()}
+        found = files.get(value["url"]) if isinstance(value.get("url"), str) else None
+        if found is not None:
+            url = signed("GET", signing.download_path(found.id))
+            out["file"] = {"url": url, "sha256": found.sha256, "size": found.length}
+        return out
+
+    command: dict[str, Any] = {
+        "id": str(op.id),
+        "type": op.fragment_type,
+        "description": op.description,
+        "payload": with_files(op.command),
+    }
+    if op.fragment_type == UPLOAD_CONFIG:
+        url = signed("PUT", signing.snapshot_path(op.id))
+        command["upload"] = {"url": url, "method": "PUT"}
+    return command

@@ -13,14 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 import time
-from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from fleetgate.domain import commands, signing
+from fleetgate.domain import commands
 from fleetgate.domain import operations as ops
 from fleetgate.domain.binaries import BinaryFile
 from fleetgate.domain.device_messages import DeviceError, StatusReport
@@ -35,140 +33,10 @@ from fleetgate.domain.operations import (
     Status,
 )
 from fleetgate.domain.topics import DeviceLeaf, DeviceTopic
-from fleetgate.services.ports import OperationStore, Publisher
+from fleetgate.services.operation_feed import FeedFilter, FeedOverflow, OperationFeed
+from fleetgate.services.ports import FileResolver, OperationStore, Publisher
 
 log = logging.getLogger(__name__)
-
-
-class FileResolver(Protocol):
-    """The binaries a command names (``fleetgate.services.binaries.Binaries``)."""
-
-    async def resolve_url(self, tenant_id: str, url: str) -> BinaryFile | None: ...
-
-    async def store(
-        self,
-        tenant_id: str,
-        *,
-        name: str,
-        content_type: str,
-        chunks: AsyncIterable[bytes],
-        owner: str | None,
-        fragments: dict[str, Any] | None = None,
-    ) -> ManagedObject: ...
-
-    async def delete(self, tenant_id: str, binary_id: int) -> None: ...
-
-
-# --- the live feed ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class FeedFilter:
-    tenant_id: str
-    device_id: int | None = None
-    bulk_operation_id: int | None = None
-    statuses: frozenset[Status] = frozenset()
-
-    def matches(self, op: Operation) -> bool:
-        return (
-            op.tenant_id == self.tenant_id
-            and (self.device_id is None or op.device_id == self.device_id)
-            and (self.bulk_operation_id is None or op.bulk_operation_id == self.bulk_operation_id)
-            and (not self.statuses or op.status in self.statuses)
-        )
-
-
-class FeedOverflow(Exception):
-    """A watcher fell too far behind; it must reconnect (and reload the list)."""
-
-
-class OperationFeed:
-    """Operation changes, fanned out to live watchers (in this process).
-
-    Each watcher has a bounded queue; one that cannot keep up is dropped with
-    :class:`FeedOverflow` instead of slowing down the service or growing without bound.
-    The last ``history`` changes are kept, so that a watcher that reconnects with the id
-    of the last change it saw gets what it missed (SSE's ``Last-Event-ID``). Ids carry
-    this feed's *epoch*, made at start: an id of an earlier process cannot be resumed.
-    """
-
-    def __init__(self, queue_size: int = 10_000, *, history: int = 10_000) -> None:
-        self._queue_size = queue_size
-        self._watchers: dict[
-            int, tuple[FeedFilter, asyncio.Queue[tuple[int, Operation] | None]]
-        ] = {}
-        self._next_watcher = 0
-        self._sequence = 0
-        self._history: deque[tuple[int, Operation]] = deque(maxlen=history)
-        self.epoch = secrets.token_hex(4)
-
-    def publish(self, changed: Iterable[Operation]) -> None:
-        for op in changed:
-            self._sequence += 1
-            self._history.append((self._sequence, op))
-            for key, (flt, queue) in list(self._watchers.items()):
-                if flt.matches(op):
-                    self._offer(key, queue, (self._sequence, op))
-
-    def _offer(
-        self,
-        key: int,
-        queue: asyncio.Queue[tuple[int, Operation] | None],
-        item: tuple[int, Operation],
-    ) -> None:
-        if key not in self._watchers:
-            return  # dropped already
-        if queue.qsize() >= self._queue_size - 1:
-            queue.put_nowait(None)  # the overflow marker
-            del self._watchers[key]
-        else:
-            queue.put_nowait(item)
-
-    def event_id(self, sequence: int) -> str:
-        """The SSE id of change ``sequence``."""
-        return f"{self.epoch}-{sequence}"
-
-    def resume_point(self, last_event_id: str) -> int | None:
-        """The sequence number after which a watcher that last saw ``last_event_id``
-        continues; None when the changes since are not all at hand (another process's
-        id, one older than the history, or not an id of ours)."""
-        epoch, _, number = last_event_id.strip().rpartition("-")
-        if epoch != self.epoch or not number.isdecimal():
-            return None
-        after = int(number)
-        oldest = self._history[0][0] if self._history else self._sequence + 1
-        if after > self._sequence or after + 1 < oldest:
-            return None
-        return after
-
-    async def watch(
-        self, flt: FeedFilter, *, after: int | None = None
-    ) -> AsyncGenerator[tuple[int, Operation]]:
-        """(sequence number, operation) of every matching change from now on; with
-        ``after`` (see :meth:`resume_point`), first those after that one."""
-        queue: asyncio.Queue[tuple[int, Operation] | None] = asyncio.Queue()
-        key = self._next_watcher
-        self._next_watcher += 1
-        self._watchers[key] = (flt, queue)
-        if after is not None:  # no await between registering and replaying: no gap
-            for sequence, op in self._history:
-                if sequence > after and flt.matches(op):
-                    self._offer(key, queue, (sequence, op))
-        try:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    raise FeedOverflow("the watcher fell behind by more than its queue")
-                yield item
-        finally:
-            self._watchers.pop(key, None)
-
-    @property
-    def watchers(self) -> int:
-        return len(self._watchers)
-
-
-# --- the service ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,35 +241,10 @@ class Operations:
 
     def command(self, op: Operation, files: dict[str, BinaryFile]) -> dict[str, Any]:
         """What the device receives for ``op`` (docs/protocol.md, "Commands"); ``files``:
-        the binaries its urls name."""
-        expires = int(self._clock() + self._signing.ttl)
-
-        def signed(method: str, path: str) -> str:
-            secret, base = self._signing.secret, self._signing.base_url
-            return signing.sign(secret, base, method, path, op.serial, expires).url
-
-        def with_files(value: Any) -> Any:
-            if isinstance(value, list):
-                return [with_files(v) for v in value]
-            if not isinstance(value, dict):
-                return value
-            out = {k: with_files(v) for k, v in value.items()}
-            found = files.get(value["url"]) if isinstance(value.get("url"), str) else None
-            if found is not None:
-                url = signed("GET", signing.download_path(found.id))
-                out["file"] = {"url": url, "sha256": found.sha256, "size": found.length}
-            return out
-
-        command: dict[str, Any] = {
-            "id": str(op.id),
-            "type": op.fragment_type,
-            "description": op.description,
-            "payload": with_files(op.command),
-        }
-        if op.fragment_type == commands.UPLOAD_CONFIG:
-            url = signed("PUT", signing.snapshot_path(op.id))
-            command["upload"] = {"url": url, "method": "PUT"}
-        return command
+        the binaries its urls name. Signed URLs last ``ttl`` seconds from now."""
+        key = self._signing
+        expires = int(self._clock() + key.ttl)
+        return commands.device_command(op, files, key.secret, key.base_url, expires)
 
     async def on_reports(self, reports: Sequence[StatusReport]) -> list[DeviceError]:
         """Apply devices' status reports in order, in one transaction (a report names an

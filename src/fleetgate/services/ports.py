@@ -345,6 +345,25 @@ class FileStorage(Protocol):
 # --- operations -----------------------------------------------------------------------
 
 
+class FileResolver(Protocol):
+    """The binaries a command names (``fleetgate.services.binaries.Binaries``)."""
+
+    async def resolve_url(self, tenant_id: str, url: str) -> BinaryFile | None: ...
+
+    async def store(
+        self,
+        tenant_id: str,
+        *,
+        name: str,
+        content_type: str,
+        chunks: AsyncIterable[bytes],
+        owner: str | None,
+        fragments: dict[str, Any] | None = None,
+    ) -> ManagedObject: ...
+
+    async def delete(self, tenant_id: str, binary_id: int) -> None: ...
+
+
 class OperationStore(Protocol):
     """Operations (db/operations.py)."""
 

@@ -19,7 +19,8 @@ from fleetgate.db.bootstrap import PgRequests
 from fleetgate.db.bulk import PgBulkCredentials
 from fleetgate.db.dead_letters import PgDeadLetters
 from fleetgate.db.devices import PgDevices
-from fleetgate.db.inventory import PgIdentity, PgInventory
+from fleetgate.db.identity import PgIdentity
+from fleetgate.db.inventory import PgInventory
 from fleetgate.db.migrations import migrate
 from fleetgate.db.operations import PgOperations
 from fleetgate.db.pool import create_pool

@@ -16,7 +16,8 @@ import pytest
 from fleetgate.db.binaries import PgBinaries
 from fleetgate.db.dead_letters import PgDeadLetters
 from fleetgate.db.devices import PgDevices
-from fleetgate.db.inventory import PgIdentity, PgInventory
+from fleetgate.db.identity import PgIdentity
+from fleetgate.db.inventory import PgInventory
 from fleetgate.db.operations import PgOperations
 from fleetgate.db.transient import is_transient
 from fleetgate.db.users import PgUsers

@@ -18,7 +18,8 @@ import pytest
 
 from fleetgate.db.binaries import PgBinaries
 from fleetgate.db.devices import PgDevices
-from fleetgate.db.inventory import PgIdentity, PgInventory
+from fleetgate.db.identity import PgIdentity
+from fleetgate.db.inventory import PgInventory
 from fleetgate.db.transient import is_transient
 from fleetgate.db.users import PgUsers
 from fleetgate.domain import signing

@@ -20,7 +20,8 @@ import pytest
 from fleetgate.db.bootstrap import PgRequests
 from fleetgate.db.bulk import PgBulkCredentials
 from fleetgate.db.devices import PgDevices
-from fleetgate.db.inventory import PgIdentity, PgInventory
+from fleetgate.db.identity import PgIdentity
+from fleetgate.db.inventory import PgInventory
 from fleetgate.db.operations import PgOperations
 from fleetgate.db.transient import is_transient
 from fleetgate.db.users import PgUsers

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from fleetgate.db.devices import PgDevices
-from fleetgate.db.inventory import PgIdentity, PgInventory
+from fleetgate.db.identity import PgIdentity
+from fleetgate.db.inventory import PgInventory
 from fleetgate.db.transient import is_transient
 from fleetgate.db.users import PgUsers
 from fleetgate.mqtt import control

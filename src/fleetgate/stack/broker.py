@@ -1,6 +1,6 @@
 """Running mosquitto with the fleetgate plugin for the embedded stack and the tests.
 
-:func:`build_plugin` compiles ``broker/fleetgate_plugin.c`` when needed,
+:func:`build_plugin` compiles the plugin from ``broker/*.c`` when needed,
 :func:`render_config` fills ``broker/mosquitto.conf.template`` from a
 :class:`BrokerConfig`, and :class:`MosquittoProcess` runs the broker as a child process
 whose log goes to the ``fleetgate.broker`` logger. mosquitto started as root drops to the
@@ -46,8 +46,9 @@ log = logging.getLogger("fleetgate.broker")
 BROKER_DIR_ENV = "FLEETGATE_BROKER_DIR"
 BUILD_PACKAGES = "mosquitto-dev libmosquitto-dev libssl-dev gcc make"
 _BROKER_USER = "mosquitto"
-_PLUGIN_SOURCE = "fleetgate_plugin.c"
 _PLUGIN_RELATIVE = Path("build") / "fleetgate_plugin.so"
+#: What ``broker/Makefile`` builds the plugin from (its own wildcards say the same).
+_PLUGIN_INPUTS = ("*.c", "*.h", "Makefile")
 _TEMPLATE = "mosquitto.conf.template"
 _HEADERS = ("mosquitto_broker.h", "mosquitto_plugin.h", "mosquitto.h", "openssl/evp.h")
 _LOG_TAIL = 40
@@ -68,19 +69,21 @@ def plugin_path() -> Path:
 
 
 def build_plugin(repo_root: Path | None = None) -> Path:
-    """Build the plugin with ``make -C broker`` unless it is newer than its source.
+    """Build the plugin with ``make -C broker`` unless it is newer than every input.
 
-    Returns the path of the ``.so``. Raises ConfigurationError naming the Debian packages
-    when the compiler or the headers are missing, or with the compiler's output when the
-    build fails.
+    The inputs are every ``*.c`` and ``*.h`` in ``broker/`` and its ``Makefile``. Returns
+    the path of the ``.so``. Raises ConfigurationError naming the Debian packages when the
+    compiler or the headers are missing, or with the compiler's output when the build fails.
     """
     directory = (repo_root / "broker").resolve() if repo_root else broker_dir()
-    source, target = directory / _PLUGIN_SOURCE, directory / _PLUGIN_RELATIVE
-    if not source.is_file():
+    target = directory / _PLUGIN_RELATIVE
+    inputs = [path for pattern in _PLUGIN_INPUTS for path in directory.glob(pattern)]
+    if not any(path.suffix == ".c" for path in inputs):
         raise ConfigurationError(
-            f"plugin source {source} not found; set {BROKER_DIR_ENV} to the broker/ directory"
+            f"plugin sources (*.c) not found in {directory}; "
+            f"set {BROKER_DIR_ENV} to the broker/ directory"
         )
-    newest_input = max(source.stat().st_mtime, (directory / "Makefile").stat().st_mtime)
+    newest_input = max(path.stat().st_mtime for path in inputs)
     if target.is_file() and target.stat().st_mtime >= newest_input:
         return target
     missing = [tool for tool in ("make", "cc") if shutil.which(tool) is None]

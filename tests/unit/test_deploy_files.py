@@ -561,6 +561,8 @@ def test_broker_dockerfile_builds_the_plugin_and_runs_debian_mosquitto() -> None
     packages = ["mosquitto-dev", "libmosquitto-dev", "libssl-dev", "gcc", "make", "libc6-dev"]
     for package in packages:
         assert re.search(rf"(?<![\w-]){re.escape(package)}(?![\w-])", build_runs), package
+    # The whole directory: the Makefile builds every *.c and *.h in it.
+    assert ["broker/", "/src/broker/"] in [args.split() for key, args in build if key == "COPY"]
     assert "make -C /src/broker" in build_runs
     runtime_runs = " ".join(args for key, args in runtime if key == "RUN")
     assert re.search(r"install[^&]*\bmosquitto\b", runtime_runs)

@@ -20,7 +20,7 @@ from fleetgate.domain.errors import ValidationFailed
 
 from strategies import device_ids
 
-PLUGIN = Path(__file__).parents[2] / "broker" / "fleetgate_plugin.c"
+PLUGIN = Path(__file__).parents[2] / "broker" / "fleetgate.h"
 
 
 def _define(name: str) -> str:

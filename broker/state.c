@@ -1,0 +1,123 @@
+/*
+ * State: accounts, trusted CAs, certificate devices, live sessions (the structures are
+ * in fleetgate.h). Here: what a name must be (topic level, device id, the service's
+ * username, a device account's username), freeing the entries, adding an account.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "fleetgate.h"
+
+/* Non-empty, no '/', '+' or '#', at most FG_MAX_CLIENT_ID bytes. */
+bool fg_is_topic_level(const char *s)
+{
+	size_t n;
+	if(!s || !*s) return false;
+	for(n = 0; s[n]; n++){
+		if(n >= FG_MAX_CLIENT_ID || s[n] == '/' || s[n] == '+' || s[n] == '#') return false;
+	}
+	return true;
+}
+
+/* See FG_MAX_DEVICE_ID. */
+bool fg_is_device_id(const char *s)
+{
+	size_t n;
+	if(!s || !*s) return false;
+	for(n = 0; s[n]; n++){
+		unsigned char c = (unsigned char)s[n];
+		if(n >= FG_MAX_DEVICE_ID || c < 0x21 || c > 0x7e || strchr(FG_DEVICE_ID_FORBIDDEN, c)) return false;
+	}
+	return true;
+}
+
+bool fg_is_service(const struct fg_state *st, const char *username)
+{
+	return username && strcmp(username, st->service_username) == 0;
+}
+
+void fg_account_free(void *value)
+{
+	struct fg_account *a = value;
+	if(!a) return;
+	free(a->tenant);
+	free(a->device_id);
+	OPENSSL_cleanse(a, sizeof(*a));
+	free(a);
+}
+
+void fg_ca_free(void *value)
+{
+	struct fg_ca *ca = value;
+	if(!ca) return;
+	X509_free(ca->cert);
+	free(ca->tenant);
+	free(ca);
+}
+
+void fg_device_free(void *value)
+{
+	struct fg_device *d = value;
+	if(!d) return;
+	free(d->tenant);
+	free(d);
+}
+
+void fg_session_free(void *value)
+{
+	struct fg_session *s = value;
+	if(!s) return;
+	free(s->tenant);
+	free(s);
+}
+
+/* Splits a device account's username "<tenant>/device_<device id>" into new
+ * strings; NULL on success, otherwise why it is not one. Both parts must be single
+ * topic levels: the device id becomes the client id and the fg/d/<id>/ namespace. */
+const char *fg_parse_device_username(const char *username, char **tenant, char **device_id)
+{
+	const char *slash = strchr(username, '/'), *id;
+	size_t prefix_len = strlen(FG_DEVICE_USER_PREFIX);
+
+	*tenant = *device_id = NULL;
+	if(!slash || strncmp(slash + 1, FG_DEVICE_USER_PREFIX, prefix_len) != 0){
+		return "username must be <tenant>/device_<device id>";
+	}
+	id = slash + 1 + prefix_len;
+	if(!fg_is_device_id(id)) return FG_NOT_A_DEVICE_ID;
+	if(!(*tenant = strndup(username, (size_t)(slash - username)))) return "out of memory";
+	if(!fg_is_topic_level(*tenant)){
+		free(*tenant);
+		*tenant = NULL;
+		return "tenant is not a single topic level";
+	}
+	if(!(*device_id = strdup(id))){
+		free(*tenant);
+		*tenant = NULL;
+		return "out of memory";
+	}
+	return NULL;
+}
+
+/* Adds or replaces; replacing drops the verification cache with the old hash. Takes
+ * ownership of tenant and device_id (device accounts; NULL otherwise), also on failure. */
+bool fg_account_put(struct fg_state *st, enum fg_account_kind kind, const char *username,
+		const struct fg_password_hash *hash, char *tenant, char *device_id)
+{
+	struct fg_account *a = calloc(1, sizeof(*a));
+	if(!a){
+		free(tenant);
+		free(device_id);
+		return false;
+	}
+	a->kind = kind;
+	a->hash = *hash;
+	a->hash.cached = false;
+	a->tenant = tenant;
+	a->device_id = device_id;
+	if(fg_table_put(&st->accounts, username, a)) return true;
+	fg_account_free(a);
+	return false;
+}

@@ -2,7 +2,8 @@
  * Control protocol (MOSQ_EVT_CONTROL on $CONTROL/fleetgate/v1): the grammar, `reset`,
  * `account`, `account-remove` and `sync` in docs/decisions/0001; `ca`, `ca-remove`,
  * `device`, `device-remove` and `clients` in 0002; device accounts in 0003. The Python
- * side is fleetgate.mqtt.control.
+ * side is fleetgate.mqtt.control; tests/unit/test_plugin_constants.py reads the commands
+ * and reply words below and checks them against it.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -21,8 +21,10 @@
  *   plugin.c     plugin entry points
  * A function used in one file only is static there; this header declares the others.
  *
- * The device id rule is also written in Python (fleetgate.domain.devices);
- * tests/unit/test_device_id_rule.py reads it from the #defines below.
+ * The topic names, the control protocol's words and the device id rule are also
+ * written in Python, by their owners there; tests/unit/test_plugin_constants.py and
+ * test_device_id_rule.py read the #defines below and the words in control.c and
+ * sessions.c, and fail when either side changes alone.
  */
 #ifndef FLEETGATE_H
 #define FLEETGATE_H

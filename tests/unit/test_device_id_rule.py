@@ -3,9 +3,6 @@ must say the same (the broker test drives the plugin with the same corpus)."""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,20 +15,21 @@ from fleetgate.domain.devices import (
 )
 from fleetgate.domain.errors import ValidationFailed
 
+from plugin_source import defines
 from strategies import device_ids
 
-PLUGIN = Path(__file__).parents[2] / "broker" / "fleetgate.h"
-
-
-def _define(name: str) -> str:
-    found = re.search(rf"^#define {name} (.+)$", PLUGIN.read_text(), re.MULTILINE)
-    assert found, name
-    return found.group(1).strip()
+PLUGIN = defines()
 
 
 def test_the_plugin_defines_the_same_rule() -> None:
-    assert int(_define("FG_MAX_DEVICE_ID")) == DEVICE_ID_MAX
-    assert _define("FG_DEVICE_ID_FORBIDDEN") == f'"{DEVICE_ID_FORBIDDEN}"'
+    assert PLUGIN["FG_MAX_DEVICE_ID"] == DEVICE_ID_MAX
+    assert PLUGIN["FG_DEVICE_ID_FORBIDDEN"] == DEVICE_ID_FORBIDDEN
+
+
+def test_the_plugins_refusal_states_the_same_rule() -> None:
+    forbidden = " ".join(DEVICE_ID_FORBIDDEN)
+    rule = f"1-{DEVICE_ID_MAX} printable ASCII characters, no space, none of {forbidden}"
+    assert PLUGIN["FG_NOT_A_DEVICE_ID"] == f"not a device id ({rule})"
 
 
 def _plugin_rule(value: str) -> bool:

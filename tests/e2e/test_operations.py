@@ -240,7 +240,7 @@ async def test_sigkill_of_the_service_loses_no_acknowledged_status(stack: Stack)
         async def all_declared() -> bool:
             return await _declared(stack) >= before + count
 
-        await eventually(all_declared, "the declarations", limit=240)
+        await eventually(all_declared, "the declarations", timeout=240)
         gate = asyncio.Semaphore(16)
 
         async def create(device_id: str) -> str:
@@ -250,7 +250,7 @@ async def test_sigkill_of_the_service_loses_no_acknowledged_status(stack: Stack)
         op_ids = await asyncio.gather(*(create(d) for d in ids))
         device_of = dict(zip(op_ids, ids, strict=True))
         await eventually(
-            lambda: _some_reported(simulation, count // 10), "the first reports", limit=60
+            lambda: _some_reported(simulation, count // 10), "the first reports", timeout=60
         )
         await stack.serve.kill()
         reported_at_kill = sum(len(v) for v in simulation.acknowledged.values())
@@ -264,7 +264,7 @@ async def test_sigkill_of_the_service_loses_no_acknowledged_status(stack: Stack)
                 for i in op_ids
             )
 
-        await eventually(all_final, "every device to finish", limit=240)
+        await eventually(all_final, "every device to finish", timeout=240)
 
         async def database_agrees() -> bool:
             statuses = await stack.statuses(op_ids)
@@ -295,7 +295,7 @@ async def test_a_broker_restart_mid_operation_loses_nothing(stack: Stack, how: s
         op_ids = [
             str((await stack.create(d, firmware("8")))["id"]) for d in simulation.config.device_ids
         ]
-        await eventually(lambda: _some_reported(simulation, 1), "the first reports", limit=60)
+        await eventually(lambda: _some_reported(simulation, 1), "the first reports", timeout=60)
         broker = stack.broker.process
         if how == "sigkill":
             assert broker.pid is not None
@@ -306,7 +306,7 @@ async def test_a_broker_restart_mid_operation_loses_nothing(stack: Stack, how: s
         await eventually(
             lambda: _all_status(stack, op_ids, "SUCCESSFUL"),
             "every operation SUCCESSFUL",
-            limit=180,
+            timeout=180,
         )
     device = (
         await stack.api.get(

@@ -36,11 +36,14 @@ static void fg_state_free(struct fg_state *st)
 	free(st);
 }
 
+/* The longest line a hash can be: "scrypt:" + three 4-digit fields + two hex fields. */
+#define FG_MAX_HASH_LINE (6 + 3 * 5 + 2 * (1 + 2 * FG_MAX_HASH_BYTES))
+
 /* Reads the service password hash from the first line of ``path``: the hash stays out of
  * mosquitto.conf, so the config can be shared and committed (docker-compose does). */
 static bool fg_read_hash_file(const char *path, struct fg_password_hash *h)
 {
-	char line[2 * FG_MAX_HASH_BYTES + 64];
+	char line[FG_MAX_HASH_LINE + 3]; /* CR, LF, NUL */
 	FILE *f = fopen(path, "r");
 	bool ok;
 
@@ -50,6 +53,9 @@ static bool fg_read_hash_file(const char *path, struct fg_password_hash *h)
 	}
 	ok = fgets(line, sizeof(line), f) != NULL;
 	fclose(f);
+	/* A line that fills the buffer without ending is longer than any hash: refused,
+	 * never parsed cut short (a cut key would still match, a shorter prefix of scrypt's). */
+	if(ok && strlen(line) == sizeof(line) - 1 && line[sizeof(line) - 2] != '\n') ok = false;
 	if(ok){
 		line[strcspn(line, "\r\n")] = '\0';
 		ok = fg_hash_parse(line, h);

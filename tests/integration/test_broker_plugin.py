@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import socket
 from collections.abc import AsyncIterator
 
@@ -264,6 +265,30 @@ async def test_busy_port_is_reported_before_starting(broker: RunningBroker) -> N
         with pytest.raises(ConfigurationError, match=rf"port {port} \(password devices\)"):
             await process.start()
         assert not process.running
+
+
+async def test_the_longest_service_hash_is_read_whole(broker: RunningBroker) -> None:
+    """A hash line of 256-byte salt and key fits the plugin's buffer: read whole, a key
+    wrong only in its last bytes fails (cut short, its first bytes alone would match)."""
+    salt = bytes(range(256))
+    key = hashlib.scrypt(b"long-secret", salt=salt, n=2**10, r=8, p=1, dklen=256)
+    workdir = broker.workdir / "long-hash"
+    for stored, accepted in ((key, True), (key[:-8] + bytes(8), False)):
+        config = dataclasses.replace(
+            broker.config, **listener_ports(), service_password_hash_file=workdir / "hash"
+        )
+        write_service_password_hash(
+            config.service_password_hash_file, f"scrypt:10:8:1:{salt.hex()}:{stored.hex()}"
+        )
+        async with MosquittoProcess(config, workdir) as process:
+            client = aiomqtt.Client(
+                "127.0.0.1",
+                process.config.service_port,
+                identifier="fleetgate:long-hash",
+                username=broker.config.service_username,
+                password="long-secret",
+            )
+            assert await can_connect(client) is accepted
 
 
 async def test_plugin_refuses_to_start_without_a_valid_service_hash(

@@ -36,6 +36,13 @@ def test_default_parameters_are_memory_hard() -> None:
         "scrypt:14:8:1:0011:" + "00" * 32,  # salt too short
         "scrypt:30:8:1:00112233445566778899aabbccddeeff:" + "00" * 32,  # N too large
         "scrypt:14:8:1:00112233445566778899aabbccddeeff",
+        # What int() and bytes.fromhex() take but the broker plugin does not:
+        "scrypt:1_4:8:1:00112233445566778899aabbccddeeff:" + "00" * 32,
+        "scrypt:+14:8:1:00112233445566778899aabbccddeeff:" + "00" * 32,
+        "scrypt:\u0661\u0664:8:1:00112233445566778899aabbccddeeff:" + "00" * 32,
+        "scrypt:14:8:1:00112233 445566778899aabbccddeeff:" + "00" * 32,
+        "scrypt:00014:8:1:00112233445566778899aabbccddeeff:" + "00" * 32,
+        "scrypt:14:8:1:" + "00" * 257 + ":" + "00" * 32,  # salt over 256 bytes
     ],
 )
 def test_malformed_hashes_are_refused_and_never_match(text: str) -> None:

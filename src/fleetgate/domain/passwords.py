@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -28,6 +29,14 @@ _KEY_BYTES = 32
 _MAX_LOG2_N = 20
 _MAX_R = 32
 _MAX_P = 4
+#: Salt and key, each at most this many bytes (the plugin's FG_MAX_HASH_BYTES).
+MAX_HASH_BYTES = 256
+_HEX = "[0-9a-fA-F]"
+_FORMAT = re.compile(
+    rf"scrypt:([0-9]{{1,4}}):([0-9]{{1,4}}):([0-9]{{1,4}})"
+    rf":((?:{_HEX}{_HEX}){{1,{MAX_HASH_BYTES}}}):((?:{_HEX}{_HEX}){{1,{MAX_HASH_BYTES}}})",
+    re.ASCII,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,14 +51,14 @@ class PasswordHash:
 
     @classmethod
     def parse(cls, text: str) -> PasswordHash:
-        parts = text.split(":")
-        if len(parts) != 6 or parts[0] != "scrypt":
+        """The hash in ``text``, read exactly as the broker plugin reads it
+        (``fg_hash_parse``): ASCII digits, hex pairs, the same bounds — a hash the service
+        accepts is one the broker accepts."""
+        found = _FORMAT.fullmatch(text)
+        if found is None:
             raise InvalidPasswordHash("not a scrypt:<log2N>:<r>:<p>:<salt>:<key> string")
-        try:
-            log2_n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
-            salt, key = bytes.fromhex(parts[4]), bytes.fromhex(parts[5])
-        except ValueError as exc:
-            raise InvalidPasswordHash(f"malformed field: {exc}") from None
+        log2_n, r, p = (int(found.group(i)) for i in (1, 2, 3))
+        salt, key = bytes.fromhex(found.group(4)), bytes.fromhex(found.group(5))
         if not (1 <= log2_n <= _MAX_LOG2_N and 1 <= r <= _MAX_R and 1 <= p <= _MAX_P):
             raise InvalidPasswordHash("cost parameters out of range")
         if len(salt) < 8 or len(key) < 16:

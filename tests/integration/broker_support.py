@@ -20,8 +20,8 @@ from pathlib import Path
 
 import aiomqtt
 
+from fleetgate.domain import broker_control as control
 from fleetgate.domain.passwords import hash_password
-from fleetgate.mqtt import control
 from fleetgate.pki import DevPki, Issued, ensure_dev_pki, load_issued
 from fleetgate.stack.broker import (
     BrokerConfig,

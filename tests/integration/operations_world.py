@@ -21,9 +21,9 @@ from fleetgate.db.inventory import PgInventory
 from fleetgate.db.operations import PgOperations
 from fleetgate.db.transient import is_transient
 from fleetgate.db.users import PgUsers
+from fleetgate.domain import broker_control as control
 from fleetgate.domain.device_messages import Incoming
 from fleetgate.files.store import FileStore
-from fleetgate.mqtt import control
 from fleetgate.services.binaries import Binaries
 from fleetgate.services.dead_letters import DeadLetters
 from fleetgate.services.device_messages import DeviceMessages

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from fleetgate.db.bootstrap import PgRequests
+from fleetgate.domain import broker_control as control
 from fleetgate.domain.passwords import verify_password
-from fleetgate.mqtt import control
 from fleetgate.services.bootstrap import Bootstrap
 
 from conftest import TEST_BASE_URL, api_client, seed_tenants

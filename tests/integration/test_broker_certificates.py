@@ -17,8 +17,8 @@ import aiomqtt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from fleetgate.domain import broker_control as control
 from fleetgate.domain.devices import is_device_id
-from fleetgate.mqtt import control
 from fleetgate.pki import Issued, generate_ca, issue_client_certificate
 from fleetgate.pki.capath import fingerprint, subject_hash, sync_capath
 

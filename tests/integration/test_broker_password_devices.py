@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from pydantic import SecretStr
 
 from fleetgate.config import MqttSettings
+from fleetgate.domain import broker_control as control
 from fleetgate.domain.passwords import hash_password
-from fleetgate.mqtt import control
 from fleetgate.mqtt.bridge import BrokerBridge
 from fleetgate.pki import generate_ca, issue_client_certificate
 from fleetgate.pki.capath import fingerprint, sync_capath

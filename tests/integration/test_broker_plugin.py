@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 import aiomqtt
 import pytest
 
+from fleetgate.domain import broker_control as control
 from fleetgate.domain.devices import is_device_id
 from fleetgate.domain.errors import ConfigurationError
 from fleetgate.domain.passwords import hash_password
-from fleetgate.mqtt import control
 from fleetgate.pki import issue_client_certificate
 from fleetgate.pki.capath import fingerprint, sync_capath
 from fleetgate.stack.broker import MosquittoProcess, write_service_password_hash

@@ -16,8 +16,8 @@ import pytest
 
 from fleetgate.api.routes import bulk_credentials
 from fleetgate.db.bulk import PgBulkCredentials
+from fleetgate.domain import broker_control as control
 from fleetgate.domain.passwords import verify_password
-from fleetgate.mqtt import control
 from fleetgate.services.bulk import BulkCredentials, BulkLimits
 
 from conftest import TEST_BASE_URL, api_client, seed_tenants

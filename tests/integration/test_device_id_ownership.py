@@ -25,8 +25,8 @@ from fleetgate.db.inventory import PgInventory
 from fleetgate.db.operations import PgOperations
 from fleetgate.db.transient import is_transient
 from fleetgate.db.users import PgUsers
+from fleetgate.domain import broker_control as control
 from fleetgate.domain.operations import Report, Status
-from fleetgate.mqtt import control
 from fleetgate.services.bootstrap import Bootstrap
 from fleetgate.services.bulk import BulkCredentials
 from fleetgate.services.devices import Devices

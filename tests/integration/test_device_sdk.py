@@ -37,8 +37,8 @@ from fleetgate.device import (
     ReconnectPolicy,
     Status,
 )
+from fleetgate.domain import broker_control as control
 from fleetgate.domain.topics import DeviceLeaf, DeviceTopic
-from fleetgate.mqtt import control
 from fleetgate.pki import generate_ca, issue_client_certificate
 from fleetgate.pki.capath import fingerprint, sync_capath
 

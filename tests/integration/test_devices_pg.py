@@ -16,7 +16,7 @@ from fleetgate.db.identity import PgIdentity
 from fleetgate.db.inventory import PgInventory
 from fleetgate.db.transient import is_transient
 from fleetgate.db.users import PgUsers
-from fleetgate.mqtt import control
+from fleetgate.domain import broker_control as control
 from fleetgate.services.broker import removed_device_lines
 from fleetgate.services.devices import Devices
 

@@ -18,8 +18,8 @@ from fleetgate.db.identity import PgIdentity
 from fleetgate.db.inventory import PgInventory
 from fleetgate.db.transient import is_transient
 from fleetgate.db.users import PgUsers
+from fleetgate.domain import broker_control as control
 from fleetgate.files.store import FileStore
-from fleetgate.mqtt import control
 from fleetgate.services.binaries import Binaries
 from fleetgate.services.broker import removed_device_lines
 from fleetgate.services.devices import Devices

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fleetgate.mqtt import control
+from fleetgate.domain import broker_control as control
 
 from strategies import device_ids
 

@@ -1,7 +1,7 @@
 """The broker plugin's C and the service's Python name the same things: the control,
 response and events topics, the device and bootstrap namespaces, a device account's
 username, the "no CA" field, CA fingerprints, the longest topic level, and the words of the
-control protocol. Each has one owner in Python (``fleetgate.mqtt.control``,
+control protocol. Each has one owner in Python (``fleetgate.domain.broker_control``,
 ``fleetgate.domain.topics``, ``fleetgate.domain.devices``, ``fleetgate.domain.trust``);
 the C is read from ``broker/`` and checked against it — by value where Python has a
 constant, by behaviour where it has a builder or a parser — so that neither side can
@@ -13,9 +13,9 @@ import re
 
 import pytest
 
+from fleetgate.domain import broker_control as control
 from fleetgate.domain import devices, topics
 from fleetgate.domain.trust import parse_trusted_certificate
-from fleetgate.mqtt import control
 from fleetgate.pki import generate_ca
 
 from fakes import CERTIFICATE_CLOCK

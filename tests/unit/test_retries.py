@@ -9,9 +9,10 @@ import pytest
 from pydantic import SecretStr
 
 from fleetgate.config import MqttSettings
+from fleetgate.domain import broker_control as control
 from fleetgate.domain.device_messages import Incoming
 from fleetgate.mqtt import bridge as bridge_module
-from fleetgate.mqtt import control, device_link
+from fleetgate.mqtt import device_link
 from fleetgate.mqtt.bridge import BrokerBridge
 from fleetgate.mqtt.device_link import DeviceLink
 

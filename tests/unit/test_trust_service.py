@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
+from fleetgate.domain import broker_control as control
 from fleetgate.domain.errors import Conflict, NotFound, ValidationFailed
 from fleetgate.domain.trust import TrustedCertificate, TrustStatus
-from fleetgate.mqtt import control
 from fleetgate.pki import generate_ca, issue_client_certificate
 from fleetgate.services.trust import TrustedCertificates, broker_lines
 

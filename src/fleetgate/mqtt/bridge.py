@@ -25,7 +25,7 @@ import aiomqtt
 
 from fleetgate.cancellation import raise_if_cancelling
 from fleetgate.config import MqttSettings, reveal
-from fleetgate.mqtt import control
+from fleetgate.domain import broker_control as control
 
 log = logging.getLogger(__name__)
 

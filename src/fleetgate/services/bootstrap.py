@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from fleetgate.domain import broker_control as control
 from fleetgate.domain.bootstrap import (
     Answer,
     NewDeviceRequest,
@@ -28,7 +29,6 @@ from fleetgate.domain.devices import device_username
 from fleetgate.domain.errors import Conflict, ValidationFailed
 from fleetgate.domain.passwords import generate_secret, hash_password
 from fleetgate.domain.topics import BootstrapTopic
-from fleetgate.mqtt import control
 from fleetgate.services.ports import BrokerPush, NewDeviceRequests
 
 log = logging.getLogger(__name__)

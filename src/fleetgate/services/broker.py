@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
+from fleetgate.domain import broker_control as control
 from fleetgate.domain.devices import NO_PASSWORD, device_id_of_user
 from fleetgate.domain.users import Role, User, mqtt_username
-from fleetgate.mqtt import control
 from fleetgate.services.ports import BrokerPush, UserStore
 
 log = logging.getLogger(__name__)

@@ -19,11 +19,11 @@ from itertools import islice
 from typing import IO, Protocol
 
 from fleetgate.db.bulk import Refused, Stored
+from fleetgate.domain import broker_control as control
 from fleetgate.domain.bulk import BulkFile, BulkResult, DeviceRow, RowFailure
 from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.passwords import hash_password
 from fleetgate.domain.users import Tenant
-from fleetgate.mqtt import control
 from fleetgate.services.ports import BrokerPush
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from fleetgate.domain import broker_control as control
 from fleetgate.domain.binaries import binary_id_of_url, check_binary_update, check_not_binary_fields
 from fleetgate.domain.device_messages import Declaration
 from fleetgate.domain.devices import (
@@ -29,7 +30,6 @@ from fleetgate.domain.errors import Conflict, NotFound, ValidationFailed
 from fleetgate.domain.inventory import ExternalId, ObjectFilter, Reference
 from fleetgate.domain.repositories import check_repository_object
 from fleetgate.domain.users import Role, User
-from fleetgate.mqtt import control
 from fleetgate.services.broker import device_lines, removed_device_lines
 from fleetgate.services.ports import (
     BrokerPush,

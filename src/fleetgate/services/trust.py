@@ -13,13 +13,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from fleetgate.domain import broker_control as control
 from fleetgate.domain.errors import NotFound
 from fleetgate.domain.trust import (
     TrustedCertificate,
     apply_update,
     certificate_from_upload,
 )
-from fleetgate.mqtt import control
 from fleetgate.services.ports import BrokerChanges, TrustStore
 
 

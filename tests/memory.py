@@ -10,6 +10,8 @@ error, what a deletion takes with it (the schema's ``ON DELETE CASCADE`` and ``S
 the trigger that releases a deleted device id). A method does not await between its reads
 and its writes, so it is atomic as its twin's transaction is; one that writes several
 tables runs in :meth:`MemoryDatabase.transaction`, so a failure leaves nothing behind.
+Every call first yields to the event loop, as a query's round trip does, so use cases
+that run at once interleave between calls as they do on PostgreSQL (:func:`queries`).
 Binaries' content locks are asyncio locks.
 
 Failures to inject are plain attributes (``MemoryDeviceRegistry.failures`` …), as in
@@ -21,11 +23,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import hashlib
+import inspect
 import json
 import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import count
@@ -96,6 +107,25 @@ def _page(items: Sequence[T], offset: int, limit: int) -> list[T]:
     return list(items[offset : offset + limit])
 
 
+def queries(cls: type[T]) -> type[T]:
+    """Make every public coroutine method of an adapter yield to the event loop once
+    before it runs (then it runs without a pause: atomic, as its twin's transaction)."""
+    for name in dir(cls):
+        method = getattr(cls, name)
+        if not name.startswith("_") and inspect.iscoroutinefunction(method):
+            setattr(cls, name, _after_a_round_trip(method))
+    return cls
+
+
+def _after_a_round_trip(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(method)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0)
+        return await method(*args, **kwargs)
+
+    return call
+
+
 class ForeignKeyViolation(Exception):
     """What PostgreSQL refuses and the adapters do not translate: a row naming a tenant or
     managed object that does not exist (a test that forgot to make it)."""
@@ -162,6 +192,7 @@ _TABLES = (
 )
 
 
+@queries
 class MemoryUsers(InMemoryUsers):
     """The users table: a :class:`~fleetgate.services.ports.UserStore` (the fake of
     :mod:`fakes`) that is also a :class:`~fleetgate.services.ports.DeviceUsers` (``PgUsers``)."""
@@ -401,6 +432,7 @@ def _matches(row: _Object, tenant_id: str, flt: ObjectFilter) -> bool:
     )
 
 
+@queries
 class MemoryInventory:
     """An :class:`~fleetgate.services.ports.Inventory` (``PgInventory``)."""
 
@@ -587,6 +619,7 @@ def _check_reference(parent_id: int, kind: str, child_id: int) -> None:
         raise ValueError(f"check constraint: reference {parent_id} -{kind}-> {child_id}")
 
 
+@queries
 class MemoryIdentity:
     """An :class:`~fleetgate.services.ports.Identity` (``PgIdentity``): a ``c8y_Serial`` is
     a device id, global across tenants, and an object holds at most one."""
@@ -639,6 +672,7 @@ class MemoryIdentity:
         return self._db.delete_external_id((tenant_id, type, value))
 
 
+@queries
 class MemoryDeviceRegistry:
     """A :class:`~fleetgate.services.ports.DeviceRegistry` (``PgDevices``).
 
@@ -698,6 +732,7 @@ def _request_not_found(request_id: str) -> NotFound:
     return NotFound(f"New device request {request_id} not found", code="devicecontrol/Not Found")
 
 
+@queries
 class MemoryRequests:
     """The :class:`~fleetgate.services.ports.NewDeviceRequests` (``PgRequests``)."""
 
@@ -781,6 +816,7 @@ class MemoryRequests:
 # --- binaries -------------------------------------------------------------------------
 
 
+@queries
 class MemoryLockedContent:
     """The :class:`~fleetgate.services.ports.LockedBinaries` (``db.binaries.LockedContent``)
     handed out while content locks are held."""
@@ -847,6 +883,7 @@ def _file(content: NewContent) -> _File:
     return _File(content.sha256, content.length, content.content_type)
 
 
+@queries
 class MemoryBinaries:
     """A :class:`~fleetgate.services.ports.BinaryStore` (``PgBinaries``); a content lock
     is an asyncio lock per SHA-256 (``locked``: the contents locked now)."""
@@ -887,6 +924,7 @@ class MemoryBinaries:
         )
 
 
+@queries
 class MemoryFiles:
     """A :class:`~fleetgate.services.ports.FileStorage` (``files.store.FileStore``): files
     in a dict (SHA-256 → bytes), uploads staged in another (path → bytes, when staged)
@@ -993,6 +1031,7 @@ def _snapshot_type(op: Operation) -> str | None:
     return str(value) if value is not None else None
 
 
+@queries
 class MemoryOperations:
     """An :class:`~fleetgate.services.ports.OperationStore` (``PgOperations``).
 

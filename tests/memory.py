@@ -1280,8 +1280,10 @@ class MemoryStores:
         *tenants: str,
         base_url: str = "http://fleetgate.test",
         clock: Callable[[], datetime] = _utc_now,
+        file_clock: Callable[[], float] = time.time,
     ) -> MemoryStores:
-        """The adapters on a new database that holds these tenants."""
+        """The adapters on a new database that holds these tenants; ``clock`` is the
+        database's ``now()``, ``file_clock`` the file store's (Unix seconds)."""
         db = MemoryDatabase(clock)
         for tenant_id in tenants:
             db.add_tenant(tenant_id)
@@ -1293,6 +1295,6 @@ class MemoryStores:
             MemoryDeviceRegistry(db),
             MemoryRequests(db),
             MemoryBinaries(db),
-            MemoryFiles(),
+            MemoryFiles(clock=file_clock),
             MemoryOperations(db, base_url),
         )

@@ -1,0 +1,41 @@
+"""The port contracts (``port_contracts``) kept by the PostgreSQL adapters; the in-memory
+adapters the unit tests use keep the same ones (``tests/unit/test_port_contracts.py``)."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from fleetgate.db.bootstrap import PgRequests
+from fleetgate.db.devices import PgDevices
+from fleetgate.db.identity import PgIdentity
+from fleetgate.db.inventory import PgInventory
+from fleetgate.db.operations import PgOperations
+from fleetgate.db.users import PgUsers
+
+from conftest import TEST_BASE_URL, seed_tenants
+from port_contracts import DeviceIdContract, OperationStoreContract, Ports
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def ports(pool: asyncpg.Pool) -> Ports:
+    await seed_tenants(pool, "t1", "t2")
+    return Ports(
+        PgInventory(pool),
+        PgIdentity(pool),
+        PgUsers(pool),
+        PgDevices(pool),
+        PgRequests(pool),
+        PgOperations(pool, TEST_BASE_URL),
+        TEST_BASE_URL,
+    )
+
+
+class TestPgOperationStore(OperationStoreContract):
+    pass
+
+
+class TestPgDeviceIds(DeviceIdContract):
+    pass

@@ -1,0 +1,353 @@
+"""Contracts that the in-memory adapters (``memory``) and the PostgreSQL ones must both
+keep, for the riskiest ports: the operation store (reports decided as the domain says,
+the bound rule, success effects, time-outs) and device ids (global across tenants,
+released when they go).
+
+Each contract is a class of tests on a :class:`Ports` fixture named ``ports``, whose
+tenants ``t1`` and ``t2`` exist; a test module subclasses it as ``Test…`` and provides
+the fixture (``tests/unit/test_port_contracts.py`` on the fakes,
+``tests/integration/test_port_contracts_pg.py`` on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from fleetgate.domain.bootstrap import RequestStatus
+from fleetgate.domain.errors import Conflict, NotFound
+from fleetgate.domain.operations import (
+    NO_DEVICE_REASON,
+    NO_SNAPSHOT_REASON,
+    DeviceTarget,
+    Move,
+    Operation,
+    OperationFilter,
+    Report,
+    Status,
+)
+from fleetgate.services.ports import (
+    DeviceRegistry,
+    DeviceUsers,
+    Identity,
+    Inventory,
+    NewDeviceRequests,
+    OperationStore,
+)
+
+
+@dataclass
+class Ports:
+    """The adapters under contract, on one database holding tenants t1 and t2."""
+
+    inventory: Inventory
+    identity: Identity
+    users: DeviceUsers
+    registry: DeviceRegistry
+    requests: NewDeviceRequests
+    operations: OperationStore
+    #: The base URL the operation store writes into snapshot URLs.
+    base_url: str
+
+    async def device(self, serial: str, tenant: str = "t1") -> int:
+        """A registered device; its object id."""
+        registered = await self.registry.register(
+            tenant,
+            serial,
+            fragments={"c8y_IsDevice": {}},
+            connection={},
+            connection_id=None,
+            at=datetime.now(UTC),
+        )
+        return registered.object_id
+
+    async def target(self, object_id: int, tenant: str = "t1") -> DeviceTarget:
+        found = await self.operations.device(tenant, object_id)
+        assert found is not None
+        return found
+
+    async def operation(
+        self, object_id: int, command: str = "c8y_Restart", value: Any = None, tenant: str = "t1"
+    ) -> Operation:
+        return await self.operations.create(
+            tenant,
+            await self.target(object_id, tenant),
+            fragment_type=command,
+            description=None,
+            fragments={command: {} if value is None else value},
+        )
+
+    async def status(self, op: Operation) -> tuple[Status, str | None]:
+        found = await self.operations.get(op.tenant_id, op.id)
+        assert found is not None
+        return found.status, found.failure_reason
+
+    async def fragments(self, object_id: int, tenant: str = "t1") -> dict[str, Any]:
+        found = await self.inventory.get(tenant, object_id)
+        assert found is not None
+        return found.fragments
+
+
+class OperationStoreContract:
+    """:class:`~fleetgate.services.ports.OperationStore`."""
+
+    async def test_a_batch_is_decided_in_order_and_each_outcome_shows_its_move(
+        self, ports: Ports
+    ) -> None:
+        op = await ports.operation(await ports.device("d1"))
+        assert (op.status, op.serial, op.device_name, op.failure_reason) == (
+            Status.PENDING, "d1", "d1", None,
+        )  # fmt: skip
+        outcomes = await ports.operations.apply(
+            [
+                Report(op.id, Status.EXECUTING, "not a failure", serial="d1"),
+                Report(op.id, Status.EXECUTING, serial="d1"),
+                Report(op.id, Status.SUCCESSFUL, serial="d1"),
+                Report(op.id, Status.EXECUTING, serial="d1"),
+            ]
+        )
+        assert [o.move for o in outcomes] == [
+            Move.APPLY, Move.DUPLICATE, Move.APPLY, Move.ILLEGAL,
+        ]  # fmt: skip
+        assert [o.current for o in outcomes] == [
+            Status.PENDING, Status.EXECUTING, Status.EXECUTING, Status.SUCCESSFUL,
+        ]  # fmt: skip
+        shown = [(o.operation.status, o.operation.failure_reason) if o.operation else None
+                 for o in outcomes]  # fmt: skip
+        assert shown == [(Status.EXECUTING, None), None, (Status.SUCCESSFUL, None), None]
+        assert await ports.status(op) == (Status.SUCCESSFUL, None)
+        assert await ports.operations.apply([]) == []
+
+    async def test_reports_find_only_what_their_reporter_may_move(self, ports: Ports) -> None:
+        await ports.device("d2")
+        op = await ports.operation(await ports.device("d1"))
+        outcomes = await ports.operations.apply(
+            [
+                Report(op.id, Status.EXECUTING, serial="d2"),  # another device's
+                Report(op.id, Status.EXECUTING, tenant_id="t2"),  # another tenant's operator
+                Report(424242, Status.EXECUTING, serial="d1"),  # none at all
+            ]
+        )
+        assert [(o.move, o.current, o.operation) for o in outcomes] == [(None, None, None)] * 3
+        assert await ports.status(op) == (Status.PENDING, None)
+        [by_operator] = await ports.operations.apply([Report(op.id, Status.FAILED, tenant_id="t1")])
+        assert by_operator.move is Move.APPLY
+        assert await ports.status(op) == (Status.FAILED, NO_DEVICE_REASON)
+
+    async def test_success_changes_the_device_record(self, ports: Ports) -> None:
+        device = await ports.device("d1")
+        firmware = {"name": "fw", "version": "2.0", "url": "http://x/fw"}
+        op = await ports.operation(device, "c8y_Firmware", firmware)
+        await ports.operations.apply([Report(op.id, Status.SUCCESSFUL, serial="d1")])
+        assert (await ports.fragments(device))["c8y_Firmware"] == firmware
+
+    async def test_a_snapshot_request_succeeds_only_with_its_snapshot(self, ports: Ports) -> None:
+        device = await ports.device("d1")
+        without = await ports.operation(device, "c8y_UploadConfigFile", {"type": "agent"})
+        await ports.operations.apply([Report(without.id, Status.SUCCESSFUL, serial="d1")])
+        assert await ports.status(without) == (Status.FAILED, NO_SNAPSHOT_REASON)
+
+        op = await ports.operation(device, "c8y_UploadConfigFile", {"type": "ssh"})
+        with pytest.raises(Conflict) as twice:
+            await ports.operation(device, "c8y_UploadConfigFile", {"type": "ssh"})
+        assert twice.value.code == "devicecontrol/Conflict"
+        snapshots = [
+            await ports.inventory.create("t1", name=n, type=None, owner=None, fragments={})
+            for n in ("first", "second")
+        ]
+        with pytest.raises(Conflict):
+            await ports.operations.attach_snapshot(op.id, "d2", snapshots[0].id)
+        assert await ports.operations.attach_snapshot(op.id, "d1", snapshots[0].id) is None
+        assert await ports.operations.attach_snapshot(op.id, "d1", snapshots[1].id) == (
+            snapshots[0].id
+        )
+        await ports.operations.apply([Report(op.id, Status.SUCCESSFUL, serial="d1")])
+        assert await ports.status(op) == (Status.SUCCESSFUL, None)
+        shown = (await ports.fragments(device))["c8y_Configuration_ssh"]
+        url = f"{ports.base_url}/inventory/binaries/{snapshots[1].id}"
+        assert shown["url"] == url
+        entry = await ports.inventory.get("t1", int(shown["snapshotId"]))
+        assert entry is not None
+        assert (entry.type, entry.fragments["url"]) == ("c8y_ConfigurationDump", url)
+        assert entry.fragments["configurationType"] == "ssh"
+        assert await ports.operations.configuration_dumps("t1", url) == [entry.fragments]
+        with pytest.raises(Conflict):  # final: no snapshot any more
+            await ports.operations.attach_snapshot(op.id, "d1", snapshots[0].id)
+
+    async def test_open_and_undispatched_operations_oldest_first(self, ports: Ports) -> None:
+        device = await ports.device("d1")
+        made = [await ports.operation(device) for _ in range(3)]
+        await ports.operations.apply(
+            [
+                Report(made[1].id, Status.SUCCESSFUL, serial="d1"),
+                Report(made[2].id, Status.EXECUTING, serial="d1"),
+            ]
+        )
+        assert [o.id for o in await ports.operations.open_for(["d1", "nobody"])] == [
+            made[0].id, made[2].id,
+        ]  # fmt: skip
+        assert [o.id for o in await ports.operations.undispatched(10)] == [made[0].id]
+        await ports.operations.mark_dispatched([made[0].id])
+        assert await ports.operations.undispatched(10) == []
+
+    async def test_operations_stay_with_the_device_not_the_id(self, ports: Ports) -> None:
+        """The bound rule: an id taken from the device reaches none of its operations."""
+        op = await ports.operation(await ports.device("hd1"))
+        assert [o.id for o in await ports.operations.open_for(["hd1"])] == [op.id]
+        assert await ports.identity.delete("t1", "c8y_Serial", "hd1")
+        await ports.device("hd1", tenant="t2")
+        assert await ports.operations.open_for(["hd1"]) == []
+        assert await ports.operations.undispatched(10) == []
+        [outcome] = await ports.operations.apply([Report(op.id, Status.SUCCESSFUL, serial="hd1")])
+        assert outcome.move is None
+        assert await ports.status(op) == (Status.PENDING, None)
+
+    async def test_open_operations_past_their_limit_fail(self, ports: Ports) -> None:
+        device = await ports.device("d1")
+        pending = await ports.operation(device)
+        executing = await ports.operation(device)
+        await ports.operations.apply([Report(executing.id, Status.EXECUTING, serial="d1")])
+        assert await ports.operations.time_out(3600, 3600) == []
+        [timed_out] = await ports.operations.time_out(-1.5, 3600)
+        assert (timed_out.id, timed_out.status) == (pending.id, Status.FAILED)
+        assert timed_out.failure_reason == "Timed out: PENDING for more than -1.5 s"
+        [timed_out] = await ports.operations.time_out(-1, -1)
+        assert timed_out.failure_reason == "Timed out: EXECUTING for more than -1 s"
+
+    async def test_fields_merge_and_lists_filter(self, ports: Ports) -> None:
+        d1, d2 = await ports.device("d1"), await ports.device("d2")
+        op = await ports.operation(d1)
+        await ports.operation(d2)
+        updated = await ports.operations.update_fields(
+            "t1", op.id, "Reboot", {"note": {"a": 1}, "c8y_Restart": None}
+        )
+        assert updated is not None
+        assert (updated.description, updated.fragments) == ("Reboot", {"note": {"a": 1}})
+        kept = await ports.operations.update_fields("t1", op.id, None, {"note": None})
+        assert kept is not None
+        assert (kept.description, kept.fragments) == ("Reboot", {})
+        assert await ports.operations.update_fields("t2", op.id, "x", {}) is None
+        flt = OperationFilter(device_id=d1)
+        assert [o.id for o in await ports.operations.find("t1", flt, 0, 10, revert=False)] == [
+            op.id
+        ]
+        assert await ports.operations.count("t1", OperationFilter()) == 2
+        assert await ports.operations.count("t2", OperationFilter()) == 0
+        assert await ports.operations.get("t2", op.id) is None
+        assert await ports.operations.get_by_id(op.id) == await ports.operations.get("t1", op.id)
+
+
+class DeviceIdContract:
+    """Device ids are global (decision 0006): :class:`~fleetgate.services.ports.Identity`,
+    :class:`~fleetgate.services.ports.DeviceRegistry` and
+    :class:`~fleetgate.services.ports.NewDeviceRequests` together."""
+
+    async def taken(self, ports: Ports, device_id: str) -> None:
+        """Every path by which t2 could take ``device_id`` is refused."""
+        theirs = await ports.inventory.create("t2", name="x", type=None, owner=None, fragments={})
+        attempts: list[Callable[[], Awaitable[object]]] = [
+            lambda: ports.identity.add("t2", theirs.id, "c8y_Serial", device_id),
+            lambda: ports.requests.create("t2", device_id),
+            lambda: ports.registry.register(
+                "t2", device_id, fragments={}, connection={}, connection_id=None,
+                at=datetime.now(UTC),
+            ),
+        ]  # fmt: skip
+        for attempt in attempts:
+            with pytest.raises(Conflict) as refused:
+                await attempt()
+            assert refused.value.code == "identity/Duplicate"
+            assert f"The device id {device_id} is in use in another tenant" in str(refused.value)
+        assert await ports.identity.of_object("t2", theirs.id) == []
+        assert await ports.users.find_user("t2", f"device_{device_id}") is None
+
+    async def test_a_device_id_held_by_a_device_is_nobody_elses(self, ports: Ports) -> None:
+        mine = await ports.inventory.create("t1", name="m", type=None, owner=None, fragments={})
+        added = await ports.identity.add("t1", mine.id, "c8y_Serial", "hd1")
+        assert await ports.identity.device("hd1") == added
+        await self.taken(ports, "hd1")
+        assert await ports.identity.device("hd1") == added
+
+    async def test_a_device_id_held_by_a_request_is_nobody_elses(self, ports: Ports) -> None:
+        await ports.requests.create("t1", "hd1")
+        await self.taken(ports, "hd1")
+        assert (
+            await ports.requests.get("t1", "hd1")
+        ).status is RequestStatus.WAITING_FOR_CONNECTION
+        # The holder itself may give the id to its device.
+        await ports.device("hd1")
+        assert await ports.requests.count("t1") == 1
+
+    async def test_an_object_holds_one_device_id_once(self, ports: Ports) -> None:
+        mine = await ports.inventory.create("t1", name="m", type=None, owner=None, fragments={})
+        await ports.identity.add("t1", mine.id, "c8y_Serial", "first")
+        with pytest.raises(Conflict, match="has the device id first already"):
+            await ports.identity.add("t1", mine.id, "c8y_Serial", "second")
+        with pytest.raises(Conflict, match="External id c8y_Serial/first already exists"):
+            await ports.identity.add("t1", mine.id, "c8y_Serial", "first")
+        with pytest.raises(NotFound):
+            await ports.identity.add("t1", 999_999, "c8y_Serial", "third")
+        await ports.identity.add("t1", mine.id, "asset", "A-1")
+        other = await ports.inventory.create("t2", name="o", type=None, owner=None, fragments={})
+        await ports.identity.add("t2", other.id, "asset", "A-1")  # other types are per tenant
+        assert [(e.type, e.value) for e in await ports.identity.of_object("t1", mine.id)] == [
+            ("asset", "A-1"), ("c8y_Serial", "first"),
+        ]  # fmt: skip
+
+    async def test_released_ids_wait_for_their_sessions_to_be_discarded(self, ports: Ports) -> None:
+        await ports.device("a")
+        b = await ports.device("b")
+        assert await ports.registry.released(10) == []
+        assert await ports.identity.delete("t1", "c8y_Serial", "a")
+        assert not await ports.identity.delete("t1", "c8y_Serial", "a")
+        deleted = await ports.inventory.delete("t1", b)
+        assert deleted is not None
+        assert deleted.device_ids == ["b"]
+        assert await ports.registry.released(10) == ["a", "b"]
+        assert await ports.registry.released(1) == ["a"]
+        await ports.registry.discarded(["a"])
+        assert await ports.registry.released(10) == ["b"]
+        # A released id is free: another tenant may take it.
+        await ports.device("a", tenant="t2")
+
+    async def test_registration_makes_the_device_and_its_user_once(self, ports: Ports) -> None:
+        first = await ports.registry.register(
+            "t1", "d1", fragments={"c8y_IsDevice": {}}, connection={"c8y_Connection": {}},
+            connection_id="e-1", at=datetime.now(UTC),
+        )  # fmt: skip
+        again = await ports.registry.register(
+            "t1", "d1", fragments={"ignored": {}}, connection={}, connection_id="e-2",
+            at=datetime.now(UTC),
+        )  # fmt: skip
+        assert (first.created, first.user_created, first.user_enabled) == (True, True, True)
+        assert (again.object_id, again.created, again.user_created) == (
+            first.object_id,
+            False,
+            False,
+        )
+        mo = await ports.inventory.get("t1", first.object_id)
+        assert mo is not None
+        assert (mo.name, mo.type, mo.owner) == ("d1", "c8y_MQTTDevice", "device_d1")
+        assert mo.fragments == {"c8y_IsDevice": {}, "c8y_Connection": {}}
+        assert await ports.inventory.connected_devices() == [("t1", "d1")]
+        await ports.users.set_enabled("t1", "device_d1", False)
+        assert await ports.registry.ensure_user("t1", "d1") == (False, False)
+
+    async def test_an_accepted_request_issues_the_device_once(self, ports: Ports) -> None:
+        await ports.requests.create("t1", "hd1")
+        await ports.requests.mark_pending("t1", "hd1")
+        assert not await ports.requests.issue("t1", "hd1", "hash")  # not accepted yet
+        await ports.requests.move("t1", "hd1", lambda _: RequestStatus.ACCEPTED)
+        assert await ports.requests.issue("t1", "hd1", "hash")
+        assert not await ports.requests.issue("t1", "hd1", "hash")
+        assert await ports.requests.status_of("t1", "hd1") is None
+        found = await ports.users.find_user("t1", "device_hd1")
+        assert found is not None
+        assert (found[1].password_hash, found[1].enabled) == ("hash", True)
+        device = await ports.identity.device("hd1")
+        assert device is not None
+        assert device.tenant_id == "t1"

@@ -1,0 +1,31 @@
+"""The port contracts (``port_contracts``) kept by the in-memory adapters; the PostgreSQL
+adapters keep the same ones (``tests/integration/test_port_contracts_pg.py``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from memory import MemoryStores
+from port_contracts import DeviceIdContract, OperationStoreContract, Ports
+
+
+@pytest.fixture
+def ports() -> Ports:
+    stores = MemoryStores.make("t1", "t2")
+    return Ports(
+        stores.inventory,
+        stores.identity,
+        stores.users,
+        stores.registry,
+        stores.requests,
+        stores.operations,
+        "http://fleetgate.test",
+    )
+
+
+class TestMemoryOperationStore(OperationStoreContract):
+    pass
+
+
+class TestMemoryDeviceIds(DeviceIdContract):
+    pass

@@ -2,8 +2,10 @@
 
 Services depend on these Protocols only; the adapters (``fleetgate.db``,
 ``fleetgate.mqtt``, ``fleetgate.files``) implement them, and the composition root
-(``fleetgate.app``) hands the services their adapters. Tests hand them in-memory fakes
-(``tests/fakes.py``).
+(``fleetgate.app``) hands the services their adapters. Unit tests hand them in-memory
+adapters (``tests/memory.py``) and recording fakes (``tests/fakes.py``);
+``tests/port_contracts.py`` holds the in-memory and the PostgreSQL adapters of the
+riskiest ports to one contract.
 """
 
 from __future__ import annotations
@@ -231,7 +233,8 @@ class DeviceRegistry(Protocol):
         connection_id: str | None,
         at: datetime,
     ) -> Registration:
-        """Find or make the device ``device_id`` and its user; mark it on ``connection_id``."""
+        """Find or make the device ``device_id`` and its user; mark it on ``connection_id``.
+        ``Conflict`` (``identity/Duplicate``) when another tenant holds the id."""
 
     async def ensure_user(self, tenant_id: str, device_id: str) -> tuple[bool, bool]:
         """Make the device user unless it exists: (created, enabled)."""
@@ -328,7 +331,8 @@ class FileStorage(Protocol):
     def staged(
         self, chunks: AsyncIterable[bytes], *, max_size: int | None = None
     ) -> AbstractAsyncContextManager[StagedFile]:
-        """The content of ``chunks`` staged, removed on exit unless kept."""
+        """The content of ``chunks`` staged, removed on exit unless kept; ``TooLarge``
+        past ``max_size`` bytes."""
 
     async def keep(self, staged: StagedFile) -> StoredFile:
         """Give a staged file its name in the store (nothing to do if that exists)."""
@@ -381,7 +385,9 @@ class OperationStore(Protocol):
         description: str | None,
         fragments: dict[str, Any],
         bulk_operation_id: int | None = None,
-    ) -> Operation: ...
+    ) -> Operation:
+        """A PENDING operation; ``Conflict`` (``devicecontrol/Conflict``) when the device is
+        gone, or a snapshot request of the same configuration type is open on it."""
 
     async def get(self, tenant_id: str, operation_id: int) -> Operation | None: ...
 
@@ -400,15 +406,21 @@ class OperationStore(Protocol):
         """Merge extra fragments (not the command) and the description; a null removes."""
 
     async def apply(self, reports: Sequence[Report]) -> list[Outcome]:
-        """Apply status reports in order, in one transaction; one outcome each."""
+        """Apply status reports in order, in one transaction; one outcome each. Each is
+        decided by :func:`fleetgate.domain.operations.decide` (a device reaches only the
+        operations of the id it holds), and a success's device-record changes are saved
+        with it."""
 
     async def attach_snapshot(self, operation_id: int, serial: str, binary_id: int) -> int | None:
-        """Record the snapshot a device uploaded; the binary it replaces (or None)."""
+        """Record the snapshot a device uploaded; the binary it replaces (or None).
+        ``Conflict`` unless the operation is the device's open c8y_UploadConfigFile."""
 
     async def open_for(self, serials: Sequence[str]) -> list[Operation]:
-        """PENDING and EXECUTING operations of these devices, oldest first."""
+        """PENDING and EXECUTING operations of these devices, oldest first — only those
+        whose device still holds the id they were made for (decision 0006)."""
 
-    async def undispatched(self, limit: int) -> list[Operation]: ...
+    async def undispatched(self, limit: int) -> list[Operation]:
+        """PENDING operations never published, oldest first (bound as for ``open_for``)."""
 
     async def mark_dispatched(self, ids: Sequence[int]) -> None: ...
 

@@ -3,7 +3,7 @@
 Services depend on these Protocols only; the adapters (``fleetgate.db``,
 ``fleetgate.mqtt``, ``fleetgate.files``) implement them, and the composition root
 (``fleetgate.app``) hands the services their adapters. Unit tests hand them in-memory
-adapters (``tests/memory.py``) and recording fakes (``tests/fakes.py``);
+adapters (``tests/memory/``) and recording fakes (``tests/fakes.py``);
 ``tests/port_contracts.py`` holds the in-memory and the PostgreSQL adapters of the
 riskiest ports to one contract.
 """

@@ -1,0 +1,208 @@
+"""Managed objects and their references (``db/inventory.py``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fleetgate.domain.devices import DEVICE_ID_TYPE, ManagedObject
+from fleetgate.domain.inventory import PARENT_KINDS, Deleted, ObjectFilter, Reference
+
+from memory.database import MemoryDatabase, ObjectRow, jsonb, merged, page, queries, without_nulls
+
+
+def _matches(row: ObjectRow, tenant_id: str, flt: ObjectFilter) -> bool:
+    return (
+        row.tenant_id == tenant_id
+        and (flt.type is None or row.type == flt.type)
+        and (flt.owner is None or row.owner == flt.owner)
+        and (flt.fragment_type is None or flt.fragment_type in row.fragments)
+        and (flt.ids is None or row.id in flt.ids)
+    )
+
+
+@queries
+class MemoryInventory:
+    """An :class:`~fleetgate.services.ports.Inventory` (``PgInventory``)."""
+
+    def __init__(self, db: MemoryDatabase) -> None:
+        self._db = db
+
+    async def create(
+        self,
+        tenant_id: str,
+        *,
+        name: str | None,
+        type: str | None,
+        owner: str | None,
+        fragments: dict[str, Any],
+    ) -> ManagedObject:
+        row = self._db.insert_object(
+            tenant_id, name=name, type=type, owner=owner, fragments=without_nulls(fragments)
+        )
+        return row.shown()
+
+    async def get(self, tenant_id: str, object_id: int) -> ManagedObject | None:
+        found = self._db.object_in(tenant_id, object_id)
+        return found.shown() if found else None
+
+    async def find(
+        self, tenant_id: str, flt: ObjectFilter, offset: int, limit: int
+    ) -> list[ManagedObject]:
+        return [o.shown() for o in page(self._found(tenant_id, flt), offset, limit)]
+
+    async def count(self, tenant_id: str, flt: ObjectFilter) -> int:
+        return len(self._found(tenant_id, flt))
+
+    def _found(self, tenant_id: str, flt: ObjectFilter) -> list[ObjectRow]:
+        return [o for _, o in sorted(self._db.objects.items()) if _matches(o, tenant_id, flt)]
+
+    async def update(
+        self, tenant_id: str, object_id: int, plain: dict[str, Any], fragments: dict[str, Any]
+    ) -> ManagedObject | None:
+        """Set name/type/owner given in ``plain``; merge ``fragments`` (a null removes one)."""
+        row = self._db.object_in(tenant_id, object_id)
+        if row is None:
+            return None
+        row.fragments = merged(row.fragments, fragments)
+        row.name = plain.get("name", row.name)
+        row.type = plain.get("type", row.type)
+        row.owner = plain.get("owner", row.owner)
+        row.last_updated = self._db.clock()
+        return row.shown()
+
+    async def delete(
+        self, tenant_id: str, object_id: int, *, cascade: bool = False
+    ) -> Deleted | None:
+        """Delete the object, with ``cascade`` every descendant (in the tenant) through any
+        kind of child reference; None if it did not exist."""
+        if self._db.object_in(tenant_id, object_id) is None:
+            return None
+        ids = [object_id]
+        if cascade:
+            for parent in ids:  # the list grows while it is walked: breadth first
+                for p, _, child in sorted(self._db.references):
+                    if p == parent and child not in ids and self._db.object_in(tenant_id, child):
+                        ids.append(child)
+        device_ids = sorted(
+            v
+            for (t, kind, v), o in self._db.external_ids.items()
+            if t == tenant_id and kind == DEVICE_ID_TYPE and o in ids
+        )
+        files = sorted({f.sha256 for o, f in self._db.binary_files.items() if o in ids})
+        with self._db.transaction():
+            self._db.delete_objects(ids)
+        return Deleted(device_ids, files)
+
+    async def is_binary(self, tenant_id: str, object_id: int) -> bool:
+        return self._db.object_in(tenant_id, object_id) is not None and (
+            object_id in self._db.binary_files
+        )
+
+    async def references(self, tenant_id: str, object_id: int) -> list[Reference]:
+        """Every reference from and to the object, as the object shows them (ordered by the
+        reference's kind, then the other object's id)."""
+        found: list[tuple[str, int, bool, Reference]] = []
+        for parent, kind, child in self._db.references:
+            if parent == object_id and (other := self._db.object_in(tenant_id, child)):
+                found.append((kind, child, False, Reference(kind, child, other.name)))
+            if child == object_id and (other := self._db.object_in(tenant_id, parent)):
+                shown = Reference(PARENT_KINDS[kind], parent, other.name)
+                found.append((kind, parent, True, shown))
+        return [r for *_, r in sorted(found, key=lambda f: f[:3])]
+
+    async def add_child(self, tenant_id: str, parent_id: int, kind: str, child_id: int) -> bool:
+        """Reference ``child_id`` from ``parent_id``; False when either is not in the tenant.
+        Adding a reference that exists changes nothing."""
+        both = self._db.object_in(tenant_id, parent_id) and self._db.object_in(tenant_id, child_id)
+        if parent_id == child_id or not both:
+            return False  # the twin finds one row of the two it looks for
+        _check_reference(parent_id, kind, child_id)
+        self._db.references.add((parent_id, kind, child_id))
+        return True
+
+    async def children(
+        self, tenant_id: str, parent_id: int, kind: str, offset: int, limit: int
+    ) -> list[ManagedObject]:
+        return [o.shown() for o in page(self._children(tenant_id, parent_id, kind), offset, limit)]
+
+    async def count_children(self, tenant_id: str, parent_id: int, kind: str) -> int:
+        return len(self._children(tenant_id, parent_id, kind))
+
+    async def child(
+        self, tenant_id: str, parent_id: int, kind: str, child_id: int
+    ) -> ManagedObject | None:
+        if (parent_id, kind, child_id) not in self._db.references:
+            return None
+        found = self._db.object_in(tenant_id, child_id)
+        return found.shown() if found else None
+
+    def _children(self, tenant_id: str, parent_id: int, kind: str) -> list[ObjectRow]:
+        ids = sorted(c for p, k, c in self._db.references if p == parent_id and k == kind)
+        return [o for o in (self._db.object_in(tenant_id, c) for c in ids) if o is not None]
+
+    async def create_child(
+        self,
+        tenant_id: str,
+        parent_id: int,
+        kind: str,
+        *,
+        name: str | None,
+        type: str | None,
+        owner: str | None,
+        fragments: dict[str, Any],
+    ) -> ManagedObject | None:
+        """A new object referenced from ``parent_id`` (one transaction); None: no parent."""
+        if self._db.object_in(tenant_id, parent_id) is None:
+            return None
+        with self._db.transaction():
+            row = self._db.insert_object(
+                tenant_id, name=name, type=type, owner=owner, fragments=without_nulls(fragments)
+            )
+            _check_reference(parent_id, kind, row.id)
+            self._db.references.add((parent_id, kind, row.id))
+        return row.shown()
+
+    async def remove_child(self, tenant_id: str, parent_id: int, kind: str, child_id: int) -> bool:
+        if self._db.object_in(tenant_id, parent_id) is None:
+            return False
+        before = len(self._db.references)
+        self._db.references.discard((parent_id, kind, child_id))
+        return len(self._db.references) < before
+
+    async def set_connection(
+        self,
+        tenant_id: str,
+        device_id: str,
+        fragments: dict[str, Any],
+        *,
+        connection_id: str | None,
+        only_if_connection: str | None = None,
+        at: datetime,
+    ) -> bool:
+        """Merge connection fragments into the device with external id ``device_id``; with
+        ``only_if_connection``, nothing unless the device is still on that connection."""
+        object_id = self._db.external_ids.get((tenant_id, DEVICE_ID_TYPE, device_id))
+        row = self._db.objects.get(object_id) if object_id is not None else None
+        if row is None or (
+            only_if_connection is not None and row.connection_id != only_if_connection
+        ):
+            return False
+        row.fragments = {**row.fragments, **jsonb(fragments)}
+        row.connection_id = connection_id
+        row.last_updated = at
+        return True
+
+    async def connected_devices(self) -> list[tuple[str, str]]:
+        """(tenant, device id) of every device on a connection."""
+        return sorted(
+            (t, v)
+            for (t, kind, v), o in self._db.external_ids.items()
+            if kind == DEVICE_ID_TYPE and self._db.objects[o].connection_id is not None
+        )
+
+
+def _check_reference(parent_id: int, kind: str, child_id: int) -> None:
+    """The table's CHECKs: a known kind, and no object its own child."""
+    if kind not in PARENT_KINDS or parent_id == child_id:
+        raise ValueError(f"check constraint: reference {parent_id} -{kind}-> {child_id}")

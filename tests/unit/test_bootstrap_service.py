@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from fleetgate.domain import broker_control as control
 from fleetgate.domain.bootstrap import Answer, NewDeviceRequest, RateLimit, RequestStatus
 from fleetgate.domain.errors import Conflict, NotFound, ValidationFailed
 from fleetgate.domain.passwords import verify_password
 from fleetgate.domain.topics import BootstrapTopic
-from fleetgate.mqtt import control
 from fleetgate.services.bootstrap import Bootstrap, IssuedCredentials
 
 from fakes import RecordingBroker

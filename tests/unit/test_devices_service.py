@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from fleetgate.domain import broker_control as control
 from fleetgate.domain.device_messages import Declaration
 from fleetgate.domain.errors import Conflict, FleetgateError, NotFound, ValidationFailed
 from fleetgate.domain.inventory import ObjectFilter, Reference
 from fleetgate.domain.users import ADMIN_ROLES
-from fleetgate.mqtt import control
 from fleetgate.services.binaries import Binaries
 from fleetgate.services.broker import removed_device_lines
 from fleetgate.services.devices import Devices

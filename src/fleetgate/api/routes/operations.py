@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from fleetgate.api import media
 from fleetgate.api.auth import context, require
@@ -153,42 +154,85 @@ async def stream_operations(
     base = context(request).base_url
     last_event_id = request.headers.get("last-event-id")
     after = feed.resume_point(last_event_id) if last_event_id else None
-    changes: AsyncGenerator[tuple[int, Operation]] = feed.watch(flt, after=after)
     # Subscribe before the response starts: a change right after the client sees the
     # headers must not be missed.
-    first = asyncio.ensure_future(anext(changes))
+    subscription = _Subscription(feed.watch(flt, after=after))
 
     async def events() -> AsyncIterator[bytes]:
-        pending: asyncio.Future[tuple[int, Operation]] | None = first
         yield b": stream of operation changes\n\n"
         if last_event_id:
             yield RESUMED if after is not None else RESET
-        try:
-            while True:
-                assert pending is not None
-                done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE)
-                if not done:
-                    yield b": keepalive\n\n"
-                    continue
-                try:
-                    sequence, op = pending.result()
-                except FeedOverflow:
-                    yield b"event: overflow\ndata: {}\n\n"
-                    return
-                data = json.dumps(operation_body(op, base), separators=(",", ":"))
-                event_id = feed.event_id(sequence)
-                yield f"event: operation\nid: {event_id}\ndata: {data}\n\n".encode()
-                pending = asyncio.ensure_future(anext(changes))
-        finally:
-            if pending is not None:
-                pending.cancel()
-            await changes.aclose()
+        while True:
+            try:
+                change = await subscription.next(KEEPALIVE)
+            except FeedOverflow:
+                yield b"event: overflow\ndata: {}\n\n"
+                return
+            if change is None:
+                yield b": keepalive\n\n"
+                continue
+            sequence, op = change
+            data = json.dumps(operation_body(op, base), separators=(",", ":"))
+            event_id = feed.event_id(sequence)
+            yield f"event: operation\nid: {event_id}\ndata: {data}\n\n".encode()
 
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return _EventStream(events(), subscription)
+
+
+class _Subscription:
+    """A watcher's place in the feed. The next change is always awaited in a task of its
+    own, so that waiting can time out for a keep-alive without ending the feed's
+    generator (a timeout that cancelled ``anext`` itself would end it)."""
+
+    def __init__(self, changes: AsyncGenerator[tuple[int, Operation]]) -> None:
+        self._changes = changes
+        self._next = asyncio.ensure_future(anext(changes))
+        self._closing: asyncio.Future[None] | None = None
+
+    async def next(self, timeout: float) -> tuple[int, Operation] | None:
+        """The next change, or None when none came within ``timeout`` seconds; raises
+        :class:`FeedOverflow` when the watcher fell behind."""
+        done, _ = await asyncio.wait({self._next}, timeout=timeout)
+        if not done:
+            return None
+        change = self._next.result()
+        self._next = asyncio.ensure_future(anext(self._changes))
+        return change
+
+    def close(self) -> None:
+        """Give the place back, without waiting.
+
+        The generator is ended by whoever runs it: a pending ``anext`` is cancelled, and
+        the cancellation ends the generator inside that task (its ``finally``
+        unsubscribes). Closing it from here instead, while that task still runs it, is
+        what failed with "aclose(): asynchronous generator is already running" at every
+        disconnect. Nothing here awaits: the request of a client that left is being
+        cancelled, and an await would be interrupted.
+        """
+        if not self._next.done():
+            self._next.cancel()
+        elif not self._next.cancelled() and self._next.exception() is None:
+            # A change was taken but not sent: the generator waits at its yield.
+            self._closing = asyncio.ensure_future(self._changes.aclose())
+
+
+class _EventStream(StreamingResponse):
+    """The SSE response; it gives its subscription back however it ends: the stream is
+    over, the client left, or the request was cancelled before the first event."""
+
+    def __init__(self, events: AsyncIterator[bytes], subscription: _Subscription) -> None:
+        super().__init__(
+            events,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self._subscription = subscription
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._subscription.close()
 
 
 @router.get("/devicecontrol/operations/{operation_id}")

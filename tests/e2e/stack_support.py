@@ -43,12 +43,14 @@ class Up:
         return self.log_path.read_text("utf-8", "replace")
 
     def wait_ready(self, timeout: float = 120) -> dict[str, object]:
+        """The stack description, once this `up` says it is ready (a ``stack.json`` alone
+        may be the stale one of an `up` that was killed)."""
         stack_file = self.home / "stack.json"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 pytest.fail(f"fleetgate up exited with {self.process.returncode}:\n{self.output}")
-            if stack_file.exists():
+            if "fleetgate is ready" in self.output and stack_file.exists():
                 data: dict[str, object] = json.loads(stack_file.read_text())
                 return data
             time.sleep(0.1)
@@ -65,6 +67,12 @@ class Up:
         finally:
             self._log.close()
         return code
+
+    def kill(self) -> None:
+        """SIGKILL, as the OOM killer or `kill -9` would: nothing of `up` runs after it."""
+        self.process.kill()
+        self.process.wait()
+        self._log.close()
 
 
 def ports() -> dict[str, int]:

@@ -3,10 +3,13 @@
 :func:`build_plugin` compiles the plugin from ``broker/*.c`` when needed,
 :func:`render_config` fills ``broker/mosquitto.conf.template`` from a
 :class:`BrokerConfig`, and :class:`MosquittoProcess` runs the broker as a child process
-whose log goes to the ``fleetgate.broker`` logger. mosquitto started as root drops to the
-``mosquitto`` user, so every file it reads must be readable by that user; ``start()``
-checks this before spawning, to fail with a clear message instead of a broker that
-cannot open its key.
+whose log goes to the ``fleetgate.broker`` logger. When we are root it runs as the
+``mosquitto`` user from the start (rather than dropping root by itself, which would clear
+its parent-death signal: see :func:`fleetgate.stack.processes.tethered`), so every file
+it reads must be readable by that user; ``start()`` checks this before spawning, to fail
+with a clear message instead of a broker that cannot open its key. Its pid is recorded in
+``<run_dir>/mosquitto.pid`` while it runs, so that a broker left behind by a process
+that died can be found and stopped (:meth:`MosquittoProcess.stop_leftover`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 
 from fleetgate.domain.errors import ConfigurationError
-from fleetgate.stack.processes import require_free_ports
+from fleetgate.stack.processes import RunAs, require_free_ports, stop_recorded, tethered
 
 __all__ = [
     "BROKER_DIR_ENV",
@@ -52,6 +55,8 @@ _PLUGIN_INPUTS = ("*.c", "*.h", "Makefile")
 _TEMPLATE = "mosquitto.conf.template"
 _HEADERS = ("mosquitto_broker.h", "mosquitto_plugin.h", "mosquitto.h", "openssl/evp.h")
 _LOG_TAIL = 40
+#: In the run directory, while mosquitto runs.
+PID_FILE = "mosquitto.pid"
 
 
 def broker_dir() -> Path:
@@ -199,6 +204,7 @@ class MosquittoProcess:
         self.config = config
         self.run_dir = run_dir
         self.config_path = run_dir / "mosquitto.conf"
+        self.pid_file = run_dir / PID_FILE
         self._binary = binary
         self._start_timeout = start_timeout
         self._stop_timeout = stop_timeout
@@ -229,14 +235,20 @@ class MosquittoProcess:
         if self._process is not None and self._process.returncode is None:
             raise RuntimeError("mosquitto is running already")
         binary = self._binary or _find_mosquitto()
+        await self.stop_leftover(self.run_dir)
         require_free_ports(self.config.listeners())
         self._prepare_files()
         self._tail.clear()
+        broker_user = _broker_user(self.config.user)
+        run_as = (
+            RunAs(broker_user.pw_name, broker_user.pw_uid, broker_user.pw_gid)
+            if broker_user is not None
+            else RunAs(None, os.getuid(), os.getgid())
+        )
+        command = [*_line_buffered(), str(binary), "-c", str(self.config_path)]
         self._process = await asyncio.create_subprocess_exec(
-            *_line_buffered(),
-            str(binary),
-            "-c",
-            str(self.config_path),
+            # SIGTERM when we die: mosquitto then saves its persistence file and exits.
+            *tethered(command, run_as, signal.SIGTERM),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -244,6 +256,7 @@ class MosquittoProcess:
             # stops the broker after the service, in order.
             start_new_session=True,
         )
+        self.pid_file.write_text(f"{self._process.pid}\n")
         self._pump = asyncio.create_task(self._pump_log(self._process), name="mosquitto-log")
         try:
             await asyncio.wait_for(self._wait_ready(), self._start_timeout)
@@ -251,7 +264,7 @@ class MosquittoProcess:
             await self.stop()
             raise ConfigurationError(
                 f"mosquitto did not accept connections on port {self.config.service_port} "
-                f"within {self._start_timeout:.0f} s; last output:\n{self._tail_text()}"
+                f"within {self._start_timeout:.0f} s; last output:\n{self.last_output()}"
             ) from None
         except BaseException:
             await self.stop()
@@ -279,10 +292,19 @@ class MosquittoProcess:
                 # Cancelled while waiting: never leave an orphan behind.
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
+            if process is not None and process.returncode is not None:
+                self.pid_file.unlink(missing_ok=True)
             if self._pump is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._pump
                 self._pump = None
+
+    @staticmethod
+    async def stop_leftover(run_dir: Path) -> None:
+        """Stop a mosquitto that a process which died left running with the configuration
+        in ``run_dir`` (it holds the listeners' ports)."""
+        config = str(run_dir / "mosquitto.conf")
+        await stop_recorded(run_dir / PID_FILE, "mosquitto", config, signal.SIGTERM, timeout=10)
 
     async def __aenter__(self) -> MosquittoProcess:
         await self.start()
@@ -326,7 +348,7 @@ class MosquittoProcess:
                 await self._process.wait()
                 raise ConfigurationError(
                     f"mosquitto exited with status {self._process.returncode} while starting; "
-                    f"last output:\n{self._tail_text()}"
+                    f"last output:\n{self.last_output()}"
                 )
             try:
                 _, writer = await asyncio.open_connection("127.0.0.1", self.config.service_port)
@@ -346,7 +368,8 @@ class MosquittoProcess:
                 self._tail.append(line)
                 log.log(_level_of(line), "%s", line)
 
-    def _tail_text(self) -> str:
+    def last_output(self) -> str:
+        """The last lines mosquitto wrote, as one text (for error messages)."""
         return "\n".join(self._tail) or "(no output)"
 
 

@@ -76,9 +76,14 @@ def write_private_json(path: Path, data: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def exclusive(home: Path) -> Iterator[None]:
-    """Hold the home's lock: one ``up`` per home. The kernel drops it if we die."""
-    handle = (home / LOCK_FILE).open("a")
+def exclusive(home: Path) -> Iterator[int | None]:
+    """Hold the home's lock: one ``up`` per home. The kernel drops it if we die.
+
+    The lock file holds the pid of its holder, emptied when it lets go; so it yields the
+    pid of an earlier holder that died holding it (None after a clean stop): its servers
+    and ``stack.json`` may still be there.
+    """
+    handle = (home / LOCK_FILE).open("a+")
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -86,6 +91,15 @@ def exclusive(home: Path) -> Iterator[None]:
             raise ConfigurationError(
                 f"another `fleetgate up` is already running on {home}"
             ) from None
-        yield
+        handle.seek(0)
+        previous = handle.read().strip()
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield int(previous) if previous.isdecimal() else None
+        finally:
+            handle.truncate(0)
+            handle.flush()
     finally:
         handle.close()

@@ -2,8 +2,9 @@
 
 ``initdb`` and ``postgres`` refuse to run as root, so when we are root the cluster
 belongs to Debian's ``postgres`` user. The server is our child process (not
-daemonised by ``pg_ctl``), so stopping fleetgate stops it, and listens on 127.0.0.1
-only, with scram-sha-256 passwords and no Unix socket.
+daemonised by ``pg_ctl``), tethered to us (:func:`fleetgate.stack.processes.tethered`):
+stopping fleetgate stops it, and so does killing it, with a fast shutdown (SIGINT). It
+listens on 127.0.0.1 only, with scram-sha-256 passwords and no Unix socket.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import shutil
 import signal
 from dataclasses import dataclass
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from fleetgate.db.pool import ensure_database, wait_until_accepting
 from fleetgate.domain.errors import ConfigurationError
-from fleetgate.stack.processes import RunAs, check_traversable
+from fleetgate.stack.processes import RunAs, check_traversable, stop_recorded, tethered
 
 log = logging.getLogger(__name__)
 
@@ -76,26 +76,27 @@ class PostgresCluster:
         check_traversable(data.parent, self._run_as)
         if not (data / "PG_VERSION").exists():
             await self._initdb()
-        await self._stop_leftover()
+        await self.stop_leftover(data)
         log_handle = self._log_file.open("ab")
+        server = [
+            str(self._bin / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(self.location.port),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "fsync=on",
+        ]
         try:
             self._process = await asyncio.create_subprocess_exec(
-                str(self._bin / "postgres"),
-                "-D",
-                str(data),
-                "-p",
-                str(self.location.port),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "unix_socket_directories=",
-                "-c",
-                "fsync=on",
+                *tethered(server, self._run_as, signal.SIGINT),
                 stdout=log_handle,
                 stderr=log_handle,
                 stdin=asyncio.subprocess.DEVNULL,
-                user=self._run_as.user,
-                group=self._run_as.gid if self._run_as.user else None,
                 start_new_session=True,
             )
         finally:
@@ -108,7 +109,9 @@ class PostgresCluster:
             done, _ = await asyncio.wait({waiter, exited}, return_when=asyncio.FIRST_COMPLETED)
             if exited in done:
                 waiter.cancel()
-                raise ConfigurationError("PostgreSQL exited during start-up:\n" + self._log_tail())
+                raise ConfigurationError(
+                    "PostgreSQL exited during start-up:\n" + self.last_output()
+                )
             exited.cancel()
             await waiter
             await ensure_database(self.location.url("postgres"), DATABASE)
@@ -116,6 +119,16 @@ class PostgresCluster:
             await self.stop()
             raise
         log.info("PostgreSQL ready on 127.0.0.1:%d (%s)", self.location.port, data)
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    async def wait(self) -> int | None:
+        """Wait until the server exits (for any reason); its exit status, None if not started."""
+        if self._process is None:
+            return None
+        return await self._process.wait()
 
     async def stop(self, *, timeout: float = 30.0) -> None:
         """Fast shutdown (SIGINT), then SIGKILL after ``timeout``; always reaps the child."""
@@ -167,28 +180,14 @@ class PostgresCluster:
             raise ConfigurationError("initdb failed:\n" + output.decode("utf-8", "replace")[-2000:])
         log.info("initialised a PostgreSQL cluster in %s", data)
 
-    async def _stop_leftover(self) -> None:
-        """A server left running by a killed ``up`` holds the data directory: stop it."""
-        pid_file = self.location.data_dir / "postmaster.pid"
-        try:
-            pid = int(pid_file.read_text().split("\n", 1)[0])
-        except (FileNotFoundError, ValueError):
-            return
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return  # stale pid file: postgres removes it itself
-        if b"postgres" not in cmdline:
-            return
-        log.warning("stopping PostgreSQL (pid %d) left running by an earlier run", pid)
-        os.kill(pid, signal.SIGINT)
-        for _ in range(300):
-            if not Path(f"/proc/{pid}").exists():
-                return
-            await asyncio.sleep(0.1)
-        raise ConfigurationError(f"PostgreSQL pid {pid} from an earlier run does not stop")
+    @staticmethod
+    async def stop_leftover(data_dir: Path) -> None:
+        """Stop a server that an ``up`` which died left running on ``data_dir``: it holds
+        the data directory and the port (fast shutdown; SIGKILL if it does not stop)."""
+        await stop_recorded(data_dir / "postmaster.pid", "postgres", str(data_dir), signal.SIGINT)
 
-    def _log_tail(self, lines: int = 20) -> str:
+    def last_output(self, lines: int = 20) -> str:
+        """The end of the server's log (for error messages)."""
         try:
             return "\n".join(self._log_file.read_text("utf-8", "replace").splitlines()[-lines:])
         except OSError:

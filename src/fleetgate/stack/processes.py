@@ -1,18 +1,32 @@
-"""Small process helpers shared by the embedded PostgreSQL and mosquitto runners."""
+"""Small process helpers shared by the embedded PostgreSQL and mosquitto runners.
+
+The servers of ``fleetgate up`` are tethered to it: each is started through a small
+wrapper (:mod:`fleetgate.stack.tether`) that takes the server's account and sets its
+*parent-death signal* just before exec, so that the kernel stops the server when ``up``
+dies, even by SIGKILL. What escapes anyway (a stack of an older version) is found again by
+its recorded pid and stopped by the next ``up``: :func:`stop_recorded`.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
+import logging
 import os
 import pwd
 import secrets
+import signal
 import socket
 import stat
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from fleetgate.domain.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -125,3 +139,74 @@ def check_traversable(path: Path, run_as: RunAs) -> None:
             f"{parent} is not searchable by the {run_as.user!r} user that must run a server"
             f" below it; choose a home outside it or `chmod o+x {parent}`"
         )
+
+
+_TETHER = Path(__file__).with_name("tether.py")
+
+
+def tethered(argv: Sequence[str], run_as: RunAs, death_signal: signal.Signals) -> list[str]:
+    """The command line that runs ``argv`` as ``run_as`` and has the kernel send it
+    ``death_signal`` when this process dies (see :mod:`fleetgate.stack.tether`).
+
+    Start it from a thread that lives as long as the child: the kernel sends the signal
+    when the *thread* that forked ends (the event loop's thread, for ``up``). A server that
+    drops root by itself loses the signal (changing credentials clears it): start it as
+    its account instead, with ``run_as``.
+    """
+    tether = [sys.executable, "-I", "-S", str(_TETHER), str(os.getpid())]
+    return [*tether, str(int(death_signal)), run_as.user or "-", "--", *argv]
+
+
+def running_program(pid: int, program: str, argument: str) -> bool:
+    """True when ``pid`` is a live process (not a zombie) of ``program`` (the file name of
+    its ``argv[0]``) with ``argument`` among its arguments. A pid read from a file may
+    belong to anything by now: signal only what this confirms."""
+    proc = Path(f"/proc/{pid}")
+    try:
+        argv = (proc / "cmdline").read_bytes().split(b"\0")
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    if state in ("Z", "X"):
+        return False
+    return Path(os.fsdecode(argv[0])).name == program and os.fsencode(argument) in argv[1:]
+
+
+def recorded_pid(pid_file: Path) -> int | None:
+    """The pid on the first line of ``pid_file`` (PostgreSQL's ``postmaster.pid`` has it
+    there too), or None."""
+    try:
+        return int(pid_file.read_text().split("\n", 1)[0].strip())
+    except (OSError, ValueError):
+        return None
+
+
+async def stop_recorded(
+    pid_file: Path,
+    program: str,
+    argument: str,
+    stop_signal: signal.Signals,
+    *,
+    timeout: float = 30.0,
+) -> int | None:
+    """Stop the ``program`` recorded in ``pid_file`` when it still runs with ``argument``
+    (a server left behind by an ``up`` that died): ``stop_signal``, then SIGKILL after
+    ``timeout``. Returns its pid, or None when nothing of it was running."""
+    pid = recorded_pid(pid_file)
+    if pid is None or not running_program(pid, program, argument):
+        return None
+    log.warning(
+        "stopping %s (pid %d) left running by an earlier `fleetgate up` (%s)",
+        program,
+        pid,
+        argument,
+    )
+    for sig, wait in ((stop_signal, timeout), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = asyncio.get_running_loop().time() + wait
+        while asyncio.get_running_loop().time() < deadline:
+            if not running_program(pid, program, argument):
+                return pid
+            await asyncio.sleep(0.05)
+    raise ConfigurationError(f"{program} (pid {pid}) left by an earlier run does not stop")

@@ -1,10 +1,12 @@
 """``fleetgate up``: everything on one machine with embedded defaults.
 
-Order of start: home and lock → generated secrets → free ports → dev PKI → plugin build
-→ private PostgreSQL (unless ``FLEETGATE_DATABASE_URL`` names one) → mosquitto → the
-service. When the service is ready, ``<home>/stack.json`` is written and the endpoints
-are printed. Cancellation (Ctrl-C, SIGTERM) unwinds in reverse order; ``stack.json`` is
-removed, so its presence means "running".
+Order of start: home and lock → what an ``up`` that died left running there is stopped
+→ generated secrets → free ports → dev PKI → plugin build → private PostgreSQL (unless
+``FLEETGATE_DATABASE_URL`` names one) → mosquitto → the service. When the service is
+ready, ``<home>/stack.json`` is written and the endpoints are printed. Cancellation
+(Ctrl-C, SIGTERM) unwinds in reverse order; ``stack.json`` is removed, so its presence
+means "running". PostgreSQL and mosquitto die with ``up`` even when it is killed
+(:func:`fleetgate.stack.processes.tethered`).
 """
 
 from __future__ import annotations
@@ -103,8 +105,15 @@ async def run_stack(settings: Settings) -> None:
     home = settings.stack.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     home.chmod(home.stat().st_mode | 0o711)  # the postgres and mosquitto users pass through
-    with exclusive(home):
+    with exclusive(home) as died:
         stack_file = home / STACK_FILE
+        if died is not None:
+            log.warning(
+                "the `fleetgate up` (pid %d) that ran on %s last ended without stopping;"
+                " cleaning up after it",
+                died,
+                home,
+            )
         stack_file.unlink(missing_ok=True)
         try:
             await _run_locked(settings, home, stack_file)
@@ -112,8 +121,20 @@ async def run_stack(settings: Settings) -> None:
             stack_file.unlink(missing_ok=True)
 
 
+def _postgres_data(home: Path) -> Path:
+    return home / "postgres" / "data"
+
+
+def _mosquitto_dir(home: Path) -> Path:
+    return home / "mosquitto"
+
+
 async def _run_locked(settings: Settings, home: Path, stack_file: Path) -> None:
     started = asyncio.get_running_loop().time()
+    # Servers of an `up` that died (one older than their tether, or killed before it
+    # took) hold the data directory and the ports: stop them, by their recorded pids.
+    await PostgresCluster.stop_leftover(_postgres_data(home))
+    await MosquittoProcess.stop_leftover(_mosquitto_dir(home))
     secrets = HomeSecrets.load_or_create(home)
     external_db = settings.database.url is not None
     mqtt = settings.mqtt
@@ -136,17 +157,17 @@ async def _run_locked(settings: Settings, home: Path, stack_file: Path) -> None:
         if not external_db:
             cluster = PostgresCluster(
                 ClusterLocation(
-                    home / "postgres" / "data",
+                    _postgres_data(home),
                     settings.stack.postgres_port,
                     secrets.database_password,
                 )
             )
             await stack.enter_async_context(cluster)
             database_url = cluster.location.url()
-        capath = home / "mosquitto" / "trusted"
+        capath = _mosquitto_dir(home) / "trusted"
         settings = with_home_secrets(settings, secrets, database_url, capath)
         assert settings.mqtt.service_password is not None
-        hash_file = home / "mosquitto" / "service_password.hash"
+        hash_file = _mosquitto_dir(home) / "service_password.hash"
         write_service_password_hash(hash_file, service_hash)
         broker = MosquittoProcess(
             BrokerConfig(
@@ -157,14 +178,14 @@ async def _run_locked(settings: Settings, home: Path, stack_file: Path) -> None:
                 ca_file=pki.ca_file,
                 server_cert=pki.server_cert,
                 server_key=pki.server_key,
-                persistence_dir=home / "mosquitto" / "data",
+                persistence_dir=_mosquitto_dir(home) / "data",
                 service_username=mqtt.service_username,
                 service_password_hash_file=hash_file,
                 plugin_path=plugin,
                 capath=settings.mqtt.capath,
                 user="mosquitto" if os.geteuid() == 0 else None,
             ),
-            home / "mosquitto",
+            _mosquitto_dir(home),
         )
         await stack.enter_async_context(broker)
 

@@ -23,7 +23,7 @@ from fleetgate.db.identity import PgIdentity
 from fleetgate.db.inventory import PgInventory
 from fleetgate.db.migrations import migrate
 from fleetgate.db.operations import PgOperations
-from fleetgate.db.pool import create_pool
+from fleetgate.db.pool import Timeouts, create_pool, unbounded_connection
 from fleetgate.db.transient import is_transient
 from fleetgate.db.trust import PgTrustStore
 from fleetgate.db.users import PgUsers
@@ -62,16 +62,25 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
     if not url:
         raise ConfigurationError("no database configured: set FLEETGATE_DATABASE_URL")
     api_socket = server.bind(settings.api.host, settings.api.port)
+    database = settings.database
+    timeouts = Timeouts(
+        connect=database.connect_timeout,
+        acquire=database.acquire_timeout,
+        command=database.command_timeout,
+    )
     try:
+        async with unbounded_connection(url, connect_timeout=timeouts.connect) as conn:
+            await migrate(conn)
         pool = await create_pool(
-            url, min_size=settings.database.pool_min_size, max_size=settings.database.pool_max_size
+            url,
+            min_size=database.pool_min_size,
+            max_size=database.pool_max_size,
+            timeouts=timeouts,
         )
     except BaseException:
         api_socket.close()
         raise
     try:
-        async with pool.acquire() as conn:
-            await migrate(conn)  # type: ignore[arg-type]  # a pool proxy is a Connection
         users = PgUsers(pool)
         seed = settings.seed
         await ensure_initial_state(

@@ -30,6 +30,12 @@ class DatabaseSettings(BaseModel):
     url: SecretStr | None = None
     pool_min_size: int = Field(default=1, ge=1)
     pool_max_size: int = Field(default=10, ge=1)
+    #: Seconds the service waits on PostgreSQL before it answers 503: for a new
+    #: connection, for a connection of the pool, for each SQL command (see
+    #: ``fleetgate.db.pool.Timeouts``).
+    connect_timeout: float = Field(default=5.0, gt=0)
+    acquire_timeout: float = Field(default=10.0, gt=0)
+    command_timeout: float = Field(default=10.0, gt=0)
 
 
 class MqttSettings(BaseModel):

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleetgate.api import media
-from fleetgate.domain.errors import AuthenticationFailed, FleetgateError
+from fleetgate.domain.errors import AuthenticationFailed, FleetgateError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ _HTTP_CODES = {
     413: "general/requestEntityTooLarge",
     415: "general/unsupportedMediaType",
     422: "general/validationError",
+    503: "general/serviceUnavailable",
 }
 
 
@@ -47,6 +48,8 @@ async def _fleetgate_error(_: Request, exc: Exception) -> JSONResponse:
     headers = None
     if isinstance(exc, AuthenticationFailed):
         headers = {"WWW-Authenticate": 'Basic realm="fleetgate"'}
+    elif isinstance(exc, ServiceUnavailable):
+        headers = {"Retry-After": str(exc.retry_after)}
     return error_response(exc.status, exc.code, exc.message, headers)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from fleetgate.domain.errors import ServiceUnavailable
+
 _TRANSIENT_SQLSTATE_CLASSES = (
     "08",  # connection exception
     "53",  # insufficient resources (too many connections, disk full, out of memory)
@@ -27,6 +29,8 @@ def is_transient(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        if isinstance(current, ServiceUnavailable):
+            return True  # what the service pool makes of all of the below
         if isinstance(current, OSError | TimeoutError):
             return True  # refused, reset, timed out
         if type(current) is asyncpg.InterfaceError:

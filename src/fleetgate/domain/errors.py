@@ -10,7 +10,9 @@
     ├── NotFound                        no such resource (in this tenant) (HTTP 404)
     ├── Conflict                        the resource already exists       (HTTP 409)
     ├── TooLarge                        a body or file over its limit     (HTTP 413)
-    └── ValidationFailed                well-formed but unacceptable input (HTTP 422)
+    ├── ValidationFailed                well-formed but unacceptable input (HTTP 422)
+    └── ServiceUnavailable              a part we depend on (the database) is away or
+                                        does not answer in time; retry later (HTTP 503)
 
 Each error carries an ``error`` code in Cumulocity's ``<domain>/<kind>`` form and a
 human message; the REST layer turns them into Cumulocity's error body in one place.
@@ -69,3 +71,14 @@ class TooLarge(FleetgateError):
 class ValidationFailed(FleetgateError):
     status = 422
     code = "general/validationError"
+
+
+class ServiceUnavailable(FleetgateError):
+    """Not the request's fault: it can succeed later. ``retry_after``: seconds to wait."""
+
+    status = 503
+    code = "general/serviceUnavailable"
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after

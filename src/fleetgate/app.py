@@ -23,7 +23,7 @@ from fleetgate.db.identity import PgIdentity
 from fleetgate.db.inventory import PgInventory
 from fleetgate.db.migrations import migrate
 from fleetgate.db.operations import PgOperations
-from fleetgate.db.pool import Timeouts, create_pool, unbounded_connection
+from fleetgate.db.pool import Timeouts, create_pool, ping, unbounded_connection
 from fleetgate.db.transient import is_transient
 from fleetgate.db.trust import PgTrustStore
 from fleetgate.db.users import PgUsers
@@ -43,6 +43,7 @@ from fleetgate.services.bulk import BulkCredentials
 from fleetgate.services.dead_letters import DeadLetters
 from fleetgate.services.device_messages import DeviceMessages
 from fleetgate.services.devices import Devices
+from fleetgate.services.health import Health
 from fleetgate.services.operations import FileSigning, OperationFeed, Operations
 from fleetgate.services.seed import InitialState, ensure_initial_state
 from fleetgate.services.trust import TrustedCertificates
@@ -50,6 +51,9 @@ from fleetgate.services.trust import TrustedCertificates
 log = logging.getLogger(__name__)
 
 OnReady = Callable[[], Awaitable[None]]
+
+#: Seconds ``/health/ready`` waits for the database (a probe's own timeout should exceed it).
+READINESS_TIMEOUT = 2.0
 
 
 async def run_service(settings: Settings, *, on_ready: OnReady | None = None) -> None:
@@ -181,6 +185,11 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
         api.state.operations = operations
         api.state.url_secret = url_secret.encode()
         api.state.dead_letters = DeadLetters(dead_letters)
+        api.state.health = Health(
+            lambda: ping(pool, READINESS_TIMEOUT),
+            {"brokerBridge": bridge.synced.is_set, "deviceLink": link.ready.is_set},
+            database_timeout=READINESS_TIMEOUT,
+        )
         limits = settings.operations
         api_started = asyncio.Event()
         async with asyncio.TaskGroup() as tg:

@@ -19,8 +19,9 @@ import pytest
 
 from fleetgate.api import media
 from fleetgate.db.migrations import migrate
-from fleetgate.db.pool import BoundedPool, Timeouts, create_pool, unbounded_connection
+from fleetgate.db.pool import BoundedPool, Timeouts, create_pool, ping, unbounded_connection
 from fleetgate.domain.errors import ServiceUnavailable
+from fleetgate.services.health import Health
 from fleetgate.stack.postgres import ClusterLocation, PostgresCluster
 
 from conftest import api_client, free_port, seed_tenants, shared_tmpdir
@@ -179,8 +180,17 @@ async def test_errors_that_are_not_about_availability_pass_unchanged(
 async def test_the_api_answers_503_with_retry_after_while_the_database_is_away(
     server: Server, pool: BoundedPool, outage: str
 ) -> None:
-    async with api_client(pool) as (_, api):
+    async with api_client(pool) as (app, api):
+        app.state.health = Health(
+            lambda: ping(pool, 1.0), {"brokerBridge": lambda: True}, database_timeout=1.0
+        )
         assert (await api.get("/user/currentUser", auth=ADMIN)).status_code == 200
+        ready = await api.get("/health/ready")
+        assert ready.status_code == 200
+        assert ready.json() == {
+            "status": "UP",
+            "components": {"database": {"status": "UP"}, "brokerBridge": {"status": "UP"}},
+        }
         if outage == "frozen":
             server.freeze()
         else:
@@ -193,9 +203,25 @@ async def test_the_api_answers_503_with_retry_after_while_the_database_is_away(
         assert body["error"] == "general/serviceUnavailable"
         assert body["message"].startswith("The database ")
         assert body["message"].endswith("; try again later.")
+        live = await asyncio.wait_for(api.get("/health/live"), WAIT)
+        assert (live.status_code, live.json()) == (200, {"status": "UP"})
+        ready = await asyncio.wait_for(api.get("/health/ready"), WAIT)
+        assert ready.status_code == 503
+        assert ready.headers["cache-control"] == "no-store"
+        assert ready.json() == {
+            "status": "DOWN",
+            "components": {
+                "database": {
+                    "status": "DOWN",
+                    "details": {"error": "does not answer (waited at most 1 s)"},
+                },
+                "brokerBridge": {"status": "UP"},
+            },
+        }
         if outage == "frozen":
             server.thaw()
         else:
             await server.cluster.start()
         again = await asyncio.wait_for(api.get("/user/currentUser", auth=ADMIN), WAIT)
         assert again.status_code == 200, again.text
+        assert (await api.get("/health/ready")).status_code == 200

@@ -12,6 +12,7 @@ from fleetgate.api.routes import (
     dead_letters,
     device_credentials,
     files,
+    health,
     identity,
     inventory,
     operations,
@@ -30,6 +31,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     )
     app.state.context = ctx
     errors.install(app)
+    app.include_router(health.router)
     app.include_router(tenant.router)
     app.include_router(users.router)
     app.include_router(inventory.router)

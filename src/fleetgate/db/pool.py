@@ -226,6 +226,20 @@ async def unbounded_connection(
         await conn.close()
 
 
+async def ping(pool: BoundedPool, timeout: float) -> None:
+    """Raise :class:`ServiceUnavailable` unless the database answers within ``timeout``
+    seconds (getting a connection included).
+
+    Bounded by the pool's own timeouts rather than by cancelling it from outside: a
+    statement cancelled from outside makes asyncpg wait again for the server to confirm
+    the cancellation, which a frozen server never does.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with pool.acquire(timeout=timeout) as conn:
+        await conn.fetchval("SELECT 1", timeout=max(deadline - loop.time(), 0.001))
+
+
 async def wait_until_accepting(url: str, *, timeout: float = 30.0) -> None:
     """Poll until PostgreSQL at ``url`` accepts a connection, or raise after ``timeout``."""
     loop = asyncio.get_running_loop()

@@ -1,0 +1,45 @@
+"""``/health/live`` and ``/health/ready``: the probes of Kubernetes and of load balancers.
+
+No credentials (a probe has none), nothing cached, and in the shape of Spring Boot's
+health endpoint, which Cumulocity's own microservices serve:
+``{"status": "UP"|"DOWN", "components": {"<name>": {"status": …, "details": {"error": …}}}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from fleetgate.services.health import Health
+
+router = APIRouter()
+
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def health(request: Request) -> Health:
+    service = request.app.state.health
+    assert isinstance(service, Health)
+    return service
+
+
+@router.get("/health/live")
+async def live() -> JSONResponse:
+    """The process answers: 200, always (whatever the database and the broker do)."""
+    return JSONResponse({"status": "UP"}, headers=_NO_STORE)
+
+
+@router.get("/health/ready")
+async def ready(request: Request) -> JSONResponse:
+    """200 when the database answers and both broker connections are up, else 503."""
+    readiness = await health(request).readiness()
+    components: dict[str, Any] = {}
+    for check in readiness.checks:
+        component: dict[str, Any] = {"status": "UP" if check.up else "DOWN"}
+        if not check.up:
+            component["details"] = {"error": check.problem}
+        components[check.name] = component
+    body = {"status": "UP" if readiness.ready else "DOWN", "components": components}
+    return JSONResponse(body, status_code=200 if readiness.ready else 503, headers=_NO_STORE)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from fleetgate.cli import UP_PORT_OPTIONS
@@ -93,3 +96,28 @@ def processes_under(path: Path) -> list[str]:
         if str(path) in cmdline:
             found.append(f"{entry.name}: {cmdline}")
     return found
+
+
+def mqtt_connect(stack: dict[str, object], username: str, password: str, client_id: str) -> int:
+    """CONNECT over TLS to the password listener; returns the CONNACK reason code value."""
+    result: list[int] = []
+    done = threading.Event()
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+    )
+    client.username_pw_set(username, password)
+    client.tls_set(ca_certs=str(stack["ca_file"]), cert_reqs=ssl.CERT_REQUIRED)
+
+    def on_connect(_c: object, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object) -> None:
+        result.append(reason.value)
+        done.set()
+
+    client.on_connect = on_connect
+    client.connect(str(stack["mqtt_host"]), int(str(stack["mqtt_password_port"])))
+    client.loop_start()
+    try:
+        assert done.wait(15), "no CONNACK"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return result[0]

@@ -19,8 +19,15 @@ import pytest
 
 from fleetgate.api import media
 from fleetgate.db.migrations import migrate
-from fleetgate.db.pool import BoundedPool, Timeouts, create_pool, ping, unbounded_connection
-from fleetgate.domain.errors import ServiceUnavailable
+from fleetgate.db.pool import (
+    BoundedPool,
+    Timeouts,
+    create_pool,
+    ensure_database,
+    ping,
+    unbounded_connection,
+)
+from fleetgate.domain.errors import ConfigurationError, ServiceUnavailable
 from fleetgate.services.health import Health
 from fleetgate.stack.postgres import ClusterLocation, PostgresCluster
 
@@ -163,6 +170,13 @@ async def test_a_connection_lost_under_a_statement_is_unavailable(
     with pytest.raises(ServiceUnavailable, match="cannot be reached"):
         await asyncio.wait_for(statement, WAIT)
     assert await pool.fetchval("SELECT 1") == 1
+
+
+async def test_a_database_that_cannot_be_made_says_so() -> None:
+    # What the stack's PostgreSQL runner gets when a restarted server goes away again.
+    nowhere = f"postgresql://fleetgate:x@127.0.0.1:{free_port()}/postgres"
+    with pytest.raises(ConfigurationError, match="cannot connect to PostgreSQL"):
+        await asyncio.wait_for(ensure_database(nowhere, "fleetgate"), WAIT)
 
 
 async def test_errors_that_are_not_about_availability_pass_unchanged(

@@ -259,7 +259,10 @@ async def wait_until_accepting(url: str, *, timeout: float = 30.0) -> None:
 
 async def ensure_database(admin_url: str, name: str) -> None:
     """Create database ``name`` through ``admin_url`` unless it exists."""
-    conn = await asyncpg.connect(admin_url)
+    try:
+        conn = await asyncpg.connect(admin_url, timeout=30)
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        raise ConfigurationError(f"cannot connect to PostgreSQL: {exc}") from exc
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:

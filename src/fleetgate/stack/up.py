@@ -6,7 +6,8 @@ Order of start: home and lock → what an ``up`` that died left running there is
 ready, ``<home>/stack.json`` is written and the endpoints are printed. Cancellation
 (Ctrl-C, SIGTERM) unwinds in reverse order; ``stack.json`` is removed, so its presence
 means "running". PostgreSQL and mosquitto die with ``up`` even when it is killed
-(:func:`fleetgate.stack.processes.tethered`).
+(:func:`fleetgate.stack.processes.tethered`), and are started again when they die under it
+(:func:`fleetgate.stack.supervision.keep_running`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from pydantic import SecretStr
 
 from fleetgate.app import run_service
 from fleetgate.config import Settings, reveal
-from fleetgate.domain.errors import ConfigurationError
 from fleetgate.domain.passwords import hash_password
 from fleetgate.pki import ensure_dev_pki
 from fleetgate.stack.broker import (
@@ -34,8 +34,12 @@ from fleetgate.stack.broker import (
 from fleetgate.stack.home import STACK_FILE, HomeSecrets, exclusive, write_private_json
 from fleetgate.stack.postgres import ClusterLocation, PostgresCluster
 from fleetgate.stack.processes import require_free_ports
+from fleetgate.stack.supervision import RestartPolicy, keep_running
 
 log = logging.getLogger(__name__)
+
+#: How often a server that died is started again before ``up`` gives up (and stops).
+RESTARTS = RestartPolicy()
 
 
 def with_home_secrets(
@@ -154,6 +158,7 @@ async def _run_locked(settings: Settings, home: Path, stack_file: Path) -> None:
 
     async with contextlib.AsyncExitStack() as stack:
         database_url = None
+        cluster: PostgresCluster | None = None
         if not external_db:
             cluster = PostgresCluster(
                 ClusterLocation(
@@ -196,15 +201,11 @@ async def _run_locked(settings: Settings, home: Path, stack_file: Path) -> None:
 
         async with asyncio.TaskGroup() as tg:
             tg.create_task(run_service(settings, on_ready=announce), name="service")
-            tg.create_task(_watch(broker), name="broker-watch")
-
-
-async def _watch(broker: MosquittoProcess) -> None:
-    """mosquitto exiting under us is fatal: stop everything and say why."""
-    await broker.wait()
-    raise ConfigurationError(
-        "mosquitto exited unexpectedly; last output:\n" + "\n".join(broker.log_tail())
-    )
+            tg.create_task(keep_running("mosquitto", broker, RESTARTS), name="keep-mosquitto")
+            if cluster is not None:
+                tg.create_task(
+                    keep_running("PostgreSQL", cluster, RESTARTS), name="keep-postgresql"
+                )
 
 
 def _print_endpoints(settings: Settings, ca_file: Path, stack_file: Path, elapsed: float) -> None:

@@ -1,6 +1,9 @@
-"""`fleetgate up` killed with SIGKILL: its servers die with it, and the next `up` on the
-same home, on the same ports, starts and resumes its data — also when servers of an
-earlier `up` were left running (one from before they were tethered to it)."""
+"""When parts of `fleetgate up` die.
+
+`up` killed with SIGKILL: its servers die with it, and the next `up` on the same home, on
+the same ports, starts and resumes its data — also when servers of an earlier `up` were
+left running (one from before they were tethered to it). mosquitto or PostgreSQL killed
+under a running `up`: it starts them again and the service recovers by itself."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import pytest
 from fleetgate.stack.postgres import find_server_binaries
 from fleetgate.stack.processes import RunAs, recorded_pid
 
-from stack_support import Up, ports, processes_under
+from stack_support import Up, mqtt_connect, ports, processes_under
 
 pytestmark = pytest.mark.e2e
 
@@ -135,4 +138,69 @@ def test_the_next_up_stops_servers_left_running_and_starts(home: Path) -> None:
             if leftover.poll() is None:
                 leftover.kill()
                 leftover.wait()
+    assert processes_under(home) == []
+
+
+def kill_recorded(pid_file: Path) -> int:
+    pid = recorded_pid(pid_file)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def until_restarted(up: Up, name: str, pid_file: Path, old: int) -> None:
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        if f"{name} is running again" in up.output and recorded_pid(pid_file) != old:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"{name} was not restarted:\n{up.output}")
+
+
+def answers(url: str, auth: tuple[str, str] | None = None) -> list[int]:
+    """The status codes of ``url`` until it answers 200 (bounded)."""
+    seen: list[int] = []
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        status = httpx.get(url, auth=auth, timeout=WAIT).status_code
+        seen.append(status)
+        if status == 200:
+            return seen
+        time.sleep(0.1)
+    pytest.fail(f"{url} answered {seen} and never 200")
+
+
+def test_up_restarts_a_broker_and_a_database_that_died(home: Path) -> None:
+    up = Up(home, home.parent / "certs", ports())
+    try:
+        stack = up.wait_ready()
+        api = str(stack["api_url"])
+        admin, bootstrap = stack["admin"], stack["bootstrap"]
+        assert isinstance(admin, dict)
+        assert isinstance(bootstrap, dict)
+        auth = (f"{admin['tenant']}/{admin['username']}", str(admin["password"]))
+        boot = (f"{bootstrap['tenant']}/{bootstrap['username']}", str(bootstrap["password"]))
+        assert answers(f"{api}/health/ready") == [200]
+
+        broker_pid = home / "mosquitto" / "mosquitto.pid"
+        until_restarted(up, "mosquitto", broker_pid, kill_recorded(broker_pid))
+        # The service reconnects and gives the new broker's plugin its accounts again.
+        assert set(answers(f"{api}/health/ready")) <= {200, 503}
+        deadline = time.monotonic() + WAIT
+        while mqtt_connect(stack, *boot, "recovery-device-1") != 0:
+            assert time.monotonic() < deadline, "the bootstrap account never came back"
+            time.sleep(0.1)
+
+        postmaster = home / "postgres" / "data" / "postmaster.pid"
+        killed = kill_recorded(postmaster)
+        # Meanwhile requests get 503 (never 500), until the pool reconnects by itself.
+        assert set(answers(f"{api}/health/ready")) <= {200, 503}
+        assert set(answers(f"{api}/user/currentUser", auth)) <= {200, 503}
+        until_restarted(up, "PostgreSQL", postmaster, killed)
+        assert answers(f"{api}/user/currentUser", auth) == [200]
+        assert answers(f"{api}/health/ready") == [200]
+        assert "mosquitto exited unexpectedly" in up.output
+        assert "PostgreSQL exited unexpectedly" in up.output
+    finally:
+        assert up.terminate() == 0, up.output
     assert processes_under(home) == []

@@ -382,3 +382,27 @@ def test_changing_a_read_only_field_is_refused_by_name(root: Issued, field: str)
 def test_an_update_with_an_unknown_field_is_refused(root: Issued) -> None:
     with pytest.raises(ValidationFailed, match="autoRegistration: unknown field"):
         apply_update(upload(root), {"autoRegistration": True})
+
+
+def _der(ca: Issued) -> bytes:
+    return ca.certificate.public_bytes(serialization.Encoding.DER)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "what"),
+    [
+        # The SubjectKeyIdentifier's OID made BasicConstraints': the extension twice.
+        (b"\x06\x03\x55\x1d\x0e", b"\x06\x03\x55\x1d\x13", "a duplicated extension"),
+        # The CN "AB" as a BIT STRING: cryptography refuses that type for a CN (TypeError).
+        (b"\x0c\x02AB", b"\x03\x02\x00B", "a name attribute of the wrong type"),
+    ],
+)
+def test_certificates_cryptography_reads_lazily_and_finds_malformed_are_refused(
+    old: bytes, new: bytes, what: str
+) -> None:
+    """Each was an unhandled exception (a 500) found by the corruption property test."""
+    der = _der(generate_ca("AB"))
+    assert old in der, what
+    broken = der.replace(old, new, 1)
+    with pytest.raises(ValidationFailed, match="malformed"):
+        parse_trusted_certificate(base64.b64encode(broken).decode(), NOW)

@@ -157,6 +157,12 @@ _JAVA_ALGORITHM_NAMES = {
 }
 
 
+#: What cryptography raises when it meets a malformed part of a certificate: it reads
+#: names and extensions lazily, and says "malformed" in several ways (a duplicated
+#: extension, a name attribute of the wrong string type …).
+_MALFORMED = (ValueError, TypeError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+
+
 def parse_trusted_certificate(pem: str | bytes, now: datetime) -> CertificateFacts:
     """Check an uploaded CA certificate against every rule and read its facts.
 
@@ -202,7 +208,7 @@ def parse_trusted_certificate(pem: str | bytes, now: datetime) -> CertificateFac
         not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
         subject, issuer = cert.subject.rfc4514_string(), cert.issuer.rfc4514_string()
         algorithm_oid = cert.signature_algorithm_oid
-    except ValueError:
+    except _MALFORMED:
         raise CertificateRefused(
             RefusalReason.NOT_PEM, "not a PEM certificate: the certificate is malformed"
         ) from None
@@ -293,7 +299,7 @@ def _require_ca(cert: x509.Certificate) -> None:
             "the certificate has no BasicConstraints extension, so it is not a CA; "
             "upload the certificate of the CA that signs your devices' certificates",
         ) from None
-    except ValueError:
+    except _MALFORMED:
         raise CertificateRefused(
             RefusalReason.NOT_PEM, "not a PEM certificate: its extensions are malformed"
         ) from None

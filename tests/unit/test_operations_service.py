@@ -686,3 +686,32 @@ async def test_a_snapshot_nobody_asked_for_is_refused_and_not_kept(world: World)
         await world.operations.upload_snapshot(999, "d-1", "text/plain", chunks(b"x"))
     assert world.stores.files.files == {}
     assert await world.stores.binaries.all_contents() == set()
+
+
+async def test_a_put_refused_for_its_status_changes_nothing(world: World) -> None:
+    device = await world.device("d-1")
+    op = await world.create({"deviceId": device, "c8y_Restart": {}})
+    await world.operations.update("t1", op.id, {"status": "SUCCESSFUL"})
+    before, announced = await world.op(op), len(world.feed.announced)
+    for body in (
+        {"status": "PENDING", "description": "changed", "myNote": {"a": 1}},
+        {"status": "BROKEN", "description": "changed"},
+        {"status": "FAILED", "failureReason": 5, "myNote": {"a": 1}},
+    ):
+        with pytest.raises(ValidationFailed):
+            await world.operations.update("t1", op.id, body)
+    assert await world.op(op) == before
+    assert len(world.feed.announced) == announced
+
+
+async def test_the_device_id_may_be_sent_back_as_a_number_and_a_no_op_announces_nothing(
+    world: World,
+) -> None:
+    device = await world.device("d-1")
+    op = await world.create({"deviceId": device, "c8y_Restart": {}})
+    announced = len(world.feed.announced)
+    same = await world.operations.update(
+        "t1", op.id, {"deviceId": int(device), "status": "PENDING"}
+    )
+    assert same == await world.op(op)
+    assert len(world.feed.announced) == announced

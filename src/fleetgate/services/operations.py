@@ -23,7 +23,7 @@ from fleetgate.domain import operations as ops
 from fleetgate.domain.binaries import BinaryFile
 from fleetgate.domain.device_messages import DeviceError, StatusReport
 from fleetgate.domain.devices import ManagedObject
-from fleetgate.domain.errors import NotFound, ValidationFailed
+from fleetgate.domain.errors import NotFound, ServiceUnavailable, ValidationFailed
 from fleetgate.domain.operations import (
     DeviceTarget,
     Move,
@@ -169,53 +169,46 @@ class Operations:
         return found, total
 
     async def update(self, tenant_id: str, operation_id: int, body: dict[str, Any]) -> Operation:
-        """An operator's PUT: a status move (same table as devices) and extra fragments."""
+        """An operator's PUT: a status move (same table as devices) and extra fragments.
+
+        Everything is checked before anything is written, and the status moves first: a
+        PUT refused for its status (422) has changed nothing. Should the database go away
+        between the move and the fragments, the PUT answers 503 and can simply be sent
+        again (the move is then a duplicate, which changes nothing).
+        """
         op = await self.get(tenant_id, operation_id)
-        for key in ("deviceId", op.fragment_type):
-            if key in body and body[key] != (
-                str(op.device_id) if key == "deviceId" else op.command
-            ):
-                raise ValidationFailed(
-                    f"{key} of an existing operation cannot be changed",
-                    code="devicecontrol/Invalid Data",
-                )
-        extra = {
-            k: v for k, v in body.items() if k not in commands.OWN_KEYS and k != op.fragment_type
-        }
+        if "deviceId" in body and str(body["deviceId"]) != str(op.device_id):
+            raise _unchangeable("deviceId")
+        if op.fragment_type in body and body[op.fragment_type] != op.command:
+            raise _unchangeable(op.fragment_type)
+        own = commands.OWN_KEYS | {op.fragment_type}
+        extra = {k: v for k, v in body.items() if k not in own}
         description = body.get("description")
         if description is not None and not isinstance(description, str):
             raise ValidationFailed(
                 "description must be a string", code="devicecontrol/Invalid Data"
             )
-        if extra or description is not None:
-            updated = await self._store.update_fields(tenant_id, operation_id, description, extra)
-            if updated is None:
-                raise NotFound(
-                    f"Operation {operation_id} not found", code="devicecontrol/Not Found"
-                )
-            op = updated
-        if "status" in body:
-            status = ops.parse_status(body["status"])
-            reason = body.get("failureReason")
-            if reason is not None and not isinstance(reason, str):
-                raise ValidationFailed(
-                    "failureReason must be a string", code="devicecontrol/Invalid Data"
-                )
-            if status is Status.FAILED and not reason:
-                reason = "Failed by an operator"
-            [outcome] = await self._store.apply(
-                [Report(operation_id, status, reason, tenant_id=tenant_id)]
-            )
+        report = _operator_report(tenant_id, operation_id, body) if "status" in body else None
+        changed: Operation | None = None
+        if report is not None:
+            [outcome] = await self._store.apply([report])
             if outcome.move is Move.ILLEGAL:
                 assert outcome.current is not None
                 raise ValidationFailed(
-                    ops.illegal_message(operation_id, outcome.current, status),
+                    ops.illegal_message(operation_id, outcome.current, report.status),
                     code="devicecontrol/Invalid Data",
                 )
-            if outcome.operation is not None:
-                op = outcome.operation
-        self.feed.publish([op])
-        return op
+            changed = outcome.operation
+        if extra or description is not None:
+            changed = await self._store.update_fields(tenant_id, operation_id, description, extra)
+            if changed is None:
+                raise NotFound(
+                    f"Operation {operation_id} not found", code="devicecontrol/Not Found"
+                )
+        if changed is None:
+            return op  # nothing changed: nothing to announce
+        self.feed.publish([changed])
+        return changed
 
     # --- devices ----------------------------------------------------------------------
 
@@ -329,9 +322,28 @@ class Operations:
         while True:
             try:
                 await self.sweep(pending_after, executing_after)
+            except ServiceUnavailable as exc:
+                log.warning("the operation timeout sweep waits for the database: %s", exc)
             except Exception:
                 log.exception("the operation timeout sweep failed")
             await asyncio.sleep(every)
+
+
+def _unchangeable(key: str) -> ValidationFailed:
+    return ValidationFailed(
+        f"{key} of an existing operation cannot be changed", code="devicecontrol/Invalid Data"
+    )
+
+
+def _operator_report(tenant_id: str, operation_id: int, body: dict[str, Any]) -> Report:
+    """The status move an operator's PUT asks for (FAILED gets a reason if it has none)."""
+    status = ops.parse_status(body["status"])
+    reason = body.get("failureReason")
+    if reason is not None and not isinstance(reason, str):
+        raise ValidationFailed("failureReason must be a string", code="devicecontrol/Invalid Data")
+    if status is Status.FAILED and not reason:
+        reason = "Failed by an operator"
+    return Report(operation_id, status, reason, tenant_id=tenant_id)
 
 
 def _object_id(value: Any, name: str) -> int:

@@ -454,6 +454,18 @@ async def test_an_operator_pre_registers_a_device_and_the_broker_learns_it(world
         await world.devices.get_user("t1", "device_thing-1")
 
 
+async def test_the_id_may_come_before_the_device_marker(world: World) -> None:
+    """Pre-registration does not depend on the order: c8y_Serial first, c8y_IsDevice later."""
+    valve = await world.create(name="Valve 2")
+    await world.devices.add_external_id("t1", valve, "c8y_Serial", "valve-2")
+    assert world.broker.pushes == []
+    await world.devices.update_object("t1", valve, {"c8y_IsDevice": {}})
+    assert world.broker.pushes == [[control.device("valve-2", "t1", True)]]
+    assert (await world.devices.get_user("t1", "device_valve-2")).enabled
+    await world.devices.update_object("t1", valve, {"name": "Valve 2b"})
+    assert len(world.broker.pushes) == 1  # once a device, nothing more to tell
+
+
 async def test_external_id_refusals(world: World) -> None:
     mine = await world.create(name="mine", c8y_IsDevice={})
     theirs = await world.create("t2", name="theirs", c8y_IsDevice={})

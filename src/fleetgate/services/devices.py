@@ -134,6 +134,12 @@ class Devices:
         updated = await self._inventory.update(tenant_id, object_id, plain, fragments)
         if updated is None:
             raise _object_not_found(object_id)
+        if updated.is_device and not current.is_device:
+            # Made a device after it got its c8y_Serial: pre-registered now, as when the
+            # c8y_Serial comes second.
+            for ext in await self._identity.of_object(tenant_id, object_id):
+                if ext.type == DEVICE_ID_TYPE:
+                    await self._pre_register(tenant_id, object_id, ext.value)
         return updated
 
     async def _check_repository(
@@ -254,7 +260,9 @@ class Devices:
         return added
 
     async def _pre_register(self, tenant_id: str, object_id: int, device_id: str) -> None:
-        """An operator gave a device its c8y_Serial: it may now connect (with its certificate)."""
+        """A device with a c8y_Serial (given in whichever order): it may now connect with
+        its certificate from any enabled CA of the tenant, even one without
+        auto-registration."""
         found = await self._inventory.get(tenant_id, object_id)
         if found is None or not found.is_device:
             return

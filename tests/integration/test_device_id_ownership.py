@@ -317,3 +317,15 @@ async def test_operations_stay_with_the_device_not_the_id(world: World) -> None:
     [outcome] = await store.apply([Report(op_id, Status.SUCCESSFUL, serial=DEVICE)])
     assert outcome.move is None
     assert (await store.get("t1", op_id)).status is Status.PENDING  # type: ignore[union-attr]
+
+
+async def test_a_devices_user_goes_with_its_id_in_one_transaction(world: World) -> None:
+    """Whatever deletes the id (here plain SQL, as a cascade would), the user goes with it
+    and the release is recorded: no user is left whose device is gone."""
+    await hold_by_registration(world)
+    assert await world.device_user_tenants() == ["t1"]
+    await world.pool.execute("DELETE FROM managed_object WHERE tenant_id = 't1'")
+    assert await world.device_user_tenants() == []
+    assert await world.pool.fetchval("SELECT device_id FROM device_session_release") == DEVICE
+    operators = await world.pool.fetchval("SELECT count(*) FROM app_user WHERE tenant_id = 't1'")
+    assert operators == 2  # admin and devicebootstrap stay

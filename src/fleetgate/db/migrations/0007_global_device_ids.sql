@@ -36,6 +36,16 @@ BEGIN
         RAISE EXCEPTION 'new device requests for one device id in several tenants: %', clash
             USING HINT = 'delete all but one of them, then start again';
     END IF;
+    SELECT string_agg(format('%s (request in %s, device in %s)', r.id, r.tenant_id, e.tenant_id),
+                      '; ')
+      INTO clash
+      FROM new_device_request r
+      JOIN external_id e ON e.type = 'c8y_Serial' AND e.value = r.id
+                        AND e.tenant_id <> r.tenant_id;
+    IF clash IS NOT NULL THEN
+        RAISE EXCEPTION 'new device requests for device ids of another tenant: %', clash
+            USING HINT = 'delete those requests, then start again';
+    END IF;
 END
 $$;
 
@@ -55,10 +65,15 @@ CREATE TABLE device_session_release (
     released_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- The device's user (device_<id>) goes with its device id, in the same transaction,
+-- whatever deleted the id: no user is left whose device is gone.
 CREATE FUNCTION release_device_session() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO device_session_release (device_id) VALUES (OLD.value)
         ON CONFLICT (device_id) DO UPDATE SET released_at = now();
+    DELETE FROM app_user
+     WHERE tenant_id = OLD.tenant_id AND username = 'device_' || OLD.value
+       AND 'ROLE_DEVICE' = ANY (roles);
     RETURN NULL;
 END
 $$;

@@ -40,10 +40,3 @@ async def json_object(request: Request, limit: int = MAX_BODY) -> dict[str, Any]
     if not isinstance(body, dict):
         raise ValidationFailed("the request body must be a JSON object")
     return body
-
-
-def parse_object_id(raw: str) -> int:
-    """A managed object id from a path or query parameter."""
-    if not raw.isdigit() or len(raw) > 18:
-        raise ValidationFailed(f"{raw!r} is not a managed object id")
-    return int(raw)

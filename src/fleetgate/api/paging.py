@@ -4,6 +4,10 @@
 Where Cumulocity is silent: ``pageSize`` above 2000 or below 1 and ``currentPage`` below 1
 are a 422 (Cumulocity clamps silently; a clear error is kinder to scripts that would
 otherwise miss data), ``next`` is given only when the page is full.
+
+:func:`parse_page` is the one reader of these parameters: ASCII digits only, and
+``currentPage`` at most :data:`MAX_CURRENT_PAGE`, so that the row offset always fits
+PostgreSQL's bigint (``currentPage=9223372036854775807`` overflowed it: a 500).
 """
 
 from __future__ import annotations
@@ -13,11 +17,16 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Query, Request
+from pydantic import WithJsonSchema
 
 from fleetgate.domain.errors import ValidationFailed
+from fleetgate.domain.ids import is_ascii_digits
 
 DEFAULT_PAGE_SIZE = 5
 MAX_PAGE_SIZE = 2000
+#: The last page anyone can ask for: its offset, (page - 1) * MAX_PAGE_SIZE, stays far
+#: below 2^63 - 1, the largest OFFSET PostgreSQL takes.
+MAX_CURRENT_PAGE = 10**12
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,14 +70,45 @@ class Page:
         return f"{base_url}{request.url.path}?{urlencode(params)}"
 
 
-def paging(
-    page_size: Annotated[int, Query(alias="pageSize")] = DEFAULT_PAGE_SIZE,
-    current_page: Annotated[int, Query(alias="currentPage")] = 1,
-    with_total_pages: Annotated[bool, Query(alias="withTotalPages")] = False,
+def parse_page(
+    page_size: str | None, current_page: str | None, with_total_pages: str | None
 ) -> Page:
-    """FastAPI dependency reading the paging parameters."""
-    if not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise ValidationFailed(f"pageSize must be between 1 and {MAX_PAGE_SIZE}")
-    if current_page < 1:
-        raise ValidationFailed("currentPage must be 1 or more")
-    return Page(page_size, current_page, with_total_pages)
+    """The page that the raw query values ask for (None: not given), or ValidationFailed."""
+    size = _whole_number("pageSize", page_size, DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    current = _whole_number("currentPage", current_page, 1, 1, MAX_CURRENT_PAGE)
+    if with_total_pages is None or with_total_pages.lower() in ("true", "false"):
+        return Page(size, current, (with_total_pages or "").lower() == "true")
+    raise ValidationFailed(f"withTotalPages must be true or false, not {with_total_pages[:40]!r}")
+
+
+def _whole_number(name: str, raw: str | None, default: int, low: int, high: int) -> int:
+    if raw is None:
+        return default
+    digits = raw.lstrip("0") or "0"
+    if not is_ascii_digits(raw) or len(digits) > len(str(high)) or not low <= int(digits) <= high:
+        raise ValidationFailed(f"{name} must be a whole number from {low} to {high}")
+    return int(digits)
+
+
+def _shown_as(schema: dict[str, Any]) -> Any:
+    # Read as text and parsed by parse_page; the OpenAPI schema says what is accepted.
+    return WithJsonSchema(schema)
+
+
+def paging(
+    page_size: Annotated[
+        str | None,
+        _shown_as({"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}),
+        Query(alias="pageSize"),
+    ] = None,
+    current_page: Annotated[
+        str | None,
+        _shown_as({"type": "integer", "minimum": 1, "maximum": MAX_CURRENT_PAGE}),
+        Query(alias="currentPage"),
+    ] = None,
+    with_total_pages: Annotated[
+        str | None, _shown_as({"type": "boolean"}), Query(alias="withTotalPages")
+    ] = None,
+) -> Page:
+    """FastAPI dependency reading the paging parameters (see :func:`parse_page`)."""
+    return parse_page(page_size, current_page, with_total_pages)

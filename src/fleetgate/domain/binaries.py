@@ -16,13 +16,14 @@ from urllib.parse import urlsplit
 
 from fleetgate.domain.devices import split_managed_object_body
 from fleetgate.domain.errors import ValidationFailed
+from fleetgate.domain.ids import parse_id
 
 IS_BINARY = "c8y_IsBinary"
 #: Fragments that describe the stored file: set by the server, read-only for clients.
 FILE_FRAGMENTS = frozenset({IS_BINARY, "contentType", "length"})
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
-_BINARY_PATH = re.compile(r"/inventory/binaries/([0-9]{1,18})/?", re.ASCII)
+_BINARY_PATH = re.compile(r"/inventory/binaries/([0-9]+)/?", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +114,12 @@ def binary_id_of_url(url: str) -> int | None:
     except ValueError:
         return None
     found = _BINARY_PATH.fullmatch(path)
-    return int(found.group(1)) if found else None
+    if found is None:
+        return None
+    try:
+        return parse_id(found.group(1), "binary")
+    except ValidationFailed:
+        return None
 
 
 def check_not_binary_fields(fragments: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 
 from fleetgate.api import media
 from fleetgate.api.auth import context, require
-from fleetgate.api.bodies import MAX_BODY, parse_object_id
+from fleetgate.api.bodies import MAX_BODY
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.routes.inventory import id_list, object_body, object_page
 from fleetgate.domain.binaries import (
@@ -27,6 +27,7 @@ from fleetgate.domain.binaries import (
 )
 from fleetgate.domain.devices import ManagedObject
 from fleetgate.domain.errors import TooLarge, ValidationFailed
+from fleetgate.domain.ids import parse_id
 from fleetgate.domain.inventory import ObjectFilter
 from fleetgate.domain.users import Principal, Role
 from fleetgate.files.http import file_response
@@ -146,7 +147,7 @@ async def download_binary(
     request: Request, binary_id: str, principal: Annotated[Principal, Depends(_READ)]
 ) -> Response:
     service = binaries(request)
-    object_id = parse_object_id(binary_id)
+    object_id = parse_id(binary_id, "binary")
     found = await service.file_of(principal.tenant.id, object_id)
     if found is None:
         raise binary_not_found(object_id)
@@ -160,7 +161,7 @@ async def replace_binary(
     """New content: the raw body, its Content-Type the binary's new content type (a
     ``multipart/form-data`` body's ``file`` part is accepted too)."""
     service = binaries(request)
-    object_id = parse_object_id(binary_id)
+    object_id = parse_id(binary_id, "binary")
     _check_declared_size(request, service.max_size)
     content_type = request.headers.get("content-type") or DEFAULT_CONTENT_TYPE
     boundary = boundary_of(content_type)
@@ -191,5 +192,5 @@ async def _replace_from_form(
 async def delete_binary(
     request: Request, binary_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> Response:
-    await binaries(request).delete(principal.tenant.id, parse_object_id(binary_id))
+    await binaries(request).delete(principal.tenant.id, parse_id(binary_id, "binary"))
     return Response(status_code=204)

@@ -12,10 +12,10 @@ from fastapi.responses import JSONResponse, Response
 
 from fleetgate.api import media
 from fleetgate.api.auth import context, require
-from fleetgate.api.bodies import parse_object_id
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.routes.operations import iso_time, optional_id, query_time
 from fleetgate.domain.dead_letters import DeadLetterFilter, StoredDeadLetter
+from fleetgate.domain.ids import parse_id
 from fleetgate.domain.users import Principal, Role
 from fleetgate.services.dead_letters import DeadLetters
 
@@ -101,7 +101,7 @@ async def get_dead_letter(
     request: Request, letter_id: str, principal: Annotated[Principal, Depends(_READ)]
 ) -> JSONResponse:
     """One dead letter with its kept payload (``payloadBase64``)."""
-    found = await dead_letters(request).get(principal.tenant, parse_object_id(letter_id))
+    found = await dead_letters(request).get(principal.tenant, parse_id(letter_id, "dead letter"))
     body = dead_letter_body(found, context(request).base_url, with_payload=True)
     return media.c8y_json(body, media.DEAD_LETTER)
 
@@ -110,7 +110,7 @@ async def get_dead_letter(
 async def delete_dead_letter(
     request: Request, letter_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> Response:
-    await dead_letters(request).delete_one(principal.tenant, parse_object_id(letter_id))
+    await dead_letters(request).delete_one(principal.tenant, parse_id(letter_id, "dead letter"))
     return Response(status_code=204)
 
 

@@ -13,10 +13,10 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from fleetgate.api.bodies import parse_object_id
 from fleetgate.api.routes.binaries import binaries, send_file
 from fleetgate.domain import signing
 from fleetgate.domain.errors import AccessDenied, NotFound
+from fleetgate.domain.ids import parse_id
 
 router = APIRouter()
 
@@ -35,14 +35,12 @@ async def download_file(
     expires: str | None = None,
     signature: str | None = None,
 ) -> Response:
-    if device is None or signature is None or expires is None or not expires.isdigit():
-        raise _denied()
     secret: bytes = request.app.state.url_secret
     path = signing.download_path(binary_id)
-    if not signing.verify(secret, "GET", path, device, int(expires), signature, now=time.time()):
+    if not signing.verify(secret, "GET", path, device, expires, signature, now=time.time()):
         raise _denied()
     service = binaries(request)
-    found = await service.file_by_id(parse_object_id(binary_id))
+    found = await service.file_by_id(parse_id(binary_id, "binary"))
     if found is None:
         raise NotFound(f"Binary {binary_id} not found: it was deleted", code="inventory/Not Found")
     return send_file(request, service, found)

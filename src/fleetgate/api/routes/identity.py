@@ -9,9 +9,10 @@ from fastapi.responses import JSONResponse, Response
 
 from fleetgate.api import media
 from fleetgate.api.auth import context, require
-from fleetgate.api.bodies import json_object, parse_object_id
+from fleetgate.api.bodies import json_object
 from fleetgate.api.routes.inventory import devices
 from fleetgate.domain.errors import ValidationFailed
+from fleetgate.domain.ids import parse_id
 from fleetgate.domain.inventory import ExternalId
 from fleetgate.domain.users import Principal, Role
 
@@ -53,7 +54,7 @@ async def delete_external_id(
 async def external_ids_of(
     request: Request, object_id: str, principal: Annotated[Principal, Depends(_READ)]
 ) -> JSONResponse:
-    found = await devices(request).external_ids_of(principal.tenant.id, parse_object_id(object_id))
+    found = await devices(request).external_ids_of(principal.tenant.id, parse_id(object_id))
     base = context(request).base_url
     body = {
         "self": f"{base}/identity/globalIds/{object_id}/externalIds",
@@ -71,7 +72,7 @@ async def add_external_id(
     if not isinstance(type_, str) or not isinstance(value, str):
         raise ValidationFailed("type and externalId must be strings")
     added = await devices(request).add_external_id(
-        principal.tenant.id, parse_object_id(object_id), type_, value
+        principal.tenant.id, parse_id(object_id), type_, value
     )
     return media.c8y_json(
         external_id_body(added, context(request).base_url), media.EXTERNAL_ID, 201

@@ -10,10 +10,11 @@ from fastapi.responses import JSONResponse, Response
 
 from fleetgate.api import media
 from fleetgate.api.auth import context, require
-from fleetgate.api.bodies import json_object, parse_object_id
+from fleetgate.api.bodies import json_object
 from fleetgate.api.paging import Page, paging
 from fleetgate.domain.devices import ManagedObject
 from fleetgate.domain.errors import ValidationFailed
+from fleetgate.domain.ids import parse_id
 from fleetgate.domain.inventory import PARENT_KINDS, ObjectFilter, Reference
 from fleetgate.domain.users import Principal, Role
 from fleetgate.services.devices import Devices
@@ -107,7 +108,7 @@ async def list_objects(
 
 def id_list(ids: str | None) -> tuple[int, ...] | None:
     """The ``ids`` query parameter: comma-separated managed object ids."""
-    return tuple(parse_object_id(i) for i in ids.split(",") if i) if ids else None
+    return tuple(parse_id(i) for i in ids.split(",") if i) if ids else None
 
 
 async def object_page(
@@ -140,7 +141,7 @@ async def get_object(
     request: Request, object_id: str, principal: Annotated[Principal, Depends(_READ)]
 ) -> JSONResponse:
     service = devices(request)
-    found = await service.get_object(principal.tenant.id, parse_object_id(object_id))
+    found = await service.get_object(principal.tenant.id, parse_id(object_id))
     references = await service.references_of(principal.tenant.id, found.id)
     return media.c8y_json(
         object_body(found, context(request).base_url, references), media.MANAGED_OBJECT
@@ -152,9 +153,7 @@ async def update_object(
     request: Request, object_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:
     body = await json_object(request)
-    updated = await devices(request).update_object(
-        principal.tenant.id, parse_object_id(object_id), body
-    )
+    updated = await devices(request).update_object(principal.tenant.id, parse_id(object_id), body)
     return media.c8y_json(object_body(updated, context(request).base_url), media.MANAGED_OBJECT)
 
 
@@ -168,7 +167,7 @@ async def delete_object(
     """``forceCascade=true`` deletes the whole hierarchy below the object too (child
     additions, assets and devices), as Cumulocity does: a firmware with its versions."""
     await devices(request).delete_object(
-        principal.tenant.id, parse_object_id(object_id), cascade=force_cascade
+        principal.tenant.id, parse_id(object_id), cascade=force_cascade
     )
     return Response(status_code=204)
 
@@ -185,7 +184,7 @@ async def list_child_additions(
     principal: Annotated[Principal, Depends(_READ)],
     page: Annotated[Page, Depends(paging)],
 ) -> JSONResponse:
-    parent_id = parse_object_id(object_id)
+    parent_id = parse_id(object_id)
     children, total = await devices(request).child_additions(
         principal.tenant.id, parent_id, page.offset, page.size, count=page.with_total_pages
     )
@@ -201,11 +200,11 @@ async def add_child_addition(
 ) -> JSONResponse:
     """A reference ``{"managedObject": {"id": …}}`` attaches an existing object; a managed
     object (Content-Type ``managedObject+json``) is created and attached at once."""
-    parent_id = parse_object_id(object_id)
+    parent_id = parse_id(object_id)
     body = await json_object(request)
     service = devices(request)
     if _is_reference(request, body):
-        child_id = parse_object_id(str(body["managedObject"].get("id", "")))
+        child_id = parse_id(body["managedObject"].get("id"))
         child = await service.add_child_addition(principal.tenant.id, parent_id, child_id)
     else:
         child = await service.create_child_addition(principal.tenant.id, parent_id, body)
@@ -238,9 +237,9 @@ async def get_child_addition(
     child_id: str,
     principal: Annotated[Principal, Depends(_READ)],
 ) -> JSONResponse:
-    parent_id = parse_object_id(object_id)
+    parent_id = parse_id(object_id)
     child = await devices(request).child_addition(
-        principal.tenant.id, parent_id, parse_object_id(child_id)
+        principal.tenant.id, parent_id, parse_id(child_id)
     )
     base = context(request).base_url
     return media.c8y_json(
@@ -257,6 +256,6 @@ async def remove_child_addition(
 ) -> Response:
     """Only the reference goes; the child object stays (delete it on its own)."""
     await devices(request).remove_child_addition(
-        principal.tenant.id, parse_object_id(object_id), parse_object_id(child_id)
+        principal.tenant.id, parse_id(object_id), parse_id(child_id)
     )
     return Response(status_code=204)

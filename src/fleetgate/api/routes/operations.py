@@ -16,10 +16,11 @@ from starlette.types import Receive, Scope, Send
 
 from fleetgate.api import media
 from fleetgate.api.auth import context, require
-from fleetgate.api.bodies import json_object, parse_object_id
+from fleetgate.api.bodies import json_object
 from fleetgate.api.paging import Page, paging
 from fleetgate.domain import signing
 from fleetgate.domain.errors import AccessDenied, ValidationFailed
+from fleetgate.domain.ids import parse_id
 from fleetgate.domain.operations import Operation, OperationFilter, Status, parse_status
 from fleetgate.domain.users import Principal, Role
 from fleetgate.services.operations import FeedFilter, FeedOverflow, Operations
@@ -84,8 +85,9 @@ def query_time(value: str | None, name: str) -> datetime | None:
     return parsed
 
 
-def optional_id(value: str | None) -> int | None:
-    return parse_object_id(value) if value is not None else None
+def optional_id(value: str | None, what: str = "managed object") -> int | None:
+    """An id from a query parameter (:func:`fleetgate.domain.ids.parse_id`), if given."""
+    return parse_id(value, what) if value is not None else None
 
 
 @router.get("/devicecontrol/operations")
@@ -102,10 +104,10 @@ async def list_operations(
     revert: bool = False,
 ) -> JSONResponse:
     flt = OperationFilter(
-        device_id=optional_id(device_id),
+        device_id=optional_id(device_id, "device"),
         statuses=_statuses(status or []),
         fragment_type=fragment_type,
-        bulk_operation_id=optional_id(bulk_operation_id),
+        bulk_operation_id=optional_id(bulk_operation_id, "bulk operation"),
         date_from=query_time(date_from, "dateFrom"),
         date_to=query_time(date_to, "dateTo"),
     )
@@ -129,6 +131,8 @@ async def create_operation(
     request: Request, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:
     body = await json_object(request)
+    if body.get("deviceId") is not None:
+        parse_id(body["deviceId"], "device")  # checked here: the service takes it as given
     created = await operations(request).create(principal.tenant.id, body)
     return media.c8y_json(operation_body(created, context(request).base_url), media.OPERATION, 201)
 
@@ -146,8 +150,8 @@ async def stream_operations(
     are not at hand any more, ``event: reset`` (reload the list)."""
     flt = FeedFilter(
         principal.tenant.id,
-        device_id=optional_id(device_id),
-        bulk_operation_id=optional_id(bulk_operation_id),
+        device_id=optional_id(device_id, "device"),
+        bulk_operation_id=optional_id(bulk_operation_id, "bulk operation"),
         statuses=frozenset(_statuses(status or [])),
     )
     feed = operations(request).feed
@@ -239,7 +243,7 @@ class _EventStream(StreamingResponse):
 async def get_operation(
     request: Request, operation_id: str, principal: Annotated[Principal, Depends(_READ)]
 ) -> JSONResponse:
-    op = await operations(request).get(principal.tenant.id, parse_object_id(operation_id))
+    op = await operations(request).get(principal.tenant.id, parse_id(operation_id, "operation"))
     return media.c8y_json(operation_body(op, context(request).base_url), media.OPERATION)
 
 
@@ -248,28 +252,35 @@ async def update_operation(
     request: Request, operation_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:
     body = await json_object(request)
-    op = await operations(request).update(principal.tenant.id, parse_object_id(operation_id), body)
+    op = await operations(request).update(
+        principal.tenant.id, parse_id(operation_id, "operation"), body
+    )
     return media.c8y_json(operation_body(op, context(request).base_url), media.OPERATION)
 
 
 @router.put("/files/snapshots/{operation_id}", status_code=201)
 async def upload_snapshot(
-    request: Request, operation_id: str, device: str, expires: int, signature: str
+    request: Request,
+    operation_id: str,
+    device: str | None = None,
+    expires: str | None = None,
+    signature: str | None = None,
 ) -> JSONResponse:
     """A device's configuration snapshot for its c8y_UploadConfigFile operation.
 
-    Authorised by the signed URL of the command, not by credentials.
+    Authorised by the signed URL of the command, not by credentials: the signature is
+    checked over the path as sent, before anything in it is trusted.
     """
-    op_id = parse_object_id(operation_id)
     secret: bytes = request.app.state.url_secret
-    if not signing.verify(
-        secret, "PUT", signing.snapshot_path(op_id), device, expires, signature, now=time.time()
+    path = signing.snapshot_path(operation_id)
+    if device is None or not signing.verify(
+        secret, "PUT", path, device, expires, signature, now=time.time()
     ):
         raise AccessDenied(
             "The upload URL is invalid or has expired; ask for the operation again (op/sync)"
         )
     content_type = request.headers.get("content-type") or "application/octet-stream"
     binary = await operations(request).upload_snapshot(
-        op_id, device, content_type, request.stream()
+        parse_id(operation_id, "operation"), device, content_type, request.stream()
     )
     return JSONResponse({"id": str(binary.id)}, status_code=201)

@@ -1,0 +1,151 @@
+"""Bad requests against the whole API on the real PostgreSQL: each one a 4xx with
+Cumulocity's error body, never a 500, and nothing written. The repros of issue 9 first."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from whole_api import ADMIN, WholeApi, whole_api
+
+pytestmark = pytest.mark.integration
+
+ERROR_MEDIA = "application/vnd.com.nsn.cumulocity.error+json"
+
+
+@pytest.fixture
+async def api(pool: asyncpg.Pool, scratch_dir: Path) -> AsyncIterator[WholeApi]:
+    async with whole_api(pool, scratch_dir / "files") as whole:
+        yield whole
+
+
+def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(ERROR_MEDIA)
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"error", "message", "info"}
+    if code is not None:
+        assert body["error"] == code
+    return body
+
+
+async def rows(pool: asyncpg.Pool) -> dict[str, int]:
+    """How many rows each table of the operator's data holds."""
+    counts = {}
+    for table in ("managed_object", "external_id", "operation", "trusted_certificate"):
+        counts[table] = int(await pool.fetchval(f"SELECT count(*) FROM {table}"))  # noqa: S608
+    counts["app_user"] = int(await pool.fetchval("SELECT count(*) FROM app_user"))
+    return counts
+
+
+# --- ids: ASCII digits, 1 to 2^63-1 -----------------------------------------------------
+
+BAD_IDS = ["%C2%B3", "%D9%A3", "%EF%BC%91", "0", "-1", "1.0", "9223372036854775808", "1e3"]
+ID_PATHS = [
+    "/inventory/managedObjects/{id}",
+    "/inventory/managedObjects/{id}/childAdditions",
+    "/inventory/managedObjects/1/childAdditions/{id}",
+    "/inventory/binaries/{id}",
+    "/devicecontrol/operations/{id}",
+    "/identity/globalIds/{id}/externalIds",
+]
+
+
+@pytest.mark.parametrize("path", ID_PATHS)
+async def test_an_id_that_is_not_ascii_digits_in_range_is_a_422(api: WholeApi, path: str) -> None:
+    for bad in BAD_IDS:
+        response = await api.client.get(path.format(id=bad), auth=ADMIN)
+        body = assert_error(response, 422, "general/validationError")
+        assert "id" in body["message"]
+
+
+async def test_ids_in_query_parameters_and_bodies_use_the_same_parser(api: WholeApi) -> None:
+    before = await rows(api.pool)
+    for url in (
+        "/inventory/managedObjects?ids=1,%C2%B3",
+        "/inventory/binaries?ids=9223372036854775808",
+        "/devicecontrol/operations?deviceId=%C2%B3",
+        "/devicecontrol/operations?bulkOperationId=0",
+    ):
+        assert_error(await api.client.get(url, auth=ADMIN), 422)
+    for device_id in ("\u00b3", "99999999999999999999", 0, True, 1.5):
+        response = await api.client.post(
+            "/devicecontrol/operations",
+            json={"deviceId": device_id, "c8y_Restart": {}},
+            auth=ADMIN,
+        )
+        assert_error(response, 422)
+    parent = await api.client.post("/inventory/managedObjects", json={"name": "p"}, auth=ADMIN)
+    response = await api.client.post(
+        f"/inventory/managedObjects/{parent.json()['id']}/childAdditions",
+        json={"managedObject": {"id": "\u00b3"}},
+        auth=ADMIN,
+    )
+    assert_error(response, 422)
+    after = await rows(api.pool)
+    assert after == {**before, "managed_object": before["managed_object"] + 1}
+
+
+# --- paging: currentPage bounded so that the offset fits a bigint -----------------------
+
+COLLECTIONS = [
+    "/inventory/managedObjects",
+    "/inventory/binaries",
+    "/inventory/managedObjects/{parent}/childAdditions",
+    "/devicecontrol/operations",
+    "/devicecontrol/newDeviceRequests",
+    "/user/t1/users",
+    "/tenant/tenants/t1/trusted-certificates",
+]
+
+
+async def test_every_collection_refuses_pages_past_the_last_possible_one(api: WholeApi) -> None:
+    parent = await api.client.post("/inventory/managedObjects", json={"name": "p"}, auth=ADMIN)
+    parent_id = parent.json()["id"]
+    for path in COLLECTIONS:
+        url = path.format(parent=parent_id)
+        for query in (
+            "currentPage=9223372036854775807",
+            "currentPage=1000000000001",
+            "currentPage=%C2%B3",
+            "pageSize=%C2%B3",
+            "pageSize=99999999999999999999999",
+            "withTotalPages=maybe",
+        ):
+            response = await api.client.get(f"{url}?{query}", auth=ADMIN)
+            assert_error(response, 422, "general/validationError")
+        last = await api.client.get(f"{url}?currentPage=1000000000000&pageSize=2000", auth=ADMIN)
+        assert last.status_code == 200, (url, last.text)
+
+
+# --- signed URLs: anyone can send them ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "device=d&expires=99999999999&signature=%C3%A9",
+        "device=d&expires=99999999999&signature=" + "%C3%A9" * 64,
+        "device=d&expires=%D9%A3&signature=" + "ab" * 32,
+        "device=d&expires=99999999999999999999999999&signature=" + "ab" * 32,
+        "device=d&expires=1&signature=" + "ab" * 32,
+        "device=%00&expires=99999999999&signature=" + "ab" * 32,
+        "expires=99999999999&signature=" + "ab" * 32,
+        "",
+    ],
+)
+async def test_a_malformed_signed_url_is_a_403_for_downloads_and_uploads(
+    api: WholeApi, query: str
+) -> None:
+    before = await rows(api.pool)
+    for path in ("/files/1", "/files/%C2%B3", "/files/9223372036854775808"):
+        assert_error(await api.client.get(f"{path}?{query}"), 403, "security/Forbidden")
+    for path in ("/files/snapshots/1", "/files/snapshots/%C2%B3"):
+        response = await api.client.put(f"{path}?{query}", content=b"snapshot")
+        assert_error(response, 403, "security/Forbidden")
+    assert await rows(api.pool) == before

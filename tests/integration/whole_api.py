@@ -1,0 +1,105 @@
+"""The REST API with every service on it, as the composition root wires it, on a real
+PostgreSQL; only the broker and the device link are recording fakes. For tests that
+walk the whole API (bad-input corpora, the schemathesis run)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+from fastapi import FastAPI
+
+from fleetgate.db.binaries import PgBinaries
+from fleetgate.db.bootstrap import PgRequests
+from fleetgate.db.bulk import PgBulkCredentials
+from fleetgate.db.devices import PgDevices
+from fleetgate.db.inventory import PgIdentity, PgInventory
+from fleetgate.db.operations import PgOperations
+from fleetgate.db.trust import PgTrustStore
+from fleetgate.db.users import PgUsers
+from fleetgate.files.store import FileStore
+from fleetgate.services.binaries import Binaries
+from fleetgate.services.bootstrap import Bootstrap
+from fleetgate.services.bulk import BulkCredentials, BulkLimits
+from fleetgate.services.devices import Devices
+from fleetgate.services.operations import FileSigning, OperationFeed, Operations
+from fleetgate.services.trust import TrustedCertificates
+
+from conftest import TEST_BASE_URL, api_client, seed_tenants
+from fakes import RecordingBroker, RecordingPublisher
+
+TENANT = "t1"
+ADMIN = (f"{TENANT}/admin", "admin-pw")
+URL_SECRET = b"u" * 32
+
+
+class RecordingTrustChanges:
+    """A :class:`fleetgate.services.ports.BrokerChanges` that counts the calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def trust_changed(self, tenant_id: str) -> None:
+        self.calls.append(tenant_id)
+
+
+@dataclass
+class Fakes:
+    """What the services told the outside world."""
+
+    broker: RecordingBroker
+    trust_changes: RecordingTrustChanges
+    link: RecordingPublisher
+
+
+@dataclass
+class WholeApi:
+    app: FastAPI
+    client: httpx.AsyncClient
+    pool: asyncpg.Pool
+    fakes: Fakes
+
+
+def wire(app: FastAPI, pool: asyncpg.Pool, files: Path, base_url: str = TEST_BASE_URL) -> Fakes:
+    """Put every service on ``app.state`` as ``fleetgate.app.run_service`` does."""
+    broker = RecordingBroker()
+    trust_changes = RecordingTrustChanges()
+    link = RecordingPublisher()
+    inventory = PgInventory(pool)
+    binaries = Binaries(PgBinaries(pool), FileStore(files))
+    app.state.devices = Devices(
+        inventory,
+        PgIdentity(pool),
+        PgUsers(pool),
+        PgDevices(pool),
+        broker,
+        files_released=binaries.release,
+    )
+    app.state.trust = TrustedCertificates(PgTrustStore(pool), trust_changes)
+    app.state.bootstrap = Bootstrap(PgRequests(pool), broker)
+    app.state.bulk = BulkCredentials(
+        PgBulkCredentials(pool), broker, limits=BulkLimits(batch_rows=4)
+    )
+    app.state.binaries = binaries
+    app.state.operations = Operations(
+        PgOperations(pool, base_url),
+        inventory,
+        binaries,
+        link,
+        FileSigning(URL_SECRET, base_url, 600),
+        OperationFeed(),
+    )
+    app.state.url_secret = URL_SECRET
+    return Fakes(broker, trust_changes, link)
+
+
+@contextlib.asynccontextmanager
+async def whole_api(pool: asyncpg.Pool, files: Path) -> AsyncIterator[WholeApi]:
+    """The whole API on ``pool`` (tenant ``t1`` seeded) and an in-process client."""
+    await seed_tenants(pool, TENANT)
+    async with api_client(pool) as (app, client):
+        yield WholeApi(app, client, pool, wire(app, pool, files))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from fleetgate.api import errors
 from fleetgate.api.auth import ApiContext
+from fleetgate.api.params import storable_parameters
 from fleetgate.api.routes import (
     binaries,
     bulk_credentials,
@@ -28,6 +29,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         description="Device management REST API, following Cumulocity's where it overlaps.",
         docs_url=None,
         redoc_url=None,
+        dependencies=[Depends(storable_parameters)],
     )
     app.state.context = ctx
     errors.install(app)

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from fleetgate.domain.devices import split_managed_object_body
 from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.ids import parse_id
+from fleetgate.domain.text import unstorable
 
 IS_BINARY = "c8y_IsBinary"
 #: Fragments that describe the stored file: set by the server, read-only for clients.
@@ -84,6 +85,9 @@ def upload_metadata(
     ``contentType`` and ``length`` are the server's to set; other fragments are kept.
     """
     plain, fragments = split_managed_object_body(obj)
+    # The part's headers come from the multipart body itself: checked like any request text.
+    filename = storable("the file part's file name", filename)
+    part_content_type = storable("the file part's Content-Type", part_content_type)
     declared = fragments.get("contentType")
     if declared is not None and not isinstance(declared, str):
         raise ValidationFailed("contentType must be a string")
@@ -99,6 +103,14 @@ def upload_metadata(
         raise ValidationFailed("a binary needs a name: give object.name or a file name")
     extra = {k: v for k, v in fragments.items() if k not in FILE_FRAGMENTS}
     return UploadMetadata(name, type_ or content_type, content_type, plain.get("owner"), extra)
+
+
+def storable(what: str, value: str | None) -> str | None:
+    """``value`` unless it cannot be stored (ValidationFailed naming ``what``)."""
+    problem = unstorable(value) if value is not None else None
+    if problem is not None:
+        raise ValidationFailed(f"{what} {problem}")
+    return value
 
 
 def file_fragments(content_type: str, length: int) -> dict[str, Any]:

@@ -69,6 +69,23 @@ def device_id_taken(device_id: str) -> Conflict:
     )
 
 
+#: Longest external id type and value (characters), as the external_id table holds them.
+MAX_EXTERNAL_ID = 1000
+
+
+def check_external_id(type: object, value: object) -> tuple[str, str]:
+    """(type, externalId) of a new external id: strings of 1 to 1,000 characters; a
+    ``c8y_Serial`` is a device id too (:func:`check_device_id`)."""
+    if not isinstance(type, str) or not isinstance(value, str):
+        raise ValidationFailed("type and externalId must be strings")
+    for name, text in (("type", type), ("externalId", value)):
+        if not 1 <= len(text) <= MAX_EXTERNAL_ID:
+            raise ValidationFailed(f"{name} must have 1 to {MAX_EXTERNAL_ID} characters")
+    if type == DEVICE_ID_TYPE:
+        check_device_id(value)
+    return type, value
+
+
 def device_username(device_id: str) -> str:
     return f"{DEVICE_USER_PREFIX}{device_id}"
 

@@ -102,7 +102,7 @@ def parse_basic_authorization(header: str | None) -> Login:
     except (binascii.Error, UnicodeDecodeError):
         raise AuthenticationFailed("Malformed Basic authorization header") from None
     login, sep, password = decoded.partition(":")
-    if not sep:
+    if not sep or "\x00" in login:  # a tenant or user name with NUL cannot be looked up
         raise AuthenticationFailed("Malformed Basic authorization header")
     tenant_id, slash, username = login.partition("/")
     if not slash or not tenant_id or not username:

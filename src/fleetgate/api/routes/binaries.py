@@ -7,7 +7,6 @@ spooling, no buffering), whether the ``object`` part comes before or after it.
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -15,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 
 from fleetgate.api import media
 from fleetgate.api.auth import context, require
-from fleetgate.api.bodies import MAX_BODY
+from fleetgate.api.bodies import MAX_BODY, parse_json
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.routes.inventory import id_list, object_body, object_page
 from fleetgate.domain.binaries import (
@@ -23,6 +22,7 @@ from fleetgate.domain.binaries import (
     IS_BINARY,
     BinaryFile,
     StagedFile,
+    storable,
     upload_metadata,
 )
 from fleetgate.domain.devices import ManagedObject
@@ -55,9 +55,10 @@ def _check_declared_size(request: Request, limit: int) -> None:
 
 def _object_part(raw: bytes) -> dict[str, Any]:
     try:
-        value = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise ValidationFailed("the part object is not JSON (UTF-8)") from None
+        value = parse_json(raw, "the part object")
+    except HTTPException as exc:
+        # The body as a whole was fine; this part of it is the request's mistake.
+        raise ValidationFailed(str(exc.detail)) from None
     if not isinstance(value, dict):
         raise ValidationFailed("the part object must be a JSON object")
     return value
@@ -164,6 +165,7 @@ async def replace_binary(
     object_id = parse_id(binary_id, "binary")
     _check_declared_size(request, service.max_size)
     content_type = request.headers.get("content-type") or DEFAULT_CONTENT_TYPE
+    storable("the Content-Type", content_type)
     boundary = boundary_of(content_type)
     if boundary is None:
         replaced = await service.replace(
@@ -184,6 +186,7 @@ async def _replace_from_form(
     async for part in form.parts():
         if part.name == "file":
             content_type = part.headers.content_type or DEFAULT_CONTENT_TYPE
+            storable("the file part's Content-Type", content_type)
             return await service.replace(tenant_id, binary_id, content_type, part.chunks())
     raise ValidationFailed("the multipart body has no part named file")
 

@@ -11,7 +11,7 @@ from fleetgate.api import media
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
 from fleetgate.api.routes.inventory import devices
-from fleetgate.domain.errors import ValidationFailed
+from fleetgate.domain.devices import check_external_id
 from fleetgate.domain.ids import parse_id
 from fleetgate.domain.inventory import ExternalId
 from fleetgate.domain.users import Principal, Role
@@ -68,9 +68,7 @@ async def add_external_id(
     request: Request, object_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:
     body = await json_object(request)
-    type_, value = body.get("type"), body.get("externalId")
-    if not isinstance(type_, str) or not isinstance(value, str):
-        raise ValidationFailed("type and externalId must be strings")
+    type_, value = check_external_id(body.get("type"), body.get("externalId"))
     added = await devices(request).add_external_id(
         principal.tenant.id, parse_id(object_id), type_, value
     )

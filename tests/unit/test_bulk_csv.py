@@ -150,3 +150,49 @@ def test_device_values_merge_into_an_existing_device() -> None:
     assert fragments["c8y_Mobile"] == {"imei": "1", "iccid": "89"}
     assert fragments["c8y_SupportedOperations"] == ["c8y_Restart", "c8y_Command"]
     assert device_values(row, None)[:2] == ("d", "c8y_MQTTDevice")
+
+
+@pytest.mark.parametrize("before", ["\n", "\r\n", "\n\n\n", "   \n", "\t\n\r\n", "\ufeff\n"])
+def test_blank_lines_before_the_header_are_skipped_too(before: str) -> None:
+    # Issue 9: a file whose first line was blank was called empty (422).
+    data = (before + "ID;CREDENTIALS\na;abcd1234\n").encode()
+    bulk = BulkFile(io.BytesIO(data), management=False)
+    assert bulk.header.positions == (Column.ID, Column.CREDENTIALS)
+    [row] = list(bulk)
+    assert isinstance(row, DeviceRow)
+    assert row.line == before.count("\n") + 2
+
+
+@pytest.mark.parametrize("content", ["", "\n", "\r\n\r\n", "  \n\t\n", "\ufeff"])
+def test_a_file_of_blank_lines_is_empty(content: str) -> None:
+    with pytest.raises(ValidationFailed, match="empty"):
+        BulkFile(io.BytesIO(content.encode()), management=False)
+
+
+@pytest.mark.parametrize(
+    ("line", "reason", "device_id"),
+    [
+        ("d\x00;abcd1234;t;n;;;;", "ID holds a NUL character", None),
+        ("d;abcd1234;t\x00;n;;;;", "TYPE holds a NUL character", "d"),
+        ("d;abcd1234;t;n\x00;;;;", "NAME holds a NUL character", "d"),
+        ("d;abcd1234;t;n;\x00;;;", "ICCID holds a NUL character", "d"),
+        ("d;abcd1234;t;n;;c8y_\x00;;", "IDTYPE holds a NUL character", "d"),
+        ("d;abcd1234;t;n;;;a/\x00/b;", "PATH holds a NUL character", "d"),
+        ("d;abcd\x001234;t;n;;;;", "the password may only hold", "d"),
+    ],
+)
+def test_a_nul_fails_its_row_with_the_column_named(
+    line: str, reason: str, device_id: str | None
+) -> None:
+    # Issue 9: the database refused the row ("invalid byte sequence …") and said so.
+    [row] = rows("ID;CREDENTIALS;TYPE;NAME;ICCID;IDTYPE;PATH;SHELL\n" + line + "\n")
+    assert isinstance(row, RowFailure)
+    assert reason in row.reason
+    assert row.device_id == device_id
+    assert "abcd" not in row.text
+
+
+def test_a_nul_in_the_tenant_column_fails_its_row() -> None:
+    [row] = rows("ID,CREDENTIALS,TENANT\nd,abcd1234,t1\x00\n", management=True)
+    assert isinstance(row, RowFailure)
+    assert "TENANT holds a NUL character" in row.reason

@@ -27,8 +27,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import IO, Any
 
-from fleetgate.domain.devices import DEFAULT_DEVICE_TYPE, DEVICE_ID_TYPE, check_device_id
+from fleetgate.domain.devices import (
+    DEFAULT_DEVICE_TYPE,
+    DEVICE_ID_TYPE,
+    check_device_id,
+)
 from fleetgate.domain.errors import ValidationFailed
+from fleetgate.domain.text import unstorable
 
 #: Separators in order of preference when the header line holds several.
 SEPARATORS = ("\t", ";", ",")
@@ -137,7 +142,9 @@ def parse_header(line: str, *, management: bool) -> Header:
     """Understand the header line, or :class:`ValidationFailed` naming what is wrong."""
     line = line.removeprefix(_BOM).rstrip("\r\n")
     if not line.strip():
-        raise ValidationFailed("the file is empty: the first line must name the columns")
+        raise ValidationFailed(
+            "the file is empty: it has no line naming the columns (blank lines are skipped)"
+        )
     if _has_surrogates(line):
         raise ValidationFailed("the header line is not valid UTF-8")
     separator = detect_separator(line)
@@ -213,6 +220,11 @@ def read_row(header: Header, values: list[str], line: int) -> DeviceRow | RowFai
     device_id = get[Column.ID]
     if any(_has_surrogates(v) for v in values):
         return RowFailure(line, "the row is not valid UTF-8", text, None)
+    for column, value in get.items():
+        problem = unstorable(value) if column is not Column.CREDENTIALS else None
+        if problem is not None:
+            shown = device_id if column is not Column.ID else None
+            return RowFailure(line, f"{column.value} {problem}", text, shown)
     reason = _device_id_problem(device_id)
     if reason is not None:
         return RowFailure(line, reason, text, device_id or None)
@@ -311,7 +323,9 @@ class BulkFile:
 
     def __init__(self, stream: IO[bytes], *, management: bool) -> None:
         self._lines = _Lines(stream)
-        first = next(iter(self._lines), "")
+        # The header is the first line that is not blank: blank lines before it are
+        # skipped like blank lines anywhere else (line numbers stay physical).
+        first = next((line for line in self._lines if line.strip()), "")
         if self._lines.oversize:
             raise ValidationFailed(f"the header line is longer than {MAX_LINE_BYTES} bytes")
         self.header = parse_header(first, management=management)

@@ -9,7 +9,7 @@ import hashlib
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 from fleetgate.domain.errors import ValidationFailed
@@ -27,6 +27,14 @@ from fleetgate.domain.trust import (
 )
 from fleetgate.pki import Issued, generate_ca, issue_client_certificate
 
+from corpora.certificates import (
+    dsa_key,
+    ec_key,
+    make_ca,
+    make_ca_signed_with,
+    make_intermediate_signed_with,
+    rsa_key,
+)
 from fakes import CERTIFICATE_CLOCK
 
 NOW = CERTIFICATE_CLOCK
@@ -406,3 +414,55 @@ def test_certificates_cryptography_reads_lazily_and_finds_malformed_are_refused(
     broken = der.replace(old, new, 1)
     with pytest.raises(ValidationFailed, match="malformed"):
         parse_trusted_certificate(base64.b64encode(broken).decode(), NOW)
+
+
+# --- strong enough for the broker's OpenSSL (security level 2) ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "words"),
+    [
+        (lambda: rsa_key(1024), "an RSA key of 1024 bits"),
+        (lambda: rsa_key(2047), "an RSA key of 2047 bits"),
+        (lambda: dsa_key(1024), "a DSA key of 1024 bits"),
+        (lambda: ec_key(ec.SECP192R1()), "an elliptic-curve key of 192 bits (secp192r1)"),
+    ],
+)
+def test_a_ca_key_the_broker_refuses_is_refused_with_the_reason(key, words: str) -> None:
+    # Issue 9: an RSA-1024 CA was accepted (201) but no device under it could connect.
+    made = make_ca("weak CA", key=key())
+    refused = refusal(made.pem(), dt.datetime.now(dt.UTC))
+    assert refused.reason is RefusalReason.WEAK_KEY
+    assert words in refused.message
+    assert "no device it signed could connect" in refused.message
+
+
+@pytest.mark.parametrize(("digest", "name"), [("sha1", "SHA1withRSA"), ("md5", "MD5withRSA")])
+def test_a_sha1_or_md5_signature_is_refused_with_the_reason(digest: str, name: str) -> None:
+    made = make_ca_signed_with(f"{digest} CA", digest)
+    refused = refusal(made.pem(), dt.datetime.now(dt.UTC))
+    assert refused.reason is RefusalReason.WEAK_SIGNATURE
+    assert f"signed with {name}" in refused.message
+
+
+def test_a_sha1_signed_intermediate_is_refused_too() -> None:
+    root = make_ca("root", key=rsa_key(2048))
+    made = make_intermediate_signed_with("sha1 intermediate", "sha1", root)
+    assert refusal(made.pem(), dt.datetime.now(dt.UTC)).reason is RefusalReason.WEAK_SIGNATURE
+
+
+@pytest.mark.parametrize(
+    ("key", "algorithm"),
+    [
+        (lambda: rsa_key(2048), "SHA256withRSA"),
+        (lambda: dsa_key(2048), "SHA256withDSA"),
+        (lambda: ec_key(ec.SECP224R1()), "SHA256withECDSA"),
+        (lambda: ec_key(ec.SECP521R1()), "SHA256withECDSA"),
+        (lambda: ed25519.Ed25519PrivateKey.generate(), "Ed25519"),
+    ],
+)
+def test_keys_and_signatures_at_the_level_are_taken(key, algorithm: str) -> None:
+    made = make_ca("strong CA", key=key())
+    assert parse_trusted_certificate(made.pem(), dt.datetime.now(dt.UTC)).algorithm_name == (
+        algorithm
+    )

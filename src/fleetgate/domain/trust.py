@@ -2,7 +2,9 @@
 
 A tenant uploads the certificate of a CA (a root or an intermediate) in PEM. It is
 accepted only when it is one X.509 version 3 certificate with ``BasicConstraints
-CA:true`` that is valid now; everything else is refused with a
+CA:true`` that is valid now and strong enough for the broker's OpenSSL (security level
+2: RSA and DSA keys of 2048 bits or more, elliptic curves of 224 bits or more, no SHA-1
+or MD5 signature; decision 0004); everything else is refused with a
 :class:`CertificateRefused` whose ``reason`` says which rule failed. The facts shown to
 the operator (fingerprint, subject, serial number, ...) are read from the certificate
 once, here, and never change; only the name, the status and the auto-registration flag
@@ -26,6 +28,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
@@ -54,6 +58,14 @@ __all__ = [
 #: Larger input is refused before it is looked at; a CA certificate is a few KiB.
 MAX_PEM_BYTES = 64 * 1024
 MAX_NAME_LENGTH = 1000
+#: OpenSSL's security level 2 (the default of Debian bookworm's OpenSSL 3, which the
+#: broker links): 112 bits of security. A CA key below these sizes makes OpenSSL refuse
+#: every device certificate it signed (tests/integration/test_broker_weak_cas.py).
+MIN_RSA_BITS = 2048
+MIN_DSA_BITS = 2048
+MIN_EC_BITS = 224
+#: Signature hashes below 112 bits of collision resistance (OpenSSL rates SHA-1 at 63).
+_WEAK_HASHES = frozenset({"md5", "sha1"})
 
 
 class TrustStatus(StrEnum):
@@ -75,6 +87,8 @@ class RefusalReason(StrEnum):
     NOT_A_CA = "notACa"
     EXPIRED = "expired"
     NOT_YET_VALID = "notYetValid"
+    WEAK_KEY = "weakKey"
+    WEAK_SIGNATURE = "weakSignature"
 
 
 class CertificateRefused(ValidationFailed):
@@ -132,6 +146,14 @@ def iso_timestamp(moment: datetime) -> str:
 _BEGIN = re.compile(r"-----BEGIN ([^-\r\n]*)-----")
 _BLOCK = re.compile(r"-----BEGIN ([^-\r\n]*)-----(.*?)-----END \1-----", re.DOTALL)
 _BASE64 = re.compile(r"^[A-Za-z0-9+/=\s]+$")
+
+_SIGNING_KEYS = (
+    rsa.RSAPublicKey,
+    dsa.DSAPublicKey,
+    ec.EllipticCurvePublicKey,
+    ed25519.Ed25519PublicKey,
+    ed448.Ed448PublicKey,
+)
 
 _NOT_PEM = "not a PEM certificate: expected one '-----BEGIN CERTIFICATE-----' block"
 
@@ -212,6 +234,7 @@ def parse_trusted_certificate(pem: str | bytes, now: datetime) -> CertificateFac
         raise CertificateRefused(
             RefusalReason.NOT_PEM, "not a PEM certificate: the certificate is malformed"
         ) from None
+    _require_strength(cert, algorithm_oid)
     if now >= not_after:
         raise CertificateRefused(
             RefusalReason.EXPIRED,
@@ -308,6 +331,49 @@ def _require_ca(cert: x509.Certificate) -> None:
             RefusalReason.NOT_A_CA,
             "the certificate is a leaf (BasicConstraints CA:false), not a CA; upload the "
             "certificate of the CA that signs your devices' certificates instead",
+        )
+
+
+_BROKER_REFUSES = "the broker's OpenSSL (security level 2) refuses"
+
+
+def _require_strength(cert: x509.Certificate, algorithm_oid: x509.ObjectIdentifier) -> None:
+    """The CA's key and signature must pass the broker's OpenSSL security level 2."""
+    try:
+        key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        raise CertificateRefused(
+            RefusalReason.WEAK_KEY, "the certificate's public key is of a type OpenSSL cannot use"
+        ) from None
+    problem: str | None = None
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+        problem = f"an RSA key of {key.key_size} bits; {_BROKER_REFUSES} under {MIN_RSA_BITS}"
+    elif isinstance(key, dsa.DSAPublicKey) and key.key_size < MIN_DSA_BITS:
+        problem = f"a DSA key of {key.key_size} bits; {_BROKER_REFUSES} under {MIN_DSA_BITS}"
+    elif isinstance(key, ec.EllipticCurvePublicKey) and key.curve.key_size < MIN_EC_BITS:
+        problem = (
+            f"an elliptic-curve key of {key.curve.key_size} bits ({key.curve.name});"
+            f" {_BROKER_REFUSES} under {MIN_EC_BITS}"
+        )
+    elif not isinstance(key, _SIGNING_KEYS):
+        problem = "a key that cannot sign certificates"
+    if problem is not None:
+        raise CertificateRefused(
+            RefusalReason.WEAK_KEY,
+            f"the CA has {problem}, so no device it signed could connect; use a stronger key",
+        )
+    try:
+        digest = cert.signature_hash_algorithm
+        weak = digest is not None and digest.name in _WEAK_HASHES
+    except UnsupportedAlgorithm:  # MD2, MD4 …: nothing OpenSSL 3 verifies either
+        weak = True
+    if weak:
+        shown = _JAVA_ALGORITHM_NAMES.get(algorithm_oid, algorithm_oid.dotted_string)
+        raise CertificateRefused(
+            RefusalReason.WEAK_SIGNATURE,
+            f"the certificate is signed with {shown}: SHA-1 and MD5 signatures are refused"
+            f" ({_BROKER_REFUSES} them in a device's chain, and they can be forged); have"
+            " the CA certificate signed with SHA-256 or stronger",
         )
 
 

@@ -286,3 +286,25 @@ async def test_external_ids_longer_than_the_table_holds_are_a_422(api: WholeApi)
         url, json={"type": "t" * 1000, "externalId": "\u00e9" * 1000}, auth=ADMIN
     )
     assert ok.status_code == 201, ok.text
+
+
+# --- 404: each API names its own code, as Cumulocity's do (docs/api.md, Errors) -------------
+
+
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("/inventory/managedObjects/424242", "inventory/Not Found"),
+        ("/inventory/managedObjects/424242/childAdditions", "inventory/Not Found"),
+        ("/inventory/binaries/424242", "inventory/Not Found"),
+        ("/identity/globalIds/424242/externalIds", "inventory/Not Found"),
+        ("/identity/externalIds/c8y_Serial/nobody", "identity/Not Found"),
+        ("/user/t1/users/nobody", "user/Not Found"),
+        ("/devicecontrol/operations/424242", "devicecontrol/Not Found"),
+        ("/devicecontrol/newDeviceRequests/nobody", "devicecontrol/Not Found"),
+        ("/tenant/tenants/t1/trusted-certificates/" + "ab" * 20, "general/notFound"),
+        ("/no/such/path", "general/notFound"),
+    ],
+)
+async def test_not_found_codes_are_the_documented_ones(api: WholeApi, url: str, code: str) -> None:
+    assert_error(await api.client.get(url, auth=ADMIN), 404, code)

@@ -5,6 +5,7 @@ walk the whole API (bad-input corpora, the schemathesis run)."""
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,9 @@ from fleetgate.db.bootstrap import PgRequests
 from fleetgate.db.bulk import PgBulkCredentials
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.inventory import PgIdentity, PgInventory
+from fleetgate.db.migrations import migrate
 from fleetgate.db.operations import PgOperations
+from fleetgate.db.pool import create_pool, drop_database, ensure_database
 from fleetgate.db.trust import PgTrustStore
 from fleetgate.db.users import PgUsers
 from fleetgate.files.store import FileStore
@@ -95,6 +98,28 @@ def wire(app: FastAPI, pool: asyncpg.Pool, files: Path, base_url: str = TEST_BAS
     )
     app.state.url_secret = URL_SECRET
     return Fakes(broker, trust_changes, link)
+
+
+@contextlib.asynccontextmanager
+async def fresh_pool(admin_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on a new, migrated database of the server at ``admin_url``; dropped after.
+    For module-scoped fixtures (the ``pool`` fixture is one database per test)."""
+    name = f"fleetgate_test_{secrets.token_hex(6)}"
+    await ensure_database(admin_url, name)
+    url = f"{admin_url.rpartition('/')[0]}/{name}"
+    try:
+        conn = await asyncpg.connect(url)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+        pool = await create_pool(url, min_size=1, max_size=10)
+        try:
+            yield pool
+        finally:
+            await pool.close()
+    finally:
+        await drop_database(admin_url, name)
 
 
 @contextlib.asynccontextmanager

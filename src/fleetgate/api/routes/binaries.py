@@ -12,11 +12,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
-from fleetgate.api import media
+from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import MAX_BODY, parse_json
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.routes.inventory import id_list, object_body, object_page
+from fleetgate.api.schemas import IdPath
 from fleetgate.domain.binaries import (
     DEFAULT_CONTENT_TYPE,
     IS_BINARY,
@@ -109,7 +110,7 @@ async def list_binaries(
     return await object_page(request, principal, flt, page)
 
 
-@router.post("/inventory/binaries")
+@router.post("/inventory/binaries", openapi_extra=schemas.BINARY_UPLOAD)
 async def upload_binary(
     request: Request, principal: Annotated[Principal, Depends(_CREATE)]
 ) -> JSONResponse:
@@ -145,7 +146,7 @@ def send_file(request: Request, service: Binaries, found: BinaryFile) -> Respons
 
 @router.get("/inventory/binaries/{binary_id}")
 async def download_binary(
-    request: Request, binary_id: str, principal: Annotated[Principal, Depends(_READ)]
+    request: Request, binary_id: IdPath, principal: Annotated[Principal, Depends(_READ)]
 ) -> Response:
     service = binaries(request)
     object_id = parse_id(binary_id, "binary")
@@ -155,9 +156,9 @@ async def download_binary(
     return send_file(request, service, found)
 
 
-@router.put("/inventory/binaries/{binary_id}")
+@router.put("/inventory/binaries/{binary_id}", openapi_extra=schemas.raw_body())
 async def replace_binary(
-    request: Request, binary_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
+    request: Request, binary_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:
     """New content: the raw body, its Content-Type the binary's new content type (a
     ``multipart/form-data`` body's ``file`` part is accepted too)."""
@@ -193,7 +194,7 @@ async def _replace_from_form(
 
 @router.delete("/inventory/binaries/{binary_id}", status_code=204)
 async def delete_binary(
-    request: Request, binary_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
+    request: Request, binary_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> Response:
     await binaries(request).delete(principal.tenant.id, parse_id(binary_id, "binary"))
     return Response(status_code=204)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 from starlette.types import Message
 
-from fleetgate.api import media
+from fleetgate.api import media, schemas
 from fleetgate.api.auth import require
 from fleetgate.domain.bulk import BulkResult, BulkStatus
 from fleetgate.domain.errors import ValidationFailed
@@ -74,7 +74,7 @@ def result_body(result: BulkResult) -> dict[str, Any]:
     }
 
 
-@router.post("/devicecontrol/bulkNewDeviceRequests")
+@router.post("/devicecontrol/bulkNewDeviceRequests", openapi_extra=schemas.CSV_UPLOAD)
 async def create_bulk_request(
     request: Request, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:

@@ -14,6 +14,7 @@ from fleetgate.api import media
 from fleetgate.api.auth import context, require
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.routes.operations import iso_time, optional_id, query_time
+from fleetgate.api.schemas import IdPath
 from fleetgate.domain.dead_letters import DeadLetterFilter, StoredDeadLetter
 from fleetgate.domain.ids import parse_id
 from fleetgate.domain.users import Principal, Role
@@ -98,7 +99,7 @@ async def list_dead_letters(
 
 @router.get("/devicecontrol/deadLetters/{letter_id}")
 async def get_dead_letter(
-    request: Request, letter_id: str, principal: Annotated[Principal, Depends(_READ)]
+    request: Request, letter_id: IdPath, principal: Annotated[Principal, Depends(_READ)]
 ) -> JSONResponse:
     """One dead letter with its kept payload (``payloadBase64``)."""
     found = await dead_letters(request).get(principal.tenant, parse_id(letter_id, "dead letter"))
@@ -108,7 +109,7 @@ async def get_dead_letter(
 
 @router.delete("/devicecontrol/deadLetters/{letter_id}", status_code=204)
 async def delete_dead_letter(
-    request: Request, letter_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
+    request: Request, letter_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> Response:
     await dead_letters(request).delete_one(principal.tenant, parse_id(letter_id, "dead letter"))
     return Response(status_code=204)

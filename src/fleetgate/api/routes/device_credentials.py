@@ -11,10 +11,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from fleetgate.api import media
+from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
 from fleetgate.api.paging import Page, paging
+from fleetgate.api.schemas import json_body
 from fleetgate.domain.bootstrap import NewDeviceRequest, check_request_id
 from fleetgate.domain.errors import NotFound
 from fleetgate.domain.users import Principal, Role
@@ -45,7 +46,7 @@ def _answer(request: Request, body: dict[str, Any], media_type: str, status: int
     return media.c8y_json(body, media_type, status)
 
 
-@router.post(_PATH)
+@router.post(_PATH, openapi_extra=json_body(schemas.DEVICE_REQUEST, media.NEW_DEVICE_REQUEST))
 async def create_request(
     request: Request, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> Response:
@@ -78,7 +79,10 @@ async def get_request(
     return media.c8y_json(request_body(found, context(request).base_url), media.NEW_DEVICE_REQUEST)
 
 
-@router.put(_PATH + "/{request_id:path}")
+@router.put(
+    _PATH + "/{request_id:path}",
+    openapi_extra=json_body(schemas.DEVICE_REQUEST_UPDATE, media.NEW_DEVICE_REQUEST),
+)
 async def update_request(
     request: Request, request_id: str, principal: Annotated[Principal, Depends(_READ)]
 ) -> Response:
@@ -97,7 +101,7 @@ async def delete_request(
     return Response(status_code=200)  # the seed answers 200 OK, not 204
 
 
-@router.post("/devicecontrol/deviceCredentials")
+@router.post("/devicecontrol/deviceCredentials", openapi_extra=json_body(schemas.DEVICE_REQUEST))
 async def device_credentials(
     request: Request, principal: Annotated[Principal, Depends(_BOOTSTRAP)]
 ) -> Response:

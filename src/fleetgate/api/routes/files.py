@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from fleetgate.api.routes.binaries import binaries, send_file
+from fleetgate.api.schemas import IdPath
 from fleetgate.domain import signing
 from fleetgate.domain.errors import AccessDenied, NotFound
 from fleetgate.domain.ids import parse_id
@@ -30,7 +31,7 @@ def _denied() -> AccessDenied:
 @router.get("/files/{binary_id}")
 async def download_file(
     request: Request,
-    binary_id: str,
+    binary_id: IdPath,
     device: str | None = None,
     expires: str | None = None,
     signature: str | None = None,

@@ -7,10 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from fleetgate.api import media
+from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
 from fleetgate.api.routes.inventory import devices
+from fleetgate.api.schemas import IdPath, json_body
 from fleetgate.domain.devices import check_external_id
 from fleetgate.domain.ids import parse_id
 from fleetgate.domain.inventory import ExternalId
@@ -52,7 +53,7 @@ async def delete_external_id(
 
 @router.get("/identity/globalIds/{object_id}/externalIds")
 async def external_ids_of(
-    request: Request, object_id: str, principal: Annotated[Principal, Depends(_READ)]
+    request: Request, object_id: IdPath, principal: Annotated[Principal, Depends(_READ)]
 ) -> JSONResponse:
     found = await devices(request).external_ids_of(principal.tenant.id, parse_id(object_id))
     base = context(request).base_url
@@ -63,9 +64,12 @@ async def external_ids_of(
     return media.c8y_json(body, media.EXTERNAL_ID_COLLECTION)
 
 
-@router.post("/identity/globalIds/{object_id}/externalIds")
+@router.post(
+    "/identity/globalIds/{object_id}/externalIds",
+    openapi_extra=json_body(schemas.EXTERNAL_ID, media.EXTERNAL_ID),
+)
 async def add_external_id(
-    request: Request, object_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
+    request: Request, object_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:
     body = await json_object(request)
     type_, value = check_external_id(body.get("type"), body.get("externalId"))

@@ -8,10 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from fleetgate.api import media
+from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
 from fleetgate.api.paging import Page, paging
+from fleetgate.api.schemas import IdPath, json_body
 from fleetgate.domain.devices import ManagedObject
 from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.ids import parse_id
@@ -125,7 +126,10 @@ async def object_page(
     return media.c8y_json(body, media.MANAGED_OBJECT_COLLECTION)
 
 
-@router.post("/inventory/managedObjects")
+@router.post(
+    "/inventory/managedObjects",
+    openapi_extra=json_body(schemas.MANAGED_OBJECT, media.MANAGED_OBJECT),
+)
 async def create_object(
     request: Request, principal: Annotated[Principal, Depends(_CREATE)]
 ) -> JSONResponse:
@@ -138,7 +142,7 @@ async def create_object(
 
 @router.get("/inventory/managedObjects/{object_id}")
 async def get_object(
-    request: Request, object_id: str, principal: Annotated[Principal, Depends(_READ)]
+    request: Request, object_id: IdPath, principal: Annotated[Principal, Depends(_READ)]
 ) -> JSONResponse:
     service = devices(request)
     found = await service.get_object(principal.tenant.id, parse_id(object_id))
@@ -148,9 +152,12 @@ async def get_object(
     )
 
 
-@router.put("/inventory/managedObjects/{object_id}")
+@router.put(
+    "/inventory/managedObjects/{object_id}",
+    openapi_extra=json_body(schemas.MANAGED_OBJECT, media.MANAGED_OBJECT),
+)
 async def update_object(
-    request: Request, object_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
+    request: Request, object_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:
     body = await json_object(request)
     updated = await devices(request).update_object(principal.tenant.id, parse_id(object_id), body)
@@ -160,7 +167,7 @@ async def update_object(
 @router.delete("/inventory/managedObjects/{object_id}", status_code=204)
 async def delete_object(
     request: Request,
-    object_id: str,
+    object_id: IdPath,
     principal: Annotated[Principal, Depends(_ADMIN)],
     force_cascade: Annotated[bool, Query(alias="forceCascade")] = False,
 ) -> Response:
@@ -180,7 +187,7 @@ _ADDITIONS = "childAdditions"
 @router.get("/inventory/managedObjects/{object_id}/childAdditions")
 async def list_child_additions(
     request: Request,
-    object_id: str,
+    object_id: IdPath,
     principal: Annotated[Principal, Depends(_READ)],
     page: Annotated[Page, Depends(paging)],
 ) -> JSONResponse:
@@ -194,9 +201,12 @@ async def list_child_additions(
     return media.c8y_json(body, MANAGED_OBJECT_REFERENCE_COLLECTION)
 
 
-@router.post("/inventory/managedObjects/{object_id}/childAdditions")
+@router.post(
+    "/inventory/managedObjects/{object_id}/childAdditions",
+    openapi_extra=json_body({"anyOf": [schemas.REFERENCE, schemas.MANAGED_OBJECT]}),
+)
 async def add_child_addition(
-    request: Request, object_id: str, principal: Annotated[Principal, Depends(_CREATE)]
+    request: Request, object_id: IdPath, principal: Annotated[Principal, Depends(_CREATE)]
 ) -> JSONResponse:
     """A reference ``{"managedObject": {"id": …}}`` attaches an existing object; a managed
     object (Content-Type ``managedObject+json``) is created and attached at once."""
@@ -233,8 +243,8 @@ def _is_reference(request: Request, body: dict[str, Any]) -> bool:
 @router.get("/inventory/managedObjects/{object_id}/childAdditions/{child_id}")
 async def get_child_addition(
     request: Request,
-    object_id: str,
-    child_id: str,
+    object_id: IdPath,
+    child_id: IdPath,
     principal: Annotated[Principal, Depends(_READ)],
 ) -> JSONResponse:
     parent_id = parse_id(object_id)
@@ -250,8 +260,8 @@ async def get_child_addition(
 @router.delete("/inventory/managedObjects/{object_id}/childAdditions/{child_id}", status_code=204)
 async def remove_child_addition(
     request: Request,
-    object_id: str,
-    child_id: str,
+    object_id: IdPath,
+    child_id: IdPath,
     principal: Annotated[Principal, Depends(_ADMIN)],
 ) -> Response:
     """Only the reference goes; the child object stays (delete it on its own)."""

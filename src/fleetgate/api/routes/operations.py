@@ -14,10 +14,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from fleetgate.api import media
+from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
 from fleetgate.api.paging import Page, paging
+from fleetgate.api.schemas import IdPath, json_body
 from fleetgate.domain import signing
 from fleetgate.domain.errors import AccessDenied, ValidationFailed
 from fleetgate.domain.ids import parse_id
@@ -126,7 +127,9 @@ async def list_operations(
     return media.c8y_json(body, media.OPERATION_COLLECTION)
 
 
-@router.post("/devicecontrol/operations")
+@router.post(
+    "/devicecontrol/operations", openapi_extra=json_body(schemas.OPERATION, media.OPERATION)
+)
 async def create_operation(
     request: Request, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:
@@ -241,15 +244,18 @@ class _EventStream(StreamingResponse):
 
 @router.get("/devicecontrol/operations/{operation_id}")
 async def get_operation(
-    request: Request, operation_id: str, principal: Annotated[Principal, Depends(_READ)]
+    request: Request, operation_id: IdPath, principal: Annotated[Principal, Depends(_READ)]
 ) -> JSONResponse:
     op = await operations(request).get(principal.tenant.id, parse_id(operation_id, "operation"))
     return media.c8y_json(operation_body(op, context(request).base_url), media.OPERATION)
 
 
-@router.put("/devicecontrol/operations/{operation_id}")
+@router.put(
+    "/devicecontrol/operations/{operation_id}",
+    openapi_extra=json_body(schemas.OPERATION_UPDATE, media.OPERATION),
+)
 async def update_operation(
-    request: Request, operation_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
+    request: Request, operation_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:
     body = await json_object(request)
     op = await operations(request).update(
@@ -258,10 +264,10 @@ async def update_operation(
     return media.c8y_json(operation_body(op, context(request).base_url), media.OPERATION)
 
 
-@router.put("/files/snapshots/{operation_id}", status_code=201)
+@router.put("/files/snapshots/{operation_id}", status_code=201, openapi_extra=schemas.raw_body())
 async def upload_snapshot(
     request: Request,
-    operation_id: str,
+    operation_id: IdPath,
     device: str | None = None,
     expires: str | None = None,
     signature: str | None = None,

@@ -12,10 +12,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
-from fleetgate.api import media
+from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
 from fleetgate.api.paging import Page, paging
+from fleetgate.api.schemas import json_body
 from fleetgate.domain.errors import AccessDenied
 from fleetgate.domain.trust import TrustedCertificate, read_only_values
 from fleetgate.domain.users import Principal, Role
@@ -60,7 +61,10 @@ def certificate_body(cert: TrustedCertificate, base: str) -> dict[str, Any]:
     }
 
 
-@router.post("/tenant/tenants/{tenantId}/trusted-certificates")
+@router.post(
+    "/tenant/tenants/{tenantId}/trusted-certificates",
+    openapi_extra=json_body(schemas.TRUSTED_CERTIFICATE),
+)
 async def upload_certificate(request: Request, tenantId: str, principal: Caller) -> JSONResponse:
     tenant_id = _own_tenant(principal, tenantId)
     body = await json_object(request, MAX_BODY_BYTES)
@@ -97,7 +101,10 @@ async def get_certificate(
     return media.c8y_json(certificate_body(cert, context(request).base_url), JSON)
 
 
-@router.put("/tenant/tenants/{tenantId}/trusted-certificates/{fingerprint}")
+@router.put(
+    "/tenant/tenants/{tenantId}/trusted-certificates/{fingerprint}",
+    openapi_extra=json_body(schemas.TRUSTED_CERTIFICATE_UPDATE),
+)
 async def update_certificate(
     request: Request,
     tenantId: str,

@@ -7,11 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from fleetgate.api import media
+from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.routes.inventory import devices
+from fleetgate.api.schemas import json_body
 from fleetgate.domain.errors import AccessDenied, ValidationFailed
 from fleetgate.domain.users import Principal, Role, User
 
@@ -103,7 +104,9 @@ async def get_user(
     return media.c8y_json(user_body(user, base, _user_url(base, tenant_id, username)), media.USER)
 
 
-@router.put("/user/{tenant_id}/users/{username}")
+@router.put(
+    "/user/{tenant_id}/users/{username}", openapi_extra=json_body(schemas.USER_UPDATE, media.USER)
+)
 async def update_user(
     request: Request,
     tenant_id: str,

@@ -1,0 +1,128 @@
+"""Request body schemas for the OpenAPI document (``/openapi.json``).
+
+Routes read their bodies by hand (:func:`fleetgate.api.bodies.json_object`), so FastAPI
+cannot describe them; each route names its body here with ``openapi_extra``. The schemas
+say what a well-formed request looks like (clients and the schemathesis run use them);
+they do not validate anything: the routes and the domain do.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import WithJsonSchema
+
+_STRING = {"type": "string"}
+_FRAGMENTS = {"type": "object", "additionalProperties": True}
+
+
+def json_body(schema: dict[str, Any], *media_types: str) -> dict[str, Any]:
+    """``openapi_extra`` for a route whose body is JSON of ``schema``."""
+    content = {m: {"schema": schema} for m in (*media_types, "application/json")}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+def multipart_body(parts: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    schema = {"type": "object", "properties": parts, "required": required}
+    return {
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+    }
+
+
+def raw_body() -> dict[str, Any]:
+    """Any bytes (a file's new content, a configuration snapshot)."""
+    schema = {"type": "string", "format": "binary"}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": schema}},
+        }
+    }
+
+
+MANAGED_OBJECT: dict[str, Any] = {
+    "type": "object",
+    "properties": {"name": _STRING, "type": _STRING, "owner": _STRING},
+    "additionalProperties": True,
+}
+REFERENCE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "managedObject": {"type": "object", "properties": {"id": _STRING}, "required": ["id"]}
+    },
+    "required": ["managedObject"],
+}
+EXTERNAL_ID: dict[str, Any] = {
+    "type": "object",
+    "properties": {"type": _STRING, "externalId": _STRING},
+    "required": ["type", "externalId"],
+}
+USER_UPDATE: dict[str, Any] = {"type": "object", "properties": {"enabled": {"type": "boolean"}}}
+DEVICE_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "properties": {"id": _STRING},
+    "required": ["id"],
+}
+DEVICE_REQUEST_UPDATE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "status": {"enum": ["WAITING_FOR_CONNECTION", "PENDING_ACCEPTANCE", "ACCEPTED"]}
+    },
+    "required": ["status"],
+}
+_OPERATION_STATUS = {"enum": ["PENDING", "EXECUTING", "SUCCESSFUL", "FAILED"]}
+OPERATION: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "deviceId": _STRING,
+        "description": _STRING,
+        "c8y_Restart": _FRAGMENTS,
+        "c8y_Firmware": {
+            "type": "object",
+            "properties": {"name": _STRING, "version": _STRING, "url": _STRING},
+        },
+    },
+    "required": ["deviceId"],
+    "additionalProperties": True,
+}
+OPERATION_UPDATE: dict[str, Any] = {
+    "type": "object",
+    "properties": {"status": _OPERATION_STATUS, "failureReason": _STRING, "description": _STRING},
+    "additionalProperties": True,
+}
+_TRUST_STATUS = {"enum": ["ENABLED", "DISABLED"]}
+TRUSTED_CERTIFICATE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": _STRING,
+        "certInPemFormat": _STRING,
+        "status": _TRUST_STATUS,
+        "autoRegistrationEnabled": {"type": "boolean"},
+    },
+    "required": ["certInPemFormat", "status"],
+}
+TRUSTED_CERTIFICATE_UPDATE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": _STRING,
+        "status": _TRUST_STATUS,
+        "autoRegistrationEnabled": {"type": "boolean"},
+    },
+}
+BINARY_UPLOAD = multipart_body(
+    {"file": {"type": "string", "format": "binary"}, "object": _STRING}, ["file"]
+)
+CSV_UPLOAD = multipart_body({"file": {"type": "string", "format": "binary"}}, ["file"])
+
+#: A numeric id in a path, read as text and parsed by :func:`fleetgate.domain.ids.parse_id`
+#: (the schema says what it accepts: ASCII digits, at most 2^63-1).
+IdPath = Annotated[
+    str,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^[0-9]{1,19}$",
+            "description": "a whole number from 1 to 9223372036854775807",
+        }
+    ),
+]

@@ -145,8 +145,8 @@ UPLOADS: list[Case] = [
         "SHA1withRSA",
     ),
     # --- the other fields
-    Case("NUL in name", with_good(name="factory\x00CA"), 422, "$.name holds a NUL"),
-    Case("lone surrogate in name", raw_json('{"name": "\\ud800", "certInPemFormat": @PEM@, "status": "ENABLED"}'), 422, "not valid Unicode"),
+    Case("NUL in name", with_good(name="factory\x00CA"), 422, "holds a NUL"),
+    Case("lone surrogate in name", raw_json('{"name": "\\ud800", "certInPemFormat": @PEM@, "status": "ENABLED"}'), 422, "lone surrogate"),
     Case("huge name", with_good(name="n" * 1001), 422, "at most 1000"),
     Case("blank name", with_good(name="   "), 422, "must not be empty"),
     Case("name not a string", with_good(name=5), 422, "name: must be a string"),
@@ -166,14 +166,14 @@ UPLOADS: list[Case] = [
     Case("empty body", lambda: b"", 400, "empty"),
     Case("invalid JSON", lambda: b'{"status": "ENABLED",', 400, "not valid JSON"),
     Case("NaN", raw_json('{"certInPemFormat": @PEM@, "status": "ENABLED", "name": NaN}'), 400, "NaN"),
-    Case("1e400", raw_json('{"certInPemFormat": @PEM@, "status": "ENABLED", "version": 1e400}'), 422, "too large"),
+    Case("1e400", raw_json('{"certInPemFormat": @PEM@, "status": "ENABLED", "version": 1e400}'), 422, "not finite"),
     Case("deep nesting", raw_json('{"certInPemFormat": @PEM@, "status": "ENABLED", "name": ' + "[" * 80 + "]" * 80 + "}"), 422, "deeper than 64"),
     Case("body over 10 MB", lambda: b'{"name": "' + b"x" * (10 * 1024 * 1024) + b'"}', 413, "larger than"),
 ]  # fmt: skip
 
 #: Bad PUT bodies for a stored certificate: refused, and the certificate stays as it was.
 EDITS: list[Case] = [
-    Case("NUL in name", lambda: {"name": "a\x00b"}, 422, "$.name holds a NUL"),
+    Case("NUL in name", lambda: {"name": "a\x00b"}, 422, "holds a NUL"),
     Case("huge name", lambda: {"name": "n" * 1001}, 422, "at most 1000"),
     Case("blank name", lambda: {"name": ""}, 422, "must not be empty"),
     Case("wrong status value", lambda: {"status": "OFF"}, 422, "ENABLED or DISABLED"),

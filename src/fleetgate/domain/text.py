@@ -1,24 +1,19 @@
-"""Text that PostgreSQL can store: the one rule for every string a request carries.
+"""Text that PostgreSQL can store, said as a reason: the phrase the edges put in a 422.
 
-PostgreSQL's ``text`` (and the strings inside ``jsonb``) refuse the NUL character, and a
-string with a lone surrogate (JSON allows the escape ``\\ud800``) cannot even be encoded
-as UTF-8 to be sent. Either one reaching the database was a 500; requests are checked
-against this rule at the edge instead (JSON bodies, path and query values, CSV rows,
-multipart headers, Basic credentials), and the answer says which value broke it.
+The rule itself (no NUL, no lone surrogate) is :func:`fleetgate.domain.json_input.storable_text`;
+this names which part of it a string breaks, for requests checked outside JSON (path and
+query values, CSV rows, multipart headers).
 """
 
 from __future__ import annotations
 
-import re
-
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+from fleetgate.domain.json_input import storable_text
 
 
 def unstorable(text: str) -> str | None:
     """Why ``text`` cannot be stored (a phrase to follow its name), or None when it can."""
-    found = _UNSTORABLE.search(text)
-    if found is None:
+    if storable_text(text):
         return None
-    if found.group() == "\x00":
+    if "\x00" in text:
         return "holds a NUL character (\\u0000), which cannot be stored"
     return "is not valid Unicode: it holds a lone surrogate (\\ud800 to \\udfff)"

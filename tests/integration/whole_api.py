@@ -22,6 +22,7 @@ from fleetgate.db.inventory import PgIdentity, PgInventory
 from fleetgate.db.migrations import migrate
 from fleetgate.db.operations import PgOperations
 from fleetgate.db.pool import create_pool, drop_database, ensure_database
+from fleetgate.db.transient import is_transient
 from fleetgate.db.trust import PgTrustStore
 from fleetgate.db.users import PgUsers
 from fleetgate.files.store import FileStore
@@ -80,6 +81,7 @@ def wire(app: FastAPI, pool: asyncpg.Pool, files: Path, base_url: str = TEST_BAS
         PgUsers(pool),
         PgDevices(pool),
         broker,
+        is_transient=is_transient,
         files_released=binaries.release,
     )
     app.state.trust = TrustedCertificates(PgTrustStore(pool), trust_changes)

@@ -53,6 +53,7 @@ ID_PATHS = [
     "/inventory/binaries/{id}",
     "/devicecontrol/operations/{id}",
     "/identity/globalIds/{id}/externalIds",
+    "/devicecontrol/deadLetters/{id}",
 ]
 
 
@@ -99,6 +100,7 @@ COLLECTIONS = [
     "/inventory/managedObjects/{parent}/childAdditions",
     "/devicecontrol/operations",
     "/devicecontrol/newDeviceRequests",
+    "/devicecontrol/deadLetters",
     "/user/t1/users",
     "/tenant/tenants/t1/trusted-certificates",
 ]

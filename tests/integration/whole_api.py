@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from fleetgate.db.binaries import PgBinaries
 from fleetgate.db.bootstrap import PgRequests
 from fleetgate.db.bulk import PgBulkCredentials
+from fleetgate.db.dead_letters import PgDeadLetters
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.inventory import PgIdentity, PgInventory
 from fleetgate.db.migrations import migrate
@@ -29,6 +30,7 @@ from fleetgate.files.store import FileStore
 from fleetgate.services.binaries import Binaries
 from fleetgate.services.bootstrap import Bootstrap
 from fleetgate.services.bulk import BulkCredentials, BulkLimits
+from fleetgate.services.dead_letters import DeadLetters
 from fleetgate.services.devices import Devices
 from fleetgate.services.operations import FileSigning, OperationFeed, Operations
 from fleetgate.services.trust import TrustedCertificates
@@ -98,6 +100,7 @@ def wire(app: FastAPI, pool: asyncpg.Pool, files: Path, base_url: str = TEST_BAS
         FileSigning(URL_SECRET, base_url, 600),
         OperationFeed(),
     )
+    app.state.dead_letters = DeadLetters(PgDeadLetters(pool))
     app.state.url_secret = URL_SECRET
     return Fakes(broker, trust_changes, link)
 

@@ -19,7 +19,8 @@ from fleetgate.db.bootstrap import PgRequests
 from fleetgate.db.bulk import PgBulkCredentials
 from fleetgate.db.dead_letters import PgDeadLetters
 from fleetgate.db.devices import PgDevices
-from fleetgate.db.inventory import PgIdentity, PgInventory
+from fleetgate.db.identity import PgIdentity
+from fleetgate.db.inventory import PgInventory
 from fleetgate.db.migrations import migrate
 from fleetgate.db.operations import PgOperations
 from fleetgate.db.pool import create_pool, drop_database, ensure_database
@@ -32,7 +33,8 @@ from fleetgate.services.bootstrap import Bootstrap
 from fleetgate.services.bulk import BulkCredentials, BulkLimits
 from fleetgate.services.dead_letters import DeadLetters
 from fleetgate.services.devices import Devices
-from fleetgate.services.operations import FileSigning, OperationFeed, Operations
+from fleetgate.services.operation_feed import OperationFeed
+from fleetgate.services.operations import FileSigning, Operations
 from fleetgate.services.trust import TrustedCertificates
 
 from conftest import TEST_BASE_URL, api_client, seed_tenants
@@ -94,7 +96,6 @@ def wire(app: FastAPI, pool: asyncpg.Pool, files: Path, base_url: str = TEST_BAS
     app.state.binaries = binaries
     app.state.operations = Operations(
         PgOperations(pool, base_url),
-        inventory,
         binaries,
         link,
         FileSigning(URL_SECRET, base_url, 600),

@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fleetgate.mqtt import control
+from fleetgate.domain import broker_control as control
 from fleetgate.pki import Issued
 from fleetgate.pki.capath import fingerprint, sync_capath
 

@@ -151,7 +151,7 @@ def signed_by_us(url: str, method: str, path: str, device: str) -> bool:
         and query["device"] == device
         and int(query["expires"]) == int(NOW + TTL)
         and signing.verify(
-            SECRET, method, path, device, int(query["expires"]), query["signature"], now=NOW
+            SECRET, method, path, device, query["expires"], query["signature"], now=NOW
         )
     )
 

@@ -23,7 +23,7 @@ from fleetgate.db.identity import PgIdentity
 from fleetgate.db.inventory import PgInventory
 from fleetgate.db.migrations import migrate
 from fleetgate.db.operations import PgOperations
-from fleetgate.db.pool import create_pool, drop_database, ensure_database
+from fleetgate.db.pool import create_pool, drop_database, ensure_database, ping
 from fleetgate.db.transient import is_transient
 from fleetgate.db.trust import PgTrustStore
 from fleetgate.db.users import PgUsers
@@ -33,6 +33,7 @@ from fleetgate.services.bootstrap import Bootstrap
 from fleetgate.services.bulk import BulkCredentials, BulkLimits
 from fleetgate.services.dead_letters import DeadLetters
 from fleetgate.services.devices import Devices
+from fleetgate.services.health import Health
 from fleetgate.services.operation_feed import OperationFeed
 from fleetgate.services.operations import FileSigning, Operations
 from fleetgate.services.trust import TrustedCertificates
@@ -102,6 +103,12 @@ def wire(app: FastAPI, pool: asyncpg.Pool, files: Path, base_url: str = TEST_BAS
         OperationFeed(),
     )
     app.state.dead_letters = DeadLetters(PgDeadLetters(pool))
+    # The real database probe; the broker connections are fakes that are always up.
+    app.state.health = Health(
+        lambda: ping(pool, 10.0),
+        {"brokerBridge": lambda: True, "deviceLink": lambda: True},
+        database_timeout=10.0,
+    )
     app.state.url_secret = URL_SECRET
     return Fakes(broker, trust_changes, link)
 

@@ -127,8 +127,8 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
         bridge = BrokerBridge(
             settings.mqtt,
             lambda: full_state(users, trust.broker_state),
-            on_event=lambda events: devices.on_events(events),
-            on_live=lambda live: devices.reconcile(live),
+            on_event=lambda events: devices.connections.on_events(events),
+            on_live=lambda live: devices.connections.reconcile(live),
             is_transient=is_transient,
             before_sync=lambda: devices.discard_released_sessions(),
             handlers={BOOTSTRAP_REQUESTS: on_bootstrap},

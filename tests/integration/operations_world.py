@@ -56,7 +56,7 @@ class World:
     ) -> str:
         """Register ``serial`` as on its first connection, declare it; its object id."""
         event = control.Connected(serial, tenant, "ab" * 20, True, f"c-{serial}")
-        await self.devices.on_connected(event)
+        await self.devices.connections.on_connected(event)
         declared = {
             "type": type,
             "c8y_SupportedOperations": supported,

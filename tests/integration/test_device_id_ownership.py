@@ -103,7 +103,9 @@ async def world(pool: asyncpg.Pool) -> AsyncIterator[World]:
 
 
 async def hold_by_registration(world: World) -> None:
-    await world.devices.on_connected(control.Connected(DEVICE, "t1", "ab" * 20, True, "e-1"))
+    await world.devices.connections.on_connected(
+        control.Connected(DEVICE, "t1", "ab" * 20, True, "e-1")
+    )
 
 
 async def hold_by_external_id(world: World) -> None:
@@ -199,7 +201,9 @@ async def take_by_registration(world: World, tenant: str) -> None:
     plugin whose state was behind: the service refuses to register it there and has the
     plugin's state pushed again (which closes that session)."""
     resyncs = world.broker.resyncs
-    await world.devices.on_connected(control.Connected(DEVICE, tenant, "cd" * 20, True, "e-9"))
+    await world.devices.connections.on_connected(
+        control.Connected(DEVICE, tenant, "cd" * 20, True, "e-9")
+    )
     assert world.broker.resyncs == resyncs + 1
 
 
@@ -309,7 +313,9 @@ async def test_operations_stay_with_the_device_not_the_id(world: World) -> None:
     assert [op.id for op in await store.open_for([DEVICE])] == [op_id]
 
     await world.api.delete(f"/identity/externalIds/c8y_Serial/{DEVICE}", auth=ADMINS["t1"])
-    await world.devices.on_connected(control.Connected(DEVICE, "t2", "cd" * 20, True, "e-2"))
+    await world.devices.connections.on_connected(
+        control.Connected(DEVICE, "t2", "cd" * 20, True, "e-2")
+    )
     assert await world.holders() == [("t2", "device")]
 
     assert await store.open_for([DEVICE]) == []

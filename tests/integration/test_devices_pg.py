@@ -63,7 +63,7 @@ def connected(device: str, connection: str, *, new: bool = True, tenant: str = "
 async def test_first_connection_registers_the_device_as_cumulocity_shows_it(
     devices: Devices, api: httpx.AsyncClient, broker: RecordingBroker
 ) -> None:
-    await devices.on_connected(connected("sensor-1", "e-1"))
+    await devices.connections.on_connected(connected("sensor-1", "e-1"))
     ext = await api.get("/identity/externalIds/c8y_Serial/sensor-1", auth=ADMIN)
     assert ext.status_code == 200
     object_id = ext.json()["managedObject"]["id"]
@@ -85,7 +85,7 @@ async def test_many_first_connections_at_once_register_each_device_exactly_once(
     devices: Devices, pool: asyncpg.Pool
 ) -> None:
     events = [connected(f"dev-{i:03d}", f"e-{i}-{k}") for i in range(200) for k in range(2)]
-    await asyncio.gather(*(devices.on_connected(e) for e in events))
+    await asyncio.gather(*(devices.connections.on_connected(e) for e in events))
     objects = await pool.fetchval("SELECT count(*) FROM managed_object WHERE tenant_id = 't1'")
     ids = await pool.fetchval("SELECT count(*) FROM external_id WHERE tenant_id = 't1'")
     users = await pool.fetchval(
@@ -97,13 +97,13 @@ async def test_many_first_connections_at_once_register_each_device_exactly_once(
 async def test_a_late_disconnect_of_an_older_connection_does_not_mark_offline(
     devices: Devices, api: httpx.AsyncClient
 ) -> None:
-    await devices.on_connected(connected("d1", "e-1"))
-    await devices.on_connected(connected("d1", "e-2", new=False))
-    await devices.on_disconnected(control.Disconnected("d1", "t1", "e-1"))
+    await devices.connections.on_connected(connected("d1", "e-1"))
+    await devices.connections.on_connected(connected("d1", "e-2", new=False))
+    await devices.connections.on_disconnected(control.Disconnected("d1", "t1", "e-1"))
     ext = (await api.get("/identity/externalIds/c8y_Serial/d1", auth=ADMIN)).json()
     mo_url = f"/inventory/managedObjects/{ext['managedObject']['id']}"
     assert (await api.get(mo_url, auth=ADMIN)).json()["c8y_Connection"]["status"] == "CONNECTED"
-    await devices.on_disconnected(control.Disconnected("d1", "t1", "e-2"))
+    await devices.connections.on_disconnected(control.Disconnected("d1", "t1", "e-2"))
     mo = (await api.get(mo_url, auth=ADMIN)).json()
     assert mo["c8y_Connection"]["status"] == "DISCONNECTED"
     assert "lastMessage" in mo["c8y_Availability"]
@@ -112,9 +112,9 @@ async def test_a_late_disconnect_of_an_older_connection_does_not_mark_offline(
 async def test_reconcile_marks_devices_not_live_as_disconnected(
     devices: Devices, pool: asyncpg.Pool
 ) -> None:
-    await devices.on_connected(connected("a", "e-1"))
-    await devices.on_connected(connected("b", "e-2"))
-    await devices.reconcile((control.LiveClient("b", "t1", FP, "e-9"),))
+    await devices.connections.on_connected(connected("a", "e-1"))
+    await devices.connections.on_connected(connected("b", "e-2"))
+    await devices.connections.reconcile((control.LiveClient("b", "t1", FP, "e-9"),))
     rows = await pool.fetch(
         "SELECT name, fragments->'c8y_Connection'->>'status' AS s FROM managed_object ORDER BY name"
     )
@@ -157,7 +157,7 @@ async def test_an_operator_pre_registers_a_device_and_the_broker_learns_it(
 async def test_disabling_and_deleting_a_device_user_is_pushed_to_the_broker(
     devices: Devices, api: httpx.AsyncClient, broker: RecordingBroker
 ) -> None:
-    await devices.on_connected(connected("d9", "e-1"))
+    await devices.connections.on_connected(connected("d9", "e-1"))
     broker.lines.clear()
     off = await api.put("/user/t1/users/device_d9", json={"enabled": False}, auth=ADMIN)
     assert off.status_code == 200
@@ -169,14 +169,14 @@ async def test_disabling_and_deleting_a_device_user_is_pushed_to_the_broker(
     assert (await api.get("/user/t1/users/device_d9", auth=ADMIN)).status_code == 404
     # A factory-reset device comes back: its user is made again, enabled.
     broker.lines.clear()
-    await devices.on_connected(connected("d9", "e-2"))
+    await devices.connections.on_connected(connected("d9", "e-2"))
     assert broker.lines == [control.device("d9", "t1", True)]
 
 
 async def test_tenants_never_see_each_others_devices_or_users(
     devices: Devices, api: httpx.AsyncClient
 ) -> None:
-    await devices.on_connected(connected("secret-device", "e-1", tenant="t2"))
+    await devices.connections.on_connected(connected("secret-device", "e-1", tenant="t2"))
     other = ("t2/admin", "admin-pw")
     assert (
         await api.get("/identity/externalIds/c8y_Serial/secret-device", auth=other)
@@ -244,7 +244,7 @@ async def test_inventory_paging_filters_and_updates(api: httpx.AsyncClient) -> N
 async def test_deleting_a_device_removes_its_user_and_tells_the_broker(
     devices: Devices, api: httpx.AsyncClient, broker: RecordingBroker
 ) -> None:
-    await devices.on_connected(connected("bye", "e-1"))
+    await devices.connections.on_connected(connected("bye", "e-1"))
     ext = (await api.get("/identity/externalIds/c8y_Serial/bye", auth=ADMIN)).json()
     deleted = await api.delete(
         f"/inventory/managedObjects/{ext['managedObject']['id']}", auth=ADMIN

@@ -93,7 +93,7 @@ def connected(
 async def test_a_first_connection_registers_the_device_its_user_and_tells_the_broker(
     world: World,
 ) -> None:
-    await world.devices.on_connected(connected("sensor-1"))
+    await world.devices.connections.on_connected(connected("sensor-1"))
     mo = await world.devices.get_object("t1", await world.object_of("sensor-1"))
     assert (mo.name, mo.type, mo.owner) == ("sensor-1", "c8y_MQTTDevice", "device_sensor-1")
     assert mo.fragments == {
@@ -111,33 +111,35 @@ async def test_a_first_connection_registers_the_device_its_user_and_tells_the_br
 async def test_a_password_device_is_registered_without_a_certificate_authority(
     world: World,
 ) -> None:
-    await world.devices.on_connected(control.Connected("pw-1", "t1", control.NO_CA, False, "e"))
+    await world.devices.connections.on_connected(
+        control.Connected("pw-1", "t1", control.NO_CA, False, "e")
+    )
     mo = await world.devices.get_object("t1", await world.object_of("pw-1"))
     assert "fleetgate_CertificateAuthority" not in mo.fragments
     assert world.broker.lines == [control.device("pw-1", "t1", True)]  # its user was made
 
 
 async def test_a_known_device_reconnecting_is_only_marked_connected(world: World) -> None:
-    await world.devices.on_connected(connected("d1", "e-1"))
+    await world.devices.connections.on_connected(connected("d1", "e-1"))
     world.broker.pushes.clear()
     world.clock.advance(60)
-    await world.devices.on_connected(connected("d1", "e-2", new=False))
+    await world.devices.connections.on_connected(connected("d1", "e-2", new=False))
     assert world.broker.pushes == []
     mo = await world.devices.get_object("t1", await world.object_of("d1"))
     assert mo.fragments["c8y_Availability"]["lastMessage"] == "2026-03-01T12:01:00.000Z"
     # Unknown to the plugin (new) though known here: the plugin is told again.
-    await world.devices.on_connected(connected("d1", "e-3", new=True))
+    await world.devices.connections.on_connected(connected("d1", "e-3", new=True))
     assert world.broker.pushes == [[control.device("d1", "t1", True)]]
 
 
 async def test_a_late_disconnect_of_an_older_connection_does_not_mark_offline(
     world: World,
 ) -> None:
-    await world.devices.on_connected(connected("d1", "e-1"))
-    await world.devices.on_connected(connected("d1", "e-2", new=False))
-    await world.devices.on_disconnected(control.Disconnected("d1", "t1", "e-1"))
+    await world.devices.connections.on_connected(connected("d1", "e-1"))
+    await world.devices.connections.on_connected(connected("d1", "e-2", new=False))
+    await world.devices.connections.on_disconnected(control.Disconnected("d1", "t1", "e-1"))
     assert await world.connection_status("d1") == "CONNECTED"
-    await world.devices.on_disconnected(control.Disconnected("d1", "t1", "e-2"))
+    await world.devices.connections.on_disconnected(control.Disconnected("d1", "t1", "e-2"))
     assert await world.connection_status("d1") == "DISCONNECTED"
     assert await world.stores.inventory.connected_devices() == []
 
@@ -152,7 +154,7 @@ async def test_a_batch_applies_each_devices_events_in_order_and_pushes_once(
         connected("c", "e-3"),
         connected("b", "e-4", new=False),
     ]
-    await world.devices.on_events(events)
+    await world.devices.connections.on_events(events)
     assert len(world.broker.pushes) == 1
     assert sorted(world.broker.pushes[0]) == sorted(
         control.device(d, "t1", True) for d in ("a", "b", "c")
@@ -164,7 +166,7 @@ async def test_a_batch_applies_each_devices_events_in_order_and_pushes_once(
 
 async def test_a_failing_device_is_kept_apart_and_its_session_closed(world: World) -> None:
     world.stores.registry.failures["bad"] = ValueError("value out of range")
-    await world.devices.on_events(
+    await world.devices.connections.on_events(
         [connected("good-1", "e-1"), connected("bad", "e-2"), connected("good-2", "e-3")]
     )
     [pushed] = world.broker.pushes
@@ -178,16 +180,16 @@ async def test_a_failing_device_is_kept_apart_and_its_session_closed(world: Worl
     assert await world.stores.identity.device("bad") is None
     # A device the plugin already knew keeps its session: only a new one is closed.
     world.broker.pushes.clear()
-    await world.devices.on_events([connected("bad", "e-4", new=False)])
+    await world.devices.connections.on_events([connected("bad", "e-4", new=False)])
     assert world.broker.pushes == []
 
 
 async def test_an_id_another_tenant_holds_has_the_whole_state_pushed_again(
     world: World,
 ) -> None:
-    await world.devices.on_connected(connected("hd1", tenant="t1"))
+    await world.devices.connections.on_connected(connected("hd1", tenant="t1"))
     world.broker.pushes.clear()
-    await world.devices.on_events(
+    await world.devices.connections.on_events(
         [connected("hd1", "e-9", tenant="t2"), connected("t2-dev", "e-8", tenant="t2")]
     )
     assert world.broker.resyncs == 1
@@ -201,7 +203,7 @@ async def test_an_id_another_tenant_holds_has_the_whole_state_pushed_again(
 async def test_an_absent_database_is_raised_after_the_batch_and_a_retry_completes_it(
     world: World,
 ) -> None:
-    await world.devices.on_events([connected("early", "e-1")])
+    await world.devices.connections.on_events([connected("early", "e-1")])
     world.broker.pushes.clear()
     world.stores.registry.unavailable = True
     batch: list[control.Connected | control.Disconnected] = [
@@ -209,19 +211,19 @@ async def test_an_absent_database_is_raised_after_the_batch_and_a_retry_complete
         connected("late", "e-2"),
     ]
     with pytest.raises(ConnectionRefusedError):
-        await world.devices.on_events(batch)
+        await world.devices.connections.on_events(batch)
     assert await world.connection_status("early") == "DISCONNECTED"  # the rest went on
     assert world.broker.pushes == []  # nothing to tell: "late" is not registered
     world.stores.registry.unavailable = False
-    await world.devices.on_events(batch)  # the caller retries the same batch
+    await world.devices.connections.on_events(batch)  # the caller retries the same batch
     assert world.broker.pushes == [[control.device("late", "t1", True)]]
     assert await world.connection_status("late") == "CONNECTED"
 
 
 async def test_reconcile_follows_the_brokers_live_sessions(world: World) -> None:
-    await world.devices.on_connected(connected("a", "e-1"))
-    await world.devices.on_connected(connected("b", "e-2"))
-    await world.devices.reconcile(
+    await world.devices.connections.on_connected(connected("a", "e-1"))
+    await world.devices.connections.on_connected(connected("b", "e-2"))
+    await world.devices.connections.reconcile(
         (control.LiveClient("b", "t1", FP, "e-9"), control.LiveClient("c", "t1", FP, "e-3"))
     )
     assert [await world.connection_status(d) for d in "abc"] == [
@@ -235,7 +237,7 @@ async def test_a_declaration_waits_for_the_registration_then_merges(world: World
     assert await world.devices.declare(declared, last_try=False) is False
     with pytest.raises(ValidationFailed, match="Device d1 is not registered"):
         await world.devices.declare(declared, last_try=True)
-    await world.devices.on_connected(connected("d1"))
+    await world.devices.connections.on_connected(connected("d1"))
     assert await world.devices.declare(declared, last_try=False) is True
     again = Declaration("d1", {"name": None}, {"c8y_Hardware": None, "c8y_Other": {}})
     assert await world.devices.declare(again, last_try=False) is True
@@ -380,7 +382,7 @@ async def test_child_addition_refusals(world: World) -> None:
 async def test_deleting_a_device_removes_its_user_tells_the_broker_and_discards_its_session(
     world: World,
 ) -> None:
-    await world.devices.on_connected(connected("bye"))
+    await world.devices.connections.on_connected(connected("bye"))
     world.broker.pushes.clear()
     await world.devices.delete_object("t1", await world.object_of("bye"))
     assert world.broker.pushes == [removed_device_lines("t1", "bye")]
@@ -500,7 +502,7 @@ async def test_external_id_refusals(world: World) -> None:
 async def test_deleting_a_device_id_removes_the_user_and_discards_the_session(
     world: World,
 ) -> None:
-    await world.devices.on_connected(connected("hd1"))
+    await world.devices.connections.on_connected(connected("hd1"))
     world.broker.pushes.clear()
     await world.devices.delete_external_id("t1", "c8y_Serial", "hd1")
     assert world.broker.pushes == [removed_device_lines("t1", "hd1")]
@@ -510,12 +512,12 @@ async def test_deleting_a_device_id_removes_the_user_and_discards_the_session(
     with pytest.raises(NotFound, match="External id c8y_Serial/hd1 not found"):
         await world.devices.delete_external_id("t1", "c8y_Serial", "hd1")
     # The id is free: another tenant's device may take it.
-    await world.devices.on_connected(connected("hd1", tenant="t2"))
+    await world.devices.connections.on_connected(connected("hd1", tenant="t2"))
     assert world.broker.resyncs == 0
 
 
 async def test_released_ids_wait_until_the_broker_takes_them(world: World) -> None:
-    await world.devices.on_connected(connected("hd1"))
+    await world.devices.connections.on_connected(connected("hd1"))
     world.broker.reachable = False
     await world.devices.delete_external_id("t1", "c8y_Serial", "hd1")
     assert world.broker.discarded == []
@@ -532,8 +534,8 @@ async def test_released_ids_wait_until_the_broker_takes_them(world: World) -> No
 async def test_device_users_are_listed_apart_from_operators(world: World) -> None:
     await world.stores.users.ensure_user("t1", "admin", "hash", ADMIN_ROLES)
     for device in ("c", "a", "b"):
-        await world.devices.on_connected(connected(device))
-    await world.devices.on_connected(connected("z", tenant="t2"))
+        await world.devices.connections.on_connected(connected(device))
+    await world.devices.connections.on_connected(connected("z", tenant="t2"))
     users, total = await world.devices.list_users(
         "t1", only_devices=True, offset=1, limit=5, count=True
     )
@@ -547,7 +549,7 @@ async def test_device_users_are_listed_apart_from_operators(world: World) -> Non
 async def test_disabling_and_deleting_a_device_user_is_pushed_to_the_broker(
     world: World,
 ) -> None:
-    await world.devices.on_connected(connected("d9"))
+    await world.devices.connections.on_connected(connected("d9"))
     world.broker.pushes.clear()
     off = await world.devices.set_user_enabled("t1", "device_d9", False)
     assert not off.enabled
@@ -559,17 +561,17 @@ async def test_disabling_and_deleting_a_device_user_is_pushed_to_the_broker(
     assert gone.value.code == "user/Not Found"
     # A factory-reset device comes back: its user is made again, enabled.
     world.broker.pushes.clear()
-    await world.devices.on_connected(connected("d9", "e-2", new=False))
+    await world.devices.connections.on_connected(connected("d9", "e-2", new=False))
     assert world.broker.pushes == [[control.device("d9", "t1", True)]]
 
 
 async def test_a_disabled_device_user_stays_disabled_when_the_device_reconnects(
     world: World,
 ) -> None:
-    await world.devices.on_connected(connected("d9"))
+    await world.devices.connections.on_connected(connected("d9"))
     await world.devices.set_user_enabled("t1", "device_d9", False)
     world.broker.pushes.clear()
-    await world.devices.on_connected(connected("d9", "e-2", new=True))
+    await world.devices.connections.on_connected(connected("d9", "e-2", new=True))
     assert world.broker.pushes == [[control.device("d9", "t1", False)]]
 
 

@@ -26,9 +26,9 @@ from fleetgate.pki import DevPki, Issued, ensure_dev_pki, load_issued
 from fleetgate.stack.broker import (
     BrokerConfig,
     MosquittoProcess,
-    build_plugin,
     write_service_password_hash,
 )
+from fleetgate.stack.plugin import build_plugin
 
 from conftest import free_ports
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fleetgate.domain.errors import ConfigurationError
-from fleetgate.stack.broker import build_plugin
+from fleetgate.stack.plugin import build_plugin
 
 STAND_IN_MAKEFILE = (
     "all:\n\tmkdir -p build\n\techo built >> builds\n\ttouch build/fleetgate_plugin.so\n"

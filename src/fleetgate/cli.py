@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return _run(watch_command(args))
     if args.command == "up":
-        from fleetgate.stack.up import run_stack
+        from fleetgate.up import run_stack
 
         return _run(run_stack(settings))
     from fleetgate.app import run_service

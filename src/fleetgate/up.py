@@ -28,10 +28,10 @@ from fleetgate.pki import ensure_dev_pki
 from fleetgate.stack.broker import (
     BrokerConfig,
     MosquittoProcess,
-    build_plugin,
     write_service_password_hash,
 )
 from fleetgate.stack.home import STACK_FILE, HomeSecrets, exclusive, write_private_json
+from fleetgate.stack.plugin import build_plugin
 from fleetgate.stack.postgres import ClusterLocation, PostgresCluster
 from fleetgate.stack.processes import require_free_ports
 from fleetgate.stack.supervision import RestartPolicy, keep_running

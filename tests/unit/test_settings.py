@@ -7,7 +7,7 @@ import pytest
 from fleetgate.cli import _parser, settings_from
 from fleetgate.config import Settings
 from fleetgate.stack.home import HomeSecrets
-from fleetgate.stack.up import stack_description, with_home_secrets
+from fleetgate.up import stack_description, with_home_secrets
 
 
 def test_environment_variables_reach_their_section(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -240,23 +240,6 @@ async def ping(pool: BoundedPool, timeout: float) -> None:
         await conn.fetchval("SELECT 1", timeout=max(deadline - loop.time(), 0.001))
 
 
-async def wait_until_accepting(url: str, *, timeout: float = 30.0) -> None:
-    """Poll until PostgreSQL at ``url`` accepts a connection, or raise after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    last: BaseException | None = None
-    while loop.time() < deadline:
-        try:
-            conn = await asyncpg.connect(url, timeout=2)
-        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-            last = exc
-            await asyncio.sleep(0.1)
-            continue
-        await conn.close()
-        return
-    raise ConfigurationError(f"PostgreSQL did not accept connections within {timeout}s: {last}")
-
-
 async def ensure_database(admin_url: str, name: str) -> None:
     """Create database ``name`` through ``admin_url`` unless it exists."""
     try:

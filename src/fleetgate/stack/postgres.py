@@ -17,7 +17,6 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleetgate.db.pool import ensure_database, wait_until_accepting
 from fleetgate.domain.errors import ConfigurationError
 from fleetgate.stack.processes import RunAs, check_traversable, stop_recorded, tethered
 
@@ -102,9 +101,7 @@ class PostgresCluster:
         finally:
             log_handle.close()
         try:
-            waiter = asyncio.create_task(
-                wait_until_accepting(self.location.url("postgres"), timeout=timeout)
-            )
+            waiter = asyncio.create_task(self._wait_until_accepting(timeout))
             exited = asyncio.create_task(self._process.wait())
             done, _ = await asyncio.wait({waiter, exited}, return_when=asyncio.FIRST_COMPLETED)
             if exited in done:
@@ -114,11 +111,45 @@ class PostgresCluster:
                 )
             exited.cancel()
             await waiter
-            await ensure_database(self.location.url("postgres"), DATABASE)
+            await self._ensure_database()
         except BaseException:
             await self.stop()
             raise
         log.info("PostgreSQL ready on 127.0.0.1:%d (%s)", self.location.port, data)
+
+    async def _client(self, tool: str, *args: str) -> tuple[int, str]:
+        """Run one of the server's client tools against it: (exit status, its output)."""
+        env = {"PGPASSWORD": self.location.password, "PGCONNECT_TIMEOUT": "2"}
+        process = await asyncio.create_subprocess_exec(
+            str(self._bin / tool),
+            *("-h", "127.0.0.1", "-p", str(self.location.port), "-U", SUPERUSER),
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await process.communicate()
+        assert process.returncode is not None
+        return process.returncode, output.decode("utf-8", "replace")
+
+    async def _wait_until_accepting(self, timeout: float) -> None:
+        """Poll with ``pg_isready`` until the server accepts connections."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        output = ""
+        while asyncio.get_running_loop().time() < deadline:
+            status, output = await self._client("pg_isready", "-d", "postgres")
+            if status == 0:
+                return
+            await asyncio.sleep(0.1)
+        raise ConfigurationError(
+            f"PostgreSQL did not accept connections within {timeout}s: {output.strip()}"
+        )
+
+    async def _ensure_database(self) -> None:
+        """Make fleetgate's database unless it exists (``createdb``)."""
+        status, output = await self._client("createdb", DATABASE)
+        if status != 0 and "already exists" not in output:
+            raise ConfigurationError(f"cannot create the database {DATABASE}: {output.strip()}")
 
     @property
     def pid(self) -> int | None:

@@ -73,19 +73,10 @@ def test_other_topics_are_not_device_messages(topic: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "why"),
-    [
-        ("0", "1 to 9223372036854775807"),
-        ("9223372036854775808", "1 to 9223372036854775807"),
-        ("99999999999999999999", "not '99999999999999999999'"),
-        ("\u0663", "not"),
-        (" 1", "not"),
-        (True, "decimal string"),
-        (1.0, "decimal string"),
-        (None, "decimal string"),
-    ],
+    "value", ["0", "9223372036854775808", "99999999999999999999", "\u0663", " 1", True, 1.0, None]
 )
-def test_operation_ids_are_in_range(value: object, why: str) -> None:
+def test_operation_ids_are_in_range(value: object) -> None:
     with pytest.raises(ValidationFailed) as caught:
         operation_id(value)
-    assert why in caught.value.message
+    assert caught.value.message.startswith('"id": operation id ')
+    assert "a whole number from 1 to 9223372036854775807" in caught.value.message

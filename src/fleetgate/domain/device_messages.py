@@ -24,6 +24,7 @@ from fleetgate.domain import repositories
 from fleetgate.domain.binaries import IS_BINARY
 from fleetgate.domain.devices import RESERVED_KEYS, plain_fields
 from fleetgate.domain.errors import ValidationFailed
+from fleetgate.domain.ids import parse_id
 from fleetgate.domain.json_input import JsonLimits, parse_json
 from fleetgate.domain.operations import Status, parse_status
 from fleetgate.domain.topics import DeviceLeaf, DeviceTopic
@@ -37,8 +38,6 @@ MAX_PAYLOAD = {
 MAX_DEPTH = 32
 MAX_REASON = 10_000
 MAX_TEXT = 1_000
-#: The largest id PostgreSQL's bigint holds.
-MAX_OPERATION_ID = 2**63 - 1
 
 #: Fragments fleetgate sets on a device's managed object: a declaration may not hold
 #: them. (The REST API refuses ``c8y_IsBinary`` the same way: one rule, two paths.)
@@ -176,16 +175,11 @@ def parse_device_message(topic: str, payload: bytes) -> DeviceMessage | Rejectio
 
 def operation_id(value: object) -> int:
     """An operation id as devices write it: a decimal string (as the REST API shows ids)
-    or an integer, from 1 to 2^63-1."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValidationFailed('"id" must be the operation id (a decimal string)')
-    text = str(value)
-    if not (text.isascii() and text.isdigit() and len(text) <= 19):
-        raise ValidationFailed(f'"id" must be the operation id, not {text[:40]!r}')
-    number = int(text)
-    if not 1 <= number <= MAX_OPERATION_ID:
-        raise ValidationFailed(f'"id" {text} is not an operation id (1 to {MAX_OPERATION_ID})')
-    return number
+    or an integer, from 1 to 2^63-1 (ids' one rule, :func:`fleetgate.domain.ids.parse_id`)."""
+    try:
+        return parse_id(value, "operation")
+    except ValidationFailed as exc:
+        raise ValidationFailed(f'"id": {exc.message}') from None
 
 
 def _status_report(device_id: str, body: dict[str, Any]) -> StatusReport:

@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 
+from fleetgate.domain.ids import is_ascii_digits
 from fleetgate.domain.operations import Operation, Status
 
 
@@ -83,7 +84,7 @@ class OperationFeed:
         continues; None when the changes since are not all at hand (another process's
         id, one older than the history, or not an id of ours)."""
         epoch, _, number = last_event_id.strip().rpartition("-")
-        if epoch != self.epoch or not number.isdecimal():
+        if epoch != self.epoch or not is_ascii_digits(number):
             return None
         after = int(number)
         oldest = self._history[0][0] if self._history else self._sequence + 1

@@ -24,6 +24,7 @@ from fleetgate.domain.binaries import BinaryFile
 from fleetgate.domain.device_messages import DeviceError, StatusReport
 from fleetgate.domain.devices import ManagedObject
 from fleetgate.domain.errors import NotFound, ServiceUnavailable, ValidationFailed
+from fleetgate.domain.ids import parse_id
 from fleetgate.domain.operations import (
     DeviceTarget,
     Move,
@@ -347,11 +348,13 @@ def _operator_report(tenant_id: str, operation_id: int, body: dict[str, Any]) ->
 
 
 def _object_id(value: Any, name: str) -> int:
-    if isinstance(value, int | str) and str(value).isdigit() and int(value) > 0:
-        return int(value)
-    raise ValidationFailed(
-        f"{name} must be the id of a managed object", code="devicecontrol/Invalid Data"
-    )
+    """A managed object id in a body: ids' one rule (ASCII digits, 1 to 2^63-1)."""
+    try:
+        return parse_id(value)
+    except ValidationFailed:
+        raise ValidationFailed(
+            f"{name} must be the id of a managed object", code="devicecontrol/Invalid Data"
+        ) from None
 
 
 def _urls(value: Any) -> Iterable[str]:

@@ -134,8 +134,6 @@ async def create_operation(
     request: Request, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:
     body = await json_object(request)
-    if body.get("deviceId") is not None:
-        parse_id(body["deviceId"], "device")  # checked here: the service takes it as given
     created = await operations(request).create(principal.tenant.id, body)
     return media.c8y_json(operation_body(created, context(request).base_url), media.OPERATION, 201)
 

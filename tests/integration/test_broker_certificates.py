@@ -305,6 +305,19 @@ async def test_the_plugin_admits_exactly_the_services_device_ids(
         assert await wait_for_log(broker, NOT_A_DEVICE_ID)
 
 
+async def test_the_brokers_tls_never_loads_a_second_ca_of_one_subject(
+    trust: Trust, broker: RunningBroker, service: aiomqtt.Client
+) -> None:
+    """Why two trusted CAs may not share a subject (the trust store refuses the second):
+    once OpenSSL has loaded a CA of a name, it looks no further for that name until the
+    broker restarts, so the second CA's devices fail TLS (unknown CA)."""
+    first, second = generate_ca("One subject"), generate_ca("One subject")
+    await trust_ca(trust, service, first, autoreg=True)
+    assert await can_connect(cert_client(broker, device(first, "subject-a"), "subject-a"))
+    await trust_ca(trust, service, second, tenant="t2", autoreg=True)
+    assert not await can_connect(cert_client(broker, device(second, "subject-b"), "subject-b"))
+
+
 async def test_another_device_cannot_take_over_a_client_id(
     trust: Trust, broker: RunningBroker, service: aiomqtt.Client
 ) -> None:

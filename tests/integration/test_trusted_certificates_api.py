@@ -258,6 +258,29 @@ async def test_the_same_ca_twice_is_409_even_across_tenants(
     assert len(broker.calls) == 1
 
 
+async def test_two_cas_of_one_subject_are_refused_even_across_tenants(
+    client: httpx.AsyncClient, broker: RecordingBroker
+) -> None:
+    """The broker's TLS finds a CA by its subject and never loads a second of the same
+    name (tests/integration/test_broker_certificates.py shows it): the second is a 409
+    naming the subject, whatever the tenant, the case or the spacing."""
+    await create(client, generate_ca("My device CA"))
+    for name, tenant, auth in (
+        ("My device CA", "t7", ADMIN),
+        ("my  DEVICE ca", "t7", ADMIN),
+        ("My device CA", "t8", OTHER_ADMIN),
+    ):
+        twin = await client.post(
+            f"/tenant/tenants/{tenant}/trusted-certificates",
+            json=upload_body(generate_ca(name)),
+            auth=auth,
+        )
+        body = assert_refused(twin, 409, "a subject of its own")
+        assert "CN=" in body["message"]
+    assert len(broker.calls) == 1
+    await create(client, generate_ca("My other device CA"))
+
+
 @pytest.mark.parametrize(
     ("make", "words"),
     [

@@ -8,7 +8,7 @@ import pytest
 
 from fleetgate.domain import broker_control as control
 from fleetgate.domain.errors import Conflict, NotFound, ValidationFailed
-from fleetgate.domain.trust import TrustedCertificate, TrustStatus
+from fleetgate.domain.trust import TrustedCertificate, TrustStatus, subject_key, subject_taken
 from fleetgate.pki import generate_ca, issue_client_certificate
 from fleetgate.services.trust import TrustedCertificates, broker_lines
 
@@ -26,6 +26,9 @@ class InMemoryTrust:
     async def add(self, cert: TrustedCertificate) -> TrustedCertificate:
         if cert.fingerprint in self.certs:
             raise Conflict("certificate already uploaded")
+        key = subject_key(cert.facts.subject)
+        if any(subject_key(c.facts.subject) == key for c in self.certs.values()):
+            raise subject_taken(cert.facts.subject)
         self.certs[cert.fingerprint] = cert
         return cert
 

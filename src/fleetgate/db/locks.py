@@ -23,6 +23,11 @@ async def lock_device_id(conn: Conn, device_id: str) -> None:
     await conn.execute(_XACT_LOCK, f"device-id/{device_id}")
 
 
+async def lock_trusted_subject(conn: Conn, subject_key: str) -> None:
+    """Until the transaction ends: nobody else stores a trusted CA of this subject."""
+    await conn.execute(_XACT_LOCK, f"trusted-subject/{subject_key}")
+
+
 async def lock_group(conn: Conn, tenant_id: str, parent_id: int | None, name: str) -> None:
     """Until the transaction ends: nobody else makes the group ``name`` under ``parent_id``."""
     await conn.execute(_XACT_LOCK, f"group/{tenant_id}/{parent_id or ''}/{name}")

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import asyncpg
 
+from fleetgate.db.locks import lock_trusted_subject
 from fleetgate.domain.errors import Conflict, NotFound
-from fleetgate.domain.trust import CertificateFacts, TrustedCertificate, TrustStatus
+from fleetgate.domain.trust import (
+    CertificateFacts,
+    TrustedCertificate,
+    TrustStatus,
+    subject_key,
+    subject_taken,
+)
 
 _ALREADY_UPLOADED = "certificate already uploaded"
 
@@ -38,35 +45,49 @@ class PgTrustStore:
         self._pool = pool
 
     async def add(self, cert: TrustedCertificate) -> TrustedCertificate:
-        """Store a new certificate; :class:`Conflict` when its fingerprint is known.
+        """Store a new certificate; :class:`Conflict` when its fingerprint is known, or
+        when another stored certificate has its subject (:func:`subject_key`).
 
-        The fingerprint is unique across tenants, and the message is the same whichever
-        tenant holds it, so that nobody learns another tenant's certificates.
+        Both are unique across tenants. The fingerprint's message is the same whichever
+        tenant holds it, so that nobody learns another tenant's certificates; the subject's
+        says that the name is taken, which the broker's TLS leaves no way around.
         """
         facts = cert.facts
+        key = subject_key(facts.subject)
         try:
-            row = await self._pool.fetchrow(
-                """
-                INSERT INTO trusted_certificate
-                    (fingerprint, tenant_id, name, status, auto_registration, der, pem,
-                     subject, issuer, serial_number, algorithm_name, not_before, not_after)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-                RETURNING *
-                """,
-                facts.fingerprint,
-                cert.tenant_id,
-                cert.name,
-                cert.status.value,
-                cert.auto_registration,
-                facts.der,
-                facts.pem,
-                facts.subject,
-                facts.issuer,
-                facts.serial_number,
-                facts.algorithm_name,
-                facts.not_before,
-                facts.not_after,
-            )
+            async with self._pool.acquire() as conn, conn.transaction():
+                await lock_trusted_subject(conn, key)
+                if await conn.fetchval(
+                    "SELECT 1 FROM trusted_certificate WHERE subject_key = $1"
+                    " AND fingerprint <> $2 LIMIT 1",
+                    key,
+                    facts.fingerprint,
+                ):
+                    raise subject_taken(facts.subject)
+                row = await conn.fetchrow(
+                    """
+                    INSERT INTO trusted_certificate
+                        (fingerprint, tenant_id, name, status, auto_registration, der, pem,
+                         subject, issuer, serial_number, algorithm_name, not_before,
+                         not_after, subject_key)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                    RETURNING *
+                    """,
+                    facts.fingerprint,
+                    cert.tenant_id,
+                    cert.name,
+                    cert.status.value,
+                    cert.auto_registration,
+                    facts.der,
+                    facts.pem,
+                    facts.subject,
+                    facts.issuer,
+                    facts.serial_number,
+                    facts.algorithm_name,
+                    facts.not_before,
+                    facts.not_after,
+                    key,
+                )
         except asyncpg.UniqueViolationError:
             raise Conflict(_ALREADY_UPLOADED) from None
         except asyncpg.ForeignKeyViolationError:

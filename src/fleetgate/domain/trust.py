@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
-from fleetgate.domain.errors import ValidationFailed
+from fleetgate.domain.errors import Conflict, ValidationFailed
 
 __all__ = [
     "MAX_NAME_LENGTH",
@@ -97,6 +97,21 @@ class CertificateRefused(ValidationFailed):
     def __init__(self, reason: RefusalReason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+def subject_key(subject: str) -> str:
+    """A subject name as OpenSSL compares names (``X509_NAME_cmp`` on the canonical form):
+    letter case and runs of white space do not count. Two trusted CAs with one key cannot
+    both be found by the broker's TLS, which looks a CA up by its subject."""
+    return " ".join(subject.split()).lower()
+
+
+def subject_taken(subject: str) -> Conflict:
+    return Conflict(
+        f"a trusted certificate with the subject {subject!r} is stored already (in this or"
+        " another tenant): the broker's TLS finds a device's CA by its subject and would"
+        " only ever try one of the two; give this CA a subject of its own"
+    )
 
 
 @dataclass(frozen=True, slots=True)

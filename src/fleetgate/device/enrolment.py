@@ -9,6 +9,7 @@ because the CA allows auto-registration.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,7 +68,10 @@ def ensure_fleet_ca(state_dir: Path) -> Issued:
     if cert.exists() and key.exists():
         return load_issued(cert, key)
     state_dir.mkdir(parents=True, exist_ok=True)
-    ca = generate_ca(CA_NAME)
+    # A name of its own: fleetgate refuses a second trusted CA of a subject it holds (the
+    # broker's TLS could not tell them apart), and simulators of other tenants or state
+    # directories have CAs of their own.
+    ca = generate_ca(f"{CA_NAME} {secrets.token_hex(4)}")
     shutil.rmtree(state_dir / "devices", ignore_errors=True)  # issued by a CA now gone
     ca.write(cert, key)
     return ca
@@ -94,7 +98,7 @@ async def trust_fleet_ca(stack: StackInfo, ca: Issued, http: httpx.AsyncClient) 
     admin = stack.admin
     url = f"{stack.api_url.rstrip('/')}/tenant/tenants/{admin.tenant}/trusted-certificates"
     body = {
-        "name": CA_NAME,
+        "name": ca.certificate.subject.rfc4514_string().removeprefix("CN="),
         "certInPemFormat": ca.cert_pem().decode(),
         "status": "ENABLED",
         "autoRegistrationEnabled": True,
@@ -105,7 +109,7 @@ async def trust_fleet_ca(stack: StackInfo, ca: Issued, http: httpx.AsyncClient) 
         )
     except httpx.HTTPError as exc:
         raise ConfigurationError(f"cannot reach fleetgate's API at {stack.api_url}: {exc}") from exc
-    if response.status_code == 409:
+    if response.status_code == 409 and "already uploaded" in response.text:
         return False
     if response.status_code != 201:
         raise ConfigurationError(

@@ -30,7 +30,8 @@ from fleetgate.db.bulk import PgBulkCredentials
 from fleetgate.db.migrations import migrate
 from fleetgate.db.pool import create_pool, ensure_database
 from fleetgate.db.users import PgUsers
-from fleetgate.domain.bulk import BulkFile, DeviceRow
+from fleetgate.domain.bulk import DeviceRow
+from fleetgate.domain.bulk_file import BulkFile
 from fleetgate.domain.passwords import hash_password
 from fleetgate.domain.users import Tenant
 from fleetgate.services.bulk import BulkCredentials, BulkLimits

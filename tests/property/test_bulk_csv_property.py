@@ -9,7 +9,8 @@ import io
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleetgate.domain.bulk import SEPARATORS, BulkFile, DeviceRow, RowFailure
+from fleetgate.domain.bulk import DeviceRow, RowFailure
+from fleetgate.domain.bulk_file import SEPARATORS, BulkFile
 from fleetgate.domain.errors import ValidationFailed
 
 from strategies import device_ids

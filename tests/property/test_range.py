@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fleetgate.files.http import UNSATISFIABLE, ByteRange, parse_range
+from fleetgate.api.file_responses import UNSATISFIABLE, ByteRange, parse_range
 
 sizes = st.integers(min_value=0, max_value=10**12)
 positions = st.integers(min_value=0, max_value=2 * 10**12)

@@ -8,8 +8,8 @@ import contextlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fleetgate.domain.certificates import parse_trusted_certificate
 from fleetgate.domain.errors import ValidationFailed
-from fleetgate.domain.trust import parse_trusted_certificate
 from fleetgate.pki import generate_ca
 
 from fakes import CERTIFICATE_CLOCK

@@ -6,15 +6,11 @@ import io
 
 import pytest
 
-from fleetgate.domain.bulk import (
+from fleetgate.domain.bulk import Column, DeviceRow, RowFailure, check_password, device_values
+from fleetgate.domain.bulk_file import (
     MAX_LINE_BYTES,
     BulkFile,
-    Column,
-    DeviceRow,
-    RowFailure,
-    check_password,
     detect_separator,
-    device_values,
     parse_header,
     read_text,
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from fleetgate.api.file_responses import content_disposition
 from fleetgate.domain.binaries import (
     binary_id_of_url,
     check_binary_update,
@@ -12,7 +13,6 @@ from fleetgate.domain.binaries import (
 )
 from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.repositories import check_repository_object
-from fleetgate.files.http import content_disposition
 
 
 def test_binary_urls_are_recognised_by_their_path() -> None:

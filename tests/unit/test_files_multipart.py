@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from fleetgate.api.multipart import MultipartForm, boundary_of
 from fleetgate.domain.errors import TooLarge, ValidationFailed
-from fleetgate.files.multipart import MultipartForm, boundary_of
 
 BODY = (
     b"--XyZ\r\n"

@@ -15,7 +15,7 @@ import pytest
 
 from fleetgate.domain import broker_control as control
 from fleetgate.domain import devices, topics
-from fleetgate.domain.trust import parse_trusted_certificate
+from fleetgate.domain.certificates import parse_trusted_certificate
 from fleetgate.pki import generate_ca
 
 from fakes import CERTIFICATE_CLOCK

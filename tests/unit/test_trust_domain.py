@@ -12,17 +12,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from fleetgate.domain.errors import ValidationFailed
-from fleetgate.domain.trust import (
+from fleetgate.domain.certificates import (
     MAX_PEM_BYTES,
     CertificateRefused,
     RefusalReason,
+    iso_timestamp,
+    parse_trusted_certificate,
+)
+from fleetgate.domain.errors import ValidationFailed
+from fleetgate.domain.trust import (
     TrustedCertificate,
     TrustStatus,
     apply_update,
     certificate_from_upload,
-    iso_timestamp,
-    parse_trusted_certificate,
     read_only_values,
 )
 from fleetgate.pki import Issued, generate_ca, issue_client_certificate

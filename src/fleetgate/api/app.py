@@ -9,16 +9,16 @@ from fleetgate.api.auth import ApiContext
 from fleetgate.api.params import storable_parameters
 from fleetgate.api.routes import (
     binaries,
-    bulk_credentials,
+    bootstrap,
+    bulk,
     dead_letters,
-    device_credentials,
     files,
     health,
     identity,
     inventory,
     operations,
     tenant,
-    trusted_certificates,
+    trust,
     users,
 )
 
@@ -40,9 +40,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(binaries.router)
     app.include_router(files.router)
     app.include_router(identity.router)
-    app.include_router(trusted_certificates.router)
-    app.include_router(device_credentials.router)
-    app.include_router(bulk_credentials.router)
+    app.include_router(trust.router)
+    app.include_router(bootstrap.router)
+    app.include_router(bulk.router)
     app.include_router(operations.router)
     app.include_router(dead_letters.router)
     return app

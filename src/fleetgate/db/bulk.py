@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -18,7 +17,7 @@ import asyncpg
 from fleetgate.db.device_ids import claim_device_id
 from fleetgate.db.inventory import insert_object
 from fleetgate.db.locks import lock_group
-from fleetgate.domain.bulk import DeviceRow, device_values, group_values
+from fleetgate.domain.bulk import DeviceRow, Refused, Stored, device_values, group_values
 from fleetgate.domain.devices import DEVICE_ID_TYPE, device_username
 from fleetgate.domain.errors import Conflict
 from fleetgate.domain.users import Role
@@ -26,23 +25,6 @@ from fleetgate.domain.users import Role
 log = logging.getLogger(__name__)
 
 _Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """The row is committed."""
-
-    #: True when the device's managed object was made by this row (else: updated).
-    created: bool
-    #: Whether the device's user is enabled (an operator may have disabled it before).
-    enabled: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    """Nothing of the row is stored, for this reason."""
-
-    reason: str
 
 
 class _Refusal(Exception):

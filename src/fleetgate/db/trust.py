@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncpg
 
 from fleetgate.db.locks import lock_trusted_subject
+from fleetgate.domain.certificates import CertificateFacts
 from fleetgate.domain.errors import Conflict, NotFound
 from fleetgate.domain.trust import (
-    CertificateFacts,
     TrustedCertificate,
     TrustStatus,
     subject_key,

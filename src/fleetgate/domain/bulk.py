@@ -1,31 +1,15 @@
-"""Bulk device credentials: reading the CSV file and deciding each row (pure, stdlib only).
+"""Bulk device credentials: deciding each row of the CSV file (pure, stdlib only).
 
-The file (Cumulocity's bulk registration format) is a header line naming the columns,
-then one device per record. Reading rules:
-
-- The separator is taken from the header line: the first of tab, semicolon and comma
-  that occurs in it, in that order of preference (the rarer a character is in ordinary
-  text, the more likely its presence is deliberate). A header without any of them is a
-  single column; ``ID CREDENTIALS`` (space separated) is refused as such.
-- Header names are case-insensitive and stripped of surrounding blanks; unknown columns
-  are ignored. A UTF-8 byte order mark is skipped. Records follow RFC 4180 (quotes,
-  ``""`` escapes, separators and line breaks inside quotes); CRLF and LF both end lines.
-- Values are taken exactly as written (never trimmed). Blank lines are skipped and not
-  counted. A line longer than :data:`MAX_LINE_BYTES` fails as a row; bytes that are not
-  UTF-8 fail the row that holds them (the header: the whole file).
-
-Whole-file problems raise :class:`ValidationFailed` (HTTP 422, nothing stored); every
-row ends as a :class:`DeviceRow` to store or a :class:`RowFailure` that says why not.
+:mod:`fleetgate.domain.bulk_file` reads the file; every row ends here as a
+:class:`DeviceRow` to store or a :class:`RowFailure` that says why not, and a stored row
+as :class:`Stored` or :class:`Refused`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import IO, Any
+from typing import Any
 
 from fleetgate.domain.devices import (
     DEFAULT_DEVICE_TYPE,
@@ -35,17 +19,12 @@ from fleetgate.domain.devices import (
 from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.text import unstorable
 
-#: Separators in order of preference when the header line holds several.
-SEPARATORS = ("\t", ";", ",")
-#: Longest physical line read; a longer one fails as a row (keeps memory bounded).
-MAX_LINE_BYTES = 64 * 1024
 #: Cumulocity's password rule for users: 8 to 32 characters of letters, digits and these.
 PASSWORD_SYMBOLS = frozenset("`~!@#$%^&*()_|+-=?;:'\",.<>{}[]\\/")
 PASSWORD_MIN, PASSWORD_MAX = 8, 32
 _MASK = "***"
 GROUP_FRAGMENT, GROUP_TYPE = "c8y_IsDeviceGroup", "c8y_DeviceGroup"
 SUBGROUP_FRAGMENT, SUBGROUP_TYPE = "c8y_IsDeviceSubgroup", "c8y_DeviceSubgroup"
-_BOM = "\ufeff"
 
 
 class Column(StrEnum):
@@ -61,7 +40,7 @@ class Column(StrEnum):
 
 
 #: Columns that describe the device, and so need TYPE and NAME in the file (the seed's rule).
-_NEED_TYPE_AND_NAME = (Column.ICCID, Column.IDTYPE, Column.PATH, Column.SHELL)
+NEED_TYPE_AND_NAME = (Column.ICCID, Column.IDTYPE, Column.PATH, Column.SHELL)
 
 
 class BulkStatus(StrEnum):
@@ -130,67 +109,6 @@ class BulkResult:
         return self.created + len(self.updated)
 
 
-def detect_separator(header_line: str) -> str | None:
-    """The first of tab, semicolon, comma that occurs in the header line, else None."""
-    for separator in SEPARATORS:
-        if separator in header_line:
-            return separator
-    return None
-
-
-def parse_header(line: str, *, management: bool) -> Header:
-    """Understand the header line, or :class:`ValidationFailed` naming what is wrong."""
-    line = line.removeprefix(_BOM).rstrip("\r\n")
-    if not line.strip():
-        raise ValidationFailed(
-            "the file is empty: it has no line naming the columns (blank lines are skipped)"
-        )
-    if _has_surrogates(line):
-        raise ValidationFailed("the header line is not valid UTF-8")
-    separator = detect_separator(line)
-    if separator is None:
-        if len(line.split()) > 1:
-            raise ValidationFailed(
-                "no separator found in the header line: separate the columns with a tab,"
-                " a semicolon or a comma"
-            )
-        separator = ","
-    try:
-        names = next(csv.reader([line], delimiter=separator, strict=True))
-    except (csv.Error, StopIteration) as exc:
-        raise ValidationFailed(f"the header line cannot be read: {exc}") from None
-    known = {c.value: c for c in Column}
-    positions: list[Column | None] = []
-    ignored: list[str] = []
-    for name in names:
-        column = known.get(name.strip().upper())
-        if column is Column.TENANT and not management:
-            column = None
-        if column is not None and column in positions:
-            raise ValidationFailed(f"the column {column.value} appears twice in the header")
-        positions.append(column)
-        if column is None:
-            ignored.append(name)
-    header = Header(separator, tuple(positions), tuple(ignored), management)
-    mandatory = [Column.ID, Column.CREDENTIALS] + ([Column.TENANT] if management else [])
-    missing = [c.value for c in mandatory if not header.has(c)]
-    if missing:
-        raise ValidationFailed(
-            f"mandatory column(s) missing: {', '.join(missing)} (the header line is"
-            f" {line!r}; mandatory: {', '.join(c.value for c in mandatory)})"
-        )
-    needing = [c.value for c in _NEED_TYPE_AND_NAME if header.has(c)]
-    lacking = [c.value for c in (Column.TYPE, Column.NAME) if not header.has(c)]
-    if lacking and needing:
-        raise ValidationFailed(
-            f"the column(s) {', '.join(needing)} need the columns TYPE and NAME in the file;"
-            f" missing: {', '.join(lacking)}"
-        )
-    if len(lacking) == 1:
-        raise ValidationFailed(f"the columns TYPE and NAME go together; missing: {lacking[0]}")
-    return header
-
-
 def check_password(password: str) -> str | None:
     """Why ``password`` cannot be a device's password, or None when it can."""
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
@@ -218,7 +136,7 @@ def read_row(header: Header, values: list[str], line: int) -> DeviceRow | RowFai
     text = row_text(header, values)
     get = {c: values[i] for i, c in enumerate(header.positions) if c is not None}
     device_id = get[Column.ID]
-    if any(_has_surrogates(v) for v in values):
+    if any(not_utf8(v) for v in values):
         return RowFailure(line, "the row is not valid UTF-8", text, None)
     for column, value in get.items():
         problem = unstorable(value) if column is not Column.CREDENTIALS else None
@@ -312,87 +230,6 @@ def group_values(depth: int) -> tuple[str, dict[str, Any]]:
     return SUBGROUP_TYPE, {SUBGROUP_FRAGMENT: {}}
 
 
-class BulkFile:
-    """A CSV upload read record by record from a binary stream, in bounded memory.
-
-    ``header`` is read on construction (:class:`ValidationFailed` for a bad one);
-    iterating yields one decision per non-blank record. Duplicate ids (per tenant)
-    fail: the first row with an id wins and later ones name its line. That set of
-    seen ids is the only state that grows with the file.
-    """
-
-    def __init__(self, stream: IO[bytes], *, management: bool) -> None:
-        self._lines = _Lines(stream)
-        # The header is the first line that is not blank: blank lines before it are
-        # skipped like blank lines anywhere else (line numbers stay physical).
-        first = next((line for line in self._lines if line.strip()), "")
-        if self._lines.oversize:
-            raise ValidationFailed(f"the header line is longer than {MAX_LINE_BYTES} bytes")
-        self.header = parse_header(first, management=management)
-        self._seen: dict[tuple[str | None, str], int] = {}
-
-    def __iter__(self) -> Iterator[DeviceRow | RowFailure]:
-        reader = csv.reader(self._lines, delimiter=self.header.separator, strict=True)
-        while True:
-            start = self._lines.number + 1
-            try:
-                values = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                yield RowFailure(start, f"the row cannot be read as CSV: {exc}", "")
-                continue
-            if start in self._lines.oversize:
-                yield RowFailure(start, f"the line is longer than {MAX_LINE_BYTES} bytes", "")
-                continue
-            if not values or values == [""]:
-                continue
-            decision = read_row(self.header, values, start)
-            if isinstance(decision, DeviceRow):
-                key = (decision.tenant, decision.device_id)
-                first = self._seen.setdefault(key, start)
-                if first != start:
-                    decision = RowFailure(
-                        start,
-                        f"duplicate id in file: {decision.device_id} was first given on line"
-                        f" {first}",
-                        decision.text,
-                        decision.device_id,
-                    )
-            yield decision
-
-
-class _Lines:
-    """Physical lines of a binary stream as text, each at most MAX_LINE_BYTES.
-
-    Bytes that are not UTF-8 become lone surrogates (``surrogateescape``) so that the
-    row holding them fails and the others go on. A longer line is skipped to its end,
-    yielded as a blank line, and its number remembered in ``oversize``.
-    """
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self._stream = stream
-        self.number = 0
-        self.oversize: set[int] = set()
-
-    def __iter__(self) -> Iterator[str]:
-        while True:
-            raw = self._stream.readline(MAX_LINE_BYTES + 1)
-            if not raw:
-                return
-            self.number += 1
-            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-                self.oversize.add(self.number)
-                while raw and not raw.endswith(b"\n"):
-                    raw = self._stream.readline(MAX_LINE_BYTES)
-                yield "\n"
-                continue
-            text = raw.decode("utf-8", "surrogateescape")
-            if self.number == 1:
-                text = text.removeprefix(_BOM)
-            yield text
-
-
 def _device_id_problem(device_id: str) -> str | None:
     if not device_id:
         return "ID is empty"
@@ -408,7 +245,7 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def _has_surrogates(text: str) -> bool:
+def not_utf8(text: str) -> bool:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -416,6 +253,18 @@ def _has_surrogates(text: str) -> bool:
     return False
 
 
-def read_text(text: str, *, management: bool = False) -> BulkFile:
-    """A :class:`BulkFile` over text (tests and small files)."""
-    return BulkFile(io.BytesIO(text.encode("utf-8")), management=management)
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """The row is committed."""
+
+    #: True when the device's managed object was made by this row (else: updated).
+    created: bool
+    #: Whether the device's user is enabled (an operator may have disabled it before).
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Nothing of the row is stored, for this reason."""
+
+    reason: str

@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import IO, Protocol
 
-from fleetgate.db.bulk import Refused, Stored
 from fleetgate.domain import broker_control as control
-from fleetgate.domain.bulk import BulkFile, BulkResult, DeviceRow, RowFailure
+from fleetgate.domain.bulk import BulkResult, DeviceRow, Refused, RowFailure, Stored
+from fleetgate.domain.bulk_file import BulkFile
 from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.passwords import hash_password
 from fleetgate.domain.users import Tenant

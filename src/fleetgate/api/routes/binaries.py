@@ -15,6 +15,8 @@ from fastapi.responses import JSONResponse, Response
 from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import MAX_BODY, parse_json
+from fleetgate.api.file_responses import file_response
+from fleetgate.api.multipart import MultipartForm, PartHeaders, boundary_of
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.routes.inventory import id_list, object_body, object_page
 from fleetgate.api.schemas import IdPath
@@ -31,8 +33,6 @@ from fleetgate.domain.errors import TooLarge, ValidationFailed
 from fleetgate.domain.ids import parse_id
 from fleetgate.domain.inventory import ObjectFilter
 from fleetgate.domain.users import Principal, Role
-from fleetgate.files.http import file_response
-from fleetgate.files.multipart import MultipartForm, PartHeaders, boundary_of
 from fleetgate.services.binaries import Binaries, binary_not_found
 
 router = APIRouter()

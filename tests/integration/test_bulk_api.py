@@ -14,7 +14,7 @@ import asyncpg
 import httpx
 import pytest
 
-from fleetgate.api.routes import bulk_credentials
+from fleetgate.api.routes import bulk as bulk_route
 from fleetgate.db.bulk import PgBulkCredentials
 from fleetgate.domain import broker_control as control
 from fleetgate.domain.passwords import verify_password
@@ -429,7 +429,7 @@ async def test_a_user_without_device_control_admin_is_refused(api: httpx.AsyncCl
 async def test_an_upload_over_the_limit_is_413(
     api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bulk_credentials, "MAX_UPLOAD", 1000)
+    monkeypatch.setattr(bulk_route, "MAX_UPLOAD", 1000)
     response = await upload(api, "ID,CREDENTIALS\n" + "x,abcd1234\n" * 200)
     assert response.status_code == 413
     assert response.json()["error"] == "general/requestEntityTooLarge"

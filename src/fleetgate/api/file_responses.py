@@ -20,7 +20,8 @@ from urllib.parse import quote
 
 from starlette.responses import Response, StreamingResponse
 
-from fleetgate.files.store import CHUNK
+#: Bytes read from the file (in a worker thread) and sent at a time.
+CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

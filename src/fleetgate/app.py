@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+
+from fastapi import FastAPI
 
 from fleetgate.api import server
 from fleetgate.api.app import create_app
 from fleetgate.api.auth import ApiContext
+from fleetgate.api.services import ApiServices
 from fleetgate.config import Settings, reveal
 from fleetgate.db.binaries import PgBinaries
 from fleetgate.db.bootstrap import PgRequests
@@ -23,14 +29,13 @@ from fleetgate.db.identity import PgIdentity
 from fleetgate.db.inventory import PgInventory
 from fleetgate.db.migrations import migrate
 from fleetgate.db.operations import PgOperations
-from fleetgate.db.pool import Timeouts, create_pool, ping, unbounded_connection
+from fleetgate.db.pool import BoundedPool, Timeouts, create_pool, ping, unbounded_connection
 from fleetgate.db.transient import is_transient
 from fleetgate.db.trust import PgTrustStore
 from fleetgate.db.users import PgUsers
-from fleetgate.domain.device_messages import Incoming
 from fleetgate.domain.errors import ConfigurationError
 from fleetgate.domain.passwords import generate_secret
-from fleetgate.domain.topics import BOOTSTRAP_REQUESTS, DEVICE_SUBSCRIPTIONS, BootstrapTopic
+from fleetgate.domain.topics import BOOTSTRAP_REQUESTS, DEVICE_SUBSCRIPTIONS
 from fleetgate.files.store import FileStore
 from fleetgate.mqtt.bridge import BrokerBridge
 from fleetgate.mqtt.device_link import DeviceLink
@@ -56,6 +61,35 @@ OnReady = Callable[[], Awaitable[None]]
 READINESS_TIMEOUT = 2.0
 
 
+@dataclass(frozen=True, slots=True)
+class Adapters:
+    """The outside world as the services see it: stores on the pool, the file store and
+    the two broker connections (not yet wired to the services that use them)."""
+
+    users: PgUsers
+    inventory: PgInventory
+    trust_store: PgTrustStore
+    dead_letters: PgDeadLetters
+    bridge: BrokerBridge
+    link: DeviceLink
+    pool: BoundedPool
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    devices: Devices
+    trust: TrustedCertificates
+    trust_sync: TrustSync
+    bootstrap: Bootstrap
+    bulk: BulkCredentials
+    binaries: Binaries
+    operations: Operations
+    device_messages: DeviceMessages
+    dead_letters: DeadLetters
+    health: Health
+    url_secret: bytes
+
+
 async def run_service(settings: Settings, *, on_ready: OnReady | None = None) -> None:
     """Run the MQTT bridge and the REST API until cancelled.
 
@@ -65,150 +99,197 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
     url = reveal(settings.database.url)
     if not url:
         raise ConfigurationError("no database configured: set FLEETGATE_DATABASE_URL")
+    if settings.mqtt.capath is None:
+        raise ConfigurationError(
+            "no CA directory for the broker: set FLEETGATE_MQTT_CAPATH to the capath of"
+            " mosquitto's certificate listener"
+        )
     api_socket = server.bind(settings.api.host, settings.api.port)
+    try:
+        pool = await _database(url, settings)
+    except BaseException:
+        api_socket.close()
+        raise
+    try:
+        await _seed(settings, PgUsers(pool))
+        adapters = _adapters(settings, pool)
+        services = _services(settings, adapters)
+        _wire(adapters, services)
+        await services.trust_sync.write_capath()
+        api = create_app(
+            ApiContext(Authenticator(adapters.users), settings.api.base_url()),
+            ApiServices(
+                devices=services.devices,
+                trust=services.trust,
+                bootstrap=services.bootstrap,
+                bulk=services.bulk,
+                binaries=services.binaries,
+                operations=services.operations,
+                dead_letters=services.dead_letters,
+                health=services.health,
+                url_secret=services.url_secret,
+            ),
+        )
+        await _serve(settings, api, api_socket, adapters, services, on_ready)
+    finally:
+        api_socket.close()
+        await pool.close()
+
+
+async def _database(url: str, settings: Settings) -> BoundedPool:
+    """Migrate (on a connection of its own, with no command limit), then the bounded pool."""
     database = settings.database
     timeouts = Timeouts(
         connect=database.connect_timeout,
         acquire=database.acquire_timeout,
         command=database.command_timeout,
     )
-    try:
-        async with unbounded_connection(url, connect_timeout=timeouts.connect) as conn:
-            await migrate(conn)
-        pool = await create_pool(
-            url,
-            min_size=database.pool_min_size,
-            max_size=database.pool_max_size,
-            timeouts=timeouts,
-        )
-    except BaseException:
-        api_socket.close()
-        raise
-    try:
-        users = PgUsers(pool)
-        seed = settings.seed
-        await ensure_initial_state(
-            users,
-            InitialState.build(
-                management_tenant=seed.management_tenant,
-                tenant=seed.tenant,
-                admin_username=seed.admin_username,
-                admin_password=reveal(seed.admin_password),
-                management_admin_password=reveal(seed.management_admin_password),
-                bootstrap_username=seed.bootstrap_username,
-                bootstrap_password=reveal(seed.bootstrap_password),
-            ),
-        )
-        inventory = PgInventory(pool)
-        trust_store = PgTrustStore(pool)
-        capath = settings.mqtt.capath
-        if capath is None:
-            raise ConfigurationError(
-                "no CA directory for the broker: set FLEETGATE_MQTT_CAPATH to the capath of"
-                " mosquitto's certificate listener"
-            )
+    async with unbounded_connection(url, connect_timeout=timeouts.connect) as conn:
+        await migrate(conn)
+    return await create_pool(
+        url, min_size=database.pool_min_size, max_size=database.pool_max_size, timeouts=timeouts
+    )
 
-        async def enabled_cas() -> dict[str, bytes]:
-            return {
-                c.fingerprint: c.facts.pem.encode("ascii")
-                for c in await trust_store.all_certificates()
-                if c.enabled
-            }
 
-        async def write_capath(certificates: Mapping[str, bytes]) -> None:
-            await asyncio.to_thread(sync_capath, capath, certificates)
+async def _seed(settings: Settings, users: PgUsers) -> None:
+    seed = settings.seed
+    await ensure_initial_state(
+        users,
+        InitialState.build(
+            management_tenant=seed.management_tenant,
+            tenant=seed.tenant,
+            admin_username=seed.admin_username,
+            admin_password=reveal(seed.admin_password),
+            management_admin_password=reveal(seed.management_admin_password),
+            bootstrap_username=seed.bootstrap_username,
+            bootstrap_password=reveal(seed.bootstrap_password),
+        ),
+    )
 
-        async def on_bootstrap(topic: str, payload: bytes) -> tuple[str, bytes] | None:
-            parsed = BootstrapTopic.parse(topic)
-            if parsed is None or parsed.leaf != BootstrapTopic.REQUEST:
-                return None
-            return await bootstrap.ask_over_mqtt(parsed, payload)
 
-        bridge = BrokerBridge(
-            settings.mqtt,
-            lambda: full_state(users, trust.broker_state),
-            on_event=lambda events: devices.connections.on_events(events),
-            on_live=lambda live: devices.connections.reconcile(live),
-            is_transient=is_transient,
-            before_sync=lambda: devices.discard_released_sessions(),
-            handlers={BOOTSTRAP_REQUESTS: on_bootstrap},
-        )
-        bootstrap = Bootstrap(PgRequests(pool), bridge)
-        devices = Devices(
-            inventory,
-            PgIdentity(pool),
-            users,
-            PgDevices(pool),
-            bridge,
-            is_transient=is_transient,
-            files_released=lambda shas: binaries.release(shas),
-        )
-        trust_sync = TrustSync(enabled_cas, write_capath, bridge)
-        trust = TrustedCertificates(trust_store, trust_sync)
-        await trust_sync.write_capath()
-        base_url = settings.api.base_url()
-        url_secret = reveal(settings.files.url_secret)
-        if not url_secret:
-            log.warning(
-                "FLEETGATE_FILES_URL_SECRET is not set: signed file URLs in commands last only"
-                " as long as this process"
-            )
-            url_secret = generate_secret(32)
-        binaries = Binaries(PgBinaries(pool), FileStore(settings.files.store))
+def _adapters(settings: Settings, pool: BoundedPool) -> Adapters:
+    return Adapters(
+        users=PgUsers(pool),
+        inventory=PgInventory(pool),
+        trust_store=PgTrustStore(pool),
+        dead_letters=PgDeadLetters(pool),
+        bridge=BrokerBridge(settings.mqtt, is_transient=is_transient),
+        link=DeviceLink(
+            settings.mqtt, DEVICE_SUBSCRIPTIONS, client_id=settings.mqtt.device_link_client_id
+        ),
+        pool=pool,
+    )
 
-        async def on_device_messages(messages: list[Incoming]) -> list[Incoming]:
-            return await device_messages.handle(messages)
 
-        link = DeviceLink(
-            settings.mqtt,
-            DEVICE_SUBSCRIPTIONS,
-            on_device_messages,
-            client_id=settings.mqtt.device_link_client_id,
+def _services(settings: Settings, adapters: Adapters) -> Services:
+    pool, bridge, link = adapters.pool, adapters.bridge, adapters.link
+    base_url = settings.api.base_url()
+    url_secret = reveal(settings.files.url_secret)
+    if not url_secret:
+        log.warning(
+            "FLEETGATE_FILES_URL_SECRET is not set: signed file URLs in commands last only"
+            " as long as this process"
         )
-        operations = Operations(
-            PgOperations(pool, base_url),
-            binaries,
-            link,
-            FileSigning(url_secret.encode(), base_url, settings.files.url_ttl),
-            OperationFeed(),
-        )
-        dead_letters = PgDeadLetters(pool)
-        device_messages = DeviceMessages(
-            operations, devices.declare, dead_letters, link, is_transient=is_transient
-        )
-        api = create_app(ApiContext(Authenticator(users), base_url))
-        api.state.devices = devices
-        api.state.trust = trust
-        api.state.bootstrap = bootstrap
-        api.state.bulk = BulkCredentials(PgBulkCredentials(pool), bridge)
-        api.state.binaries = binaries
-        api.state.operations = operations
-        api.state.url_secret = url_secret.encode()
-        api.state.dead_letters = DeadLetters(dead_letters)
-        api.state.health = Health(
-            lambda: ping(pool, READINESS_TIMEOUT),
+        url_secret = generate_secret(32)
+    binaries = Binaries(PgBinaries(pool), FileStore(settings.files.store))
+    devices = Devices(
+        adapters.inventory,
+        PgIdentity(pool),
+        adapters.users,
+        PgDevices(pool),
+        bridge,
+        is_transient=is_transient,
+        files_released=binaries.release,
+    )
+    trust_sync = TrustSync(_enabled_cas(adapters.trust_store), _capath_writer(settings), bridge)
+    operations = Operations(
+        PgOperations(pool, base_url),
+        binaries,
+        link,
+        FileSigning(url_secret.encode(), base_url, settings.files.url_ttl),
+        OperationFeed(),
+    )
+    return Services(
+        devices=devices,
+        trust=TrustedCertificates(adapters.trust_store, trust_sync),
+        trust_sync=trust_sync,
+        bootstrap=Bootstrap(PgRequests(pool), bridge),
+        bulk=BulkCredentials(PgBulkCredentials(pool), bridge),
+        binaries=binaries,
+        operations=operations,
+        device_messages=DeviceMessages(
+            operations, devices.declare, adapters.dead_letters, link, is_transient=is_transient
+        ),
+        dead_letters=DeadLetters(adapters.dead_letters),
+        health=Health(
+            partial(ping, pool, READINESS_TIMEOUT),
             {"brokerBridge": bridge.synced.is_set, "deviceLink": link.ready.is_set},
             database_timeout=READINESS_TIMEOUT,
+        ),
+        url_secret=url_secret.encode(),
+    )
+
+
+def _wire(adapters: Adapters, services: Services) -> None:
+    """The broker connections learn whom they serve (the services push through them)."""
+    adapters.bridge.wire(
+        state=partial(full_state, adapters.users, services.trust.broker_state),
+        on_event=services.devices.connections.on_events,
+        on_live=services.devices.connections.reconcile,
+        before_sync=services.devices.discard_released_sessions,
+        handlers={BOOTSTRAP_REQUESTS: services.bootstrap.answer_mqtt_request},
+    )
+    adapters.link.handle_with(services.device_messages.handle)
+
+
+def _enabled_cas(store: PgTrustStore) -> Callable[[], Awaitable[dict[str, bytes]]]:
+    async def enabled_cas() -> dict[str, bytes]:
+        return {
+            c.fingerprint: c.facts.pem.encode("ascii")
+            for c in await store.all_certificates()
+            if c.enabled
+        }
+
+    return enabled_cas
+
+
+def _capath_writer(settings: Settings) -> Callable[[Mapping[str, bytes]], Awaitable[None]]:
+    capath = settings.mqtt.capath
+    assert capath is not None  # run_service checked it
+
+    async def write_capath(certificates: Mapping[str, bytes]) -> None:
+        await asyncio.to_thread(sync_capath, capath, certificates)
+
+    return write_capath
+
+
+async def _serve(
+    settings: Settings,
+    api: FastAPI,
+    api_socket: socket.socket,
+    adapters: Adapters,
+    services: Services,
+    on_ready: OnReady | None,
+) -> None:
+    """Every long-running part in one TaskGroup; ready once the API listens, the plugin
+    has its state and the device link is subscribed."""
+    limits = settings.operations
+    bridge, link, operations = adapters.bridge, adapters.link, services.operations
+    api_started = asyncio.Event()
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(server.serve(api, api_socket, api_started), name="rest-api")
+        tg.create_task(bridge.run(), name="mqtt-bridge")
+        tg.create_task(link.run(), name="mqtt-device-link")
+        tg.create_task(
+            operations.sweep_forever(
+                limits.pending_timeout, limits.executing_timeout, limits.sweep_interval
+            ),
+            name="operation-timeouts",
         )
-        limits = settings.operations
-        api_started = asyncio.Event()
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(server.serve(api, api_socket, api_started), name="rest-api")
-            tg.create_task(bridge.run(), name="mqtt-bridge")
-            tg.create_task(link.run(), name="mqtt-device-link")
-            tg.create_task(
-                operations.sweep_forever(
-                    limits.pending_timeout, limits.executing_timeout, limits.sweep_interval
-                ),
-                name="operation-timeouts",
-            )
-            await api_started.wait()
-            await bridge.synced.wait()
-            await link.ready.wait()
-            await operations.dispatch_undispatched()
-            log.info("fleetgate service ready")
-            if on_ready is not None:
-                await on_ready()
-    finally:
-        api_socket.close()
-        await pool.close()
+        await api_started.wait()
+        await bridge.synced.wait()
+        await link.ready.wait()
+        await operations.dispatch_undispatched()
+        log.info("fleetgate service ready")
+        if on_ready is not None:
+            await on_ready()

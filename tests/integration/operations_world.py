@@ -13,6 +13,7 @@ import asyncpg
 import httpx
 import pytest
 
+from fleetgate.api.services import services_of
 from fleetgate.db.binaries import PgBinaries
 from fleetgate.db.dead_letters import PgDeadLetters
 from fleetgate.db.devices import PgDevices
@@ -131,11 +132,11 @@ async def world(pool: asyncpg.Pool, scratch_dir: Path) -> AsyncIterator[World]:
         OperationFeed(),
     )
     async with api_client(pool) as (app, client):
-        app.state.devices = devices
-        app.state.binaries = binaries
-        app.state.operations = operations
-        app.state.url_secret = SECRET
-        app.state.dead_letters = DeadLetters(PgDeadLetters(pool))
+        services_of(app).devices = devices
+        services_of(app).binaries = binaries
+        services_of(app).operations = operations
+        services_of(app).url_secret = SECRET
+        services_of(app).dead_letters = DeadLetters(PgDeadLetters(pool))
         messages = DeviceMessages(
             operations, devices.declare, PgDeadLetters(pool), link, is_transient=is_transient
         )

@@ -16,6 +16,7 @@ import asyncpg
 import httpx
 import pytest
 
+from fleetgate.api.services import services_of
 from fleetgate.db.binaries import PgBinaries
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.identity import PgIdentity
@@ -75,9 +76,9 @@ async def env(pool: asyncpg.Pool, scratch_dir: Path) -> AsyncIterator[Env]:
         files_released=binaries.release,
     )
     async with api_client(pool) as (app, client):
-        app.state.binaries = binaries
-        app.state.devices = devices
-        app.state.url_secret = SECRET
+        services_of(app).binaries = binaries
+        services_of(app).devices = devices
+        services_of(app).url_secret = SECRET
         yield Env(client, binaries, store, root)
 
 

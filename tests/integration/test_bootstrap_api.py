@@ -9,6 +9,7 @@ import asyncpg
 import httpx
 import pytest
 
+from fleetgate.api.services import services_of
 from fleetgate.db.bootstrap import PgRequests
 from fleetgate.domain import broker_control as control
 from fleetgate.domain.passwords import verify_password
@@ -36,7 +37,7 @@ def broker() -> RecordingBroker:
 async def api(pool: asyncpg.Pool, broker: RecordingBroker) -> AsyncIterator[httpx.AsyncClient]:
     await seed_tenants(pool, "t1")
     async with api_client(pool) as (app, c):
-        app.state.bootstrap = Bootstrap(PgRequests(pool), broker)
+        services_of(app).bootstrap = Bootstrap(PgRequests(pool), broker)
         yield c
 
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from fleetgate.api.routes import bulk as bulk_route
+from fleetgate.api.services import services_of
 from fleetgate.db.bulk import PgBulkCredentials
 from fleetgate.domain import broker_control as control
 from fleetgate.domain.passwords import verify_password
@@ -79,7 +80,7 @@ async def service(pool: asyncpg.Pool, broker: CommitCheckingBroker) -> BulkCrede
 @pytest.fixture
 async def api(service: BulkCredentials, pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
     async with api_client(pool) as (app, c):
-        app.state.bulk = service
+        services_of(app).bulk = service
         yield c
 
 

@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 
 from fleetgate.api import media
+from fleetgate.api.services import services_of
 from fleetgate.db.migrations import migrate
 from fleetgate.db.pool import (
     BoundedPool,
@@ -195,7 +196,7 @@ async def test_the_api_answers_503_with_retry_after_while_the_database_is_away(
     server: Server, pool: BoundedPool, outage: str
 ) -> None:
     async with api_client(pool) as (app, api):
-        app.state.health = Health(
+        services_of(app).health = Health(
             lambda: ping(pool, 1.0), {"brokerBridge": lambda: True}, database_timeout=1.0
         )
         assert (await api.get("/user/currentUser", auth=ADMIN)).status_code == 200

@@ -17,6 +17,7 @@ import asyncpg
 import httpx
 import pytest
 
+from fleetgate.api.services import services_of
 from fleetgate.db.bootstrap import PgRequests
 from fleetgate.db.bulk import PgBulkCredentials
 from fleetgate.db.devices import PgDevices
@@ -93,9 +94,9 @@ async def world(pool: asyncpg.Pool) -> AsyncIterator[World]:
         is_transient=is_transient,
     )
     async with api_client(pool) as (app, api):
-        app.state.devices = devices
-        app.state.bootstrap = Bootstrap(PgRequests(pool), broker)
-        app.state.bulk = BulkCredentials(PgBulkCredentials(pool), broker)
+        services_of(app).devices = devices
+        services_of(app).bootstrap = Bootstrap(PgRequests(pool), broker)
+        services_of(app).bulk = BulkCredentials(PgBulkCredentials(pool), broker)
         yield World(pool, api, devices, broker)
 
 

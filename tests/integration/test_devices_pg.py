@@ -11,6 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
+from fleetgate.api.services import services_of
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.identity import PgIdentity
 from fleetgate.db.inventory import PgInventory
@@ -52,7 +53,7 @@ async def devices(pool: asyncpg.Pool, broker: RecordingBroker) -> Devices:
 @pytest.fixture
 async def api(devices: Devices, pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
     async with api_client(pool) as (app, c):
-        app.state.devices = devices
+        services_of(app).devices = devices
         yield c
 
 

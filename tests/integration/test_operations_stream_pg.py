@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from fleetgate.api import server
 from fleetgate.api.app import create_app
 from fleetgate.api.auth import ApiContext
+from fleetgate.api.services import services_of
 from fleetgate.db.binaries import PgBinaries
 from fleetgate.db.operations import PgOperations
 from fleetgate.db.users import PgUsers
@@ -51,7 +52,7 @@ async def served_api(pool: asyncpg.Pool, files: Path) -> AsyncIterator[Served]:
     base = f"http://127.0.0.1:{free_port()}"
     app = create_app(ApiContext(Authenticator(PgUsers(pool)), base))
     feed = OperationFeed()
-    app.state.operations = Operations(
+    services_of(app).operations = Operations(
         PgOperations(pool, base),
         Binaries(PgBinaries(pool), FileStore(files)),
         RecordingPublisher(),

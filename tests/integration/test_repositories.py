@@ -12,6 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
+from fleetgate.api.services import services_of
 from fleetgate.db.binaries import PgBinaries
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.identity import PgIdentity
@@ -58,8 +59,8 @@ async def api(
         files_released=binaries.release,
     )
     async with api_client(pool) as (app, client):
-        app.state.devices = devices
-        app.state.binaries = binaries
+        services_of(app).devices = devices
+        services_of(app).binaries = binaries
         yield client
 
 

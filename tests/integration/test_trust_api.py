@@ -13,6 +13,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from fleetgate.api.services import services_of
 from fleetgate.db.trust import PgTrustStore
 from fleetgate.db.users import PgUsers
 from fleetgate.domain.passwords import hash_password
@@ -60,7 +61,7 @@ async def client(pool: asyncpg.Pool, broker: RecordingBroker) -> AsyncIterator[h
         "t7", "reader", hash_password("reader-pw"), [Role.TENANT_MANAGEMENT_READ]
     )
     async with api_client(pool) as (app, c):
-        app.state.trust = TrustedCertificates(PgTrustStore(pool), broker)
+        services_of(app).trust = TrustedCertificates(PgTrustStore(pool), broker)
         yield c
 
 

@@ -14,6 +14,7 @@ import asyncpg
 import httpx
 from fastapi import FastAPI
 
+from fleetgate.api.services import services_of
 from fleetgate.db.binaries import PgBinaries
 from fleetgate.db.bootstrap import PgRequests
 from fleetgate.db.bulk import PgBulkCredentials
@@ -80,7 +81,7 @@ def wire(app: FastAPI, pool: asyncpg.Pool, files: Path, base_url: str = TEST_BAS
     link = RecordingPublisher()
     inventory = PgInventory(pool)
     binaries = Binaries(PgBinaries(pool), FileStore(files))
-    app.state.devices = Devices(
+    services_of(app).devices = Devices(
         inventory,
         PgIdentity(pool),
         PgUsers(pool),
@@ -89,27 +90,27 @@ def wire(app: FastAPI, pool: asyncpg.Pool, files: Path, base_url: str = TEST_BAS
         is_transient=is_transient,
         files_released=binaries.release,
     )
-    app.state.trust = TrustedCertificates(PgTrustStore(pool), trust_changes)
-    app.state.bootstrap = Bootstrap(PgRequests(pool), broker)
-    app.state.bulk = BulkCredentials(
+    services_of(app).trust = TrustedCertificates(PgTrustStore(pool), trust_changes)
+    services_of(app).bootstrap = Bootstrap(PgRequests(pool), broker)
+    services_of(app).bulk = BulkCredentials(
         PgBulkCredentials(pool), broker, limits=BulkLimits(batch_rows=4)
     )
-    app.state.binaries = binaries
-    app.state.operations = Operations(
+    services_of(app).binaries = binaries
+    services_of(app).operations = Operations(
         PgOperations(pool, base_url),
         binaries,
         link,
         FileSigning(URL_SECRET, base_url, 600),
         OperationFeed(),
     )
-    app.state.dead_letters = DeadLetters(PgDeadLetters(pool))
+    services_of(app).dead_letters = DeadLetters(PgDeadLetters(pool))
     # The real database probe; the broker connections are fakes that are always up.
-    app.state.health = Health(
+    services_of(app).health = Health(
         lambda: ping(pool, 10.0),
         {"brokerBridge": lambda: True, "deviceLink": lambda: True},
         database_timeout=10.0,
     )
-    app.state.url_secret = URL_SECRET
+    services_of(app).url_secret = URL_SECRET
     return Fakes(broker, trust_changes, link)
 
 

@@ -21,9 +21,12 @@ from fleetgate.api.routes import (
     trust,
     users,
 )
+from fleetgate.api.services import ApiServices
 
 
-def create_app(ctx: ApiContext) -> FastAPI:
+def create_app(ctx: ApiContext, services: ApiServices | None = None) -> FastAPI:
+    """The API with its routes; ``services`` is what they use (a test may wire a part and
+    fill in more through :func:`fleetgate.api.services.services_of`)."""
     app = FastAPI(
         title="fleetgate",
         description="Device management REST API, following Cumulocity's where it overlaps.",
@@ -32,6 +35,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         dependencies=[Depends(storable_parameters)],
     )
     app.state.context = ctx
+    app.state.services = services if services is not None else ApiServices()
     errors.install(app)
     app.include_router(health.router)
     app.include_router(tenant.router)

@@ -50,7 +50,7 @@ class BrokerBridge:
     def __init__(
         self,
         settings: MqttSettings,
-        state: StateSource,
+        state: StateSource | None = None,
         *,
         on_event: EventSink | None = None,
         on_live: LiveSink | None = None,
@@ -79,6 +79,25 @@ class BrokerBridge:
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         #: Set while connected and the plugin has confirmed the full state.
         self.synced = asyncio.Event()
+
+    def wire(
+        self,
+        *,
+        state: StateSource,
+        on_event: EventSink,
+        on_live: LiveSink,
+        before_sync: Callable[[], Awaitable[None]],
+        handlers: Mapping[str, RequestHandler],
+    ) -> None:
+        """Hand the bridge what it serves, once the services that use the bridge (to push
+        to the broker) exist: where the state comes from, who takes the broker's events
+        and the live sessions, what runs before each sync, who answers device requests.
+        Before :meth:`run`."""
+        self._state = state
+        self._on_event = on_event
+        self._on_live = on_live
+        self._before_sync = before_sync
+        self._handlers = dict(handlers)
 
     async def run(self) -> None:
         """Connect, sync, serve; reconnect for ever. Returns only by cancellation."""
@@ -206,6 +225,8 @@ class BrokerBridge:
     ) -> tuple[int, tuple[control.LiveClient, ...]]:
         """``reset``, the whole state and ``clients`` in one message: applied atomically, and
         the plugin's one answer lists the live sessions (ending in ``ok <token>``)."""
+        if self._state is None:
+            raise RuntimeError("the broker bridge runs before it was wired")
         state = await self._state()
         token = secrets.token_hex(8)
         body = [control.reset(), *state, control.clients(token)]

@@ -74,7 +74,7 @@ class DeviceLink:
         self,
         settings: MqttSettings,
         subscriptions: Sequence[str],
-        handler: BatchHandler,
+        handler: BatchHandler | None = None,
         *,
         client_id: str = "fleetgate:devices",
     ) -> None:
@@ -169,8 +169,15 @@ class DeviceLink:
             self._published()
             log.warning("could not publish to %s: %s", topic, paho.error_string(info.rc))
 
+    def handle_with(self, handler: BatchHandler) -> None:
+        """Who handles device messages, once it exists (it publishes through this link).
+        Before :meth:`run`."""
+        self._handler = handler
+
     async def run(self) -> None:
         """Connect and handle device messages until cancelled."""
+        if self._handler is None:
+            raise RuntimeError("the device link runs before it has a handler")
         self._loop = asyncio.get_running_loop()
         self._client.connect_async(self._settings.host, self._settings.service_port, keepalive=30)
         self._client.loop_start()
@@ -201,10 +208,12 @@ class DeviceLink:
 
     async def _handle(self, batch: list[_Received]) -> set[int]:
         messages = [item.message for item in batch]
+        handler = self._handler
+        assert handler is not None  # run() checked it
         delay = RETRY_MIN
         while True:
             try:
-                return {id(m) for m in await self._handler(messages)}
+                return {id(m) for m in await handler(messages)}
             except Exception as exc:
                 pause = delay * random.uniform(0.5, 1.0)  # noqa: S311 — jitter only
                 log.warning(

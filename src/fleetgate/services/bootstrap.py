@@ -25,14 +25,17 @@ from fleetgate.domain.bootstrap import (
     operator_moves,
     parse_status,
 )
-from fleetgate.domain.devices import device_username
+from fleetgate.domain.devices import device_username, is_device_id
 from fleetgate.domain.errors import Conflict, ValidationFailed
+from fleetgate.domain.json_input import JsonLimits, parse_json
 from fleetgate.domain.passwords import generate_secret, hash_password
 from fleetgate.domain.topics import BootstrapTopic
 from fleetgate.services.ports import BrokerPush, NewDeviceRequests
 
 log = logging.getLogger(__name__)
 
+#: A bootstrap request is ``{}``; its content is not read, but it must be JSON.
+_REQUEST_LIMITS = JsonLimits(max_bytes=4096)
 #: scrypt cost for generated device passwords (random, ≥128 bits: no dictionary to resist).
 GENERATED_LOG2_N = 10
 
@@ -115,12 +118,25 @@ class Bootstrap:
         log.info("issued credentials to device %s of tenant %s", device_id, tenant_id)
         return IssuedCredentials(device_id, tenant_id, device_username(device_id), password)
 
+    async def answer_mqtt_request(self, topic: str, payload: bytes) -> tuple[str, bytes] | None:
+        """The broker bridge's handler of ``fg/bootstrap/<tenant>/<id>/request``: the reply
+        to publish, or None for any other topic (the plugin admits only device ids as
+        bootstrap client ids; anything else is not answered)."""
+        parsed = BootstrapTopic.parse(topic)
+        if (
+            parsed is None
+            or parsed.leaf != BootstrapTopic.REQUEST
+            or not is_device_id(parsed.client_id)
+        ):
+            return None
+        return await self.ask_over_mqtt(parsed, payload)
+
     async def ask_over_mqtt(self, topic: BootstrapTopic, payload: bytes) -> tuple[str, bytes]:
         """Answer one bootstrap request message: (reply topic, reply payload)."""
         if payload.strip():
             try:
-                body = json.loads(payload)
-            except (ValueError, UnicodeDecodeError):
+                body = parse_json(payload, _REQUEST_LIMITS)
+            except ValidationFailed:
                 body = None
             if not isinstance(body, dict):
                 return _reply(

@@ -20,6 +20,7 @@ from fleetgate.api.multipart import MultipartForm, PartHeaders, boundary_of
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.routes.inventory import id_list, object_body, object_page
 from fleetgate.api.schemas import IdPath
+from fleetgate.api.services import binaries
 from fleetgate.domain.binaries import (
     DEFAULT_CONTENT_TYPE,
     IS_BINARY,
@@ -40,12 +41,6 @@ router = APIRouter()
 _READ = require(Role.INVENTORY_READ, Role.INVENTORY_ADMIN)
 _CREATE = require(Role.INVENTORY_ADMIN, Role.INVENTORY_CREATE)
 _ADMIN = require(Role.INVENTORY_ADMIN)
-
-
-def binaries(request: Request) -> Binaries:
-    service = request.app.state.binaries
-    assert isinstance(service, Binaries)
-    return service
 
 
 def _check_declared_size(request: Request, limit: int) -> None:

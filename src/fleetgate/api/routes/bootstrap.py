@@ -16,10 +16,11 @@ from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.schemas import json_body
+from fleetgate.api.services import bootstrap
 from fleetgate.domain.bootstrap import NewDeviceRequest, check_request_id
 from fleetgate.domain.errors import NotFound
 from fleetgate.domain.users import Principal, Role
-from fleetgate.services.bootstrap import Bootstrap, IssuedCredentials
+from fleetgate.services.bootstrap import IssuedCredentials
 
 router = APIRouter()
 
@@ -28,12 +29,6 @@ _ADMIN = require(Role.DEVICE_CONTROL_ADMIN)
 _READ = require(Role.DEVICE_CONTROL_READ, Role.DEVICE_CONTROL_ADMIN)
 _BOOTSTRAP = require(Role.DEVICE_BOOTSTRAP)
 _PATH = "/devicecontrol/newDeviceRequests"
-
-
-def bootstrap(request: Request) -> Bootstrap:
-    service = request.app.state.bootstrap
-    assert isinstance(service, Bootstrap)
-    return service
 
 
 def request_body(item: NewDeviceRequest, base: str) -> dict[str, Any]:

@@ -11,10 +11,10 @@ from starlette.types import Message
 
 from fleetgate.api import media, schemas
 from fleetgate.api.auth import require
+from fleetgate.api.services import bulk
 from fleetgate.domain.bulk import BulkResult, BulkStatus
 from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.users import Principal, Role
-from fleetgate.services.bulk import BulkCredentials
 
 router = APIRouter()
 
@@ -23,12 +23,6 @@ MAX_UPLOAD = 256 * 1024 * 1024
 BULK_NEW_DEVICE_REQUEST = "application/vnd.com.nsn.cumulocity.bulkNewDeviceRequest+json"
 
 _ADMIN = require(Role.DEVICE_CONTROL_ADMIN)
-
-
-def bulk(request: Request) -> BulkCredentials:
-    service = request.app.state.bulk
-    assert isinstance(service, BulkCredentials)
-    return service
 
 
 def _too_large() -> HTTPException:

@@ -15,10 +15,10 @@ from fleetgate.api.auth import context, require
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.routes.operations import iso_time, optional_id, query_time
 from fleetgate.api.schemas import IdPath
+from fleetgate.api.services import dead_letters
 from fleetgate.domain.dead_letters import DeadLetterFilter, StoredDeadLetter
 from fleetgate.domain.ids import parse_id
 from fleetgate.domain.users import Principal, Role
-from fleetgate.services.dead_letters import DeadLetters
 
 router = APIRouter()
 
@@ -26,12 +26,6 @@ _READ = require(Role.DEVICE_CONTROL_READ, Role.DEVICE_CONTROL_ADMIN)
 _ADMIN = require(Role.DEVICE_CONTROL_ADMIN)
 #: Characters of the payload shown in lists.
 PREVIEW = 200
-
-
-def dead_letters(request: Request) -> DeadLetters:
-    service = request.app.state.dead_letters
-    assert isinstance(service, DeadLetters)
-    return service
 
 
 def _preview(payload: bytes) -> str:

@@ -13,8 +13,9 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from fleetgate.api.routes.binaries import binaries, send_file
+from fleetgate.api.routes.binaries import send_file
 from fleetgate.api.schemas import IdPath
+from fleetgate.api.services import binaries, url_secret
 from fleetgate.domain import signing
 from fleetgate.domain.errors import AccessDenied, NotFound
 from fleetgate.domain.ids import parse_id
@@ -36,7 +37,7 @@ async def download_file(
     expires: str | None = None,
     signature: str | None = None,
 ) -> Response:
-    secret: bytes = request.app.state.url_secret
+    secret = url_secret(request)
     path = signing.download_path(binary_id)
     if not signing.verify(secret, "GET", path, device, expires, signature, now=time.time()):
         raise _denied()

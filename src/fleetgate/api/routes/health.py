@@ -12,17 +12,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from fleetgate.services.health import Health
+from fleetgate.api.services import health
 
 router = APIRouter()
 
 _NO_STORE = {"Cache-Control": "no-store"}
-
-
-def health(request: Request) -> Health:
-    service = request.app.state.health
-    assert isinstance(service, Health)
-    return service
 
 
 @router.get("/health/live")

@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse, Response
 from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
-from fleetgate.api.routes.inventory import devices
 from fleetgate.api.schemas import IdPath, json_body
+from fleetgate.api.services import devices
 from fleetgate.domain.devices import check_external_id
 from fleetgate.domain.ids import parse_id
 from fleetgate.domain.inventory import ExternalId

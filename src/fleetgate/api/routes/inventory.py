@@ -13,12 +13,12 @@ from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.schemas import IdPath, json_body
+from fleetgate.api.services import devices
 from fleetgate.domain.devices import ManagedObject
 from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.ids import parse_id
 from fleetgate.domain.inventory import PARENT_KINDS, ObjectFilter, Reference
 from fleetgate.domain.users import Principal, Role
-from fleetgate.services.devices import Devices
 
 router = APIRouter()
 
@@ -30,12 +30,6 @@ MANAGED_OBJECT_REFERENCE = "application/vnd.com.nsn.cumulocity.managedObjectRefe
 MANAGED_OBJECT_REFERENCE_COLLECTION = (
     "application/vnd.com.nsn.cumulocity.managedObjectReferenceCollection+json"
 )
-
-
-def devices(request: Request) -> Devices:
-    service = request.app.state.devices
-    assert isinstance(service, Devices)
-    return service
 
 
 def _iso(value: Any) -> str:

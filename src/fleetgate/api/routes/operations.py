@@ -19,12 +19,13 @@ from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.schemas import IdPath, json_body
+from fleetgate.api.services import operations, url_secret
 from fleetgate.domain import signing
 from fleetgate.domain.errors import AccessDenied, ValidationFailed
 from fleetgate.domain.ids import parse_id
 from fleetgate.domain.operations import Operation, OperationFilter, Status, parse_status
 from fleetgate.domain.users import Principal, Role
-from fleetgate.services.operations import FeedFilter, FeedOverflow, Operations
+from fleetgate.services.operations import FeedFilter, FeedOverflow
 
 router = APIRouter()
 
@@ -37,12 +38,6 @@ KEEPALIVE = 15.0
 #: or they are not at hand any more (reload the list).
 RESUMED = b"event: resumed\ndata: {}\n\n"
 RESET = b"event: reset\ndata: {}\n\n"
-
-
-def operations(request: Request) -> Operations:
-    service = request.app.state.operations
-    assert isinstance(service, Operations)
-    return service
 
 
 def iso_time(value: datetime) -> str:
@@ -275,7 +270,7 @@ async def upload_snapshot(
     Authorised by the signed URL of the command, not by credentials: the signature is
     checked over the path as sent, before anything in it is trusted.
     """
-    secret: bytes = request.app.state.url_secret
+    secret = url_secret(request)
     path = signing.snapshot_path(operation_id)
     if device is None or not signing.verify(
         secret, "PUT", path, device, expires, signature, now=time.time()

@@ -17,10 +17,10 @@ from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.schemas import json_body
+from fleetgate.api.services import trust
 from fleetgate.domain.errors import AccessDenied
 from fleetgate.domain.trust import TrustedCertificate, read_only_values
 from fleetgate.domain.users import Principal, Role
-from fleetgate.services.trust import TrustedCertificates
 
 router = APIRouter()
 
@@ -32,12 +32,6 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 
 _may_manage = require(Role.TENANT_ADMIN, Role.TENANT_MANAGEMENT_ADMIN)
 Caller = Annotated[Principal, Depends(_may_manage)]
-
-
-def _service(request: Request) -> TrustedCertificates:
-    service = request.app.state.trust
-    assert isinstance(service, TrustedCertificates)
-    return service
 
 
 def _own_tenant(principal: Principal, tenant_id: str) -> str:
@@ -68,7 +62,7 @@ def certificate_body(cert: TrustedCertificate, base: str) -> dict[str, Any]:
 async def upload_certificate(request: Request, tenantId: str, principal: Caller) -> JSONResponse:
     tenant_id = _own_tenant(principal, tenantId)
     body = await json_object(request, MAX_BODY_BYTES)
-    cert = await _service(request).upload(tenant_id, body)
+    cert = await trust(request).upload(tenant_id, body)
     base = context(request).base_url
     return media.c8y_json(certificate_body(cert, base), JSON, status_code=201)
 
@@ -81,7 +75,7 @@ async def list_certificates(
     page: Annotated[Page, Depends(paging)],
 ) -> JSONResponse:
     tenant_id = _own_tenant(principal, tenantId)
-    found = await _service(request).page(
+    found = await trust(request).page(
         tenant_id, page.offset, page.size, with_total=page.with_total_pages
     )
     base = context(request).base_url
@@ -97,7 +91,7 @@ async def get_certificate(
     principal: Caller,
 ) -> JSONResponse:
     tenant_id = _own_tenant(principal, tenantId)
-    cert = await _service(request).get(tenant_id, fingerprint.lower())
+    cert = await trust(request).get(tenant_id, fingerprint.lower())
     return media.c8y_json(certificate_body(cert, context(request).base_url), JSON)
 
 
@@ -113,7 +107,7 @@ async def update_certificate(
 ) -> JSONResponse:
     tenant_id = _own_tenant(principal, tenantId)
     body = await json_object(request, MAX_BODY_BYTES)
-    cert = await _service(request).update(tenant_id, fingerprint.lower(), body)
+    cert = await trust(request).update(tenant_id, fingerprint.lower(), body)
     return media.c8y_json(certificate_body(cert, context(request).base_url), JSON)
 
 
@@ -125,5 +119,5 @@ async def delete_certificate(
     principal: Caller,
 ) -> Response:
     tenant_id = _own_tenant(principal, tenantId)
-    await _service(request).delete(tenant_id, fingerprint.lower())
+    await trust(request).delete(tenant_id, fingerprint.lower())
     return Response(status_code=204)

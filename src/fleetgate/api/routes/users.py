@@ -11,8 +11,8 @@ from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
 from fleetgate.api.paging import Page, paging
-from fleetgate.api.routes.inventory import devices
 from fleetgate.api.schemas import json_body
+from fleetgate.api.services import devices
 from fleetgate.domain.errors import AccessDenied, ValidationFailed
 from fleetgate.domain.users import Principal, Role, User
 

@@ -1,0 +1,90 @@
+"""The services the routes use, handed over by the composition root: one typed container
+(:class:`ApiServices`) and one typed accessor per service for the routes, so that no
+route reads ``app.state`` or casts what it finds there.
+
+A route whose service was not wired answers 500 with "… is not wired": only tests wire a
+part of the API; the composition root (``fleetgate.app``) wires everything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeVar
+
+from fastapi import FastAPI, Request
+from starlette.types import ASGIApp
+
+from fleetgate.services.binaries import Binaries
+from fleetgate.services.bootstrap import Bootstrap
+from fleetgate.services.bulk import BulkCredentials
+from fleetgate.services.dead_letters import DeadLetters
+from fleetgate.services.devices import Devices
+from fleetgate.services.health import Health
+from fleetgate.services.operations import Operations
+from fleetgate.services.trust import TrustedCertificates
+
+T = TypeVar("T")
+
+
+@dataclass
+class ApiServices:
+    devices: Devices | None = None
+    trust: TrustedCertificates | None = None
+    bootstrap: Bootstrap | None = None
+    bulk: BulkCredentials | None = None
+    binaries: Binaries | None = None
+    operations: Operations | None = None
+    dead_letters: DeadLetters | None = None
+    health: Health | None = None
+    #: The key of signed file URLs (downloads and snapshot uploads).
+    url_secret: bytes | None = None
+
+
+def services_of(app: FastAPI | ASGIApp) -> ApiServices:
+    """The app's services (set by :func:`fleetgate.api.app.create_app`)."""
+    found = getattr(getattr(app, "state", None), "services", None)
+    if not isinstance(found, ApiServices):
+        raise RuntimeError("the API was made without its services (create_app)")
+    return found
+
+
+def _wired(service: T | None, name: str) -> T:
+    if service is None:
+        raise RuntimeError(f"the API's {name} service is not wired")
+    return service
+
+
+def devices(request: Request) -> Devices:
+    return _wired(services_of(request.app).devices, "devices")
+
+
+def trust(request: Request) -> TrustedCertificates:
+    return _wired(services_of(request.app).trust, "trust")
+
+
+def bootstrap(request: Request) -> Bootstrap:
+    return _wired(services_of(request.app).bootstrap, "bootstrap")
+
+
+def bulk(request: Request) -> BulkCredentials:
+    return _wired(services_of(request.app).bulk, "bulk")
+
+
+def binaries(request: Request) -> Binaries:
+    return _wired(services_of(request.app).binaries, "binaries")
+
+
+def operations(request: Request) -> Operations:
+    return _wired(services_of(request.app).operations, "operations")
+
+
+def dead_letters(request: Request) -> DeadLetters:
+    return _wired(services_of(request.app).dead_letters, "dead letters")
+
+
+def health(request: Request) -> Health:
+    return _wired(services_of(request.app).health, "health")
+
+
+def url_secret(request: Request) -> bytes:
+    return _wired(services_of(request.app).url_secret, "file URL signing")

@@ -252,7 +252,10 @@ async def test_mqtt_asks_are_answered_on_the_credentials_topic(world: World) -> 
     assert verify_password(password, found[1].password_hash)
 
 
-@pytest.mark.parametrize("payload", [b"not json", b"[1]", b'"x"', b"\xff"])
+@pytest.mark.parametrize(
+    "payload",
+    [b"not json", b"[1]", b'"x"', b"\xff", b'{"a": NaN}', b'{"\\u0000": 1}', b"{" * 5000],
+)
 async def test_a_payload_that_is_not_an_object_is_answered_on_the_error_topic(
     world: World, payload: bytes
 ) -> None:
@@ -265,6 +268,16 @@ async def test_a_payload_that_is_not_an_object_is_answered_on_the_error_topic(
         },
     )
     assert (await world.bootstrap.get("t1", "m1")).status is W  # not an ask
+
+
+async def test_only_request_topics_of_device_ids_are_answered(world: World) -> None:
+    await world.bootstrap.register("t1", {"id": "m1"})
+    answer = world.bootstrap.answer_mqtt_request
+    reply = await answer("fg/bootstrap/t1/m1/request", b"{}")
+    assert reply is not None
+    assert json.loads(reply[1]) == {"status": "PENDING_ACCEPTANCE"}
+    for topic in ("fg/bootstrap/t1/m1/credentials", "fg/bootstrap/t1/$SYS/request", "fg/d/m1/x"):
+        assert await answer(topic, b"{}") is None
 
 
 async def test_mqtt_asks_are_rate_limited_per_device(world: World) -> None:

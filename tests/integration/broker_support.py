@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiomqtt
+import pytest
 
 from fleetgate.domain import broker_control as control
 from fleetgate.domain.passwords import hash_password
@@ -346,3 +347,27 @@ async def round_trip(client: aiomqtt.Client, topic: str) -> bool:
     await asyncio.wait_for(wait(), REPLY_TIMEOUT)
     await client.unsubscribe(topic)
     return True
+
+
+# --- fixtures shared by the broker test modules (import them by name) -----------------------
+
+
+@pytest.fixture(scope="module")
+async def broker() -> AsyncIterator[RunningBroker]:
+    """One broker with the plugin for the whole module (tests reset its state)."""
+    async with running_broker() as running:
+        yield running
+
+
+@pytest.fixture
+async def service(broker: RunningBroker) -> AsyncIterator[aiomqtt.Client]:
+    """A service connection, after a ``reset`` of the plugin's state."""
+    async with reset_service(broker) as client:
+        yield client
+
+
+@pytest.fixture
+async def events(broker: RunningBroker) -> AsyncIterator[Events]:
+    """The plugin's connect/disconnect events, as they come."""
+    async with events_reader(broker) as reader:
+        yield reader

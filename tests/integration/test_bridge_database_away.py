@@ -18,17 +18,13 @@ from fleetgate.domain import broker_control as control
 from fleetgate.domain.errors import ServiceUnavailable
 from fleetgate.mqtt.bridge import BrokerBridge, Event
 
-from broker_support import RunningBroker, running_broker, service_client
+from broker_support import RunningBroker, broker, service_client
+
+__all__ = ["broker"]  # fixtures
 
 pytestmark = pytest.mark.integration
 
 WAIT = 30.0  # a generous bound for waiting, never an assertion about time
-
-
-@pytest.fixture(scope="module")
-async def broker() -> AsyncIterator[RunningBroker]:
-    async with running_broker() as running:
-        yield running
 
 
 class Database:

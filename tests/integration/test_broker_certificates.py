@@ -31,14 +31,16 @@ from broker_support import (
     connected,
     device_client,
     dropped,
-    events_reader,
+    events,
     push,
     refused,
-    reset_service,
     running_broker,
     send_control,
+    service,
     wait_for_log,
 )
+
+__all__ = ["events", "service"]  # fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -63,18 +65,6 @@ async def trust() -> AsyncIterator[Trust]:
 @pytest.fixture
 def broker(trust: Trust) -> RunningBroker:
     return trust.broker
-
-
-@pytest.fixture
-async def service(broker: RunningBroker) -> AsyncIterator[aiomqtt.Client]:
-    async with reset_service(broker) as client:
-        yield client
-
-
-@pytest.fixture
-async def events(broker: RunningBroker) -> AsyncIterator[Events]:
-    async with events_reader(broker) as reader:
-        yield reader
 
 
 def der(ca: Issued) -> bytes:

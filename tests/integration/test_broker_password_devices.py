@@ -5,7 +5,6 @@ client (docs/decisions/0003-password-devices.md)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import aiomqtt
 import pytest
@@ -25,45 +24,29 @@ from broker_support import (
     REPLY_TIMEOUT,
     Events,
     RunningBroker,
+    broker,
     can_connect,
     connected,
     device_account,
     device_client,
     dropped,
-    events_reader,
+    events,
     password_device_client,
     push,
     refused,
-    reset_service,
     round_trip,
-    running_broker,
     send_control,
+    service,
     wait_for_log,
 )
 from conftest import free_ports
+
+__all__ = ["broker", "events", "service"]  # fixtures
 
 pytestmark = pytest.mark.integration
 
 TENANT = "t1"
 PASSWORD = "device-secret"
-
-
-@pytest.fixture(scope="module")
-async def broker() -> AsyncIterator[RunningBroker]:
-    async with running_broker() as running:
-        yield running
-
-
-@pytest.fixture
-async def service(broker: RunningBroker) -> AsyncIterator[aiomqtt.Client]:
-    async with reset_service(broker) as client:
-        yield client
-
-
-@pytest.fixture
-async def events(broker: RunningBroker) -> AsyncIterator[Events]:
-    async with events_reader(broker) as reader:
-        yield reader
 
 
 def client_of(

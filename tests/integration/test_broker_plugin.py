@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import hashlib
 import socket
-from collections.abc import AsyncIterator
 
 import aiomqtt
 import pytest
@@ -24,35 +23,25 @@ from broker_support import (
     FAST_HASH,
     NOT_A_DEVICE_ID,
     RunningBroker,
+    broker,
     can_connect,
     device_client,
     listener_ports,
     next_response,
     refused,
-    reset_service,
-    running_broker,
     send_control,
+    service,
     service_client,
     tls_session_refused,
     wait_for_log,
 )
 from conftest import free_ports
 
+__all__ = ["broker", "service"]  # fixtures
+
 pytestmark = pytest.mark.integration
 
 PASSWORD = "bootstrap-secret"
-
-
-@pytest.fixture(scope="module")
-async def broker() -> AsyncIterator[RunningBroker]:
-    async with running_broker() as running:
-        yield running
-
-
-@pytest.fixture
-async def service(broker: RunningBroker) -> AsyncIterator[aiomqtt.Client]:
-    async with reset_service(broker) as client:
-        yield client
 
 
 def bootstrap_account(username: str, password: str = PASSWORD) -> str:

@@ -9,7 +9,6 @@ tries to connect. The strong twin of each weak CA connects, so the weakness is t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import aiomqtt
 import pytest
@@ -23,11 +22,11 @@ from fleetgate.pki.capath import fingerprint, sync_capath
 from broker_support import (
     REPLY_TIMEOUT,
     RunningBroker,
+    broker,
     can_connect,
     device_client,
     push,
-    reset_service,
-    running_broker,
+    service,
 )
 from corpora.certificates import (
     Made,
@@ -40,21 +39,11 @@ from corpora.certificates import (
     rsa_key,
 )
 
+__all__ = ["broker", "service"]  # fixtures
+
 pytestmark = pytest.mark.integration
 
 TENANT = "t1"
-
-
-@pytest.fixture(scope="module")
-async def broker() -> AsyncIterator[RunningBroker]:
-    async with running_broker() as running:
-        yield running
-
-
-@pytest.fixture
-async def service(broker: RunningBroker) -> AsyncIterator[aiomqtt.Client]:
-    async with reset_service(broker) as client:
-        yield client
 
 
 async def connects(

@@ -45,13 +45,15 @@ from fleetgate.pki.capath import fingerprint, sync_capath
 from broker_support import (
     REPLY_TIMEOUT,
     RunningBroker,
+    broker,
     device_account,
     push,
     refused,
     reset_service,
-    running_broker,
     service_client,
 )
+
+__all__ = ["broker"]  # fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -59,12 +61,6 @@ TENANT = "t1"
 PASSWORD = "device-secret"
 FAST_RECONNECT = ReconnectPolicy(initial=0.05, maximum=0.2)
 Message = dict[str, Any]
-
-
-@pytest.fixture(scope="module")
-async def broker() -> AsyncIterator[RunningBroker]:
-    async with running_broker() as running:
-        yield running
 
 
 @pytest.fixture

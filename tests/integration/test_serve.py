@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -15,16 +14,12 @@ from pydantic import SecretStr
 from fleetgate.config import MqttSettings
 from fleetgate.mqtt.bridge import BrokerBridge
 
-from broker_support import RunningBroker, can_connect, device_client, running_broker
+from broker_support import RunningBroker, broker, can_connect, device_client
 from conftest import free_port
 
+__all__ = ["broker"]  # fixtures
+
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-async def broker() -> AsyncIterator[RunningBroker]:
-    async with running_broker() as running:
-        yield running
 
 
 async def start_serve(env: dict[str, str]) -> asyncio.subprocess.Process:

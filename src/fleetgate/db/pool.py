@@ -89,11 +89,18 @@ class BoundedPool(asyncpg.Pool):
         self.away = False
 
     def acquire(self, *, timeout: float | None = None) -> PoolAcquireContext:
-        return _BoundedAcquire(self, timeout if timeout is not None else self.timeouts.acquire)
+        acquire = _BoundedAcquire(self, None)
+        acquire.bound = timeout if timeout is not None else self.timeouts.acquire
+        return acquire
 
 
 class _BoundedAcquire(PoolAcquireContext):
-    __slots__ = ()
+    """The bound of an acquire, armed only when it may have to wait (no idle connection):
+    asyncpg's own bound is ``asyncio.wait_for``, a new task and a timer per acquire, and
+    the service acquires a dozen times an operation."""
+
+    __slots__ = ("bound",)
+    bound: float
 
     @property
     def _bounded(self) -> BoundedPool:
@@ -102,9 +109,14 @@ class _BoundedAcquire(PoolAcquireContext):
 
     async def __aenter__(self) -> Any:
         try:
-            return await super().__aenter__()
+            if self._bounded.get_idle_size() > 0:
+                # An idle connection is handed over at once (a new one's connect is
+                # bounded by the connect timeout): no timer to arm.
+                return await super().__aenter__()
+            async with asyncio.timeout(self.bound):
+                return await super().__aenter__()
         except Exception as exc:
-            raise _translated(self._bounded, exc, None, self.timeout) from exc
+            raise _translated(self._bounded, exc, None, self.bound) from exc
 
     async def __aexit__(self, *exc_info: object) -> None:
         exc = exc_info[1] if len(exc_info) > 1 else None
@@ -116,7 +128,7 @@ class _BoundedAcquire(PoolAcquireContext):
             await super().__aexit__(*exc_info)
         except Exception as release_failed:
             if exc is None:
-                raise _translated(pool, release_failed, None, self.timeout) from release_failed
+                raise _translated(pool, release_failed, None, self.bound) from release_failed
             # The body's own error is the one to report.
         if failed is not None:
             assert isinstance(exc, Exception)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from fleetgate.domain.device_messages import (
+    ConnectivityReport,
     Declaration,
+    DeviceError,
     Rejection,
     StatusReport,
     SyncRequest,
@@ -66,10 +68,62 @@ def test_failed_keeps_its_reason_and_an_integer_id_is_accepted() -> None:
 
 
 @pytest.mark.parametrize(
-    "topic", ["fg/d/hd1/op/cmd", "fg/d/hd1/error", "fg/d/hd1/c/x/inventory", "other", ""]
+    "topic",
+    [
+        "fg/d/hd1/op/cmd",
+        "fg/d/hd1/error",
+        "fg/d/hd1/connection",
+        "fg/d/gw/c/x/op/cmd",
+        "fg/d/gw/c/x/error",
+        "fg/d/gw/c/x/y/inventory",
+        "other",
+        "",
+    ],
 )
 def test_other_topics_are_not_device_messages(topic: str) -> None:
     assert parse_device_message(topic, b"{}") is None
+
+
+def test_a_gateways_messages_about_a_child_name_the_child_and_the_gateway() -> None:
+    assert parse_device_message("fg/d/gw/c/ch-1/inventory", b'{"type": "plc"}') == Declaration(
+        "ch-1", {"type": "plc"}, {}, gateway="gw"
+    )
+    assert parse_device_message("fg/d/gw/c/ch-1/op/sync", b"{}") == SyncRequest("ch-1", "gw")
+    assert parse_device_message(
+        "fg/d/gw/c/ch-1/op/status", b'{"id": "7", "status": "EXECUTING"}'
+    ) == StatusReport("ch-1", 7, Status.EXECUTING, gateway="gw")
+    assert parse_device_message(
+        "fg/d/gw/c/ch-1/connection", b'{"status": "DISCONNECTED", "reason": "no answer"}'
+    ) == ConnectivityReport("ch-1", "gw", connected=False, reason="no answer")
+    assert parse_device_message(
+        "fg/d/gw/c/ch-1/connection", b'{"status": "CONNECTED"}'
+    ) == ConnectivityReport("ch-1", "gw", connected=True)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"status": "ONLINE"}',
+        b"{}",
+        b'{"status": "CONNECTED", "reason": 5}',
+        b'{"status": "DISCONNECTED", "reason": "' + b"x" * 1001 + b'"}',
+        b'{"status": "DISCONNECTED", "reason": "a\\u0000b"}',
+        b"[]",
+    ],
+)
+def test_a_bad_connectivity_report_is_refused_on_the_childs_error_topic(payload: bytes) -> None:
+    refused = parse_device_message("fg/d/gw/c/ch-1/connection", payload)
+    assert isinstance(refused, Rejection)
+    assert (refused.device_id, refused.gateway) == ("ch-1", "gw")
+    assert DeviceError.of(refused).reply_topic == "fg/d/gw/c/ch-1/error"
+
+
+@pytest.mark.parametrize("child", ["$SYS", "a:b", "x" * 129, "\u00e9t\u00e9"])
+def test_a_child_id_that_is_no_device_id_is_refused_to_the_gateway_itself(child: str) -> None:
+    refused = parse_device_message(f"fg/d/gw/c/{child}/inventory", b"{}")
+    assert isinstance(refused, Rejection)
+    assert (refused.device_id, refused.gateway) == ("gw", None)
+    assert DeviceError.of(refused).reply_topic == "fg/d/gw/error"
 
 
 @pytest.mark.parametrize(

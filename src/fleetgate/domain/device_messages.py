@@ -1,10 +1,14 @@
 """What devices send on their topics, read once at the edge into typed messages.
 
-Every message that arrives on ``fg/d/<id>/…`` becomes exactly one of:
+Every message that arrives on ``fg/d/<id>/…`` (or, from a gateway about one of its
+children, on ``fg/d/<gateway>/c/<child>/…``) becomes exactly one of:
 
-- a :class:`StatusReport` (``op/status``), a :class:`SyncRequest` (``op/sync``) or a
-  :class:`Declaration` (``inventory``): checked here against everything the database
-  would refuse, so that applying it can only fail when the database is away;
+- a :class:`StatusReport` (``op/status``), a :class:`SyncRequest` (``op/sync``), a
+  :class:`Declaration` (``inventory``) or, for a child only, a :class:`ConnectivityReport`
+  (``connection``): checked here against everything the database would refuse, so that
+  applying it can only fail when the database is away. Each names the device it is about
+  (``device_id``: the child, for a child's message) and the ``gateway`` that sent it
+  (None when the device speaks for itself);
 - a :class:`Rejection`: why it can never be applied. The device is told on its ``error``
   topic, and the message is kept as a dead letter for operators.
 
@@ -22,7 +26,7 @@ from typing import Any
 
 from fleetgate.domain import repositories
 from fleetgate.domain.binaries import IS_BINARY
-from fleetgate.domain.devices import RESERVED_KEYS, plain_fields
+from fleetgate.domain.devices import RESERVED_KEYS, is_device_id, plain_fields
 from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.ids import parse_id
 from fleetgate.domain.json_input import JsonLimits, parse_json
@@ -34,6 +38,7 @@ MAX_PAYLOAD = {
     DeviceLeaf.INVENTORY: 256 * 1024,
     DeviceLeaf.OP_STATUS: 16 * 1024,
     DeviceLeaf.OP_SYNC: 4 * 1024,
+    DeviceLeaf.CONNECTION: 4 * 1024,
 }
 MAX_DEPTH = 32
 MAX_REASON = 10_000
@@ -50,6 +55,8 @@ SERVER_FRAGMENTS = frozenset(
         IS_BINARY,
         "c8y_IsDeviceGroup",
         "c8y_IsDeviceSubgroup",
+        "fleetgate_Connection",
+        "fleetgate_Gateway",
     }
 )
 #: Every top-level key a declaration may not hold: the object's read-only keys and
@@ -88,13 +95,15 @@ class StatusReport:
     operation_id: int
     status: Status
     failure_reason: str | None = None
+    gateway: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SyncRequest:
-    """``op/sync``: send me my open operations."""
+    """``op/sync``: send me my open operations (a gateway's own: and its children's)."""
 
     device_id: str
+    gateway: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +114,20 @@ class Declaration:
     device_id: str
     plain: dict[str, str | None] = field(default_factory=dict)
     fragments: dict[str, Any] = field(default_factory=dict)
+    gateway: str | None = None
 
 
-DeviceMessage = StatusReport | SyncRequest | Declaration
+@dataclass(frozen=True, slots=True)
+class ConnectivityReport:
+    """``connection`` (children only): the gateway says whether it reaches its child."""
+
+    device_id: str
+    gateway: str
+    connected: bool
+    reason: str | None = None
+
+
+DeviceMessage = StatusReport | SyncRequest | Declaration | ConnectivityReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,21 +139,24 @@ class Rejection:
     topic: str
     error: str
     reason: str
+    gateway: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class DeviceError:
-    """What fleetgate answers on ``fg/d/<id>/error`` about one message of the device."""
+    """What fleetgate answers on ``fg/d/<id>/error`` about one message of the device
+    (on ``fg/d/<gateway>/c/<id>/error`` about one of a child, sent by its gateway)."""
 
     device_id: str
     error: str
     message: str
     topic: str
     operation_id: int | None = None
+    gateway: str | None = None
 
     @property
     def reply_topic(self) -> str:
-        return str(DeviceTopic(self.device_id, DeviceLeaf.ERROR))
+        return str(DeviceTopic(self.device_id, DeviceLeaf.ERROR, self.gateway))
 
     def body(self) -> dict[str, str]:
         body = {"error": self.error, "message": self.message, "topic": self.topic}
@@ -143,11 +166,21 @@ class DeviceError:
 
     @classmethod
     def of(cls, rejection: Rejection) -> DeviceError:
-        return cls(rejection.device_id, rejection.error, rejection.reason, rejection.topic)
+        return cls(
+            rejection.device_id,
+            rejection.error,
+            rejection.reason,
+            rejection.topic,
+            gateway=rejection.gateway,
+        )
 
 
 def _error_code(leaf: DeviceLeaf) -> str:
-    return "inventory/badRequest" if leaf is DeviceLeaf.INVENTORY else "operations/badRequest"
+    if leaf is DeviceLeaf.INVENTORY:
+        return "inventory/badRequest"
+    if leaf is DeviceLeaf.CONNECTION:
+        return "devices/badRequest"
+    return "operations/badRequest"
 
 
 def parse_device_message(topic: str, payload: bytes) -> DeviceMessage | Rejection | None:
@@ -156,7 +189,16 @@ def parse_device_message(topic: str, payload: bytes) -> DeviceMessage | Rejectio
     parsed = DeviceTopic.parse(topic)
     if parsed is None or parsed.leaf not in MAX_PAYLOAD:
         return None
-    device_id, leaf = parsed.device_id, parsed.leaf
+    device_id, leaf, gateway = parsed.device_id, parsed.leaf, parsed.gateway
+    if gateway is not None and not is_device_id(device_id):
+        # No such child can exist: the gateway hears it on its own error topic.
+        return Rejection(
+            gateway,
+            topic,
+            _error_code(leaf),
+            f"{device_id[:200]!r} cannot be a child's id: a device id is 1 to 128 printable"
+            " ASCII characters without a space or any of / + # $ :",
+        )
     try:
         body = parse_json(
             payload,
@@ -165,12 +207,15 @@ def parse_device_message(topic: str, payload: bytes) -> DeviceMessage | Rejectio
         if not isinstance(body, dict):
             raise ValidationFailed("the payload must be a JSON object")
         if leaf is DeviceLeaf.OP_STATUS:
-            return _status_report(device_id, body)
+            return _status_report(device_id, body, gateway)
         if leaf is DeviceLeaf.OP_SYNC:
-            return SyncRequest(device_id)
-        return _declaration(device_id, body)
+            return SyncRequest(device_id, gateway)
+        if leaf is DeviceLeaf.CONNECTION:
+            assert gateway is not None  # DeviceTopic.parse: children only
+            return _connectivity(device_id, gateway, body)
+        return _declaration(device_id, body, gateway)
     except ValidationFailed as exc:
-        return Rejection(device_id, topic, _error_code(leaf), exc.message)
+        return Rejection(device_id, topic, _error_code(leaf), exc.message, gateway)
 
 
 def operation_id(value: object) -> int:
@@ -182,7 +227,7 @@ def operation_id(value: object) -> int:
         raise ValidationFailed(f'"id": {exc.message}') from None
 
 
-def _status_report(device_id: str, body: dict[str, Any]) -> StatusReport:
+def _status_report(device_id: str, body: dict[str, Any], gateway: str | None) -> StatusReport:
     op_id = operation_id(body.get("id"))
     status = parse_status(body.get("status"))
     reason = body.get("failureReason")
@@ -190,10 +235,22 @@ def _status_report(device_id: str, body: dict[str, Any]) -> StatusReport:
         raise ValidationFailed('"failureReason" must be a string')
     if reason is not None and len(reason) > MAX_REASON:
         raise ValidationFailed(f'"failureReason" is longer than {MAX_REASON} characters')
-    return StatusReport(device_id, op_id, status, reason or None)
+    return StatusReport(device_id, op_id, status, reason or None, gateway)
 
 
-def _declaration(device_id: str, body: dict[str, Any]) -> Declaration:
+def _connectivity(device_id: str, gateway: str, body: dict[str, Any]) -> ConnectivityReport:
+    status = body.get("status")
+    if status not in ("CONNECTED", "DISCONNECTED"):
+        raise ValidationFailed('"status" must be "CONNECTED" or "DISCONNECTED"')
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise ValidationFailed('"reason" must be a string')
+    if reason is not None and len(reason) > MAX_TEXT:
+        raise ValidationFailed(f'"reason" is longer than {MAX_TEXT} characters')
+    return ConnectivityReport(device_id, gateway, status == "CONNECTED", reason or None)
+
+
+def _declaration(device_id: str, body: dict[str, Any], gateway: str | None) -> Declaration:
     reserved = sorted(k for k in body if k in DECLARATION_RESERVED)
     if reserved:
         raise ValidationFailed(
@@ -214,4 +271,4 @@ def _declaration(device_id: str, body: dict[str, Any]) -> Declaration:
         isinstance(supported, list) and all(isinstance(s, str) for s in supported)
     ):
         raise ValidationFailed("c8y_SupportedOperations must be a list of strings")
-    return Declaration(device_id, plain, fragments)
+    return Declaration(device_id, plain, fragments, gateway)

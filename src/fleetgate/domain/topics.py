@@ -3,8 +3,8 @@
 Identity is part of every topic, and the broker plugin enforces that a client touches
 only its own namespace:
 
-- certificate and password devices: ``fg/d/<device id>/…`` — :class:`DeviceTopic`
-  (a gateway's sub-devices later: ``fg/d/<gateway id>/c/<child id>/…``);
+- certificate and password devices: ``fg/d/<device id>/…``, and a gateway's children
+  inside the gateway's namespace, ``fg/d/<gateway id>/c/<child id>/…`` — :class:`DeviceTopic`;
 - bootstrap clients: ``fg/bootstrap/<tenant>/<client id>/…`` — the tenant is the one of
   the bootstrap account the client logged in with.
 """
@@ -64,48 +64,98 @@ class DeviceLeaf(StrEnum):
     OP_CMD = "op/cmd"  # fleetgate → device
     OP_STATUS = "op/status"  # device → fleetgate
     ERROR = "error"  # fleetgate → device
+    CONNECTION = "connection"  # gateway → fleetgate, about one of its children only
+
+
+#: The level between a gateway's id and a child's id: ``fg/d/<gateway>/c/<child>/…``.
+CHILD_LEVEL = "c"
 
 
 @dataclass(frozen=True, slots=True)
 class DeviceTopic:
-    """A device's topic: ``fg/d/<device id>/<leaf>``; the device id is one topic level."""
+    """A device's topic: ``fg/d/<device id>/<leaf>``, or, with ``gateway``, a child's
+    topic inside its gateway's namespace: ``fg/d/<gateway>/c/<device id>/<leaf>``.
+
+    ``device_id`` is always the device the message is about (the child, for a child's
+    topic); each id is one topic level. Whether a child's id is also a valid *device id*
+    is for the message reader to say (:mod:`fleetgate.domain.device_messages`), so that a
+    gateway hears why its child was refused.
+    """
 
     device_id: str
     leaf: DeviceLeaf
+    gateway: str | None = None
 
     def __post_init__(self) -> None:
         if not is_level(self.device_id):
             raise ValueError(f"a device id must be one topic level, not {self.device_id!r}")
+        if self.gateway is not None and not is_level(self.gateway):
+            raise ValueError(f"a gateway id must be one topic level, not {self.gateway!r}")
+        if self.leaf is DeviceLeaf.CONNECTION and self.gateway is None:
+            raise ValueError("only a gateway's child has a connection topic")
 
     def __str__(self) -> str:
-        return f"{ROOT}/d/{self.device_id}/{self.leaf.value}"
+        if self.gateway is None:
+            return f"{ROOT}/d/{self.device_id}/{self.leaf.value}"
+        return f"{ROOT}/d/{self.gateway}/{CHILD_LEVEL}/{self.device_id}/{self.leaf.value}"
+
+    @property
+    def owner(self) -> str:
+        """The client whose namespace holds the topic: the gateway for a child's topic."""
+        return self.gateway if self.gateway is not None else self.device_id
+
+    def with_leaf(self, leaf: DeviceLeaf) -> DeviceTopic:
+        """The same device's (or child's) topic for another leaf."""
+        return DeviceTopic(self.device_id, leaf, self.gateway)
 
     @classmethod
     def parse(cls, topic: str) -> DeviceTopic | None:
-        """The topic, or None for anything else (other namespaces, a sub-device's topic,
-        an unknown leaf, wildcards)."""
+        """The topic, or None for anything else (other namespaces, an unknown leaf,
+        wildcards, a ``connection`` leaf outside a child's topic)."""
         prefix = f"{ROOT}/d/"
         if not topic.startswith(prefix):
             return None
         device_id, _, rest = topic[len(prefix) :].partition("/")
         if not is_level(device_id):
             return None
+        gateway: str | None = None
+        if rest.startswith(f"{CHILD_LEVEL}/"):
+            gateway = device_id
+            device_id, _, rest = rest[len(CHILD_LEVEL) + 1 :].partition("/")
+            if not is_level(device_id):
+                return None
         try:
             leaf = DeviceLeaf(rest)
         except ValueError:
             return None
-        return cls(device_id, leaf)
+        if leaf is DeviceLeaf.CONNECTION and gateway is None:
+            return None
+        return cls(device_id, leaf, gateway)
 
     @staticmethod
     def pattern(leaf: DeviceLeaf) -> str:
         """The subscription filter for ``leaf`` of every device: ``fg/d/+/<leaf>``."""
         return f"{ROOT}/d/+/{leaf.value}"
 
+    @staticmethod
+    def child_pattern(leaf: DeviceLeaf) -> str:
+        """The filter for ``leaf`` of every gateway's children: ``fg/d/+/c/+/<leaf>``."""
+        return f"{ROOT}/d/+/{CHILD_LEVEL}/+/{leaf.value}"
 
-#: What the service's device link subscribes to: every device's messages to fleetgate.
+
+#: What the service's device link subscribes to: every device's and every child's
+#: messages to fleetgate.
 DEVICE_SUBSCRIPTIONS = tuple(
     DeviceTopic.pattern(leaf)
     for leaf in (DeviceLeaf.INVENTORY, DeviceLeaf.OP_SYNC, DeviceLeaf.OP_STATUS)
+) + tuple(
+    DeviceTopic.child_pattern(leaf)
+    for leaf in (
+        DeviceLeaf.INVENTORY,
+        DeviceLeaf.OP_SYNC,
+        DeviceLeaf.OP_STATUS,
+        DeviceLeaf.CONNECTION,
+    )
 )
 
 #: What the service subscribes to (shared between service instances).

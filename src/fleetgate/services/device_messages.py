@@ -109,6 +109,16 @@ class DeviceMessages:
                 log.warning("device message on an unexpected topic %r", incoming.topic[:200])
             elif isinstance(parsed, Rejection):
                 rejected.append((incoming, parsed))
+            elif parsed.gateway is not None:
+                # Children's messages are read, but not applied yet: refused, not misread.
+                rejection = Rejection(
+                    parsed.device_id,
+                    incoming.topic,
+                    "devices/notAChild",
+                    "fleetgate does not apply messages about children yet",
+                    parsed.gateway,
+                )
+                rejected.append((incoming, rejection))
             else:
                 items.append(_Item(incoming, parsed))
         if rejected:
@@ -153,7 +163,7 @@ class DeviceMessages:
                 reports.append(message)
             elif isinstance(message, SyncRequest):
                 syncs.append(message.device_id)
-            else:
+            elif isinstance(message, Declaration):
                 last_try = item.incoming.deferrals >= MAX_DEFERRALS
                 try:
                     if not await self._declare(message, last_try):

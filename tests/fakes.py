@@ -8,7 +8,9 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from fleetgate.domain.dead_letters import DeadLetter
-from fleetgate.domain.device_messages import DeviceError, StatusReport
+from fleetgate.domain.device_messages import Declaration, DeviceError, StatusReport, SyncRequest
+from fleetgate.domain.errors import ValidationFailed
+from fleetgate.domain.gateways import CHILD_REFUSED
 from fleetgate.domain.users import Role, Tenant, User
 
 #: "Now" for tests that check certificates against a fixed clock. Certificates made during
@@ -108,7 +110,7 @@ class FakeOperations:
         self.poison = set(poison)
         self.unavailable = False
         self.applied: list[StatusReport] = []
-        self.synced: list[str] = []
+        self.synced: list[SyncRequest] = []
         self.calls = 0
 
     async def on_reports(self, reports: Sequence[StatusReport]) -> list[DeviceError]:
@@ -121,10 +123,34 @@ class FakeOperations:
         self.applied.extend(reports)
         return []
 
-    async def on_sync(self, device_ids: Sequence[str]) -> None:
+    async def on_sync(self, requests: Sequence[SyncRequest]) -> None:
         if self.unavailable:
             raise ConnectionRefusedError("the database is away")
-        self.synced.extend(device_ids)
+        self.synced.extend(requests)
+
+
+class FakeChildren:
+    """Gateways' children (a ``ChildSink``): ``attached`` holds (child, gateway) pairs; a
+    declaration registers a child that nobody holds, refuses one another gateway holds."""
+
+    def __init__(self, attached: Iterable[tuple[str, str]] = ()) -> None:
+        self.pairs = set(attached)
+        self.declared: list[Declaration] = []
+
+    async def declare_child(self, declaration: Declaration, last_try: bool) -> bool:
+        assert declaration.gateway is not None
+        holders = {gateway for child, gateway in self.pairs if child == declaration.device_id}
+        if holders - {declaration.gateway}:
+            raise ValidationFailed(
+                f"device {declaration.device_id} is a child of gateway {holders.pop()}",
+                code=CHILD_REFUSED,
+            )
+        self.pairs.add((declaration.device_id, declaration.gateway))
+        self.declared.append(declaration)
+        return True
+
+    async def attached(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        return set(pairs) & self.pairs
 
 
 class FakeDeadLetters:

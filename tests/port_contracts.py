@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 
 from fleetgate.domain.bootstrap import RequestStatus
+from fleetgate.domain.device_messages import Declaration
 from fleetgate.domain.errors import Conflict, NotFound
+from fleetgate.domain.gateways import Verdict
 from fleetgate.domain.operations import (
     NO_DEVICE_REASON,
     NO_SNAPSHOT_REASON,
@@ -30,6 +32,7 @@ from fleetgate.domain.operations import (
     Report,
     Status,
 )
+from fleetgate.services.gateways import ChildStore
 from fleetgate.services.ports import (
     DeviceRegistry,
     DeviceUsers,
@@ -52,6 +55,7 @@ class Ports:
     operations: OperationStore
     #: The base URL the operation store writes into snapshot URLs.
     base_url: str
+    children: ChildStore
 
     async def device(self, serial: str, tenant: str = "t1") -> int:
         """A registered device; its object id."""
@@ -351,3 +355,88 @@ class DeviceIdContract:
         device = await ports.identity.device("hd1")
         assert device is not None
         assert device.tenant_id == "t1"
+
+
+class ChildStoreContract:
+    """Gateways' children (:class:`~fleetgate.services.gateways.ChildStore`): a gateway's
+    declaration registers a child once, below it, and never takes anyone's device."""
+
+    async def declare(
+        self, ports: Ports, gateway: str, child: str, **fragments: Any
+    ) -> tuple[Verdict, str | None, int | None] | None:
+        done = await ports.children.declare_child(
+            Declaration(child, {"type": "plc"}, fragments, gateway=gateway),
+            {"c8y_Connection": {"status": "CONNECTED"}},
+            datetime.now(UTC),
+        )
+        if done is None:
+            return None
+        return done.decision.verdict, done.decision.reason, done.object_id
+
+    async def test_a_new_child_is_registered_below_its_gateway_once(self, ports: Ports) -> None:
+        gateway = await ports.device("gw")
+        assert await self.declare(ports, "nobody", "ch") is None  # unknown gateway
+        first = await self.declare(ports, "gw", "ch", c8y_A={"x": 1})
+        assert first is not None
+        verdict, _, child = first
+        assert verdict is Verdict.REGISTER
+        assert child is not None
+        found = await ports.inventory.get("t1", child)
+        assert found is not None
+        assert (found.name, found.type, found.owner) == ("ch", "plc", "device_gw")
+        assert found.fragments == {
+            "c8y_IsDevice": {}, "c8y_A": {"x": 1}, "c8y_Connection": {"status": "CONNECTED"},
+        }  # fmt: skip
+        assert [(r.kind, r.object_id) for r in await ports.inventory.references("t1", child)] == [
+            ("deviceParents", gateway)
+        ]
+        assert (await ports.identity.device("ch")) is not None
+        again = await self.declare(ports, "gw", "ch", c8y_A=None, c8y_B=2)
+        assert again == (Verdict.KNOWN, None, child)
+        found = await ports.inventory.get("t1", child)
+        assert found is not None
+        assert "c8y_A" not in found.fragments
+        assert found.fragments["c8y_B"] == 2
+        assert await ports.children.attached([("ch", "gw"), ("ch", "other"), ("gw", "ch")]) == {
+            ("ch", "gw")
+        }
+
+    async def test_a_gateway_takes_no_device_by_naming_it(self, ports: Ports) -> None:
+        await ports.device("gw-1")
+        await ports.device("gw-2")
+        await ports.device("plain")
+        await ports.device("theirs", tenant="t2")
+        assert await self.declare(ports, "gw-1", "ch") is not None
+        for gateway, child, reason in (
+            ("gw-2", "ch", "is a child of gateway gw-1"),
+            ("gw-2", "plain", "not a child of gateway gw-2"),
+            ("gw-2", "theirs", "another tenant"),
+            ("gw-2", "gw-2", "its own child"),
+        ):
+            refused = await self.declare(ports, gateway, child)
+            assert refused is not None
+            verdict, why, object_id = refused
+            assert verdict is Verdict.REFUSED
+            assert object_id is None
+            assert reason in str(why)
+        assert await ports.children.attached([("ch", "gw-2"), ("plain", "gw-2")]) == set()
+
+    async def test_a_child_has_no_children(self, ports: Ports) -> None:
+        await ports.device("gw")
+        assert await self.declare(ports, "gw", "ch") is not None
+        # The child has a device id, so it could be named as a gateway: it is refused.
+        refused = await self.declare(ports, "ch", "grandchild")
+        assert refused is not None
+        assert refused[0] is Verdict.REFUSED
+        assert "itself a child of gateway gw" in str(refused[1])
+        assert await ports.identity.device("grandchild") is None
+
+    async def test_a_gateway_switched_off_registers_none(self, ports: Ports) -> None:
+        gateway = await ports.device("gw")
+        await ports.inventory.update(
+            "t1", gateway, {}, {"fleetgate_Gateway": {"childAutoRegistration": False}}
+        )
+        refused = await self.declare(ports, "gw", "ch")
+        assert refused is not None
+        assert refused[0] is Verdict.REFUSED
+        assert await ports.identity.device("ch") is None

@@ -25,6 +25,7 @@ from fleetgate.db.bootstrap import PgRequests
 from fleetgate.db.bulk import PgBulkCredentials
 from fleetgate.db.dead_letters import PgDeadLetters
 from fleetgate.db.devices import PgDevices
+from fleetgate.db.gateways import PgChildren
 from fleetgate.db.identity import PgIdentity
 from fleetgate.db.inventory import PgInventory
 from fleetgate.db.migrations import migrate
@@ -48,6 +49,7 @@ from fleetgate.services.bulk import BulkCredentials
 from fleetgate.services.dead_letters import DeadLetters
 from fleetgate.services.device_messages import DeviceMessages
 from fleetgate.services.devices import Devices
+from fleetgate.services.gateways import Gateways
 from fleetgate.services.health import Health
 from fleetgate.services.operations import FileSigning, OperationFeed, Operations
 from fleetgate.services.seed import InitialState, ensure_initial_state
@@ -218,7 +220,12 @@ def _services(settings: Settings, adapters: Adapters) -> Services:
         binaries=binaries,
         operations=operations,
         device_messages=DeviceMessages(
-            operations, devices.declare, adapters.dead_letters, link, is_transient=is_transient
+            operations,
+            devices.declare,
+            adapters.dead_letters,
+            link,
+            children=Gateways(PgChildren(pool)),
+            is_transient=is_transient,
         ),
         dead_letters=DeadLetters(adapters.dead_letters),
         health=Health(

@@ -17,6 +17,7 @@ from fleetgate.api.services import services_of
 from fleetgate.db.binaries import PgBinaries
 from fleetgate.db.dead_letters import PgDeadLetters
 from fleetgate.db.devices import PgDevices
+from fleetgate.db.gateways import PgChildren
 from fleetgate.db.identity import PgIdentity
 from fleetgate.db.inventory import PgInventory
 from fleetgate.db.operations import PgOperations
@@ -29,6 +30,7 @@ from fleetgate.services.binaries import Binaries
 from fleetgate.services.dead_letters import DeadLetters
 from fleetgate.services.device_messages import DeviceMessages
 from fleetgate.services.devices import Devices
+from fleetgate.services.gateways import Gateways
 from fleetgate.services.operations import FileSigning, OperationFeed, Operations
 
 from conftest import TEST_BASE_URL, api_client, seed_tenants
@@ -138,6 +140,11 @@ async def world(pool: asyncpg.Pool, scratch_dir: Path) -> AsyncIterator[World]:
         services_of(app).url_secret = SECRET
         services_of(app).dead_letters = DeadLetters(PgDeadLetters(pool))
         messages = DeviceMessages(
-            operations, devices.declare, PgDeadLetters(pool), link, is_transient=is_transient
+            operations,
+            devices.declare,
+            PgDeadLetters(pool),
+            link,
+            children=Gateways(PgChildren(pool)),
+            is_transient=is_transient,
         )
         yield World(client, operations, devices, link, pool, messages)

@@ -8,13 +8,14 @@ import pytest
 
 from fleetgate.db.bootstrap import PgRequests
 from fleetgate.db.devices import PgDevices
+from fleetgate.db.gateways import PgChildren
 from fleetgate.db.identity import PgIdentity
 from fleetgate.db.inventory import PgInventory
 from fleetgate.db.operations import PgOperations
 from fleetgate.db.users import PgUsers
 
 from conftest import TEST_BASE_URL, seed_tenants
-from port_contracts import DeviceIdContract, OperationStoreContract, Ports
+from port_contracts import ChildStoreContract, DeviceIdContract, OperationStoreContract, Ports
 
 pytestmark = pytest.mark.integration
 
@@ -30,6 +31,7 @@ async def ports(pool: asyncpg.Pool) -> Ports:
         PgRequests(pool),
         PgOperations(pool, TEST_BASE_URL),
         TEST_BASE_URL,
+        PgChildren(pool),
     )
 
 
@@ -38,4 +40,8 @@ class TestPgOperationStore(OperationStoreContract):
 
 
 class TestPgDeviceIds(DeviceIdContract):
+    pass
+
+
+class TestPgChildren(ChildStoreContract):
     pass

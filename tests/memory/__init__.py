@@ -33,6 +33,7 @@ from memory.bootstrap import MemoryRequests
 from memory.database import ForeignKeyViolation, ManualClock, MemoryDatabase, MemoryUsers, utc_now
 from memory.devices import MemoryDeviceRegistry
 from memory.files import MemoryFiles
+from memory.gateways import MemoryChildren
 from memory.identity import MemoryIdentity
 from memory.inventory import MemoryInventory
 from memory.operations import MemoryOperations
@@ -41,6 +42,7 @@ __all__ = [
     "ForeignKeyViolation",
     "ManualClock",
     "MemoryBinaries",
+    "MemoryChildren",
     "MemoryDatabase",
     "MemoryDeviceRegistry",
     "MemoryFiles",
@@ -67,6 +69,7 @@ class MemoryStores:
     binaries: MemoryBinaries
     files: MemoryFiles
     operations: MemoryOperations
+    children: MemoryChildren
 
     @classmethod
     def make(
@@ -91,4 +94,5 @@ class MemoryStores:
             MemoryBinaries(db),
             MemoryFiles(clock=file_clock),
             MemoryOperations(db, base_url),
+            MemoryChildren(db),
         )

@@ -26,6 +26,7 @@ from fleetgate.domain.devices import (
     device_id_taken,
     device_username,
 )
+from fleetgate.domain.gateways import CHILD_DEVICES
 from fleetgate.domain.operations import Operation
 from fleetgate.domain.users import Role, Tenant, User
 
@@ -147,6 +148,8 @@ _TABLES = (
     "binary_files",
     "operations",
     "released",
+    "removed_children",
+    "tenant_options",
 )
 
 
@@ -203,6 +206,10 @@ class MemoryDatabase:
         self.operations: dict[int, OperationRow] = {}
         #: Device ids whose broker sessions are still to discard → when released.
         self.released: dict[str, datetime] = {}
+        #: (gateway object id, child device id) → (how, when): children an operator removed.
+        self.removed_children: dict[tuple[int, str], tuple[str, datetime]] = {}
+        #: (tenant, category, key) → value.
+        self.tenant_options: dict[tuple[str, str, str], str] = {}
         self._object_ids = count(1)
         self._operation_ids = count(1)
 
@@ -257,6 +264,7 @@ class MemoryDatabase:
             if object_id in gone:
                 self.delete_external_id(key)
         self.references = {r for r in self.references if r[0] not in gone and r[2] not in gone}
+        self.removed_children = {k: v for k, v in self.removed_children.items() if k[0] not in gone}
         for object_id in gone:
             self.binary_files.pop(object_id, None)
             self.objects.pop(object_id, None)
@@ -354,11 +362,19 @@ class MemoryDatabase:
         """Its device still holds the device id it was made for (``db.operations._BOUND``)."""
         return self.external_ids.get((op.tenant_id, DEVICE_ID_TYPE, op.serial)) == op.device_id
 
+    def gateway_of(self, object_id: int) -> str | None:
+        """The device id of the gateway ``object_id`` is a child of (``childDevices``)."""
+        for parent, kind, child in self.references:
+            if child == object_id and kind == CHILD_DEVICES:
+                return self.serial_of(parent)
+        return None
+
     def shown(self, row: OperationRow) -> Operation:
         return replace(
             row.op,
             device_name=self.objects[row.op.device_id].name,
             fragments=jsonb(row.op.fragments),
+            gateway=self.gateway_of(row.op.device_id),
         )
 
     def require_tenant(self, tenant_id: str) -> None:

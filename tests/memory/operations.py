@@ -216,6 +216,7 @@ class MemoryOperations:
             op.fragment_type,
             row.snapshot_id is not None,
             self._db.bound(op),
+            self._db.gateway_of(op.device_id),
         )
 
     def _save_success(self, op: Operation, snapshot_id: int | None, now: datetime) -> None:
@@ -258,13 +259,24 @@ class MemoryOperations:
         previous, row.snapshot_id = row.snapshot_id, binary_id
         return previous
 
-    async def open_for(self, serials: Sequence[str]) -> list[Operation]:
-        """PENDING and EXECUTING operations of these devices (that still hold their id),
-        oldest first."""
+    async def open_for(
+        self, devices: Sequence[str], children: Sequence[tuple[str, str]] = ()
+    ) -> list[Operation]:
+        """PENDING and EXECUTING operations (whose device still holds its id), oldest
+        first: a device's own unless it is a child, its children's, and each asked
+        child's while it is that gateway's."""
+        asked_devices, asked_children = set(devices), set(children)
+
+        def asked(op: Operation) -> bool:
+            gateway = self._db.gateway_of(op.device_id)
+            if gateway is None:
+                return op.serial in asked_devices
+            return gateway in asked_devices or (op.serial, gateway) in asked_children
+
         return [
             self._db.shown(r)
             for _, r in sorted(self._db.operations.items())
-            if r.op.serial in serials and r.op.status in ops.OPEN and self._db.bound(r.op)
+            if r.op.status in ops.OPEN and self._db.bound(r.op) and asked(r.op)
         ]
 
     async def undispatched(self, limit: int) -> list[Operation]:

@@ -14,7 +14,7 @@ from fleetgate.domain.topics import DeviceLeaf, DeviceTopic
 from fleetgate.services.device_messages import DeviceMessages
 
 from corpora.device_payloads import BY_LEAF
-from fakes import FakeDeadLetters, FakeOperations, RecordingPublisher, unavailable
+from fakes import FakeChildren, FakeDeadLetters, FakeOperations, RecordingPublisher, unavailable
 
 json_values = st.recursive(
     st.none()
@@ -76,7 +76,9 @@ async def test_a_valid_devices_statuses_are_always_applied(
     # The good device's messages, in the order they arrive: the order they must be applied.
     batch_good = [m for m in batch if m.topic.startswith("fg/d/good/")]
     letters, replies = FakeDeadLetters(), RecordingPublisher()
-    messages = DeviceMessages(ops, Declarations(), letters, replies, is_transient=unavailable)
+    messages = DeviceMessages(
+        ops, Declarations(), letters, replies, children=FakeChildren(), is_transient=unavailable
+    )
 
     assert await messages.handle(batch) == []
 

@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from fleetgate.domain.device_messages import Declaration, Incoming
+from fleetgate.domain.device_messages import Declaration, Incoming, SyncRequest
 from fleetgate.domain.errors import ValidationFailed
 from fleetgate.services.device_messages import MAX_DEFERRALS, DeviceMessages
 
 from corpora.device_payloads import OP_STATUS
-from fakes import FakeDeadLetters, FakeOperations, RecordingPublisher, unavailable
+from fakes import FakeChildren, FakeDeadLetters, FakeOperations, RecordingPublisher, unavailable
 
 
 class Declarations:
@@ -40,7 +40,9 @@ def make(
 ) -> tuple[DeviceMessages, FakeDeadLetters, RecordingPublisher, Declarations]:
     letters, replies = FakeDeadLetters(), RecordingPublisher()
     declarations = Declarations(registered if registered is not None else {"good"})
-    messages = DeviceMessages(ops, declarations, letters, replies, is_transient=unavailable)
+    messages = DeviceMessages(
+        ops, declarations, letters, replies, children=FakeChildren(), is_transient=unavailable
+    )
     return messages, letters, replies, declarations
 
 
@@ -125,4 +127,4 @@ async def test_syncs_are_asked_once_per_device() -> None:
     messages, *_ = make(ops)
     sync = [Incoming(f"fg/d/{d}/op/sync", b"{}") for d in ("b", "a", "b")]
     await messages.handle(sync)
-    assert ops.synced == ["a", "b"]
+    assert ops.synced == [SyncRequest("a"), SyncRequest("b")]

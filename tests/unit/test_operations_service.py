@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from fleetgate.domain import signing
-from fleetgate.domain.device_messages import DeviceError, StatusReport
+from fleetgate.domain.device_messages import DeviceError, StatusReport, SyncRequest
 from fleetgate.domain.devices import registration_fragments
 from fleetgate.domain.errors import Conflict, FleetgateError, NotFound, ValidationFailed
 from fleetgate.domain.operations import (
@@ -472,7 +472,7 @@ async def test_sync_resends_the_open_operations_oldest_first(world: World) -> No
     await world.report("d-1", made[1], Status.SUCCESSFUL)
     await world.report("d-1", made[2], Status.EXECUTING)
     world.commands("d-1")
-    await world.operations.on_sync(["d-1", "d-unknown"])
+    await world.operations.on_sync([SyncRequest("d-1"), SyncRequest("d-unknown")])
     assert [c["id"] for c in world.commands("d-1")] == [str(made[0].id), str(made[2].id)]
 
 
@@ -498,7 +498,7 @@ async def test_operations_stay_with_the_device_not_with_its_id(world: World) -> 
     world.commands("hd1")
     assert await world.stores.identity.delete("t1", "c8y_Serial", "hd1")
     await world.device("hd1", tenant="t2")
-    await world.operations.on_sync(["hd1"])
+    await world.operations.on_sync([SyncRequest("hd1")])
     assert world.commands("hd1") == []
     [error] = await world.report("hd1", op, Status.SUCCESSFUL)
     assert error.error == "operations/notFound"

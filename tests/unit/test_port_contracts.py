@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from memory import MemoryStores
-from port_contracts import DeviceIdContract, OperationStoreContract, Ports
+from port_contracts import ChildStoreContract, DeviceIdContract, OperationStoreContract, Ports
 
 
 @pytest.fixture
@@ -20,6 +20,7 @@ def ports() -> Ports:
         stores.requests,
         stores.operations,
         "http://fleetgate.test",
+        stores.children,
     )
 
 
@@ -28,4 +29,8 @@ class TestMemoryOperationStore(OperationStoreContract):
 
 
 class TestMemoryDeviceIds(DeviceIdContract):
+    pass
+
+
+class TestMemoryChildren(ChildStoreContract):
     pass

@@ -59,8 +59,10 @@ class PgDeadLetters:
         self._pool = pool
 
     async def record(self, letters: Sequence[DeadLetter]) -> None:
-        """Keep ``letters`` (with the tenant and device holding each device id now), and
-        only the newest :data:`PER_DEVICE` of each device id."""
+        """Keep ``letters`` (with the tenant and device holding each device id now — for a
+        gateway's message about a child, the gateway's tenant, and the child only when it
+        is of that tenant), and only the newest :data:`PER_DEVICE` of each device id in
+        each tenant: nobody pushes another tenant's letters out."""
         if not letters:
             return
         device_ids = [_storable(letter.device_id) for letter in letters]
@@ -69,12 +71,16 @@ class PgDeadLetters:
                 """
                 INSERT INTO dead_letter (tenant_id, managed_object_id, device_id, topic,
                                          payload, payload_size, error, reason)
-                SELECT e.tenant_id, e.managed_object_id, v.device_id, v.topic, v.payload,
+                SELECT CASE WHEN v.gateway IS NULL THEN e.tenant_id ELSE g.tenant_id END,
+                       e.managed_object_id, v.device_id, v.topic, v.payload,
                        v.size, v.error, v.reason
                   FROM unnest($1::text[], $2::text[], $3::bytea[], $4::int[], $5::text[],
-                              $6::text[]) WITH ORDINALITY
-                       AS v(device_id, topic, payload, size, error, reason, n)
-                  LEFT JOIN external_id e ON e.type = $7 AND e.value = v.device_id
+                              $6::text[], $8::text[]) WITH ORDINALITY
+                       AS v(device_id, topic, payload, size, error, reason, gateway, n)
+                  LEFT JOIN external_id g ON g.type = $7 AND g.value = v.gateway
+                  LEFT JOIN external_id e
+                    ON e.type = $7 AND e.value = v.device_id
+                   AND (v.gateway IS NULL OR e.tenant_id = g.tenant_id)
                  ORDER BY v.n
                 """,
                 device_ids,
@@ -84,12 +90,14 @@ class PgDeadLetters:
                 [_storable(letter.error) for letter in letters],
                 [_storable(letter.reason) for letter in letters],
                 DEVICE_ID_TYPE,
+                [letter.gateway for letter in letters],
             )
             await conn.execute(
                 """
                 DELETE FROM dead_letter WHERE id IN (
                     SELECT id FROM (
-                        SELECT id, row_number() OVER (PARTITION BY device_id ORDER BY id DESC) AS n
+                        SELECT id, row_number() OVER (PARTITION BY tenant_id, device_id
+                                                      ORDER BY id DESC) AS n
                           FROM dead_letter WHERE device_id = ANY($1::text[])) AS ranked
                      WHERE n > $2)
                 """,

@@ -70,6 +70,37 @@ async def insert_object(
     return row
 
 
+async def update_object(
+    conn: Conn, tenant_id: str, object_id: int, plain: dict[str, Any], fragments: dict[str, Any]
+) -> asyncpg.Record | None:
+    """Set name/type/owner given in ``plain``; merge ``fragments`` (a null removes one);
+    the object's row, or None when it is not the tenant's."""
+    removed = [k for k, v in fragments.items() if v is None]
+    row: asyncpg.Record | None = await conn.fetchrow(
+        """
+        UPDATE managed_object
+           SET name = CASE WHEN $3 THEN $4 ELSE name END,
+               type = CASE WHEN $5 THEN $6 ELSE type END,
+               owner = CASE WHEN $7 THEN $8 ELSE owner END,
+               fragments = (fragments || $9::jsonb) - $10::text[],
+               last_updated = now()
+         WHERE tenant_id = $1 AND id = $2
+        RETURNING *
+        """,
+        tenant_id,
+        object_id,
+        "name" in plain,
+        plain.get("name"),
+        "type" in plain,
+        plain.get("type"),
+        "owner" in plain,
+        plain.get("owner"),
+        json.dumps(_without_nulls(fragments)),
+        removed,
+    )
+    return row
+
+
 class PgInventory:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -124,29 +155,7 @@ class PgInventory:
         self, tenant_id: str, object_id: int, plain: dict[str, Any], fragments: dict[str, Any]
     ) -> ManagedObject | None:
         """Set name/type/owner given in ``plain``; merge ``fragments`` (a null removes one)."""
-        removed = [k for k, v in fragments.items() if v is None]
-        row = await self._pool.fetchrow(
-            """
-            UPDATE managed_object
-               SET name = CASE WHEN $3 THEN $4 ELSE name END,
-                   type = CASE WHEN $5 THEN $6 ELSE type END,
-                   owner = CASE WHEN $7 THEN $8 ELSE owner END,
-                   fragments = (fragments || $9::jsonb) - $10::text[],
-                   last_updated = now()
-             WHERE tenant_id = $1 AND id = $2
-            RETURNING *
-            """,
-            tenant_id,
-            object_id,
-            "name" in plain,
-            plain.get("name"),
-            "type" in plain,
-            plain.get("type"),
-            "owner" in plain,
-            plain.get("owner"),
-            json.dumps(_without_nulls(fragments)),
-            removed,
-        )
+        row = await update_object(self._pool, tenant_id, object_id, plain, fragments)
         return object_of_row(row) if row else None
 
     async def delete(

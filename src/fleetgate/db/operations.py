@@ -34,10 +34,19 @@ from fleetgate.domain.operations import (
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
-_SELECT = """
-SELECT o.*, m.name AS device_name
-  FROM operation o JOIN managed_object m ON m.id = o.device_id
+#: The gateway its device is a child of now, by device id (``m``: the device's object).
+_GATEWAY = """
+(SELECT g.value FROM managed_object_child c
+   JOIN external_id g ON g.managed_object_id = c.parent_id AND g.type = 'c8y_Serial'
+  WHERE c.child_id = m.id AND c.kind = 'childDevices') AS gateway
 """
+#: What an :class:`Operation` shows of its device, beside the operation's own columns.
+_DEVICE_COLUMNS = f"m.name AS device_name, {_GATEWAY}"
+
+_SELECT = f"""
+SELECT o.*, {_DEVICE_COLUMNS}
+  FROM operation o JOIN managed_object m ON m.id = o.device_id
+"""  # noqa: S608 — fixed fragments
 
 #: True for an operation whose device still holds the device id the operation was made
 #: for (in the operation's tenant): only then may that id receive its command or report
@@ -70,6 +79,7 @@ def _state(row: asyncpg.Record) -> OperationState:
         fragment_type=row["fragment_type"],
         has_snapshot=row["snapshot_id"] is not None,
         bound=row["bound"],
+        gateway=row["gateway"],
     )
 
 
@@ -88,6 +98,7 @@ def _operation(row: asyncpg.Record) -> Operation:
         bulk_operation_id=row["bulk_operation_id"],
         creation_time=row["creation_time"],
         status_time=row["status_time"],
+        gateway=row["gateway"],
     )
 
 
@@ -159,14 +170,14 @@ class PgOperations:
         assert device.serial is not None
         try:
             row = await self._pool.fetchrow(
-                """
+                f"""
                 WITH o AS (
                     INSERT INTO operation (tenant_id, device_id, serial, fragment_type,
                                            description, fragments, bulk_operation_id)
                     VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7) RETURNING *)
-                SELECT o.*, m.name AS device_name
+                SELECT o.*, {_DEVICE_COLUMNS}
                   FROM o JOIN managed_object m ON m.id = o.device_id
-                """,
+                """,  # noqa: S608 — fixed fragments
                 tenant_id,
                 device.id,
                 device.serial,
@@ -225,14 +236,14 @@ class PgOperations:
         removed = [k for k, v in fragments.items() if v is None]
         kept = {k: v for k, v in fragments.items() if v is not None}
         row = await self._pool.fetchrow(
-            """
+            f"""
             WITH o AS (
                 UPDATE operation
                    SET fragments = (fragments || $3::jsonb) - $4::text[],
                        description = COALESCE($5, description)
                  WHERE tenant_id = $1 AND id = $2 RETURNING *)
-            SELECT o.*, m.name AS device_name FROM o JOIN managed_object m ON m.id = o.device_id
-            """,
+            SELECT o.*, {_DEVICE_COLUMNS} FROM o JOIN managed_object m ON m.id = o.device_id
+            """,  # noqa: S608 — fixed fragments
             tenant_id,
             operation_id,
             json.dumps(kept),
@@ -253,9 +264,10 @@ class PgOperations:
         ids = sorted({r.operation_id for r in reports})
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
-                "SELECT id, tenant_id, serial, status, fragment_type, snapshot_id,"  # noqa: S608
-                f" {_BOUND} AS bound"
-                " FROM operation o WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
+                "SELECT o.id, o.tenant_id, o.serial, o.status, o.fragment_type,"  # noqa: S608
+                f" o.snapshot_id, {_BOUND} AS bound, {_GATEWAY}"
+                " FROM operation o JOIN managed_object m ON m.id = o.device_id"
+                " WHERE o.id = ANY($1::bigint[]) ORDER BY o.id FOR UPDATE OF o",
                 ids,
             )
             states = {r["id"]: _state(r) for r in rows}
@@ -264,14 +276,14 @@ class PgOperations:
             if not final:
                 return [Outcome(d) for d in decisions]
             moved = await conn.fetch(
-                """
+                f"""
                 WITH u AS (
                     UPDATE operation o
                        SET status = v.status, failure_reason = v.reason, status_time = now()
                       FROM unnest($1::bigint[], $2::text[], $3::text[]) AS v(id, status, reason)
                      WHERE o.id = v.id RETURNING o.*)
-                SELECT u.*, m.name AS device_name FROM u JOIN managed_object m ON m.id = u.device_id
-                """,
+                SELECT u.*, {_DEVICE_COLUMNS} FROM u JOIN managed_object m ON m.id = u.device_id
+                """,  # noqa: S608 — fixed fragments
                 list(final),
                 [str(status) for status, _ in final.values()],
                 [reason for _, reason in final.values()],
@@ -349,12 +361,38 @@ class PgOperations:
         row = await self._pool.fetchrow(f"{_SELECT} WHERE o.id = $1", operation_id)
         return _operation(row) if row else None
 
-    async def open_for(self, serials: Sequence[str]) -> list[Operation]:
-        """PENDING and EXECUTING operations of these devices, oldest first."""
+    async def open_for(
+        self, devices: Sequence[str], children: Sequence[tuple[str, str]] = ()
+    ) -> list[Operation]:
+        """PENDING and EXECUTING operations, oldest first: for each of ``devices`` (a
+        device asking for itself) its own — unless it is a child now, reached through its
+        gateway only — and its children's; for each (child, gateway) of ``children`` the
+        child's, while it is that gateway's child."""
         rows = await self._pool.fetch(
-            f"{_SELECT} WHERE o.serial = ANY($1::text[])"
-            f" AND o.status IN ('PENDING', 'EXECUTING') AND {_BOUND} ORDER BY o.id",
-            list(serials),
+            f"""
+            WITH asked AS (
+                SELECT unnest($1::text[]) AS serial
+                UNION
+                SELECT ce.value
+                  FROM external_id ge
+                  JOIN managed_object_child c
+                    ON c.parent_id = ge.managed_object_id AND c.kind = 'childDevices'
+                  JOIN external_id ce
+                    ON ce.managed_object_id = c.child_id AND ce.type = 'c8y_Serial'
+                 WHERE ge.type = 'c8y_Serial' AND ge.value = ANY($1::text[])
+                UNION
+                SELECT unnest($2::text[]))
+            SELECT * FROM ({_SELECT}
+                            WHERE o.serial IN (SELECT serial FROM asked)
+                              AND o.status IN ('PENDING', 'EXECUTING') AND {_BOUND}) q
+             WHERE (q.gateway IS NULL AND q.serial = ANY($1::text[]))
+                OR q.gateway = ANY($1::text[])
+                OR q.serial || '/' || q.gateway = ANY($3::text[])
+             ORDER BY q.id
+            """,  # noqa: S608 — fixed fragments
+            list(devices),
+            [child for child, _ in children],
+            [f"{child}/{gateway}" for child, gateway in children],
         )
         return [_operation(r) for r in rows]
 

@@ -21,6 +21,9 @@ class DeadLetter:
     payload: bytes
     error: str
     reason: str
+    #: The gateway that sent it, about its child ``device_id``: the letter is the
+    #: gateway's tenant's, whoever holds the child's id.
+    gateway: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,6 +99,9 @@ class Operation:
     bulk_operation_id: int | None
     creation_time: datetime
     status_time: datetime
+    #: The device id of the gateway its device is a child of now (None: no gateway): its
+    #: command goes to ``fg/d/<gateway>/c/<serial>/op/cmd``.
+    gateway: str | None = None
 
     @property
     def command(self) -> Any:
@@ -140,6 +143,9 @@ class Report:
     #: The device that reported it (None: an operator, who may move any of the tenant's).
     serial: str | None = None
     tenant_id: str | None = None
+    #: The gateway that carried a device's report about its child (None: the device
+    #: reported for itself).
+    gateway: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +160,8 @@ class OperationState:
     has_snapshot: bool
     #: Its device still holds the device id it was made for, in its tenant (decision 0006).
     bound: bool
+    #: The device id of its device's gateway now (None: its device has no gateway).
+    gateway: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,9 +181,13 @@ NO_SNAPSHOT_REASON = "The device reported SUCCESSFUL without uploading the snaps
 
 
 def _reporter_may_move(state: OperationState, report: Report) -> bool:
-    """A device moves only its own operations while it holds their device id; an operator
-    only its tenant's. Anything else finds nothing (and learns nothing)."""
-    if report.serial is not None and (report.serial != state.serial or not state.bound):
+    """A device moves only its own operations while it holds their device id, and only
+    by the way it is reached now: a child's through its gateway, another device's by
+    itself; an operator only its tenant's. Anything else finds nothing (and learns
+    nothing)."""
+    if report.serial is not None and (
+        report.serial != state.serial or not state.bound or report.gateway != state.gateway
+    ):
         return False
     return report.tenant_id is None or report.tenant_id == state.tenant_id
 

@@ -28,6 +28,7 @@ from typing import Protocol
 
 from fleetgate.domain.dead_letters import DeadLetter
 from fleetgate.domain.device_messages import (
+    ConnectivityReport,
     Declaration,
     DeviceError,
     DeviceMessage,
@@ -38,6 +39,7 @@ from fleetgate.domain.device_messages import (
     parse_device_message,
 )
 from fleetgate.domain.errors import ValidationFailed
+from fleetgate.domain.gateways import NOT_A_CHILD
 from fleetgate.services.ports import Publisher, TransientCheck
 
 log = logging.getLogger(__name__)
@@ -58,13 +60,23 @@ class ReportSink(Protocol):
     async def on_reports(self, reports: Sequence[StatusReport]) -> list[DeviceError]:
         """Apply status reports in order, in one transaction; the errors to answer."""
 
-    async def on_sync(self, device_ids: Sequence[str]) -> None:
-        """Publish every open operation of these devices again."""
+    async def on_sync(self, requests: Sequence[SyncRequest]) -> None:
+        """Publish every open operation of these devices (and gateways' children) again."""
 
 
 #: Merges a device's declaration; False when the device is not registered yet (try again
 #: later), ValidationFailed when it never will be (``last_try``).
 DeclarationSink = Callable[[Declaration, bool], Awaitable[bool]]
+
+
+class ChildSink(Protocol):
+    """What gateways' messages about their children go to (``services.gateways``)."""
+
+    async def declare_child(self, declaration: Declaration, last_try: bool) -> bool:
+        """As a :data:`DeclarationSink`, for a gateway's declaration of a child."""
+
+    async def attached(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (child, gateway) pairs are a gateway and its child now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +102,12 @@ class DeviceMessages:
         dead_letters: DeadLetterStore,
         replies: Publisher,
         *,
+        children: ChildSink,
         is_transient: TransientCheck,
     ) -> None:
         self._operations = operations
         self._declare = declare
+        self._children = children
         self._dead_letters = dead_letters
         self._replies = replies
         self._is_transient = is_transient
@@ -109,13 +123,13 @@ class DeviceMessages:
                 log.warning("device message on an unexpected topic %r", incoming.topic[:200])
             elif isinstance(parsed, Rejection):
                 rejected.append((incoming, parsed))
-            elif parsed.gateway is not None:
-                # Children's messages are read, but not applied yet: refused, not misread.
+            elif isinstance(parsed, ConnectivityReport):
+                # Read, not applied yet: refused rather than misread.
                 rejection = Rejection(
                     parsed.device_id,
                     incoming.topic,
-                    "devices/notAChild",
-                    "fleetgate does not apply messages about children yet",
+                    "devices/badRequest",
+                    "fleetgate does not apply children's connectivity reports yet",
                     parsed.gateway,
                 )
                 rejected.append((incoming, rejection))
@@ -156,28 +170,54 @@ class DeviceMessages:
         applied = _Applied()
         deferred, rejected = applied.deferred, applied.rejected
         reports: list[StatusReport] = []
-        syncs: list[str] = []
+        syncs: list[_Item] = []
         for item in items:
             message = item.message
             if isinstance(message, StatusReport):
                 reports.append(message)
             elif isinstance(message, SyncRequest):
-                syncs.append(message.device_id)
+                syncs.append(item)
             elif isinstance(message, Declaration):
                 last_try = item.incoming.deferrals >= MAX_DEFERRALS
                 try:
-                    if not await self._declare(message, last_try):
+                    declared = (
+                        await self._declare(message, last_try)
+                        if message.gateway is None
+                        else await self._children.declare_child(message, last_try)
+                    )
+                    if not declared:
                         deferred.append(item.incoming)
                 except ValidationFailed as exc:
+                    code = "inventory/badRequest" if exc.code == ValidationFailed.code else exc.code
                     rejection = Rejection(
-                        message.device_id, item.incoming.topic, "inventory/badRequest", exc.message
+                        message.device_id, item.incoming.topic, code, exc.message, message.gateway
                     )
                     rejected.append((item.incoming, rejection))
         if reports:
             applied.errors.extend(await self._operations.on_reports(reports))
         if syncs:
-            await self._operations.on_sync(sorted(set(syncs)))
+            asked = await self._children_only(syncs, rejected)
+            if asked:
+                await self._operations.on_sync(asked)
         return applied
+
+    async def _children_only(
+        self, syncs: list[_Item], rejected: list[tuple[Incoming, Rejection]]
+    ) -> list[SyncRequest]:
+        """The sync requests to answer: a device's own, and a gateway's for a child that
+        is its child; the others are refused (``devices/notAChild``)."""
+        requests = [item.message for item in syncs if isinstance(item.message, SyncRequest)]
+        pairs = [(r.device_id, r.gateway) for r in requests if r.gateway is not None]
+        attached = await self._children.attached(pairs) if pairs else set()
+        asked: set[SyncRequest] = set()
+        for item in syncs:
+            request = item.message
+            assert isinstance(request, SyncRequest)
+            if request.gateway is None or (request.device_id, request.gateway) in attached:
+                asked.add(request)
+            else:
+                rejected.append((item.incoming, _not_a_child(request, item.incoming.topic)))
+        return sorted(asked, key=lambda r: (r.device_id, r.gateway or ""))
 
     async def _poisoned(self, item: _Item, exc: Exception) -> None:
         """The one message that fails to apply, for no reason the edge foresaw."""
@@ -199,7 +239,7 @@ class DeviceMessages:
         """Keep as dead letters, then tell each device. A failure to keep them that is not
         transient is logged and the messages dropped: nothing may stall the link."""
         letters = [
-            DeadLetter(r.device_id, r.topic, incoming.payload, r.error, r.reason)
+            DeadLetter(r.device_id, r.topic, incoming.payload, r.error, r.reason, r.gateway)
             for incoming, r in rejected
         ]
         try:
@@ -219,3 +259,13 @@ class DeviceMessages:
 
     async def _send(self, error: DeviceError) -> None:
         await self._replies.publish(error.reply_topic, json.dumps(error.body()).encode())
+
+
+def _not_a_child(request: SyncRequest, topic: str) -> Rejection:
+    return Rejection(
+        request.device_id,
+        topic,
+        NOT_A_CHILD,
+        f"device {request.device_id} is not a child of gateway {request.gateway}",
+        request.gateway,
+    )

@@ -21,7 +21,7 @@ from typing import Any
 from fleetgate.domain import commands
 from fleetgate.domain import operations as ops
 from fleetgate.domain.binaries import BinaryFile
-from fleetgate.domain.device_messages import DeviceError, StatusReport
+from fleetgate.domain.device_messages import DeviceError, StatusReport, SyncRequest
 from fleetgate.domain.devices import ManagedObject
 from fleetgate.domain.errors import NotFound, ServiceUnavailable, ValidationFailed
 from fleetgate.domain.ids import parse_id
@@ -230,7 +230,7 @@ class Operations:
 
     async def _publish(self, op: Operation, files: dict[str, BinaryFile]) -> None:
         command = self.command(op, files)
-        topic = str(DeviceTopic(op.serial, DeviceLeaf.OP_CMD))
+        topic = str(DeviceTopic(op.serial, DeviceLeaf.OP_CMD, op.gateway))
         await self._link.publish(topic, json.dumps(command).encode())
 
     def command(self, op: Operation, files: dict[str, BinaryFile]) -> dict[str, Any]:
@@ -246,23 +246,31 @@ class Operations:
         what to answer the devices: an unknown operation, an illegal move."""
         outcomes = await self._store.apply(
             [
-                Report(r.operation_id, r.status, r.failure_reason, serial=r.device_id)
+                Report(
+                    r.operation_id,
+                    r.status,
+                    r.failure_reason,
+                    serial=r.device_id,
+                    gateway=r.gateway,
+                )
                 for r in reports
             ]
         )
         self.feed.publish([o.operation for o in outcomes if o.operation is not None])
         errors: list[DeviceError] = []
         for report, outcome in zip(reports, outcomes, strict=True):
-            topic = str(DeviceTopic(report.device_id, DeviceLeaf.OP_STATUS))
+            topic = str(DeviceTopic(report.device_id, DeviceLeaf.OP_STATUS, report.gateway))
             if outcome.move is None:
+                by = f" that gateway {report.gateway} reaches" if report.gateway else ""
                 errors.append(
                     DeviceError(
                         report.device_id,
                         "operations/notFound",
                         f"Operation {report.operation_id} is not an operation of device"
-                        f" {report.device_id}",
+                        f" {report.device_id}{by}",
                         topic,
                         report.operation_id,
+                        report.gateway,
                     )
                 )
             elif outcome.move is Move.ILLEGAL:
@@ -276,13 +284,18 @@ class Operations:
                         message,
                         topic,
                         report.operation_id,
+                        report.gateway,
                     )
                 )
         return errors
 
-    async def on_sync(self, device_ids: Sequence[str]) -> None:
-        """Devices asked for their open operations (after a connect): publish them again."""
-        await self.dispatch(await self._store.open_for(device_ids))
+    async def on_sync(self, requests: Sequence[SyncRequest]) -> None:
+        """Devices asked for their open operations (after a connect): publish them again —
+        a gateway's own request brings its children's too; a gateway's request for one
+        child (that is its child: checked before) brings the child's."""
+        devices = sorted({r.device_id for r in requests if r.gateway is None})
+        children = sorted({(r.device_id, r.gateway) for r in requests if r.gateway is not None})
+        await self.dispatch(await self._store.open_for(devices, children))
 
     async def upload_snapshot(
         self, operation_id: int, serial: str, content_type: str, chunks: AsyncIterable[bytes]

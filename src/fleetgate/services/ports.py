@@ -415,9 +415,13 @@ class OperationStore(Protocol):
         """Record the snapshot a device uploaded; the binary it replaces (or None).
         ``Conflict`` unless the operation is the device's open c8y_UploadConfigFile."""
 
-    async def open_for(self, serials: Sequence[str]) -> list[Operation]:
-        """PENDING and EXECUTING operations of these devices, oldest first — only those
-        whose device still holds the id they were made for (decision 0006)."""
+    async def open_for(
+        self, devices: Sequence[str], children: Sequence[tuple[str, str]] = ()
+    ) -> list[Operation]:
+        """PENDING and EXECUTING operations, oldest first — only those whose device still
+        holds the id they were made for (decision 0006): for each of ``devices`` (asking
+        for itself) its own, unless it is a child now, and its children's; for each
+        (child, gateway) of ``children`` the child's while it is that gateway's child."""
 
     async def undispatched(self, limit: int) -> list[Operation]:
         """PENDING operations never published, oldest first (bound as for ``open_for``)."""

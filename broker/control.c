@@ -1,7 +1,8 @@
 /*
  * Control protocol (MOSQ_EVT_CONTROL on $CONTROL/fleetgate/v1): the grammar, `reset`,
  * `account`, `account-remove` and `sync` in docs/decisions/0001; `ca`, `ca-remove`,
- * `device`, `device-remove` and `clients` in 0002; device accounts in 0003. The Python
+ * `device`, `device-remove` and `clients` in 0002; device accounts in 0003; `child` and
+ * `child-remove` in 0008. The Python
  * side is fleetgate.mqtt.control; tests/unit/test_plugin_constants.py reads the commands
  * and reply words below and checks them against it.
  */
@@ -113,6 +114,27 @@ static const char *fg_command_device(struct fg_state *st, char **f)
 	return NULL;
 }
 
+/* `child <client id> <gateway id>`: the device is attached to that gateway. Its live
+ * session, if any, is kicked at once; its logins are refused until `child-remove`. */
+static const char *fg_command_child(struct fg_state *st, char **f)
+{
+	struct fg_child *child;
+
+	if(!fg_is_device_id(f[1]) || !fg_is_device_id(f[2])) return FG_NOT_A_DEVICE_ID;
+	if(strcmp(f[1], f[2]) == 0) return "a device cannot be its own gateway";
+	child = calloc(1, sizeof(*child));
+	if(!child || !(child->gateway = strdup(f[2]))){
+		free(child);
+		return "out of memory";
+	}
+	if(!fg_table_put(&st->children, f[1], child)){
+		fg_child_free(child);
+		return "out of memory";
+	}
+	fg_revalidate(st, NULL, f[1]);
+	return NULL;
+}
+
 /* After a change to the account `username`: when it names a device account, the
  * password session of that device is re-validated (removed, or a new hash: kicked;
  * the identical hash pushed again: kept). */
@@ -183,6 +205,7 @@ static const char *fg_apply_command(struct fg_state *st, char **f, size_t count,
 		fg_table_clear(&st->accounts);
 		fg_table_clear(&st->cas);
 		fg_table_clear(&st->devices);
+		fg_table_clear(&st->children);
 	}else if(strcmp(f[0], "account") == 0){
 		if(count != 4) return "usage: account <kind> <username> <hash>";
 		return fg_command_account(st, f);
@@ -209,6 +232,13 @@ static const char *fg_apply_command(struct fg_state *st, char **f, size_t count,
 			mosquitto_log_printf(MOSQ_LOG_NOTICE, "fleetgate: kicking client '%s': device removed", f[1]);
 			fg_kick(st, f[1]);
 		}
+	}else if(strcmp(f[0], "child") == 0){
+		if(count != 3) return "usage: child <client id> <gateway id>";
+		return fg_command_child(st, f);
+	}else if(strcmp(f[0], "child-remove") == 0){
+		if(count != 2) return "usage: child-remove <client id>";
+		/* Idempotent; the device may log in by itself again, if it has credentials. */
+		fg_table_remove(&st->children, f[1]);
 	}else if(strcmp(f[0], "clients") == 0){
 		if(count != 2) return "usage: clients <token>";
 		fg_reply_clients(st, reply);
@@ -279,8 +309,9 @@ int fg_on_control(int event, void *event_data, void *userdata)
 		pos += len + 1;
 	}
 	mosquitto_log_printf(MOSQ_LOG_INFO, "fleetgate: control message: %zu lines, %zu errors, "
-			"%zu accounts, %zu CAs, %zu devices, %zu live device sessions",
-			line_no, errors, st->accounts.count, st->cas.count, st->devices.count, st->sessions.count);
+			"%zu accounts, %zu CAs, %zu devices, %zu children, %zu live device sessions",
+			line_no, errors, st->accounts.count, st->cas.count, st->devices.count,
+			st->children.count, st->sessions.count);
 	if(reply.failed){
 		mosquitto_log_printf(MOSQ_LOG_ERR, "fleetgate: out of memory building a control reply");
 	}else if(reply.needed && client_id){

@@ -8,12 +8,14 @@
  *
  * Certificate devices: docs/decisions/0002-device-identity.md.
  * Password devices: docs/decisions/0003-password-devices.md.
+ * Gateway children (no direct login while attached): docs/decisions/0008-gateway-children.md.
  *
  * Files:
  *   passwords.c  password hashes (parse, verify, cache)
  *   text.c       text buffers and percent-encoding, both ways
  *   table.c      the string-keyed hash table
- *   state.c      accounts, trusted CAs, devices, live sessions: names, frees, accounts
+ *   state.c      accounts, trusted CAs, devices, children, live sessions: names, frees,
+ *                accounts, why a gateway's child may not log in
  *   login.c      MOSQ_EVT_BASIC_AUTH: certificates, password devices, bootstrap, service
  *   sessions.c   live sessions: events, kicks, re-validation, MOSQ_EVT_DISCONNECT
  *   acl.c        MOSQ_EVT_ACL_CHECK
@@ -116,7 +118,7 @@ struct fg_table {
 		for(struct fg_node *node = (t)->buckets[fg_i_]; node; node = node->next)
 
 /* ------------------------------------------------------------------------ */
-/* State: accounts, trusted CAs, certificate devices, live sessions          */
+/* State: accounts, trusted CAs, devices, children, live sessions           */
 /* ------------------------------------------------------------------------ */
 
 enum fg_account_kind { FG_KIND_BOOTSTRAP = 1, FG_KIND_DEVICE };
@@ -141,6 +143,12 @@ struct fg_device {
 	bool enabled;
 };
 
+/* A device attached to a gateway (a childDevices reference), keyed by its client id: it
+ * connects through its gateway only, so no login of its own is accepted. */
+struct fg_child {
+	char *gateway; /* the gateway's device id, for the log */
+};
+
 /* A live device session (certificate or password), keyed by client id = device id.
  * `client` is an identity only: it is compared, never dereferenced, because the
  * entry can outlive nothing (MOSQ_EVT_DISCONNECT removes it) but a newer
@@ -162,6 +170,7 @@ struct fg_state {
 	struct fg_table accounts; /* username -> fg_account */
 	struct fg_table cas;      /* fingerprint -> fg_ca */
 	struct fg_table devices;  /* client id -> fg_device */
+	struct fg_table children; /* client id -> fg_child (attached to a gateway) */
 	struct fg_table sessions; /* client id -> fg_session (device sessions); survives `reset` */
 	char epoch[FG_EPOCH_LEN + 1];
 	unsigned long long connections;
@@ -201,7 +210,9 @@ bool fg_is_service(const struct fg_state *st, const char *username);
 void fg_account_free(void *value);
 void fg_ca_free(void *value);
 void fg_device_free(void *value);
+void fg_child_free(void *value);
 void fg_session_free(void *value);
+const char *fg_child_refusal(struct fg_state *st, const char *client_id);
 const char *fg_parse_device_username(const char *username, char **tenant, char **device_id);
 bool fg_account_put(struct fg_state *st, enum fg_account_kind kind, const char *username,
 		const struct fg_password_hash *hash, char *tenant, char *device_id);

@@ -1,7 +1,8 @@
 /*
  * Authentication (MOSQ_EVT_BASIC_AUTH): certificate devices (docs/decisions/0002),
  * password devices (0003), bootstrap clients and the service account (0001). A device
- * that is let in gets its live session (sessions.c).
+ * that is let in gets its live session (sessions.c). A gateway's child is refused
+ * whatever it presents while it is attached (0008).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,6 +125,7 @@ static const char *fg_authenticate_certificate(struct fg_state *st, struct mosqu
 	if(X509_cmp_current_time(X509_get0_notBefore(leaf)) >= 0) return "certificate not yet valid";
 	if(X509_cmp_current_time(X509_get0_notAfter(leaf)) <= 0) return "certificate expired";
 	if((reason = fg_device_admissible(st, client_id, fp, ca, &is_new))) return reason;
+	if((reason = fg_child_refusal(st, client_id))) return reason;
 	if((reason = fg_client_id_taken(st, client_id, false, ca->tenant))) return reason;
 
 	fg_text_append(&text, "%s/" FG_DEVICE_USER_PREFIX "%s", ca->tenant, client_id);
@@ -186,6 +188,7 @@ static const char *fg_authenticate_password_device(struct fg_state *st, struct m
 	if(!client_id || strcmp(client_id, account->device_id) != 0) return "client id must be the device id";
 	if(!fg_password_verify(&account->hash, password)) return "wrong password";
 	if((reason = fg_password_device_admissible(st, account))) return reason;
+	if((reason = fg_child_refusal(st, client_id))) return reason;
 	if((reason = fg_client_id_taken(st, client_id, true, account->tenant))) return reason;
 	if(!fg_hash_identity(&account->hash, identity)) return "out of memory";
 	/* new=0: the service registers a password device before it issues the account. */
@@ -220,12 +223,13 @@ static const char *fg_authenticate(struct fg_state *st, struct mosquitto *client
 		const char *username, const char *password)
 {
 	struct fg_account *account;
+	const char *reason;
 	X509 *cert = mosquitto_client_certificate(client);
 
 	if(cert){
 		/* Only the certificate listener (require_certificate true) yields one. The
 		 * CONNECT's username and password are ignored: the certificate is the identity. */
-		const char *reason = fg_authenticate_certificate(st, client, cert);
+		reason = fg_authenticate_certificate(st, client, cert);
 		X509_free(cert);
 		return reason;
 	}
@@ -241,6 +245,8 @@ static const char *fg_authenticate(struct fg_state *st, struct mosquitto *client
 	if(account->kind != FG_KIND_BOOTSTRAP) return "account kind cannot connect";
 	if(!fg_is_device_id(mosquitto_client_id(client))) return FG_NOT_A_DEVICE_ID;
 	if(!fg_password_verify(&account->hash, password)) return "wrong password";
+	/* A gateway's child has no login of its own while attached, bootstrap included. */
+	if((reason = fg_child_refusal(st, mosquitto_client_id(client)))) return reason;
 	/* Bootstrap clients use the device id as client id; mosquitto's takeover must not
 	 * let a (shared) bootstrap account throw out a live device session. */
 	if(fg_table_get(&st->sessions, mosquitto_client_id(client))) return "client id in use by another identity";

@@ -21,13 +21,14 @@ static const char *fg_option(struct mosquitto_opt *options, int count, const cha
 
 static void fg_state_free(struct fg_state *st)
 {
-	struct fg_table *tables[4];
+	struct fg_table *tables[5];
 	if(!st) return;
 	tables[0] = &st->accounts;
 	tables[1] = &st->cas;
 	tables[2] = &st->devices;
-	tables[3] = &st->sessions;
-	for(size_t i = 0; i < 4; i++){
+	tables[3] = &st->children;
+	tables[4] = &st->sessions;
+	for(size_t i = 0; i < 5; i++){
 		fg_table_clear(tables[i]);
 		free(tables[i]->buckets);
 	}
@@ -106,6 +107,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	st->accounts.free_value = fg_account_free;
 	st->cas.free_value = fg_ca_free;
 	st->devices.free_value = fg_device_free;
+	st->children.free_value = fg_child_free;
 	st->sessions.free_value = fg_session_free;
 	if(!hash_file || !fg_read_hash_file(hash_file, &st->service_hash)){
 		mosquitto_log_printf(MOSQ_LOG_ERR, "fleetgate: plugin_opt_service_password_hash_file is "

@@ -128,7 +128,11 @@ void fg_revalidate(struct fg_state *st, const char *fp, const char *client_id)
 
 		if(fp && (s->password || strcmp(s->ca_fingerprint, fp) != 0)) continue;
 		if(client_id && strcmp(node->key, client_id) != 0) continue;
-		if(s->password){
+		/* Attached to a gateway: whatever its login, it connects through the gateway. */
+		reason = fg_child_refusal(st, node->key);
+		if(reason){
+			/* kicked below */
+		}else if(s->password){
 			/* No CA: the account (and its hash) and the device entry decide. */
 			reason = fg_password_session_admissible(st, node->key, s);
 		}else{

@@ -1,8 +1,10 @@
 /*
- * State: accounts, trusted CAs, certificate devices, live sessions (the structures are
- * in fleetgate.h). Here: what a name must be (topic level, device id, the service's
- * username, a device account's username), freeing the entries, adding an account.
+ * State: accounts, trusted CAs, devices, gateway children, live sessions (the structures
+ * are in fleetgate.h). Here: what a name must be (topic level, device id, the service's
+ * username, a device account's username), freeing the entries, adding an account, and
+ * why a gateway's child may not log in.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,6 +65,29 @@ void fg_device_free(void *value)
 	if(!d) return;
 	free(d->tenant);
 	free(d);
+}
+
+void fg_child_free(void *value)
+{
+	struct fg_child *c = value;
+	if(!c) return;
+	free(c->gateway);
+	free(c);
+}
+
+/* NULL unless `client_id` is attached to a gateway; then why it may not log in (or stay
+ * logged in) by itself: it connects through its gateway (docs/decisions/0008). Every kind
+ * of login is refused with it, and a live session of the id is kicked. */
+const char *fg_child_refusal(struct fg_state *st, const char *client_id)
+{
+	/* Ids are at most FG_MAX_DEVICE_ID characters (checked when the line is applied). */
+	static char reason[2 * FG_MAX_DEVICE_ID + 80];
+	const struct fg_child *child = client_id ? fg_table_get(&st->children, client_id) : NULL;
+
+	if(!child) return NULL;
+	snprintf(reason, sizeof(reason), "device %s is a child of gateway %s: it connects through its gateway",
+			client_id, child->gateway);
+	return reason;
 }
 
 void fg_session_free(void *value)

@@ -113,10 +113,28 @@ def test_device_fields_round_trip(client_id: str, tenant: str, enabled: bool) ->
     ]
 
 
+@given(device_ids, device_ids)
+def test_child_fields_round_trip(client_id: str, gateway: str) -> None:
+    if client_id == gateway:
+        with pytest.raises(ValueError, match="its own gateway"):
+            control.child(client_id, gateway)
+        return
+    line = control.child(client_id, gateway)
+    assert "\n" not in line
+    assert decoded(line) == ["child", client_id, gateway]
+
+
+@pytest.mark.parametrize(("client_id", "gateway"), [("c/1", "gw"), ("c", "g w"), ("", "g")])
+def test_a_child_and_its_gateway_are_device_ids(client_id: str, gateway: str) -> None:
+    with pytest.raises(ValueError, match="not a device id"):
+        control.child(client_id, gateway)
+
+
 @given(fields)
 def test_single_argument_commands_round_trip(value: str) -> None:
     assert decoded(control.ca_remove(value)) == ["ca-remove", value]
     assert decoded(control.device_remove(value)) == ["device-remove", value]
+    assert decoded(control.child_remove(value)) == ["child-remove", value]
     assert decoded(control.clients(value)) == ["clients", value]
     assert decoded(control.sync(value)) == ["sync", value]
     assert decoded(control.account_remove(value)) == ["account-remove", value]
@@ -237,4 +255,6 @@ def test_parse_event_rejects_anything_else(payload: bytes) -> None:
 def test_new_commands() -> None:
     assert control.ca("ab", "t1", True, False, b"\x01\xff") == "ca ab t1 1 0 01ff"
     assert control.device("d%1", "t1", False) == "device d%251 t1 0"
+    assert control.child("c%1", "gw-1") == "child c%251 gw-1"
+    assert control.child_remove("c%1") == "child-remove c%251"
     assert control.EVENTS_TOPIC == "fleetgate/v1/events"

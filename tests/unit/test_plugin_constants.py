@@ -117,6 +117,8 @@ def _service_commands() -> set[tuple[str, int]]:
         control.ca_remove(fingerprint),
         control.device("dev-1", "t100", True),
         control.device_remove("dev-1"),
+        control.child("child-1", "gw-1"),
+        control.child_remove("child-1"),
         control.clients("token"),
         control.sync("token"),
     ]

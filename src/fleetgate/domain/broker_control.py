@@ -3,7 +3,7 @@
 The service publishes a control message to :data:`CONTROL_TOPIC`; the plugin applies it
 and, when the message held a ``sync``/``clients`` line or a bad line, answers on
 :data:`RESPONSE_TOPIC` to the sender's client id. Grammar (docs/decisions/0001, 0002,
-0003)::
+0003, 0008)::
 
     message  = line *( "\\n" line )            ; empty lines are skipped
     line     = command *( " " field )
@@ -15,6 +15,9 @@ and, when the message held a ``sync``/``clients`` line or a bad line, answers on
     ca-remove <fingerprint>
     device <client id> <tenant> <enabled 0|1>
     device-remove <client id>
+    child <client id> <gateway id>             ; attached to that gateway: no login of its
+                                               ; own (a live one is kicked)
+    child-remove <client id>                   ; detached: may log in by itself again
     clients <token>
     sync <token>                               ; also re-validates live sessions
 
@@ -59,6 +62,8 @@ __all__ = [
     "account_remove",
     "ca",
     "ca_remove",
+    "child",
+    "child_remove",
     "clients",
     "decode_field",
     "device",
@@ -206,6 +211,23 @@ def device(client_id: str, tenant: str, enabled: bool) -> str:
 def device_remove(client_id: str) -> str:
     """Forget a certificate device (idempotent) and kick its live session."""
     return _line("device-remove", client_id)
+
+
+def child(client_id: str, gateway: str) -> str:
+    """The device ``client_id`` is attached to the gateway ``gateway`` (both device ids):
+    it connects through its gateway only, so the plugin refuses every login of its own and
+    kicks a live one (docs/decisions/0008)."""
+    _require_device_id(client_id)
+    _require_device_id(gateway)
+    if client_id == gateway:
+        raise ValueError(f"a device cannot be its own gateway: {client_id!r}")
+    return _line("child", client_id, gateway)
+
+
+def child_remove(client_id: str) -> str:
+    """The device ``client_id`` is no gateway's child (any more): it may log in by itself
+    again, if it has a login (idempotent)."""
+    return _line("child-remove", client_id)
 
 
 def clients(token: str) -> str:

@@ -11,7 +11,7 @@ the fixture (``tests/unit/test_port_contracts.py`` on the fakes,
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from fleetgate.domain.bootstrap import RequestStatus
-from fleetgate.domain.device_messages import Declaration
+from fleetgate.domain.connections import ConnectionStatus, connection_fragments
+from fleetgate.domain.device_messages import ConnectivityReport, Declaration
 from fleetgate.domain.errors import Conflict, NotFound
 from fleetgate.domain.gateways import Verdict
 from fleetgate.domain.operations import (
@@ -34,6 +35,7 @@ from fleetgate.domain.operations import (
 )
 from fleetgate.services.gateways import ChildStore
 from fleetgate.services.ports import (
+    ChildConnections,
     DeviceRegistry,
     DeviceUsers,
     Identity,
@@ -56,6 +58,8 @@ class Ports:
     #: The base URL the operation store writes into snapshot URLs.
     base_url: str
     children: ChildStore
+    #: Gateways' children's online and offline.
+    connections: ChildConnections
 
     async def device(self, serial: str, tenant: str = "t1") -> int:
         """A registered device; its object id."""
@@ -440,3 +444,213 @@ class ChildStoreContract:
         assert refused is not None
         assert refused[0] is Verdict.REFUSED
         assert await ports.identity.device("ch") is None
+
+
+# --- gateways' children's online and offline ---------------------------------------------
+
+CONNECTED, DISCONNECTED = ConnectionStatus.CONNECTED, ConnectionStatus.DISCONNECTED
+AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+LATER = datetime(2026, 3, 1, 12, 5, tzinfo=UTC)
+
+
+def lost(child: str, gateway: str = "gw-1", reason: str | None = None) -> ConnectivityReport:
+    return ConnectivityReport(child, gateway, False, reason)
+
+
+def found(child: str, gateway: str = "gw-1") -> ConnectivityReport:
+    return ConnectivityReport(child, gateway, True)
+
+
+class ChildConnectionContract:
+    """Gateways' children's online and offline
+    (:class:`~fleetgate.services.ports.ChildConnections`)."""
+
+    async def gateway(
+        self, ports: Ports, gateway: str, children: Sequence[str], *, tenant: str = "t1"
+    ) -> dict[str, int]:
+        """A gateway (not connected) with these children, attached; object ids by id."""
+        ids = {gateway: await ports.device(gateway, tenant)}
+        for child in children:
+            ids[child] = await ports.device(child, tenant)
+            assert await ports.inventory.add_child(tenant, ids[gateway], "childDevices", ids[child])
+        return ids
+
+    async def connect(self, ports: Ports, device: str, connection_id: str = "c-1") -> None:
+        await ports.registry.register(
+            "t1", device, fragments={}, connection=connection_fragments(CONNECTED, AT),
+            connection_id=connection_id, at=AT,
+        )  # fmt: skip
+
+    async def disconnect(self, ports: Ports, device: str) -> None:
+        await ports.inventory.set_connection(
+            "t1", device, connection_fragments(DISCONNECTED, AT), connection_id=None, at=AT
+        )
+
+    async def shown(self, ports: Ports, object_id: int) -> tuple[str | None, dict[str, Any]]:
+        """(c8y_Connection.status, fleetgate_Connection) of the object."""
+        fragments = await ports.fragments(object_id)
+        return fragments.get("c8y_Connection", {}).get("status"), fragments.get(
+            "fleetgate_Connection", {}
+        )
+
+    async def test_children_follow_their_gateway(self, ports: Ports) -> None:
+        children = ports.connections
+        ids = await self.gateway(ports, "gw-1", ["c1", "c2"])
+        await children.refresh([("t1", "gw-1")], AT)
+        offline = ("DISCONNECTED", {
+            "status": "DISCONNECTED", "gateway": "gw-1", "reason": "gateway gw-1 disconnected",
+        })  # fmt: skip
+        assert [await self.shown(ports, ids[c]) for c in ("c1", "c2")] == [offline] * 2
+        await self.connect(ports, "gw-1")
+        await children.refresh([("t1", "gw-1")], LATER)
+        online = ("CONNECTED", {"status": "CONNECTED", "gateway": "gw-1"})
+        assert [await self.shown(ports, ids[c]) for c in ("c1", "c2")] == [online] * 2
+        availability = (await ports.fragments(ids["c1"]))["c8y_Availability"]
+        assert availability == {"status": "AVAILABLE", "lastMessage": "2026-03-01T12:05:00.000Z"}
+        await self.disconnect(ports, "gw-1")
+        await children.refresh([("t1", "gw-1")], LATER)
+        assert [await self.shown(ports, ids[c]) for c in ("c1", "c2")] == [offline] * 2
+        # The gateway itself shows its own connection, untouched.
+        assert await self.shown(ports, ids["gw-1"]) == (
+            "DISCONNECTED", {"status": "DISCONNECTED", "reason": "connection closed"},
+        )  # fmt: skip
+
+    async def test_what_is_shown_already_is_not_written_again(self, ports: Ports) -> None:
+        children = ports.connections
+        ids = await self.gateway(ports, "gw-1", ["c1"])
+        await self.connect(ports, "gw-1")
+        await children.refresh([("t1", "gw-1")], AT)
+        before = await ports.inventory.get("t1", ids["c1"])
+        await children.refresh([("t1", "gw-1"), ("t1", "c1")], LATER)
+        await children.refresh_all(LATER)
+        assert await children.report([found("c1")], LATER) == []
+        assert await ports.inventory.get("t1", ids["c1"]) == before
+
+    async def test_a_report_takes_one_child_offline_with_the_gateways_reason(
+        self, ports: Ports
+    ) -> None:
+        children = ports.connections
+        ids = await self.gateway(ports, "gw-1", ["c1", "c2"])
+        await self.connect(ports, "gw-1")
+        await children.refresh([("t1", "gw-1")], AT)
+        assert await children.report([lost("c1", reason="BLE link lost")], AT) == []
+        assert await self.shown(ports, ids["c1"]) == ("DISCONNECTED", {
+            "status": "DISCONNECTED", "gateway": "gw-1",
+            "reason": "reported by gateway gw-1: BLE link lost",
+        })  # fmt: skip
+        assert (await self.shown(ports, ids["c2"]))[0] == "CONNECTED"
+        # The gateway leaves and comes back: the child it reported lost stays offline.
+        await self.disconnect(ports, "gw-1")
+        await children.refresh([("t1", "gw-1")], AT)
+        assert (await self.shown(ports, ids["c1"]))[1]["reason"] == "gateway gw-1 disconnected"
+        await self.connect(ports, "gw-1", "c-2")
+        await children.refresh([("t1", "gw-1")], LATER)
+        assert (await self.shown(ports, ids["c1"]))[1]["reason"] == (
+            "reported by gateway gw-1: BLE link lost"
+        )
+        assert (await self.shown(ports, ids["c2"]))[0] == "CONNECTED"
+        # Within a batch, a child's last report wins; without a reason, none is quoted.
+        assert await children.report([found("c1"), lost("c1")], LATER) == []
+        assert (await self.shown(ports, ids["c1"]))[1]["reason"] == "reported by gateway gw-1"
+        assert await children.report([lost("c1"), found("c1")], LATER) == []
+        assert await self.shown(ports, ids["c1"]) == (
+            "CONNECTED", {"status": "CONNECTED", "gateway": "gw-1"},
+        )  # fmt: skip
+
+    async def test_a_report_about_what_is_not_the_gateways_child_changes_nothing(
+        self, ports: Ports
+    ) -> None:
+        children = ports.connections
+        ids = await self.gateway(ports, "gw-1", ["c1"])
+        other = await self.gateway(ports, "gw-2", ["c2"])
+        plain = await ports.device("plain")
+        theirs = await self.gateway(ports, "gw-t2", ["c-t2"], tenant="t2")
+        await self.connect(ports, "gw-1")
+        await children.refresh([("t1", "gw-1"), ("t1", "gw-2")], AT)
+        mine = (ids["c1"], other["c2"], plain)
+        before = [await ports.inventory.get("t1", i) for i in mine]
+        before.append(await ports.inventory.get("t2", theirs["c-t2"]))
+        refused = [
+            lost("c2"),  # another gateway's child
+            lost("plain"),  # a device that is nobody's child
+            lost("nobody"),  # no device at all
+            lost("c-t2"),  # another tenant's child
+            lost("c1", "gw-2"),  # reported by another gateway than its own
+            lost("c1", "no-such-gateway"),
+        ]
+        assert await children.report(refused, LATER) == refused
+        after = [await ports.inventory.get("t1", i) for i in mine]
+        after.append(await ports.inventory.get("t2", theirs["c-t2"]))
+        assert after == before
+        # One good report among them is applied all the same.
+        assert await children.report([lost("plain"), lost("c1")], LATER) == [lost("plain")]
+        assert (await self.shown(ports, ids["c1"]))[0] == "DISCONNECTED"
+
+    async def test_a_detached_child_is_offline_and_its_gateways_word_forgotten(
+        self, ports: Ports
+    ) -> None:
+        children = ports.connections
+        ids = await self.gateway(ports, "gw-1", ["c1"])
+        await self.connect(ports, "gw-1")
+        await children.report([lost("c1", reason="gone")], AT)
+        assert await ports.inventory.remove_child("t1", ids["gw-1"], "childDevices", ids["c1"])
+        await children.refresh([("t1", "c1")], LATER)
+        assert await self.shown(ports, ids["c1"]) == ("DISCONNECTED", {
+            "status": "DISCONNECTED", "reason": "detached from gateway gw-1",
+        })  # fmt: skip
+        assert await children.report([found("c1")], LATER) == [found("c1")]
+        # Attached again: what the gateway said before it was detached no longer counts.
+        assert await ports.inventory.add_child("t1", ids["gw-1"], "childDevices", ids["c1"])
+        await children.refresh([("t1", "c1")], LATER)
+        assert await self.shown(ports, ids["c1"]) == (
+            "CONNECTED", {"status": "CONNECTED", "gateway": "gw-1"},
+        )  # fmt: skip
+
+    async def test_a_detached_child_on_its_own_connection_keeps_it(self, ports: Ports) -> None:
+        children = ports.connections
+        ids = await self.gateway(ports, "gw-1", ["c1"])
+        await self.connect(ports, "gw-1")
+        await children.refresh([("t1", "gw-1")], AT)
+        assert await ports.inventory.remove_child("t1", ids["gw-1"], "childDevices", ids["c1"])
+        await self.connect(ports, "c1", "own-1")
+        await children.refresh([("t1", "c1")], LATER)
+        assert await self.shown(ports, ids["c1"]) == ("CONNECTED", {"status": "CONNECTED"})
+        assert ("t1", "c1") in await ports.inventory.connected_devices()
+
+    async def test_an_attached_child_is_never_on_a_connection_of_its_own(
+        self, ports: Ports
+    ) -> None:
+        children = ports.connections
+        """A session it had before it was attached ends late: nothing it reports counts."""
+        ids = await self.gateway(ports, "gw-1", ["c1"])
+        await self.connect(ports, "c1", "own-1")
+        await children.refresh([("t1", "c1")], AT)
+        assert (await self.shown(ports, ids["c1"]))[1]["reason"] == "gateway gw-1 disconnected"
+        assert ("t1", "c1") not in await ports.inventory.connected_devices()
+        assert not await ports.inventory.set_connection(
+            "t1", "c1", connection_fragments(DISCONNECTED, AT), connection_id=None,
+            only_if_connection="own-1", at=AT,
+        )  # fmt: skip
+
+    async def test_refresh_all_brings_every_child_up_to_date(self, ports: Ports) -> None:
+        children = ports.connections
+        ids = await self.gateway(ports, "gw-1", ["c1", "c2"])
+        await self.connect(ports, "gw-1")
+        await children.refresh_all(AT)
+        assert [(await self.shown(ports, ids[c]))[0] for c in ("c1", "c2")] == ["CONNECTED"] * 2
+        await self.disconnect(ports, "gw-1")
+        assert await ports.inventory.remove_child("t1", ids["gw-1"], "childDevices", ids["c2"])
+        await children.refresh_all(LATER)
+        assert (await self.shown(ports, ids["c1"]))[1]["reason"] == "gateway gw-1 disconnected"
+        assert (await self.shown(ports, ids["c2"]))[1]["reason"] == "detached from gateway gw-1"
+
+    async def test_attached_children_are_those_of_gateways_with_device_ids(
+        self, ports: Ports
+    ) -> None:
+        children = ports.connections
+        await self.gateway(ports, "gw-b", ["b2", "b1"])
+        await self.gateway(ports, "gw-a", ["a1"], tenant="t2")
+        folder = await ports.inventory.create("t1", name="f", type=None, owner=None, fragments={})
+        loose = await ports.device("loose")
+        assert await ports.inventory.add_child("t1", folder.id, "childDevices", loose)
+        assert await children.attached() == [("a1", "gw-a"), ("b1", "gw-b"), ("b2", "gw-b")]

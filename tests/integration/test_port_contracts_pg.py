@@ -7,6 +7,7 @@ import asyncpg
 import pytest
 
 from fleetgate.db.bootstrap import PgRequests
+from fleetgate.db.connections import PgChildConnections
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.gateways import PgChildren
 from fleetgate.db.identity import PgIdentity
@@ -15,7 +16,13 @@ from fleetgate.db.operations import PgOperations
 from fleetgate.db.users import PgUsers
 
 from conftest import TEST_BASE_URL, seed_tenants
-from port_contracts import ChildStoreContract, DeviceIdContract, OperationStoreContract, Ports
+from port_contracts import (
+    ChildConnectionContract,
+    ChildStoreContract,
+    DeviceIdContract,
+    OperationStoreContract,
+    Ports,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +39,7 @@ async def ports(pool: asyncpg.Pool) -> Ports:
         PgOperations(pool, TEST_BASE_URL),
         TEST_BASE_URL,
         PgChildren(pool),
+        PgChildConnections(pool),
     )
 
 
@@ -44,4 +52,8 @@ class TestPgDeviceIds(DeviceIdContract):
 
 
 class TestPgChildren(ChildStoreContract):
+    pass
+
+
+class TestPgChildConnections(ChildConnectionContract):
     pass

@@ -30,6 +30,7 @@ from datetime import datetime
 
 from memory.binaries import MemoryBinaries, MemoryLockedContent
 from memory.bootstrap import MemoryRequests
+from memory.connections import MemoryChildConnections
 from memory.database import ForeignKeyViolation, ManualClock, MemoryDatabase, MemoryUsers, utc_now
 from memory.devices import MemoryDeviceRegistry
 from memory.files import MemoryFiles
@@ -42,6 +43,7 @@ __all__ = [
     "ForeignKeyViolation",
     "ManualClock",
     "MemoryBinaries",
+    "MemoryChildConnections",
     "MemoryChildren",
     "MemoryDatabase",
     "MemoryDeviceRegistry",
@@ -70,6 +72,7 @@ class MemoryStores:
     files: MemoryFiles
     operations: MemoryOperations
     children: MemoryChildren
+    connections: MemoryChildConnections
 
     @classmethod
     def make(
@@ -95,4 +98,5 @@ class MemoryStores:
             MemoryFiles(clock=file_clock),
             MemoryOperations(db, base_url),
             MemoryChildren(db),
+            MemoryChildConnections(db),
         )

@@ -132,6 +132,16 @@ class RequestRow:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class ChildReportRow:
+    """What a gateway last reported of its child (``child_connection``)."""
+
+    gateway_id: int
+    connected: bool
+    reason: str | None
+    reported_at: datetime
+
+
 @dataclass
 class OperationRow:
     #: As stored (``device_name`` is the device's name when read, not this).
@@ -150,6 +160,7 @@ _TABLES = (
     "released",
     "removed_children",
     "tenant_options",
+    "child_reports",
 )
 
 
@@ -210,6 +221,8 @@ class MemoryDatabase:
         self.removed_children: dict[tuple[int, str], tuple[str, datetime]] = {}
         #: (tenant, category, key) → value.
         self.tenant_options: dict[tuple[str, str, str], str] = {}
+        #: child object id → what its gateway last reported of it.
+        self.child_reports: dict[int, ChildReportRow] = {}
         self._object_ids = count(1)
         self._operation_ids = count(1)
 
@@ -265,6 +278,11 @@ class MemoryDatabase:
                 self.delete_external_id(key)
         self.references = {r for r in self.references if r[0] not in gone and r[2] not in gone}
         self.removed_children = {k: v for k, v in self.removed_children.items() if k[0] not in gone}
+        self.child_reports = {
+            c: r
+            for c, r in self.child_reports.items()
+            if c not in gone and r.gateway_id not in gone
+        }
         for object_id in gone:
             self.binary_files.pop(object_id, None)
             self.objects.pop(object_id, None)
@@ -283,6 +301,15 @@ class MemoryDatabase:
         if key[1] == DEVICE_ID_TYPE:
             self.released[key[2]] = self.clock()
         return True
+
+    def object_of(self, tenant_id: str, device_id: str) -> int | None:
+        """The managed object that holds the device id in the tenant."""
+        return self.external_ids.get((tenant_id, DEVICE_ID_TYPE, device_id))
+
+    def parent_of(self, object_id: int) -> int | None:
+        """The object (a gateway) that references the object as one of its ``childDevices``."""
+        parents = (p for p, k, c in self.references if c == object_id and k == CHILD_DEVICES)
+        return next(parents, None)
 
     def serial_of(self, object_id: int) -> str | None:
         """The device id (``c8y_Serial``) of a managed object."""

@@ -101,6 +101,7 @@ async def test_a_first_connection_registers_the_device_its_user_and_tells_the_br
         "fleetgate_CertificateAuthority": {"fingerprint": FP},
         "c8y_Connection": {"status": "CONNECTED"},
         "c8y_Availability": {"status": "AVAILABLE", "lastMessage": "2026-03-01T12:00:00.000Z"},
+        "fleetgate_Connection": {"status": "CONNECTED"},
     }
     assert world.broker.pushes == [[control.device("sensor-1", "t1", True)]]
     user = await world.devices.get_user("t1", "device_sensor-1")

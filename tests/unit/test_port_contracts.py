@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from memory import MemoryStores
-from port_contracts import ChildStoreContract, DeviceIdContract, OperationStoreContract, Ports
+from port_contracts import (
+    ChildConnectionContract,
+    ChildStoreContract,
+    DeviceIdContract,
+    OperationStoreContract,
+    Ports,
+)
 
 
 @pytest.fixture
@@ -21,6 +27,7 @@ def ports() -> Ports:
         stores.operations,
         "http://fleetgate.test",
         stores.children,
+        stores.connections,
     )
 
 
@@ -33,4 +40,8 @@ class TestMemoryDeviceIds(DeviceIdContract):
 
 
 class TestMemoryChildren(ChildStoreContract):
+    pass
+
+
+class TestMemoryChildConnections(ChildConnectionContract):
     pass

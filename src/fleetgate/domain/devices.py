@@ -11,9 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
+# Connection status and fragments live with the rest of online/offline (re-exported).
+from fleetgate.domain.connections import ConnectionStatus as ConnectionStatus
+from fleetgate.domain.connections import connection_fragments as connection_fragments
 from fleetgate.domain.errors import Conflict, ValidationFailed
 
 DEVICE_ID_TYPE = "c8y_Serial"
@@ -31,11 +33,6 @@ NO_PASSWORD = "!certificate-only"  # noqa: S105 — not a password: matches none
 DEVICE_ID_MAX = 128
 DEVICE_ID_FORBIDDEN = "/+#$:"
 _DEVICE_ID = re.compile(f"[!-~]{{1,{DEVICE_ID_MAX}}}", re.ASCII)
-
-
-class ConnectionStatus(StrEnum):
-    CONNECTED = "CONNECTED"
-    DISCONNECTED = "DISCONNECTED"
 
 
 def is_device_id(value: str) -> bool:
@@ -127,17 +124,6 @@ def registration_fragments(ca_fingerprint: str | None) -> dict[str, Any]:
     fragments: dict[str, Any] = {"c8y_IsDevice": {}}
     if ca_fingerprint:
         fragments["fleetgate_CertificateAuthority"] = {"fingerprint": ca_fingerprint}
-    return fragments
-
-
-def connection_fragments(status: ConnectionStatus, at: datetime) -> dict[str, Any]:
-    """``c8y_Connection`` and, when connecting, ``c8y_Availability.lastMessage``."""
-    fragments: dict[str, Any] = {"c8y_Connection": {"status": status.value}}
-    if status is ConnectionStatus.CONNECTED:
-        fragments["c8y_Availability"] = {
-            "status": "AVAILABLE",
-            "lastMessage": at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        }
     return fragments
 
 

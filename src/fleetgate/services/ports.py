@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from fleetgate.domain.binaries import BinaryFile, NewContent, StagedFile, StoredFile
 from fleetgate.domain.bootstrap import NewDeviceRequest, RequestStatus
+from fleetgate.domain.device_messages import ConnectivityReport
 from fleetgate.domain.devices import ManagedObject, Registration
 from fleetgate.domain.inventory import Deleted, ExternalId, ObjectFilter, Reference
 from fleetgate.domain.operations import (
@@ -218,6 +219,31 @@ class Identity(Protocol):
     async def of_object(self, tenant_id: str, object_id: int) -> list[ExternalId]: ...
 
     async def delete(self, tenant_id: str, type: str, value: str) -> bool: ...
+
+
+class ChildConnections(Protocol):
+    """Gateway children's online and offline (db/connections.py): what each child shows
+    follows :func:`fleetgate.domain.connections.decide`, and only a change is written."""
+
+    async def report(
+        self, reports: Sequence[ConnectivityReport], at: datetime
+    ) -> list[ConnectivityReport]:
+        """Keep what gateways reported of their children (per child, the last report in
+        ``reports`` wins) and bring those children's connection up to date, in one
+        transaction; the reports refused because the device is not (or no longer) that
+        gateway's child in the gateway's tenant — nothing of them is kept."""
+
+    async def refresh(self, devices: Sequence[tuple[str, str]], at: datetime) -> None:
+        """Bring up to date the connection shown by every child of these devices
+        ((tenant, device id)), and by those of them that are children or still show a
+        gateway (one transaction, however many children)."""
+
+    async def refresh_all(self, at: datetime) -> None:
+        """The same for every child and every device that still shows a gateway."""
+
+    async def attached(self) -> list[tuple[str, str]]:
+        """(child device id, gateway device id) of every child attached to a gateway (a
+        parent with a device id), in every tenant, by child id."""
 
 
 class DeviceRegistry(Protocol):

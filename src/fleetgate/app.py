@@ -23,6 +23,7 @@ from fleetgate.config import Settings, reveal
 from fleetgate.db.binaries import PgBinaries
 from fleetgate.db.bootstrap import PgRequests
 from fleetgate.db.bulk import PgBulkCredentials
+from fleetgate.db.connections import PgChildConnections
 from fleetgate.db.dead_letters import PgDeadLetters
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.gateways import PgChildren
@@ -202,6 +203,7 @@ def _services(settings: Settings, adapters: Adapters) -> Services:
         bridge,
         is_transient=is_transient,
         files_released=binaries.release,
+        child_connections=PgChildConnections(pool),
     )
     trust_sync = TrustSync(_enabled_cas(adapters.trust_store), _capath_writer(settings), bridge)
     operations = Operations(
@@ -240,7 +242,12 @@ def _services(settings: Settings, adapters: Adapters) -> Services:
 def _wire(adapters: Adapters, services: Services) -> None:
     """The broker connections learn whom they serve (the services push through them)."""
     adapters.bridge.wire(
-        state=partial(full_state, adapters.users, services.trust.broker_state),
+        state=partial(
+            full_state,
+            adapters.users,
+            services.trust.broker_state,
+            services.devices.connections.broker_state,
+        ),
         on_event=services.devices.connections.on_events,
         on_live=services.devices.connections.reconcile,
         before_sync=services.devices.discard_released_sessions,

@@ -18,7 +18,7 @@ from fleetgate.db.inventory import PgInventory
 from fleetgate.db.transient import is_transient
 from fleetgate.db.users import PgUsers
 from fleetgate.domain import broker_control as control
-from fleetgate.services.broker import removed_device_lines
+from fleetgate.services.broker import removed_device_lines, removed_user_lines
 from fleetgate.services.devices import Devices
 
 from conftest import TEST_BASE_URL, api_client, seed_tenants
@@ -166,7 +166,7 @@ async def test_disabling_and_deleting_a_device_user_is_pushed_to_the_broker(
     assert broker.lines == [control.device("d9", "t1", False)]
     gone = await api.delete("/user/t1/users/device_d9", auth=ADMIN)
     assert gone.status_code == 204
-    assert broker.lines[-2:] == removed_device_lines("t1", "d9")
+    assert broker.lines[-2:] == removed_user_lines("t1", "d9")
     assert (await api.get("/user/t1/users/device_d9", auth=ADMIN)).status_code == 404
     # A factory-reset device comes back: its user is made again, enabled.
     broker.lines.clear()
@@ -251,5 +251,5 @@ async def test_deleting_a_device_removes_its_user_and_tells_the_broker(
         f"/inventory/managedObjects/{ext['managedObject']['id']}", auth=ADMIN
     )
     assert deleted.status_code == 204
-    assert broker.lines[-2:] == removed_device_lines("t1", "bye")
+    assert broker.lines[-3:] == removed_device_lines("t1", "bye")
     assert (await api.get("/user/t1/users/device_bye", auth=ADMIN)).status_code == 404

@@ -402,5 +402,5 @@ async def test_force_cascade_tells_the_broker_about_deleted_devices(
     assert (
         await api.delete(f"{OBJECTS}/{parent}?forceCascade=true", auth=ADMIN)
     ).status_code == 204
-    assert broker.lines[-2:] == removed_device_lines("t1", "pump-9")
+    assert broker.lines[-3:] == removed_device_lines("t1", "pump-9")
     assert (await api.get("/user/t1/users/device_pump-9", auth=ADMIN)).status_code == 404

@@ -16,7 +16,7 @@ from fleetgate.domain.errors import Conflict, FleetgateError, NotFound, Validati
 from fleetgate.domain.inventory import ObjectFilter, Reference
 from fleetgate.domain.users import ADMIN_ROLES
 from fleetgate.services.binaries import Binaries
-from fleetgate.services.broker import removed_device_lines
+from fleetgate.services.broker import removed_device_lines, removed_user_lines
 from fleetgate.services.devices import Devices
 
 from fakes import RecordingBroker, unavailable
@@ -419,7 +419,7 @@ async def test_a_cascade_deletes_the_hierarchy_and_releases_devices_and_files(
         with pytest.raises(NotFound):
             await world.devices.get_object("t1", gone)
     await world.devices.get_object("t1", bystander)
-    assert world.broker.lines[-2:] == removed_device_lines("t1", "pump-9")
+    assert world.broker.lines[-3:] == removed_device_lines("t1", "pump-9")
     assert world.broker.discarded == ["pump-9"]
     assert list(world.stores.files.files.values()) == [b"img"]  # "j" still uses it
     await binaries.delete("t1", shared.id)
@@ -556,7 +556,7 @@ async def test_disabling_and_deleting_a_device_user_is_pushed_to_the_broker(
     assert not off.enabled
     assert world.broker.pushes == [[control.device("d9", "t1", False)]]
     await world.devices.delete_user("t1", "device_d9")
-    assert world.broker.pushes[-1] == removed_device_lines("t1", "d9")
+    assert world.broker.pushes[-1] == removed_user_lines("t1", "d9")
     with pytest.raises(NotFound) as gone:
         await world.devices.get_user("t1", "device_d9")
     assert gone.value.code == "user/Not Found"

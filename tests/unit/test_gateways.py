@@ -124,6 +124,7 @@ async def test_the_service_defers_until_the_gateway_is_registered_then_registers
     mo = await stores.inventory.get("t1", found.managed_object_id)
     assert mo is not None
     assert mo.fragments["c8y_Connection"] == {"status": "CONNECTED"}
+    assert mo.fragments["fleetgate_Connection"] == {"status": "CONNECTED", "gateway": "gw"}
     assert await gateways.attached([("ch", "gw")]) == {("ch", "gw")}
 
 

@@ -55,12 +55,20 @@ def device_lines(user: User) -> list[str]:
     return lines
 
 
-def removed_device_lines(tenant_id: str, device_id: str) -> list[str]:
-    """The broker forgets a device: its certificate identity and its account, if any."""
+def removed_user_lines(tenant_id: str, device_id: str) -> list[str]:
+    """The broker forgets a device's login: its certificate identity and its account, if
+    any. (The device itself stays, and so does its attachment to a gateway.)"""
     return [
         control.device_remove(device_id),
         control.account_remove(control.device_username(tenant_id, device_id)),
     ]
+
+
+def removed_device_lines(tenant_id: str, device_id: str) -> list[str]:
+    """The broker forgets a device (deleted, or its device id taken from it): its login
+    and that it was a gateway's child, if it was (the id's next holder must not be
+    refused for it)."""
+    return [*removed_user_lines(tenant_id, device_id), control.child_remove(device_id)]
 
 
 CapathWriter = Callable[[Mapping[str, bytes]], Awaitable[None]]

@@ -1,25 +1,37 @@
 """The broker's connect and disconnect events: devices registered on their first
-certificate connection, and online/offline kept true.
+certificate connection, and online/offline kept true — for devices on their own
+connection and for gateways' children (decision 0008).
 
-Every change the broker must know (a device registered) is pushed to the plugin right
-after it is committed, one push per batch of events.
+Every change the broker must know (a device registered, a child attached or detached) is
+pushed to the plugin right after it is committed, one push per batch.
+
+A child's connection follows its gateway's and what the gateway reported of it
+(:mod:`fleetgate.domain.connections`): after every batch of broker events the children of
+the devices in it are brought up to date (set-based, one transaction however many
+children), and so are they after a reconcile, a connectivity report or an attachment.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from fleetgate.domain import broker_control as control
-from fleetgate.domain.devices import (
-    ConnectionStatus,
-    connection_fragments,
-    registration_fragments,
-)
+from fleetgate.domain.connections import ConnectionStatus, connection_fragments
+from fleetgate.domain.device_messages import ConnectivityReport, DeviceError
+from fleetgate.domain.devices import registration_fragments
 from fleetgate.domain.errors import Conflict
-from fleetgate.services.ports import BrokerPush, DeviceRegistry, Inventory, TransientCheck
+from fleetgate.domain.gateways import NOT_A_CHILD
+from fleetgate.domain.topics import DeviceLeaf, DeviceTopic
+from fleetgate.services.ports import (
+    BrokerPush,
+    ChildConnections,
+    DeviceRegistry,
+    Inventory,
+    TransientCheck,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +44,19 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def not_a_child(report: ConnectivityReport) -> DeviceError:
+    """The answer to a connectivity report about a device that is not (or no longer) the
+    reporting gateway's child, on the child's ``error`` topic under the gateway."""
+    topic = DeviceTopic(report.device_id, DeviceLeaf.CONNECTION, report.gateway)
+    return DeviceError(
+        report.device_id,
+        NOT_A_CHILD,
+        f"device {report.device_id} is not a child of gateway {report.gateway}",
+        str(topic),
+        gateway=report.gateway,
+    )
+
+
 class Connections:
     def __init__(
         self,
@@ -41,12 +66,16 @@ class Connections:
         clock: Clock = _now,
         *,
         is_transient: TransientCheck,
+        child_connections: ChildConnections | None = None,
     ) -> None:
+        """``child_connections``: None only where no gateway has children (tests of devices
+        alone)."""
         self._inventory = inventory
         self._registrar = registrar
         self._broker = broker
         self._clock = clock
         self._is_transient = is_transient
+        self._children = child_connections
 
     async def on_events(self, events: list[control.Connected | control.Disconnected]) -> None:
         """Apply a batch of broker events, then tell the broker about new devices at once.
@@ -60,7 +89,19 @@ class Connections:
         new device closes its session (``device-remove``), so that no device stays connected
         and unknown. A transient failure (the database away) is raised once the batch is
         done: the caller retries the whole batch, and every step is idempotent.
+
+        Then the children of the devices in the batch (and those of them that are
+        children) are brought up to date in one go: a gateway that left takes its
+        children offline, one that came back brings them online.
         """
+        await self._apply_events(events)
+        if self._children is not None:
+            await self._children.refresh(
+                sorted({(e.tenant, e.client_id) for e in events}), self._clock()
+            )
+
+    async def _apply_events(self, events: list[control.Connected | control.Disconnected]) -> None:
+        """:meth:`on_events` but for the children."""
         by_device: dict[tuple[str, str], list[control.Connected | control.Disconnected]] = {}
         for event in events:
             by_device.setdefault((event.tenant, event.client_id), []).append(event)
@@ -79,7 +120,7 @@ class Connections:
                             if line is not None:
                                 lines.append(line)
                         else:
-                            await self.on_disconnected(event)
+                            await self._disconnected(event)
                     except Conflict as exc:
                         log.warning(
                             "device %s of tenant %s: %s", event.client_id, event.tenant, exc
@@ -136,6 +177,10 @@ class Connections:
         return None
 
     async def on_disconnected(self, event: control.Disconnected) -> None:
+        """A device's connection ended: mark it DISCONNECTED (unless it is on a newer one)."""
+        await self.on_events([event])
+
+    async def _disconnected(self, event: control.Disconnected) -> None:
         await self._inventory.set_connection(
             event.tenant,
             event.client_id,
@@ -147,10 +192,11 @@ class Connections:
 
     async def reconcile(self, live: tuple[control.LiveClient, ...]) -> None:
         """After (re)connecting to the broker: the database's online/offline follows the
-        broker's live sessions (events may have been missed while we were away)."""
+        broker's live sessions (events may have been missed while we were away), and then
+        every child's follows its gateway's."""
         live_keys = {(c.tenant, c.client_id) for c in live}
-        for client in live:
-            await self.on_connected(
+        await self._apply_events(
+            [
                 control.Connected(
                     client.client_id,
                     client.tenant,
@@ -158,7 +204,9 @@ class Connections:
                     False,
                     client.connection_id,
                 )
-            )
+                for client in live
+            ]
+        )
         for tenant_id, device_id in await self._inventory.connected_devices():
             if (tenant_id, device_id) not in live_keys:
                 await self._inventory.set_connection(
@@ -168,3 +216,59 @@ class Connections:
                     connection_id=None,
                     at=self._clock(),
                 )
+        if self._children is not None:
+            await self._children.refresh_all(self._clock())
+
+    # -- gateways' children ------------------------------------------------------------
+
+    async def on_connectivity(self, reports: Sequence[ConnectivityReport]) -> list[DeviceError]:
+        """Apply what gateways reported of their children's connectivity
+        (``fg/d/<gateway>/c/<child>/connection``), in order, in one transaction: each
+        child's last report is kept and its connection brought up to date. A report about
+        a device that is not the reporting gateway's child (in the gateway's tenant)
+        changes nothing and is answered with ``devices/notAChild``: the errors to send.
+        Idempotent: a redelivered report changes nothing more. Raises what the database
+        raises (the caller retries a transient failure)."""
+        if not reports:
+            return []
+        refused = await self._store().report(reports, self._clock())
+        for report in refused:
+            log.info(
+                "gateway %s reported the connectivity of %s, which is not its child",
+                report.gateway,
+                report.device_id,
+            )
+        return [not_a_child(r) for r in refused]
+
+    async def children_changed(
+        self, tenant_id: str, changes: Sequence[tuple[str, str | None]]
+    ) -> None:
+        """Children were attached or detached (committed): ``changes`` holds (child device
+        id, its gateway's device id, or None when it was detached).
+
+        The broker learns it in one push, so that an attached child's own login is refused
+        from now on and a live one closed at once, and a detached child may log in by
+        itself again (decision 0008). Then the children's connection is brought up to
+        date: an attached one follows its gateway's, a detached one without a connection
+        of its own is DISCONNECTED ("detached from gateway <id>"). Idempotent; raises
+        only what the database raises (the broker's part is done by then)."""
+        if not changes:
+            return
+        await self._broker.push(
+            [
+                control.child_remove(child) if gateway is None else control.child(child, gateway)
+                for child, gateway in changes
+            ]
+        )
+        await self._store().refresh([(tenant_id, child) for child, _ in changes], self._clock())
+
+    async def broker_state(self) -> list[str]:
+        """The ``child`` lines of the plugin's full state: every attached child."""
+        if self._children is None:
+            return []
+        return [control.child(child, gateway) for child, gateway in await self._children.attached()]
+
+    def _store(self) -> ChildConnections:
+        if self._children is None:
+            raise RuntimeError("Connections was made without its children's store")
+        return self._children

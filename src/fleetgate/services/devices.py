@@ -27,10 +27,11 @@ from fleetgate.domain.errors import NotFound, ValidationFailed
 from fleetgate.domain.inventory import ExternalId, ObjectFilter, Reference
 from fleetgate.domain.repositories import check_repository_object
 from fleetgate.domain.users import Role, User
-from fleetgate.services.broker import device_lines, removed_device_lines
+from fleetgate.services.broker import device_lines, removed_device_lines, removed_user_lines
 from fleetgate.services.connections import Clock, Connections
 from fleetgate.services.ports import (
     BrokerPush,
+    ChildConnections,
     DeviceRegistry,
     DeviceUsers,
     Identity,
@@ -76,6 +77,7 @@ class Devices:
         *,
         is_transient: TransientCheck,
         files_released: FilesReleased | None = None,
+        child_connections: ChildConnections | None = None,
     ) -> None:
         self._is_transient = is_transient
         self._inventory = inventory
@@ -85,9 +87,15 @@ class Devices:
         self._broker = broker
         self._clock = clock
         self._files_released = files_released
-        #: The broker's connect and disconnect events (registration, online status).
+        #: The broker's connect and disconnect events (registration, online status), and
+        #: gateways' children's online status and logins.
         self.connections = Connections(
-            inventory, registrar, broker, clock, is_transient=is_transient
+            inventory,
+            registrar,
+            broker,
+            clock,
+            is_transient=is_transient,
+            child_connections=child_connections,
         )
 
     # -- inventory ---------------------------------------------------------------------
@@ -320,7 +328,7 @@ class Devices:
             raise NotFound(f"User {username} not found", code="user/Not Found")
         device_id = device_id_of_user(username)
         if device_id is not None and Role.DEVICE in found[1].roles:
-            await self._broker.push(removed_device_lines(tenant_id, device_id))
+            await self._broker.push(removed_user_lines(tenant_id, device_id))
 
     async def discard_released_sessions(self) -> None:
         """Have the broker discard the sessions kept under device ids that lost their

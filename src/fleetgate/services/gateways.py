@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from fleetgate.domain.connections import child_connection
 from fleetgate.domain.device_messages import Declaration
-from fleetgate.domain.devices import ConnectionStatus, connection_fragments
 from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.gateways import CHILD_REFUSED, ChildDeclared, Verdict
 
@@ -50,7 +50,7 @@ class Gateways:
         assert gateway is not None
         now = self._clock()
         # The gateway is speaking for the child: it reaches it now.
-        connection = connection_fragments(ConnectionStatus.CONNECTED, now)
+        connection = child_connection(gateway, True, None).fragments(now)
         done = await self._children.declare_child(declaration, connection, now)
         if done is None:
             if not last_try:

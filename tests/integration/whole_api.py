@@ -18,6 +18,7 @@ from fleetgate.api.services import services_of
 from fleetgate.db.binaries import PgBinaries
 from fleetgate.db.bootstrap import PgRequests
 from fleetgate.db.bulk import PgBulkCredentials
+from fleetgate.db.connections import PgChildConnections
 from fleetgate.db.dead_letters import PgDeadLetters
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.identity import PgIdentity
@@ -89,6 +90,7 @@ def wire(app: FastAPI, pool: asyncpg.Pool, files: Path, base_url: str = TEST_BAS
         broker,
         is_transient=is_transient,
         files_released=binaries.release,
+        child_connections=PgChildConnections(pool),
     )
     services_of(app).trust = TrustedCertificates(PgTrustStore(pool), trust_changes)
     services_of(app).bootstrap = Bootstrap(PgRequests(pool), broker)

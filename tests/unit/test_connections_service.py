@@ -294,3 +294,15 @@ async def test_without_a_childrens_store_devices_alone_still_work() -> None:
     assert await devices.connections.broker_state() == []
     with pytest.raises(RuntimeError, match="children's store"):
         await devices.connections.on_connectivity([report("c1", False)])
+
+
+async def test_a_pair_the_plugin_would_refuse_does_not_keep_the_state_from_the_broker(
+    world: World,
+) -> None:
+    await world.gateway("gw-1", "c1")
+
+    async def attached() -> list[tuple[str, str]]:
+        return [("c1", "gw-1"), ("bad/id", "gw-1"), ("same", "same")]
+
+    world.stores.connections.attached = attached  # type: ignore[method-assign]
+    assert await world.devices.connections.broker_state() == [control.child("c1", "gw-1")]

@@ -101,7 +101,8 @@ class Connections:
             )
 
     async def _apply_events(self, events: list[control.Connected | control.Disconnected]) -> None:
-        """:meth:`on_events` but for the children."""
+        """What :meth:`on_events` does to the devices themselves (``reconcile`` brings
+        the children up to date once, for all, afterwards)."""
         by_device: dict[tuple[str, str], list[control.Connected | control.Disconnected]] = {}
         for event in events:
             by_device.setdefault((event.tenant, event.client_id), []).append(event)
@@ -263,10 +264,20 @@ class Connections:
         await self._store().refresh([(tenant_id, child) for child, _ in changes], self._clock())
 
     async def broker_state(self) -> list[str]:
-        """The ``child`` lines of the plugin's full state: every attached child."""
+        """The ``child`` lines of the plugin's full state: every attached child. (A pair
+        the plugin would refuse — not device ids — is left out with a warning rather than
+        keep the whole state from the broker.)"""
         if self._children is None:
             return []
-        return [control.child(child, gateway) for child, gateway in await self._children.attached()]
+        lines: list[str] = []
+        for child, gateway in await self._children.attached():
+            try:
+                lines.append(control.child(child, gateway))
+            except ValueError as exc:
+                log.warning(
+                    "child %r of gateway %r left out of the broker's state: %s", child, gateway, exc
+                )
+        return lines
 
     def _store(self) -> ChildConnections:
         if self._children is None:

@@ -8,9 +8,15 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from fleetgate.domain.dead_letters import DeadLetter
-from fleetgate.domain.device_messages import Declaration, DeviceError, StatusReport, SyncRequest
+from fleetgate.domain.device_messages import (
+    ConnectivityReport,
+    Declaration,
+    DeviceError,
+    StatusReport,
+    SyncRequest,
+)
 from fleetgate.domain.errors import ValidationFailed
-from fleetgate.domain.gateways import CHILD_REFUSED
+from fleetgate.domain.gateways import CHILD_REFUSED, NOT_A_CHILD
 from fleetgate.domain.users import Role, Tenant, User
 
 #: "Now" for tests that check certificates against a fixed clock. Certificates made during
@@ -136,6 +142,7 @@ class FakeChildren:
     def __init__(self, attached: Iterable[tuple[str, str]] = ()) -> None:
         self.pairs = set(attached)
         self.declared: list[Declaration] = []
+        self.reached: list[ConnectivityReport] = []
 
     async def declare_child(self, declaration: Declaration, last_try: bool) -> bool:
         assert declaration.gateway is not None
@@ -151,6 +158,41 @@ class FakeChildren:
 
     async def attached(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         return set(pairs) & self.pairs
+
+    async def on_connectivity(self, reports: Sequence[ConnectivityReport]) -> list[DeviceError]:
+        """Applies reports about its children; answers the others ``devices/notAChild``."""
+        errors: list[DeviceError] = []
+        for report in reports:
+            if (report.device_id, report.gateway) in self.pairs:
+                self.reached.append(report)
+            else:
+                errors.append(
+                    DeviceError(
+                        report.device_id,
+                        NOT_A_CHILD,
+                        f"device {report.device_id} is not a child of gateway {report.gateway}",
+                        f"fg/d/{report.gateway}/c/{report.device_id}/connection",
+                        gateway=report.gateway,
+                    )
+                )
+        return errors
+
+
+class RecordingConnectivity:
+    """Children's connections (``ChildConnectivity``): records what it is told."""
+
+    def __init__(self) -> None:
+        self.changes: list[tuple[str, list[tuple[str, str | None]]]] = []
+        self.reports: list[ConnectivityReport] = []
+
+    async def children_changed(
+        self, tenant_id: str, changes: Sequence[tuple[str, str | None]]
+    ) -> None:
+        self.changes.append((tenant_id, list(changes)))
+
+    async def on_connectivity(self, reports: Sequence[ConnectivityReport]) -> list[DeviceError]:
+        self.reports.extend(reports)
+        return []
 
 
 class FakeDeadLetters:

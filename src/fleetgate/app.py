@@ -226,7 +226,7 @@ def _services(settings: Settings, adapters: Adapters) -> Services:
             devices.declare,
             adapters.dead_letters,
             link,
-            children=Gateways(PgChildren(pool)),
+            children=Gateways(PgChildren(pool), devices.connections),
             is_transient=is_transient,
         ),
         dead_letters=DeadLetters(adapters.dead_letters),

@@ -15,6 +15,7 @@ import pytest
 
 from fleetgate.api.services import services_of
 from fleetgate.db.binaries import PgBinaries
+from fleetgate.db.connections import PgChildConnections
 from fleetgate.db.dead_letters import PgDeadLetters
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.gateways import PgChildren
@@ -123,6 +124,7 @@ async def world(pool: asyncpg.Pool, scratch_dir: Path) -> AsyncIterator[World]:
         PgDevices(pool),
         RecordingBroker(),
         is_transient=is_transient,
+        child_connections=PgChildConnections(pool),
     )
     binaries = Binaries(PgBinaries(pool), FileStore(scratch_dir / "files"))
     link = RecordingPublisher()
@@ -144,7 +146,7 @@ async def world(pool: asyncpg.Pool, scratch_dir: Path) -> AsyncIterator[World]:
             devices.declare,
             PgDeadLetters(pool),
             link,
-            children=Gateways(PgChildren(pool)),
+            children=Gateways(PgChildren(pool), devices.connections),
             is_transient=is_transient,
         )
         yield World(client, operations, devices, link, pool, messages)

@@ -242,3 +242,30 @@ async def test_the_gateways_sync_restores_its_whole_tree(world: World) -> None:
     [error] = world.link.take("fg/d/gw-1/c/ch-3/error")
     assert error["error"] == "devices/notAChild"
     assert world.link.messages == []
+
+
+async def test_a_gateways_connection_reports_reach_its_children_only(world: World) -> None:
+    await world.device("gw-1")
+    await world.device("gw-2")
+    await declare(world, "gw-1", "ch-1")
+    await declare(world, "gw-2", "ch-2")
+    child = await world.object_id("ch-1")
+    assert (await world.mo(child))["c8y_Connection"]["status"] == "CONNECTED"
+
+    await world.send("gw-1/c/ch-1", "connection", {"status": "DISCONNECTED", "reason": "no bus"})
+    mo = await world.mo(child)
+    assert mo["c8y_Connection"]["status"] == "DISCONNECTED"
+    assert mo["fleetgate_Connection"]["reason"] == "reported by gateway gw-1: no bus"
+    await world.send("gw-1/c/ch-1", "connection", {"status": "CONNECTED"})
+    assert (await world.mo(child))["c8y_Connection"]["status"] == "CONNECTED"
+
+    # Another gateway's child: refused, nothing changed.
+    await world.send("gw-1/c/ch-2", "connection", {"status": "DISCONNECTED"})
+    [error] = world.link.take("fg/d/gw-1/c/ch-2/error")
+    assert error["error"] == "devices/notAChild"
+    other = await world.mo(await world.object_id("ch-2"))
+    assert other["c8y_Connection"]["status"] == "CONNECTED"
+    # A bad report is refused whole.
+    await world.send("gw-1/c/ch-1", "connection", {"status": "ONLINE"})
+    [error] = world.link.take("fg/d/gw-1/c/ch-1/error")
+    assert error["error"] == "devices/badRequest"

@@ -23,7 +23,14 @@ from fleetgate.domain.gateways import (
 from fleetgate.services.device_messages import DeviceMessages
 from fleetgate.services.gateways import Gateways
 
-from fakes import FakeChildren, FakeDeadLetters, FakeOperations, RecordingPublisher, unavailable
+from fakes import (
+    FakeChildren,
+    FakeDeadLetters,
+    FakeOperations,
+    RecordingConnectivity,
+    RecordingPublisher,
+    unavailable,
+)
 from memory import MemoryStores
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -112,7 +119,8 @@ def child(name: str, gateway: str = "gw") -> Declaration:
 
 async def test_the_service_defers_until_the_gateway_is_registered_then_registers() -> None:
     stores = MemoryStores.make("t1", "t2")
-    gateways = Gateways(stores.children, clock=lambda: NOW)
+    connectivity = RecordingConnectivity()
+    gateways = Gateways(stores.children, connectivity, clock=lambda: NOW)
     assert not await gateways.declare_child(child("ch"), last_try=False)
     with pytest.raises(ValidationFailed, match="Gateway gw is not registered") as refused:
         await gateways.declare_child(child("ch"), last_try=True)
@@ -126,12 +134,18 @@ async def test_the_service_defers_until_the_gateway_is_registered_then_registers
     assert mo.fragments["c8y_Connection"] == {"status": "CONNECTED"}
     assert mo.fragments["fleetgate_Connection"] == {"status": "CONNECTED", "gateway": "gw"}
     assert await gateways.attached([("ch", "gw")]) == {("ch", "gw")}
+    # The broker learns of the new child at once (its own login is refused from now on);
+    # declaring it again changes no attachment.
+    assert connectivity.changes == [("t1", [("ch", "gw")])]
+    assert await gateways.declare_child(child("ch"), last_try=False)
+    assert len(connectivity.changes) == 1
 
 
 async def test_the_service_refuses_a_removed_child_and_a_tenant_switched_off() -> None:
     stores = MemoryStores.make("t1")
+    connectivity = RecordingConnectivity()
     gateway = await registered_gateway(stores)
-    gateways = Gateways(stores.children, clock=lambda: NOW)
+    gateways = Gateways(stores.children, connectivity, clock=lambda: NOW)
     stores.db.removed_children[(gateway, "ch")] = ("deleted", NOW)
     with pytest.raises(ValidationFailed, match="an operator removed child ch"):
         await gateways.declare_child(child("ch"), last_try=False)
@@ -164,8 +178,13 @@ async def test_gateways_messages_about_children_reach_the_children_side() -> Non
             incoming("fg/d/gw/c/theirs/op/sync", {}),
             incoming("fg/d/gw/op/sync", {}),
             incoming("fg/d/gw/c/ch/op/status", {"id": "5", "status": "EXECUTING"}),
+            incoming("fg/d/gw/c/ch/connection", {"status": "DISCONNECTED", "reason": "bus"}),
+            incoming("fg/d/gw/c/theirs/connection", {"status": "CONNECTED"}),
         ]
     )
+    assert [(r.device_id, r.connected, r.reason) for r in children.reached] == [
+        ("ch", False, "bus")
+    ]
     assert [d.device_id for d in children.declared] == ["ch"]
     assert ops.synced == [SyncRequest("ch", "gw"), SyncRequest("gw")]
     assert [(r.device_id, r.gateway) for r in ops.applied] == [("ch", "gw")]

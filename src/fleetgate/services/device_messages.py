@@ -78,6 +78,9 @@ class ChildSink(Protocol):
     async def attached(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which (child, gateway) pairs are a gateway and its child now."""
 
+    async def on_connectivity(self, reports: Sequence[ConnectivityReport]) -> list[DeviceError]:
+        """Apply gateways' reports of reaching their children, in order; the errors."""
+
 
 @dataclass(frozen=True, slots=True)
 class _Item:
@@ -123,16 +126,6 @@ class DeviceMessages:
                 log.warning("device message on an unexpected topic %r", incoming.topic[:200])
             elif isinstance(parsed, Rejection):
                 rejected.append((incoming, parsed))
-            elif isinstance(parsed, ConnectivityReport):
-                # Read, not applied yet: refused rather than misread.
-                rejection = Rejection(
-                    parsed.device_id,
-                    incoming.topic,
-                    "devices/badRequest",
-                    "fleetgate does not apply children's connectivity reports yet",
-                    parsed.gateway,
-                )
-                rejected.append((incoming, rejection))
             else:
                 items.append(_Item(incoming, parsed))
         if rejected:
@@ -170,11 +163,14 @@ class DeviceMessages:
         applied = _Applied()
         deferred, rejected = applied.deferred, applied.rejected
         reports: list[StatusReport] = []
+        reach: list[ConnectivityReport] = []
         syncs: list[_Item] = []
         for item in items:
             message = item.message
             if isinstance(message, StatusReport):
                 reports.append(message)
+            elif isinstance(message, ConnectivityReport):
+                reach.append(message)
             elif isinstance(message, SyncRequest):
                 syncs.append(item)
             elif isinstance(message, Declaration):
@@ -195,6 +191,8 @@ class DeviceMessages:
                     rejected.append((item.incoming, rejection))
         if reports:
             applied.errors.extend(await self._operations.on_reports(reports))
+        if reach:
+            applied.errors.extend(await self._children.on_connectivity(reach))
         if syncs:
             asked = await self._children_only(syncs, rejected)
             if asked:
@@ -231,7 +229,11 @@ class DeviceMessages:
             " operators"
         )
         rejection = Rejection(
-            item.message.device_id, item.incoming.topic, "general/internalError", reason
+            item.message.device_id,
+            item.incoming.topic,
+            "general/internalError",
+            reason,
+            item.message.gateway,
         )
         await self._reject([(item.incoming, rejection)])
 

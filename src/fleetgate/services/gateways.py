@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from fleetgate.domain.connections import child_connection
-from fleetgate.domain.device_messages import Declaration
+from fleetgate.domain.device_messages import ConnectivityReport, Declaration, DeviceError
 from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.gateways import CHILD_REFUSED, ChildDeclared, Verdict
 
@@ -33,13 +33,31 @@ class ChildStore(Protocol):
         """Which (child, gateway) pairs are a gateway and its child now."""
 
 
+class ChildConnectivity(Protocol):
+    """Children's connections and the broker's view of them (``services.connections``)."""
+
+    async def children_changed(
+        self, tenant_id: str, changes: Sequence[tuple[str, str | None]]
+    ) -> None:
+        """Children were attached (child, gateway) or detached (child, None): committed."""
+
+    async def on_connectivity(self, reports: Sequence[ConnectivityReport]) -> list[DeviceError]:
+        """Apply gateways' reports of their children's connectivity; the errors to send."""
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
 class Gateways:
-    def __init__(self, children: ChildStore, clock: Callable[[], datetime] = _now) -> None:
+    def __init__(
+        self,
+        children: ChildStore,
+        connectivity: ChildConnectivity,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
         self._children = children
+        self._connectivity = connectivity
         self._clock = clock
 
     async def declare_child(self, declaration: Declaration, last_try: bool) -> bool:
@@ -66,7 +84,15 @@ class Gateways:
                 gateway,
                 done.tenant_id,
             )
+            # The broker refuses the child's own login from now on (decision 0008).
+            await self._connectivity.children_changed(
+                done.tenant_id, [(declaration.device_id, gateway)]
+            )
         return True
+
+    async def on_connectivity(self, reports: Sequence[ConnectivityReport]) -> list[DeviceError]:
+        """What gateways report of reaching their children: applied; the errors to send."""
+        return await self._connectivity.on_connectivity(reports)
 
     async def attached(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which (child, gateway) pairs are a gateway and its child now."""

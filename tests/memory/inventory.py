@@ -7,18 +7,32 @@ from typing import Any
 
 from fleetgate.domain.devices import DEVICE_ID_TYPE, ManagedObject
 from fleetgate.domain.inventory import PARENT_KINDS, Deleted, ObjectFilter, Reference
+from fleetgate.domain.inventory_query import QueryTarget, matches
 
 from memory.database import MemoryDatabase, ObjectRow, jsonb, merged, page, queries, without_nulls
 
 
-def _matches(row: ObjectRow, tenant_id: str, flt: ObjectFilter) -> bool:
+def _matches(db: MemoryDatabase, row: ObjectRow, tenant_id: str, flt: ObjectFilter) -> bool:
     return (
         row.tenant_id == tenant_id
         and (flt.type is None or row.type == flt.type)
         and (flt.owner is None or row.owner == flt.owner)
         and (flt.fragment_type is None or flt.fragment_type in row.fragments)
         and (flt.ids is None or row.id in flt.ids)
+        and (
+            flt.query is None
+            or matches(
+                flt.query,
+                QueryTarget(row.id, row.name, row.type, row.owner, row.fragments),
+                lambda group: assets_of(db, group),
+            )
+        )
     )
+
+
+def assets_of(db: MemoryDatabase, group_id: int) -> frozenset[int]:
+    """The ids of the child assets of ``group_id`` (``bygroupid``)."""
+    return frozenset(c for p, k, c in db.references if p == group_id and k == "childAssets")
 
 
 @queries
@@ -55,7 +69,9 @@ class MemoryInventory:
         return len(self._found(tenant_id, flt))
 
     def _found(self, tenant_id: str, flt: ObjectFilter) -> list[ObjectRow]:
-        return [o for _, o in sorted(self._db.objects.items()) if _matches(o, tenant_id, flt)]
+        return [
+            o for _, o in sorted(self._db.objects.items()) if _matches(self._db, o, tenant_id, flt)
+        ]
 
     async def update(
         self, tenant_id: str, object_id: int, plain: dict[str, Any], fragments: dict[str, Any]

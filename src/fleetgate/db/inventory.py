@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from fleetgate.db.inventory_query import compile_query
 from fleetgate.domain.devices import DEVICE_ID_TYPE, ManagedObject
 from fleetgate.domain.inventory import PARENT_KINDS, Deleted, ObjectFilter, Reference
 
@@ -38,6 +39,8 @@ def _where(tenant_id: str, flt: ObjectFilter) -> tuple[str, list[Any]]:
     if flt.ids is not None:
         args.append(list(flt.ids))
         clauses.append(f"id = ANY(${len(args)})")
+    if flt.query is not None:
+        clauses.append(compile_query(flt.query, args))
     return " AND ".join(clauses), args
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fleetgate.domain.inventory_query import Query
+
 
 @dataclass(frozen=True, slots=True)
 class ExternalId:
@@ -49,3 +51,5 @@ class ObjectFilter:
     fragment_type: str | None = None
     owner: str | None = None
     ids: tuple[int, ...] | None = None
+    #: An inventory query (``?query=``, ``?q=``): :mod:`fleetgate.domain.inventory_query`.
+    query: Query | None = None

@@ -18,6 +18,7 @@ from fleetgate.domain.devices import ManagedObject
 from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.ids import parse_id
 from fleetgate.domain.inventory import PARENT_KINDS, ObjectFilter, Reference
+from fleetgate.domain.inventory_query import Has, all_of, parse_query
 from fleetgate.domain.users import Principal, Role
 
 router = APIRouter()
@@ -96,8 +97,18 @@ async def list_objects(
     fragment_type: Annotated[str | None, Query(alias="fragmentType")] = None,
     owner: str | None = None,
     ids: str | None = None,
+    query: str | None = None,
+    q: str | None = None,
 ) -> JSONResponse:
-    flt = ObjectFilter(type=type, fragment_type=fragment_type, owner=owner, ids=id_list(ids))
+    """``query``: an inventory query (docs/api.md, "Inventory queries"); ``q``: the same
+    over devices only (``has(c8y_IsDevice)`` added), as Cumulocity's device lists ask."""
+    where = all_of(
+        parse_query(query) if query is not None else None,
+        all_of(Has(("c8y_IsDevice",)), parse_query(q)) if q is not None else None,
+    )
+    flt = ObjectFilter(
+        type=type, fragment_type=fragment_type, owner=owner, ids=id_list(ids), query=where
+    )
     return await object_page(request, principal, flt, page)
 
 

@@ -27,6 +27,7 @@ from fleetgate.db.connections import PgChildConnections
 from fleetgate.db.dead_letters import PgDeadLetters
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.gateways import PgChildren
+from fleetgate.db.groups import PgGroups
 from fleetgate.db.identity import PgIdentity
 from fleetgate.db.inventory import PgInventory
 from fleetgate.db.migrations import migrate
@@ -51,8 +52,10 @@ from fleetgate.services.dead_letters import DeadLetters
 from fleetgate.services.device_messages import DeviceMessages
 from fleetgate.services.devices import Devices
 from fleetgate.services.gateways import Gateways
+from fleetgate.services.groups import Groups
 from fleetgate.services.health import Health
 from fleetgate.services.operations import FileSigning, OperationFeed, Operations
+from fleetgate.services.profiles import Profiles
 from fleetgate.services.seed import InitialState, ensure_initial_state
 from fleetgate.services.trust import TrustedCertificates
 
@@ -91,6 +94,8 @@ class Services:
     dead_letters: DeadLetters
     health: Health
     url_secret: bytes
+    groups: Groups
+    profiles: Profiles
 
 
 async def run_service(settings: Settings, *, on_ready: OnReady | None = None) -> None:
@@ -131,6 +136,8 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
                 dead_letters=services.dead_letters,
                 health=services.health,
                 url_secret=services.url_secret,
+                groups=services.groups,
+                profiles=services.profiles,
             ),
         )
         await _serve(settings, api, api_socket, adapters, services, on_ready)
@@ -236,6 +243,8 @@ def _services(settings: Settings, adapters: Adapters) -> Services:
             database_timeout=READINESS_TIMEOUT,
         ),
         url_secret=url_secret.encode(),
+        groups=Groups(adapters.inventory, PgGroups(pool)),
+        profiles=Profiles(adapters.inventory),
     )
 
 

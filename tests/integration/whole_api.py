@@ -21,6 +21,7 @@ from fleetgate.db.bulk import PgBulkCredentials
 from fleetgate.db.connections import PgChildConnections
 from fleetgate.db.dead_letters import PgDeadLetters
 from fleetgate.db.devices import PgDevices
+from fleetgate.db.groups import PgGroups
 from fleetgate.db.identity import PgIdentity
 from fleetgate.db.inventory import PgInventory
 from fleetgate.db.migrations import migrate
@@ -35,9 +36,11 @@ from fleetgate.services.bootstrap import Bootstrap
 from fleetgate.services.bulk import BulkCredentials, BulkLimits
 from fleetgate.services.dead_letters import DeadLetters
 from fleetgate.services.devices import Devices
+from fleetgate.services.groups import Groups
 from fleetgate.services.health import Health
 from fleetgate.services.operation_feed import OperationFeed
 from fleetgate.services.operations import FileSigning, Operations
+from fleetgate.services.profiles import Profiles
 from fleetgate.services.trust import TrustedCertificates
 
 from conftest import TEST_BASE_URL, api_client, seed_tenants
@@ -113,6 +116,8 @@ def wire(app: FastAPI, pool: asyncpg.Pool, files: Path, base_url: str = TEST_BAS
         database_timeout=10.0,
     )
     services_of(app).url_secret = URL_SECRET
+    services_of(app).groups = Groups(PgInventory(pool), PgGroups(pool))
+    services_of(app).profiles = Profiles(PgInventory(pool))
     return Fakes(broker, trust_changes, link)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from fleetgate.domain import commands
 from fleetgate.domain import operations as ops
+from fleetgate.domain.devices import ManagedObject
 from fleetgate.domain.errors import Conflict
 from fleetgate.domain.operations import (
     Decision,
@@ -22,6 +23,7 @@ from fleetgate.domain.operations import (
     Report,
     Status,
 )
+from fleetgate.domain.profiles import PROFILE_TYPE
 
 from memory.database import (
     ForeignKeyViolation,
@@ -98,6 +100,10 @@ class MemoryOperations:
             and o.type == commands.CONFIGURATION_ENTRY_TYPE
             and o.fragments.get("url") == url
         ]
+
+    async def profile(self, tenant_id: str, profile_id: int) -> ManagedObject | None:
+        found = self._db.object_in(tenant_id, profile_id)
+        return found.shown() if found is not None and found.type == PROFILE_TYPE else None
 
     async def create(
         self,

@@ -13,10 +13,12 @@ from fleetgate.api.routes import (
     bulk,
     dead_letters,
     files,
+    groups,
     health,
     identity,
     inventory,
     operations,
+    profiles,
     tenant,
     trust,
     users,
@@ -41,6 +43,8 @@ def create_app(ctx: ApiContext, services: ApiServices | None = None) -> FastAPI:
     app.include_router(tenant.router)
     app.include_router(users.router)
     app.include_router(inventory.router)
+    app.include_router(groups.router)
+    app.include_router(profiles.router)
     app.include_router(binaries.router)
     app.include_router(files.router)
     app.include_router(identity.router)

@@ -19,8 +19,10 @@ from fleetgate.services.bootstrap import Bootstrap
 from fleetgate.services.bulk import BulkCredentials
 from fleetgate.services.dead_letters import DeadLetters
 from fleetgate.services.devices import Devices
+from fleetgate.services.groups import Groups
 from fleetgate.services.health import Health
 from fleetgate.services.operations import Operations
+from fleetgate.services.profiles import Profiles
 from fleetgate.services.trust import TrustedCertificates
 
 T = TypeVar("T")
@@ -36,6 +38,8 @@ class ApiServices:
     operations: Operations | None = None
     dead_letters: DeadLetters | None = None
     health: Health | None = None
+    groups: Groups | None = None
+    profiles: Profiles | None = None
     #: The key of signed file URLs (downloads and snapshot uploads).
     url_secret: bytes | None = None
 
@@ -88,3 +92,11 @@ def health(request: Request) -> Health:
 
 def url_secret(request: Request) -> bytes:
     return _wired(services_of(request.app).url_secret, "file URL signing")
+
+
+def groups(request: Request) -> Groups:
+    return _wired(services_of(request.app).groups, "groups")
+
+
+def profiles(request: Request) -> Profiles:
+    return _wired(services_of(request.app).profiles, "profiles")

@@ -15,10 +15,10 @@ from typing import Any
 
 import asyncpg
 
-from fleetgate.db.inventory import insert_object
+from fleetgate.db.inventory import insert_object, object_of_row
 from fleetgate.domain import commands
 from fleetgate.domain import operations as ops
-from fleetgate.domain.devices import DEVICE_ID_TYPE
+from fleetgate.domain.devices import DEVICE_ID_TYPE, ManagedObject
 from fleetgate.domain.errors import Conflict
 from fleetgate.domain.operations import (
     Decision,
@@ -31,6 +31,7 @@ from fleetgate.domain.operations import (
     Report,
     Status,
 )
+from fleetgate.domain.profiles import PROFILE_TYPE
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
@@ -156,6 +157,16 @@ class PgOperations:
             url,
         )
         return [json.loads(r["fragments"]) for r in rows]
+
+    async def profile(self, tenant_id: str, profile_id: int) -> ManagedObject | None:
+        """The tenant's device profile (type c8y_Profile) of this id, or None."""
+        row = await self._pool.fetchrow(
+            "SELECT * FROM managed_object WHERE tenant_id = $1 AND id = $2 AND type = $3",
+            tenant_id,
+            profile_id,
+            PROFILE_TYPE,
+        )
+        return object_of_row(row) if row else None
 
     async def create(
         self,

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from fleetgate.domain import signing
+from fleetgate.domain import profiles, signing
 from fleetgate.domain.binaries import BinaryFile
 from fleetgate.domain.errors import ValidationFailed
+from fleetgate.domain.ids import parse_id
 
 if TYPE_CHECKING:
     from fleetgate.domain.operations import Operation
@@ -25,7 +26,9 @@ FIRMWARE = "c8y_Firmware"
 SOFTWARE_UPDATE = "c8y_SoftwareUpdate"
 DOWNLOAD_CONFIG = "c8y_DownloadConfigFile"
 UPLOAD_CONFIG = "c8y_UploadConfigFile"
-KNOWN_COMMANDS = (FIRMWARE, SOFTWARE_UPDATE, DOWNLOAD_CONFIG, UPLOAD_CONFIG)
+#: Applying a device profile (:mod:`fleetgate.domain.profiles`).
+DEVICE_PROFILE = profiles.CONTENT
+KNOWN_COMMANDS = (FIRMWARE, SOFTWARE_UPDATE, DOWNLOAD_CONFIG, UPLOAD_CONFIG, DEVICE_PROFILE)
 
 #: Body keys that are the operation's own (fleetgate sets or derives them), never a
 #: command or an extra fragment.
@@ -76,6 +79,21 @@ def check_command(fragment_type: str, value: Any) -> None:
         if not isinstance(value, dict):
             raise _invalid(f"{where} must be an object with the configuration type")
         _text(value, "type", where)
+    elif fragment_type == DEVICE_PROFILE:
+        profiles.read_content(value, where, code="devicecontrol/Invalid Data")
+
+
+def profile_reference(body: dict[str, Any]) -> tuple[int, str]:
+    """(profileId, profileName) of an operation applying a device profile: both are
+    required, as in Cumulocity; the id must name a profile (checked by the caller)."""
+    try:
+        profile_id = parse_id(body.get("profileId"), "device profile")
+    except ValidationFailed as exc:
+        raise _invalid(f"profileId: {exc.message}") from None
+    name = body.get("profileName")
+    if not isinstance(name, str) or not name.strip():
+        raise _invalid("profileName must be the name of the device profile applied")
+    return profile_id, name
 
 
 def command_fragment(body: dict[str, Any], supported: list[str]) -> str:
@@ -202,6 +220,8 @@ def success_effects(
             "operationId": str(op.id),
         }
         return SuccessEffects({configuration_fragment(command.get("type")): applied})
+    if op.fragment_type == DEVICE_PROFILE:
+        return SuccessEffects(_profile_effects(op, device, stamp))
     if op.fragment_type == UPLOAD_CONFIG:
         config_type = command.get("type")
         name = f"{device.name or op.serial} {config_type} {now.strftime('%Y-%m-%d %H:%M:%S')}"
@@ -219,6 +239,34 @@ def success_effects(
         shown = {"url": snapshot_url, "name": name, "time": stamp, "snapshotId": None}
         return SuccessEffects({configuration_fragment(config_type): shown}, entry)
     return SuccessEffects({})
+
+
+def _profile_effects(op: Operation, device: DeviceRecord, stamp: str) -> dict[str, Any]:
+    """A profile applied: its firmware, software and configurations as installed (the
+    seed: "the device objects … are updated accordingly with the new profile
+    information"), and :data:`~fleetgate.domain.profiles.STATE` executed."""
+    command = op.command if isinstance(op.command, dict) else {}
+    content = profiles.read_content(command)
+    changes: dict[str, Any] = {}
+    fw = content.firmware
+    if fw is not None:
+        changes[FIRMWARE] = {"name": fw.name, "version": fw.version, "url": fw.url}
+    software = command.get("software")
+    if isinstance(software, list) and software:
+        steps = [{**s, "action": s.get("action", "install")} for s in software]
+        current = device.fragments.get("c8y_SoftwareList")
+        changes["c8y_SoftwareList"] = software_list_after(current, steps)
+    for item in content.configuration:
+        changes[configuration_fragment(item.config_type)] = {
+            "name": item.name,
+            "url": item.url,
+            "time": stamp,
+            "operationId": str(op.id),
+        }
+    profile_id = str(op.fragments.get("profileId", ""))
+    profile_name = str(op.fragments.get("profileName", ""))
+    changes[profiles.STATE] = profiles.applied_state(profile_id, profile_name, executed=True)
+    return changes
 
 
 # --- what a device receives --------------------------------------------------------------

@@ -38,6 +38,7 @@ from fleetgate.services.ports import (
     Inventory,
     TransientCheck,
 )
+from fleetgate.services.profiles import check_profile_object
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,9 @@ class Devices:
         self, tenant_id: str, name: str | None, type: str | None, fragments: dict[str, Any]
     ) -> None:
         """Firmware, software and configuration entries must be usable by devices; a URL
-        that names one of our binaries must name one that exists in the tenant."""
+        that names one of our binaries must name one that exists in the tenant; device
+        profiles keep the seed's rules (services/profiles)."""
+        await check_profile_object(self._inventory, tenant_id, name, type, fragments)
         url = check_repository_object(type, name, fragments)
         binary_id = binary_id_of_url(url) if url is not None else None
         if binary_id is not None and not await self._inventory.is_binary(tenant_id, binary_id):

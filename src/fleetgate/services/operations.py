@@ -18,7 +18,7 @@ from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fleetgate.domain import commands
+from fleetgate.domain import commands, profiles
 from fleetgate.domain import operations as ops
 from fleetgate.domain.binaries import BinaryFile
 from fleetgate.domain.device_messages import DeviceError, StatusReport, SyncRequest
@@ -84,6 +84,8 @@ class Operations:
         )
         fragment_type = commands.command_fragment(body, supported)
         commands.check_command(fragment_type, body[fragment_type])
+        if fragment_type == commands.DEVICE_PROFILE:
+            await self._check_profile(tenant_id, device, body)
         files = await self._files_of(tenant_id, body[fragment_type])
         await self._check_files(tenant_id, device, fragment_type, body[fragment_type], files)
         description = body.get("description")
@@ -96,13 +98,30 @@ class Operations:
             tenant_id,
             device,
             fragment_type=fragment_type,
-            description=description or _describe(fragment_type, body[fragment_type]),
+            description=description or _describe(fragment_type, body[fragment_type], body),
             fragments=fragments,
         )
         self.feed.publish([op])
         await self._publish(op, files)
         await self._store.mark_dispatched([op.id])
         return op
+
+    async def _check_profile(
+        self, tenant_id: str, device: DeviceTarget, body: dict[str, Any]
+    ) -> None:
+        """A profile is applied only to a device of its type (the seed: "If a device type
+        is provided, the device profile can only be assigned to devices of the specified
+        type"); ``profileId`` must name one of the tenant's profiles."""
+        profile_id, _ = commands.profile_reference(body)
+        profile = await self._store.profile(tenant_id, profile_id)
+        if profile is None:
+            raise ValidationFailed(
+                f"profileId {profile_id} is not a device profile ({profiles.PROFILE_TYPE})",
+                code="devicecontrol/Invalid Data",
+            )
+        reason = profiles.applies_to(profile.name, profile.fragments, device.type)
+        if reason is not None:
+            raise ValidationFailed(reason, code="devicecontrol/Invalid Data")
 
     async def _files_of(self, tenant_id: str, command: Any) -> dict[str, BinaryFile]:
         r"""The binaries the command's ``url``\ s name (url → file); other urls are left out."""
@@ -371,16 +390,19 @@ def _object_id(value: Any, name: str) -> int:
 
 
 def _urls(value: Any) -> Iterable[str]:
+    """Every ``url`` of a command, at any depth (a profile's items are nested)."""
     if isinstance(value, list):
         for v in value:
             yield from _urls(v)
     elif isinstance(value, dict):
-        url = value.get("url")
-        if isinstance(url, str):
-            yield url
+        for key, v in value.items():
+            if key == "url" and isinstance(v, str):
+                yield v
+            elif isinstance(v, dict | list):
+                yield from _urls(v)
 
 
-def _describe(fragment_type: str, command: Any) -> str:
+def _describe(fragment_type: str, command: Any, body: dict[str, Any]) -> str:
     if fragment_type == commands.FIRMWARE:
         return f'Update firmware to: "{command["name"]}" (version: {command["version"]})'
     if fragment_type == commands.SOFTWARE_UPDATE:
@@ -392,6 +414,8 @@ def _describe(fragment_type: str, command: Any) -> str:
         return f"Send configuration of type {command.get('type') or '(none)'}"
     if fragment_type == commands.UPLOAD_CONFIG:
         return f"Retrieve {command['type']} configuration snapshot from device"
+    if fragment_type == commands.DEVICE_PROFILE:
+        return f"Assign device profile {body.get('profileName')} to device"
     return f"Execute {fragment_type}"
 
 

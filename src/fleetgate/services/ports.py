@@ -21,6 +21,7 @@ from fleetgate.domain.bootstrap import NewDeviceRequest, RequestStatus
 from fleetgate.domain.device_messages import ConnectivityReport
 from fleetgate.domain.devices import ManagedObject, Registration
 from fleetgate.domain.inventory import Deleted, ExternalId, ObjectFilter, Reference
+from fleetgate.domain.inventory_query import Query
 from fleetgate.domain.operations import (
     DeviceTarget,
     Operation,
@@ -203,6 +204,20 @@ class Inventory(Protocol):
 
     async def connected_devices(self) -> list[tuple[str, str]]:
         """(tenant, device id) of every device shown CONNECTED."""
+
+
+class GroupStore(Protocol):
+    """Device groups' membership (db/groups.py): what a group reaches through childAssets."""
+
+    async def device_ids(
+        self, tenant_id: str, group_id: int, where: Query | None = None
+    ) -> list[int]:
+        """The group's devices (``c8y_IsDevice``), ascending: every device reached from
+        the group through ``childAssets`` at any depth — a subgroup's devices included —
+        that passes ``where`` (an inventory query); none for an object not in the tenant."""
+
+    async def reaches(self, tenant_id: str, ancestor_id: int, object_id: int) -> bool:
+        """Whether ``object_id`` is reached from ``ancestor_id`` through childAssets."""
 
 
 class Identity(Protocol):
@@ -401,6 +416,9 @@ class OperationStore(Protocol):
 
     async def configuration_dumps(self, tenant_id: str, url: str) -> list[dict[str, Any]]:
         """Configuration repository entries (c8y_ConfigurationDump) whose file is ``url``."""
+
+    async def profile(self, tenant_id: str, profile_id: int) -> ManagedObject | None:
+        """The tenant's device profile (type c8y_Profile) of this id, or None."""
 
     async def create(
         self,

@@ -23,6 +23,7 @@ from fleetgate.domain.connections import ConnectionStatus, connection_fragments
 from fleetgate.domain.device_messages import ConnectivityReport, Declaration
 from fleetgate.domain.errors import Conflict, NotFound
 from fleetgate.domain.gateways import Verdict
+from fleetgate.domain.inventory_query import parse_query
 from fleetgate.domain.operations import (
     NO_DEVICE_REASON,
     NO_SNAPSHOT_REASON,
@@ -38,6 +39,7 @@ from fleetgate.services.ports import (
     ChildConnections,
     DeviceRegistry,
     DeviceUsers,
+    GroupStore,
     Identity,
     Inventory,
     NewDeviceRequests,
@@ -60,6 +62,7 @@ class Ports:
     children: ChildStore
     #: Gateways' children's online and offline.
     connections: ChildConnections
+    groups: GroupStore
 
     async def device(self, serial: str, tenant: str = "t1") -> int:
         """A registered device; its object id."""
@@ -654,3 +657,33 @@ class ChildConnectionContract:
         loose = await ports.device("loose")
         assert await ports.inventory.add_child("t1", folder.id, "childDevices", loose)
         assert await children.attached() == [("a1", "gw-a"), ("b1", "gw-b"), ("b2", "gw-b")]
+class GroupStoreContract:
+    """Device groups (:class:`~fleetgate.services.ports.GroupStore`): a group's devices are
+    every device below it through childAssets, at any depth, in its tenant."""
+
+    async def test_a_groups_devices_include_its_subgroups_devices(self, ports: Ports) -> None:
+        inv = ports.inventory
+
+        async def obj(name: str, **fragments: Any) -> int:
+            made = await inv.create("t1", name=name, type=None, owner=None, fragments=fragments)
+            return made.id
+
+        top = await obj("top", c8y_IsDeviceGroup={})
+        sub = await obj("sub", c8y_IsDeviceSubgroup={})
+        subsub = await obj("subsub", c8y_IsDeviceSubgroup={})
+        d1, d2, d3 = [await ports.device(f"gd{n}") for n in (1, 2, 3)]
+        asset = await obj("a thing")
+        for parent, child in ((top, sub), (sub, subsub), (top, d1), (subsub, d2), (sub, asset)):
+            assert await inv.add_child("t1", parent, "childAssets", child)
+        assert await inv.add_child("t1", d1, "childDevices", d3)  # not an asset of the group
+        assert await ports.groups.device_ids("t1", top) == [d1, d2]
+        assert await ports.groups.device_ids("t1", sub) == [d2]
+        assert await ports.groups.device_ids("t1", top, parse_query("name eq 'gd2'")) == [d2]
+        assert await ports.groups.device_ids("t1", top, parse_query(f"bygroupid({top})")) == [d1]
+        assert await ports.groups.device_ids("t2", top) == []
+        assert await ports.groups.device_ids("t1", d1) == []
+        assert await ports.groups.reaches("t1", top, d2)
+        assert not await ports.groups.reaches("t1", sub, top)
+        # A loop (two operators at once) ends the walk rather than running it forever.
+        assert await inv.add_child("t1", subsub, "childAssets", top)
+        assert await ports.groups.device_ids("t1", sub) == [d1, d2]

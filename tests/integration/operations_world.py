@@ -19,6 +19,7 @@ from fleetgate.db.connections import PgChildConnections
 from fleetgate.db.dead_letters import PgDeadLetters
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.gateways import PgChildren
+from fleetgate.db.groups import PgGroups
 from fleetgate.db.identity import PgIdentity
 from fleetgate.db.inventory import PgInventory
 from fleetgate.db.operations import PgOperations
@@ -32,7 +33,9 @@ from fleetgate.services.dead_letters import DeadLetters
 from fleetgate.services.device_messages import DeviceMessages
 from fleetgate.services.devices import Devices
 from fleetgate.services.gateways import Gateways
+from fleetgate.services.groups import Groups
 from fleetgate.services.operations import FileSigning, OperationFeed, Operations
+from fleetgate.services.profiles import Profiles
 
 from conftest import TEST_BASE_URL, api_client, seed_tenants
 from fakes import RecordingBroker, RecordingPublisher
@@ -141,6 +144,8 @@ async def world(pool: asyncpg.Pool, scratch_dir: Path) -> AsyncIterator[World]:
         services_of(app).operations = operations
         services_of(app).url_secret = SECRET
         services_of(app).dead_letters = DeadLetters(PgDeadLetters(pool))
+        services_of(app).groups = Groups(inventory, PgGroups(pool))
+        services_of(app).profiles = Profiles(inventory)
         messages = DeviceMessages(
             operations,
             devices.declare,

@@ -10,6 +10,7 @@ from fleetgate.db.bootstrap import PgRequests
 from fleetgate.db.connections import PgChildConnections
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.gateways import PgChildren
+from fleetgate.db.groups import PgGroups
 from fleetgate.db.identity import PgIdentity
 from fleetgate.db.inventory import PgInventory
 from fleetgate.db.operations import PgOperations
@@ -20,6 +21,9 @@ from port_contracts import (
     ChildConnectionContract,
     ChildStoreContract,
     DeviceIdContract,
+    ChildStoreContract,
+    DeviceIdContract,
+    GroupStoreContract,
     OperationStoreContract,
     Ports,
 )
@@ -40,6 +44,7 @@ async def ports(pool: asyncpg.Pool) -> Ports:
         TEST_BASE_URL,
         PgChildren(pool),
         PgChildConnections(pool),
+        PgGroups(pool),
     )
 
 
@@ -56,4 +61,8 @@ class TestPgChildren(ChildStoreContract):
 
 
 class TestPgChildConnections(ChildConnectionContract):
+    pass
+
+
+class TestPgGroups(GroupStoreContract):
     pass

@@ -10,6 +10,11 @@ from port_contracts import (
     ChildConnectionContract,
     ChildStoreContract,
     DeviceIdContract,
+from memory.groups import MemoryGroups
+from port_contracts import (
+    ChildStoreContract,
+    DeviceIdContract,
+    GroupStoreContract,
     OperationStoreContract,
     Ports,
 )
@@ -28,6 +33,7 @@ def ports() -> Ports:
         "http://fleetgate.test",
         stores.children,
         stores.connections,
+        MemoryGroups(stores.db),
     )
 
 
@@ -44,4 +50,8 @@ class TestMemoryChildren(ChildStoreContract):
 
 
 class TestMemoryChildConnections(ChildConnectionContract):
+    pass
+
+
+class TestMemoryGroups(GroupStoreContract):
     pass

@@ -27,11 +27,13 @@ from fleetgate.domain.operations import Status
 __all__ = [
     "CONFIG_DOWNLOAD",
     "CONFIG_UPLOAD",
+    "DEVICE_PROFILE",
     "FIRMWARE",
     "SOFTWARE_UPDATE",
     "Command",
     "ConfigDownload",
     "ConfigUpload",
+    "DeviceProfile",
     "FileInfo",
     "FirmwareUpdate",
     "SoftwareChange",
@@ -45,6 +47,7 @@ FIRMWARE = commands.FIRMWARE
 SOFTWARE_UPDATE = commands.SOFTWARE_UPDATE
 CONFIG_DOWNLOAD = commands.DOWNLOAD_CONFIG
 CONFIG_UPLOAD = commands.UPLOAD_CONFIG
+DEVICE_PROFILE = commands.DEVICE_PROFILE
 
 
 class _Message(BaseModel):
@@ -86,13 +89,47 @@ class ConfigDownload(_Message):
     config_type: str = Field(alias="type")
     url: str | None = None
     file: FileInfo | None = None
+    #: The configuration file's name (a profile's configuration items have one).
+    name: str | None = None
 
 
 class ConfigUpload(_Message):
     config_type: str = Field(alias="type")
 
 
-Fragment = FirmwareUpdate | tuple[SoftwareChange, ...] | ConfigDownload | ConfigUpload | None
+class DeviceProfile(_Message):
+    """A device profile to apply (``c8y_DeviceProfile``): firmware, then software, then
+    configuration files; :func:`fleetgate.device.profiles.apply_profile` runs it."""
+
+    firmware: FirmwareUpdate | None = None
+    software: tuple[SoftwareChange, ...] = ()
+    configuration: tuple[ConfigDownload, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _install_by_default(cls, data: Any) -> Any:
+        # Cumulocity's profile items may leave the action out: they are installed.
+        if isinstance(data, dict) and isinstance(data.get("software"), list):
+            software = [
+                {"action": "install", **s} if isinstance(s, dict) else s for s in data["software"]
+            ]
+            return {**data, "software": software}
+        return data
+
+    @property
+    def files(self) -> tuple[FileInfo, ...]:
+        items = [self.firmware, *self.software, *self.configuration]
+        return tuple(i.file for i in items if i is not None and i.file is not None)
+
+
+Fragment = (
+    FirmwareUpdate
+    | tuple[SoftwareChange, ...]
+    | ConfigDownload
+    | ConfigUpload
+    | DeviceProfile
+    | None
+)
 _SOFTWARE_LIST = TypeAdapter(list[SoftwareChange])
 
 
@@ -109,6 +146,9 @@ class Command(_Message):
     description: str = ""
     payload: Any = None
     upload: UploadTarget | None = None
+    #: The profile applied (``c8y_DeviceProfile`` only): what the device records.
+    profile_id: str | None = Field(default=None, alias="profileId")
+    profile_name: str | None = Field(default=None, alias="profileName")
     _fragment: Fragment = PrivateAttr(default=None)
 
     @model_validator(mode="after")
@@ -139,8 +179,14 @@ class Command(_Message):
         return self._fragment if isinstance(self._fragment, ConfigUpload) else None
 
     @property
+    def device_profile(self) -> DeviceProfile | None:
+        return self._fragment if isinstance(self._fragment, DeviceProfile) else None
+
+    @property
     def files(self) -> tuple[FileInfo, ...]:
         fragment = self._fragment
+        if isinstance(fragment, DeviceProfile):
+            return fragment.files
         if isinstance(fragment, tuple):
             return tuple(change.file for change in fragment if change.file is not None)
         if isinstance(fragment, FirmwareUpdate | ConfigDownload) and fragment.file is not None:
@@ -157,6 +203,8 @@ def _parse_fragment(kind: str, payload: Any) -> Fragment:
         return ConfigDownload.model_validate(payload)
     if kind == CONFIG_UPLOAD:
         return ConfigUpload.model_validate(payload)
+    if kind == DEVICE_PROFILE:
+        return DeviceProfile.model_validate(payload)
     return None
 
 

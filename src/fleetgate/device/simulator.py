@@ -31,6 +31,7 @@ from fleetgate.device.client import BrokerAddress, DeviceClient, ReconnectPolicy
 from fleetgate.device.commands import (
     CONFIG_DOWNLOAD,
     CONFIG_UPLOAD,
+    DEVICE_PROFILE,
     FIRMWARE,
     SOFTWARE_UPDATE,
     Command,
@@ -46,6 +47,7 @@ from fleetgate.device.enrolment import (
 )
 from fleetgate.device.errors import DeviceError, OperationFailed
 from fleetgate.device.messages import Firmware, Inventory, Software
+from fleetgate.device.profiles import ProfileItem, apply_profile
 from fleetgate.domain.errors import ConfigurationError
 from fleetgate.domain.topics import is_level
 
@@ -64,7 +66,13 @@ log = logging.getLogger(__name__)
 
 INVENTORY = Inventory(
     type="fleetgate-simulator",
-    supported_operations=[FIRMWARE, SOFTWARE_UPDATE, CONFIG_DOWNLOAD, CONFIG_UPLOAD],
+    supported_operations=[
+        FIRMWARE,
+        SOFTWARE_UPDATE,
+        CONFIG_DOWNLOAD,
+        CONFIG_UPLOAD,
+        DEVICE_PROFILE,
+    ],
     firmware=Firmware("sim-fw", "1.0.0"),
     software=[Software("sim-agent", "1.0.0", "apt"), Software("sim-tools", "2.3.1", "apt")],
     supported_configurations=["ssh", "agent"],
@@ -89,6 +97,9 @@ class SimulationConfig:
     connect_parallel: int = 8
     #: Devices that expect a wrong SHA-256 for every file: their downloads fail the check.
     corrupt_downloads: frozenset[str] = frozenset()
+    #: Names of profile items (firmware, software, configuration) that fail to install
+    #: on these devices — (device id, item name) — with "Simulated failure".
+    failing_items: frozenset[tuple[str, str]] = frozenset()
     reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
     seed: int | None = None
 
@@ -185,6 +196,10 @@ class Simulation:
         await self._report(device, command.id, Status.EXECUTING)
         try:
             await asyncio.sleep(self.config.delay * self._rng.uniform(0.5, 1.5))
+            if command.device_profile is not None:
+                await self._apply_profile(device, command)
+                await self._report(device, command.id, Status.SUCCESSFUL)
+                return
             for number, file in enumerate(command.files):
                 dest = (
                     self.config.state_dir
@@ -204,6 +219,23 @@ class Simulation:
             await self._report(device, command.id, Status.FAILED, str(exc))
         else:
             await self._report(device, command.id, Status.SUCCESSFUL)
+
+    async def _apply_profile(self, device: DeviceClient, command: Command) -> None:
+        """Each step as a real device takes it (downloads verified, the declaration
+        updated after each); an item in ``failing_items`` fails at its step."""
+        device_id = device.device_id
+
+        async def install(item: ProfileItem, file: Path | None) -> None:
+            if (device_id, item.name or "") in self.config.failing_items:
+                raise OperationFailed("Simulated failure")
+
+        async def download(file: FileInfo, dest: Path) -> Path:
+            return await device.download(self._expected(device_id, file), dest)
+
+        workdir = self.config.state_dir / "downloads" / device_id
+        self._inventories[device_id] = await apply_profile(
+            device, command, self._inventory(device_id), install, workdir, download=download
+        )
 
     def _inventory(self, device_id: str) -> Inventory:
         return self._inventories.get(device_id, INVENTORY)

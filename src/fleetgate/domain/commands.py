@@ -304,4 +304,8 @@ def device_command(
     if op.fragment_type == UPLOAD_CONFIG:
         url = signed("PUT", signing.snapshot_path(op.id))
         command["upload"] = {"url": url, "method": "PUT"}
+    if op.fragment_type == DEVICE_PROFILE:
+        # What the device records in c8y_Profile while and after it applies the profile.
+        command["profileId"] = str(op.fragments.get("profileId", ""))
+        command["profileName"] = str(op.fragments.get("profileName", ""))
     return command

@@ -657,6 +657,8 @@ class ChildConnectionContract:
         loose = await ports.device("loose")
         assert await ports.inventory.add_child("t1", folder.id, "childDevices", loose)
         assert await children.attached() == [("a1", "gw-a"), ("b1", "gw-b"), ("b2", "gw-b")]
+
+
 class GroupStoreContract:
     """Device groups (:class:`~fleetgate.services.ports.GroupStore`): a group's devices are
     every device below it through childAssets, at any depth, in its tenant."""

@@ -21,8 +21,6 @@ from port_contracts import (
     ChildConnectionContract,
     ChildStoreContract,
     DeviceIdContract,
-    ChildStoreContract,
-    DeviceIdContract,
     GroupStoreContract,
     OperationStoreContract,
     Ports,

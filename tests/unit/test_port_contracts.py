@@ -6,12 +6,9 @@ from __future__ import annotations
 import pytest
 
 from memory import MemoryStores
-from port_contracts import (
-    ChildConnectionContract,
-    ChildStoreContract,
-    DeviceIdContract,
 from memory.groups import MemoryGroups
 from port_contracts import (
+    ChildConnectionContract,
     ChildStoreContract,
     DeviceIdContract,
     GroupStoreContract,

@@ -23,6 +23,7 @@ from fleetgate.config import Settings, reveal
 from fleetgate.db.binaries import PgBinaries
 from fleetgate.db.bootstrap import PgRequests
 from fleetgate.db.bulk import PgBulkCredentials
+from fleetgate.db.bulk_operations import PgBulkOperations
 from fleetgate.db.connections import PgChildConnections
 from fleetgate.db.dead_letters import PgDeadLetters
 from fleetgate.db.devices import PgDevices
@@ -33,6 +34,7 @@ from fleetgate.db.inventory import PgInventory
 from fleetgate.db.migrations import migrate
 from fleetgate.db.operations import PgOperations
 from fleetgate.db.pool import BoundedPool, Timeouts, create_pool, ping, unbounded_connection
+from fleetgate.db.rollout_steps import PgRolloutSteps
 from fleetgate.db.transient import is_transient
 from fleetgate.db.trust import PgTrustStore
 from fleetgate.db.users import PgUsers
@@ -48,6 +50,7 @@ from fleetgate.services.binaries import Binaries
 from fleetgate.services.bootstrap import Bootstrap
 from fleetgate.services.broker import TrustSync, full_state
 from fleetgate.services.bulk import BulkCredentials
+from fleetgate.services.bulk_operations import BulkOperations
 from fleetgate.services.dead_letters import DeadLetters
 from fleetgate.services.device_messages import DeviceMessages
 from fleetgate.services.devices import Devices
@@ -90,6 +93,7 @@ class Services:
     bulk: BulkCredentials
     binaries: Binaries
     operations: Operations
+    bulk_operations: BulkOperations
     device_messages: DeviceMessages
     dead_letters: DeadLetters
     health: Health
@@ -133,6 +137,7 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
                 bulk=services.bulk,
                 binaries=services.binaries,
                 operations=services.operations,
+                bulk_operations=services.bulk_operations,
                 dead_letters=services.dead_letters,
                 health=services.health,
                 url_secret=services.url_secret,
@@ -228,6 +233,7 @@ def _services(settings: Settings, adapters: Adapters) -> Services:
         bulk=BulkCredentials(PgBulkCredentials(pool), bridge),
         binaries=binaries,
         operations=operations,
+        bulk_operations=BulkOperations(PgBulkOperations(pool), PgRolloutSteps(pool), operations),
         device_messages=DeviceMessages(
             operations,
             devices.declare,
@@ -313,6 +319,10 @@ async def _serve(
         await bridge.synced.wait()
         await link.ready.wait()
         await operations.dispatch_undispatched()
+        # after the link is up and what a dead process left undispatched is sent
+        tg.create_task(
+            services.bulk_operations.run_scheduler(limits.bulk_interval), name="bulk-operations"
+        )
         log.info("fleetgate service ready")
         if on_ready is not None:
             await on_ready()

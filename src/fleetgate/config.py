@@ -125,6 +125,8 @@ class OperationsSettings(BaseModel):
     executing_timeout: float = Field(default=3600.0, gt=0)
     #: Seconds between two sweeps for timed-out operations.
     sweep_interval: float = Field(default=10.0, gt=0)
+    #: Seconds the bulk operation scheduler waits when no bulk operation is due.
+    bulk_interval: float = Field(default=0.2, gt=0)
 
 
 class StackSettings(BaseModel):

@@ -57,6 +57,7 @@ class World:
     link: RecordingPublisher
     pool: asyncpg.Pool
     messages: DeviceMessages
+    app: Any = None
 
     async def device(
         self, serial: str, *, tenant: str = "t1", type: str = "thermo", supported: Any = ALL_OPS
@@ -154,4 +155,4 @@ async def world(pool: asyncpg.Pool, scratch_dir: Path) -> AsyncIterator[World]:
             children=Gateways(PgChildren(pool), devices.connections),
             is_transient=is_transient,
         )
-        yield World(client, operations, devices, link, pool, messages)
+        yield World(client, operations, devices, link, pool, messages, app)

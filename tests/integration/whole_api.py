@@ -18,6 +18,7 @@ from fleetgate.api.services import services_of
 from fleetgate.db.binaries import PgBinaries
 from fleetgate.db.bootstrap import PgRequests
 from fleetgate.db.bulk import PgBulkCredentials
+from fleetgate.db.bulk_operations import PgBulkOperations
 from fleetgate.db.connections import PgChildConnections
 from fleetgate.db.dead_letters import PgDeadLetters
 from fleetgate.db.devices import PgDevices
@@ -27,6 +28,7 @@ from fleetgate.db.inventory import PgInventory
 from fleetgate.db.migrations import migrate
 from fleetgate.db.operations import PgOperations
 from fleetgate.db.pool import create_pool, drop_database, ensure_database, ping
+from fleetgate.db.rollout_steps import PgRolloutSteps
 from fleetgate.db.transient import is_transient
 from fleetgate.db.trust import PgTrustStore
 from fleetgate.db.users import PgUsers
@@ -34,6 +36,7 @@ from fleetgate.files.store import FileStore
 from fleetgate.services.binaries import Binaries
 from fleetgate.services.bootstrap import Bootstrap
 from fleetgate.services.bulk import BulkCredentials, BulkLimits
+from fleetgate.services.bulk_operations import BulkOperations
 from fleetgate.services.dead_letters import DeadLetters
 from fleetgate.services.devices import Devices
 from fleetgate.services.groups import Groups
@@ -101,12 +104,16 @@ def wire(app: FastAPI, pool: asyncpg.Pool, files: Path, base_url: str = TEST_BAS
         PgBulkCredentials(pool), broker, limits=BulkLimits(batch_rows=4)
     )
     services_of(app).binaries = binaries
-    services_of(app).operations = Operations(
+    operations = Operations(
         PgOperations(pool, base_url),
         binaries,
         link,
         FileSigning(URL_SECRET, base_url, 600),
         OperationFeed(),
+    )
+    services_of(app).operations = operations
+    services_of(app).bulk_operations = BulkOperations(
+        PgBulkOperations(pool), PgRolloutSteps(pool), operations
     )
     services_of(app).dead_letters = DeadLetters(PgDeadLetters(pool))
     # The real database probe; the broker connections are fakes that are always up.

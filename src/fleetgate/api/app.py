@@ -11,6 +11,7 @@ from fleetgate.api.routes import (
     binaries,
     bootstrap,
     bulk,
+    bulk_operations,
     dead_letters,
     files,
     groups,
@@ -52,5 +53,6 @@ def create_app(ctx: ApiContext, services: ApiServices | None = None) -> FastAPI:
     app.include_router(bootstrap.router)
     app.include_router(bulk.router)
     app.include_router(operations.router)
+    app.include_router(bulk_operations.router)
     app.include_router(dead_letters.router)
     return app

@@ -126,3 +126,18 @@ IdPath = Annotated[
         }
     ),
 ]
+
+
+BULK_OPERATION: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "groupId": _STRING,
+        "failedParentId": _STRING,
+        "startDate": {"type": "string", "format": "date-time"},
+        "creationRamp": {"type": "number", "minimum": 0},
+        "operationPrototype": _FRAGMENTS,
+        "note": _STRING,
+        "fleetgate_Rollout": _FRAGMENTS,
+    },
+    "additionalProperties": True,
+}

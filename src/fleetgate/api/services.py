@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 from fleetgate.services.binaries import Binaries
 from fleetgate.services.bootstrap import Bootstrap
 from fleetgate.services.bulk import BulkCredentials
+from fleetgate.services.bulk_operations import BulkOperations
 from fleetgate.services.dead_letters import DeadLetters
 from fleetgate.services.devices import Devices
 from fleetgate.services.groups import Groups
@@ -36,6 +37,7 @@ class ApiServices:
     bulk: BulkCredentials | None = None
     binaries: Binaries | None = None
     operations: Operations | None = None
+    bulk_operations: BulkOperations | None = None
     dead_letters: DeadLetters | None = None
     health: Health | None = None
     groups: Groups | None = None
@@ -80,6 +82,10 @@ def binaries(request: Request) -> Binaries:
 
 def operations(request: Request) -> Operations:
     return _wired(services_of(request.app).operations, "operations")
+
+
+def bulk_operations(request: Request) -> BulkOperations:
+    return _wired(services_of(request.app).bulk_operations, "bulk operations")
 
 
 def dead_letters(request: Request) -> DeadLetters:

@@ -28,6 +28,8 @@ class Role(StrEnum):
     IDENTITY_READ = "ROLE_IDENTITY_READ"
     DEVICE_CONTROL_ADMIN = "ROLE_DEVICE_CONTROL_ADMIN"
     DEVICE_CONTROL_READ = "ROLE_DEVICE_CONTROL_READ"
+    BULK_OPERATION_ADMIN = "ROLE_BULK_OPERATION_ADMIN"
+    BULK_OPERATION_READ = "ROLE_BULK_OPERATION_READ"
     #: The shared account devices use to ask for their credentials; nothing else.
     DEVICE_BOOTSTRAP = "ROLE_DEVICE_BOOTSTRAP"
     #: A device's own user (``device_<id>``).

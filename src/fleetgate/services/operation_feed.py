@@ -1,5 +1,6 @@
 """The live feed of operation changes: every change, fanned out to the watchers of this
-process (the SSE stream of ``/devicecontrol/operations/stream``, ``fleetgate ops watch``)."""
+process (the SSE stream of ``/devicecontrol/operations/stream``, ``fleetgate ops watch``).
+Bulk operations' changes (progress, status, pause) travel on it too."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ from collections import deque
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 
+from fleetgate.domain.bulk_operations import BulkOperation
 from fleetgate.domain.ids import is_ascii_digits
 from fleetgate.domain.operations import Operation, Status
+
+#: What the feed carries: an operation as it changed, or a bulk operation's new state.
+Change = Operation | BulkOperation
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +25,14 @@ class FeedFilter:
     bulk_operation_id: int | None = None
     statuses: frozenset[Status] = frozenset()
 
-    def matches(self, op: Operation) -> bool:
+    def matches(self, op: Change) -> bool:
+        if isinstance(op, BulkOperation):
+            # a bulk operation's change, for watchers of all operations or of its own
+            return (
+                op.tenant_id == self.tenant_id
+                and self.device_id is None
+                and self.bulk_operation_id in (None, op.id)
+            )
         return (
             op.tenant_id == self.tenant_id
             and (self.device_id is None or op.device_id == self.device_id)
@@ -45,15 +57,13 @@ class OperationFeed:
 
     def __init__(self, queue_size: int = 10_000, *, history: int = 10_000) -> None:
         self._queue_size = queue_size
-        self._watchers: dict[
-            int, tuple[FeedFilter, asyncio.Queue[tuple[int, Operation] | None]]
-        ] = {}
+        self._watchers: dict[int, tuple[FeedFilter, asyncio.Queue[tuple[int, Change] | None]]] = {}
         self._next_watcher = 0
         self._sequence = 0
-        self._history: deque[tuple[int, Operation]] = deque(maxlen=history)
+        self._history: deque[tuple[int, Change]] = deque(maxlen=history)
         self.epoch = secrets.token_hex(4)
 
-    def publish(self, changed: Iterable[Operation]) -> None:
+    def publish(self, changed: Iterable[Change]) -> None:
         for op in changed:
             self._sequence += 1
             self._history.append((self._sequence, op))
@@ -64,8 +74,8 @@ class OperationFeed:
     def _offer(
         self,
         key: int,
-        queue: asyncio.Queue[tuple[int, Operation] | None],
-        item: tuple[int, Operation],
+        queue: asyncio.Queue[tuple[int, Change] | None],
+        item: tuple[int, Change],
     ) -> None:
         if key not in self._watchers:
             return  # dropped already
@@ -94,10 +104,10 @@ class OperationFeed:
 
     async def watch(
         self, flt: FeedFilter, *, after: int | None = None
-    ) -> AsyncGenerator[tuple[int, Operation]]:
+    ) -> AsyncGenerator[tuple[int, Change]]:
         """(sequence number, operation) of every matching change from now on; with
         ``after`` (see :meth:`resume_point`), first those after that one."""
-        queue: asyncio.Queue[tuple[int, Operation] | None] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[int, Change] | None] = asyncio.Queue()
         key = self._next_watcher
         self._next_watcher += 1
         self._watchers[key] = (flt, queue)

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fleetgate.domain import commands, profiles
+from fleetgate.domain import commands
 from fleetgate.domain import operations as ops
 from fleetgate.domain.binaries import BinaryFile
 from fleetgate.domain.device_messages import DeviceError, StatusReport, SyncRequest
@@ -26,7 +26,6 @@ from fleetgate.domain.devices import ManagedObject
 from fleetgate.domain.errors import NotFound, ServiceUnavailable, ValidationFailed
 from fleetgate.domain.ids import parse_id
 from fleetgate.domain.operations import (
-    DeviceTarget,
     Move,
     Operation,
     OperationFilter,
@@ -34,6 +33,7 @@ from fleetgate.domain.operations import (
     Status,
 )
 from fleetgate.domain.topics import DeviceLeaf, DeviceTopic
+from fleetgate.services.operation_checks import Lookups, OperationChecks
 from fleetgate.services.operation_feed import FeedFilter, FeedOverflow, OperationFeed
 from fleetgate.services.ports import FileResolver, OperationStore, Publisher
 
@@ -64,6 +64,7 @@ class Operations:
         self._signing = signing_
         self.feed = feed
         self._clock = clock
+        self.checks = OperationChecks(store, files)
 
     # --- operators ---------------------------------------------------------------------
 
@@ -72,101 +73,18 @@ class Operations:
         device = await self._store.device(tenant_id, device_id)
         if device is None:
             raise NotFound(f"Device {device_id} not found", code="devicecontrol/Not Found")
-        if device.serial is None:
-            raise ValidationFailed(
-                f"Managed object {device_id} is not a device that connects (it has no"
-                " c8y_Serial external id)",
-                code="devicecontrol/Invalid Data",
-            )
-        supported = device.fragments.get("c8y_SupportedOperations")
-        supported = (
-            [s for s in supported if isinstance(s, str)] if isinstance(supported, list) else []
-        )
-        fragment_type = commands.command_fragment(body, supported)
-        commands.check_command(fragment_type, body[fragment_type])
-        if fragment_type == commands.DEVICE_PROFILE:
-            await self._check_profile(tenant_id, device, body)
-        files = await self._files_of(tenant_id, body[fragment_type])
-        await self._check_files(tenant_id, device, fragment_type, body[fragment_type], files)
-        description = body.get("description")
-        if description is not None and not isinstance(description, str):
-            raise ValidationFailed(
-                "description must be a string", code="devicecontrol/Invalid Data"
-            )
-        fragments = {k: v for k, v in body.items() if k not in commands.OWN_KEYS}
+        checked = await self.checks.check(tenant_id, device, body)
         op = await self._store.create(
             tenant_id,
             device,
-            fragment_type=fragment_type,
-            description=description or _describe(fragment_type, body[fragment_type], body),
-            fragments=fragments,
+            fragment_type=checked.fragment_type,
+            description=checked.description,
+            fragments=checked.fragments,
         )
         self.feed.publish([op])
-        await self._publish(op, files)
+        await self._publish(op, checked.files)
         await self._store.mark_dispatched([op.id])
         return op
-
-    async def _check_profile(
-        self, tenant_id: str, device: DeviceTarget, body: dict[str, Any]
-    ) -> None:
-        """A profile is applied only to a device of its type (the seed: "If a device type
-        is provided, the device profile can only be assigned to devices of the specified
-        type"); ``profileId`` must name one of the tenant's profiles."""
-        profile_id, _ = commands.profile_reference(body)
-        profile = await self._store.profile(tenant_id, profile_id)
-        if profile is None:
-            raise ValidationFailed(
-                f"profileId {profile_id} is not a device profile ({profiles.PROFILE_TYPE})",
-                code="devicecontrol/Invalid Data",
-            )
-        reason = profiles.applies_to(profile.name, profile.fragments, device.type)
-        if reason is not None:
-            raise ValidationFailed(reason, code="devicecontrol/Invalid Data")
-
-    async def _files_of(self, tenant_id: str, command: Any) -> dict[str, BinaryFile]:
-        r"""The binaries the command's ``url``\ s name (url → file); other urls are left out."""
-        files: dict[str, BinaryFile] = {}
-        for url in _urls(command):
-            found = await self._files.resolve_url(tenant_id, url)
-            if found is not None:
-                files[url] = found
-        return files
-
-    async def _check_files(
-        self,
-        tenant_id: str,
-        device: DeviceTarget,
-        fragment_type: str,
-        command: Any,
-        files: dict[str, BinaryFile],
-    ) -> None:
-        if fragment_type == commands.DOWNLOAD_CONFIG:
-            dumps = await self._store.configuration_dumps(tenant_id, command["url"])
-            if not dumps:
-                raise ValidationFailed(
-                    f"{command['url']} is not a file of the configuration repository",
-                    code="devicecontrol/Invalid Data",
-                )
-            reasons = [
-                commands.offers_configuration(d, device.type, command.get("type")) for d in dumps
-            ]
-            if all(reasons):
-                raise ValidationFailed(
-                    f"This configuration cannot be sent to device {device.id}: {reasons[0]}",
-                    code="devicecontrol/Invalid Data",
-                )
-        if fragment_type == commands.UPLOAD_CONFIG:
-            declared = device.fragments.get("c8y_SupportedConfigurations")
-            if isinstance(declared, list) and command["type"] not in declared:
-                raise ValidationFailed(
-                    f"Device {device.id} does not support configuration type"
-                    f" {command['type']!r} (its c8y_SupportedConfigurations: "
-                    f"{', '.join(map(str, declared)) or 'none'})",
-                    code="devicecontrol/Invalid Data",
-                )
-        for url in _urls(command):
-            if "/inventory/binaries/" in url and url not in files:
-                raise ValidationFailed(f"No such file: {url}", code="devicecontrol/Invalid Data")
 
     async def get(self, tenant_id: str, operation_id: int) -> Operation:
         op = await self._store.get(tenant_id, operation_id)
@@ -235,9 +153,11 @@ class Operations:
     async def dispatch(self, operations: Iterable[Operation]) -> None:
         """Publish the commands of ``operations`` (open ones) to their devices."""
         sent: list[int] = []
+        lookups: dict[str, Lookups] = {}  # by tenant: a URL means a tenant's binary
         for op in operations:
             if op.status in ops.OPEN:
-                await self._publish(op, await self._files_of(op.tenant_id, op.command))
+                known = lookups.setdefault(op.tenant_id, Lookups())
+                await self._publish(op, await self.checks.files_of(op.tenant_id, op.command, known))
                 sent.append(op.id)
         if sent:
             await self._store.mark_dispatched(sent)
@@ -387,36 +307,6 @@ def _object_id(value: Any, name: str) -> int:
         raise ValidationFailed(
             f"{name} must be the id of a managed object", code="devicecontrol/Invalid Data"
         ) from None
-
-
-def _urls(value: Any) -> Iterable[str]:
-    """Every ``url`` of a command, at any depth (a profile's items are nested)."""
-    if isinstance(value, list):
-        for v in value:
-            yield from _urls(v)
-    elif isinstance(value, dict):
-        for key, v in value.items():
-            if key == "url" and isinstance(v, str):
-                yield v
-            elif isinstance(v, dict | list):
-                yield from _urls(v)
-
-
-def _describe(fragment_type: str, command: Any, body: dict[str, Any]) -> str:
-    if fragment_type == commands.FIRMWARE:
-        return f'Update firmware to: "{command["name"]}" (version: {command["version"]})'
-    if fragment_type == commands.SOFTWARE_UPDATE:
-        return "Apply software changes: " + ", ".join(
-            f"{c['action']} {c['name']}" + (f" {c['version']}" if c.get("version") else "")
-            for c in command
-        )
-    if fragment_type == commands.DOWNLOAD_CONFIG:
-        return f"Send configuration of type {command.get('type') or '(none)'}"
-    if fragment_type == commands.UPLOAD_CONFIG:
-        return f"Retrieve {command['type']} configuration snapshot from device"
-    if fragment_type == commands.DEVICE_PROFILE:
-        return f"Assign device profile {body.get('profileName')} to device"
-    return f"Execute {fragment_type}"
 
 
 __all__ = [

@@ -10,7 +10,7 @@ riskiest ports to one contract.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +18,16 @@ from typing import Any, Protocol
 
 from fleetgate.domain.binaries import BinaryFile, NewContent, StagedFile, StoredFile
 from fleetgate.domain.bootstrap import NewDeviceRequest, RequestStatus
+from fleetgate.domain.bulk_operations import (
+    BulkFilter,
+    BulkOperation,
+    NewBulkOperation,
+    Prepared,
+    Refusal,
+    StepReport,
+    Target,
+    TargetState,
+)
 from fleetgate.domain.device_messages import ConnectivityReport
 from fleetgate.domain.devices import ManagedObject, Registration
 from fleetgate.domain.inventory import Deleted, ExternalId, ObjectFilter, Reference
@@ -474,3 +484,54 @@ class OperationStore(Protocol):
 
     async def time_out(self, pending_after: float, executing_after: float) -> list[Operation]:
         """FAIL every operation open past its limit; returns them."""
+
+
+# --- bulk operations ------------------------------------------------------------------
+
+#: Checks a bulk operation's prototype for a batch of its devices (tenant, prototype,
+#: devices): each device's operation, or why it is refused.
+BulkCheck = Callable[
+    [str, dict[str, Any], Sequence[DeviceTarget]], Awaitable[list[Prepared | Refusal]]
+]
+
+
+class BulkOperationStore(Protocol):
+    """Bulk operations and their targets (db/bulk_operations.py)."""
+
+    async def create(self, tenant_id: str, new: NewBulkOperation) -> BulkOperation:
+        """The bulk operation with its targets fixed (the group's devices, its subgroups'
+        included, or the failed parent's failed devices); ``NotFound`` for a group or
+        parent not in the tenant, ``ValidationFailed`` for an object that is no group."""
+
+    async def get(self, tenant_id: str, bulk_id: int) -> BulkOperation | None: ...
+
+    async def find(
+        self, tenant_id: str, flt: BulkFilter, offset: int, limit: int
+    ) -> list[BulkOperation]: ...
+
+    async def count(self, tenant_id: str, flt: BulkFilter) -> int: ...
+
+    async def reschedule(
+        self, tenant_id: str, bulk_id: int, merged: NewBulkOperation
+    ) -> tuple[BulkOperation, BulkOperation | None] | None:
+        """Changed in place while nothing was created, else cancelled and replaced by a new
+        one for the devices still waiting: (the result, the replaced one or None)."""
+
+    async def cancel(self, tenant_id: str, bulk_id: int, reason: str) -> BulkOperation | None:
+        """No more operations are created; those created go on."""
+
+    async def pause(self, tenant_id: str, bulk_id: int, reason: str) -> BulkOperation | None: ...
+
+    async def resume(self, tenant_id: str, bulk_id: int) -> BulkOperation | None: ...
+
+    async def targets(
+        self, tenant_id: str, bulk_id: int, state: TargetState | None, offset: int, limit: int
+    ) -> list[Target]: ...
+
+
+class RolloutSteps(Protocol):
+    """The scheduler's steps (db/rollout_steps.py)."""
+
+    async def step(self, check: BulkCheck) -> StepReport | None:
+        """One step of one due bulk operation, claimed so that no other scheduler takes
+        it meanwhile; None when none is due."""

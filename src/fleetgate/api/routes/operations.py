@@ -21,10 +21,12 @@ from fleetgate.api.paging import Page, paging
 from fleetgate.api.schemas import IdPath, json_body
 from fleetgate.api.services import operations, url_secret
 from fleetgate.domain import signing
+from fleetgate.domain.bulk_operations import BulkOperation
 from fleetgate.domain.errors import AccessDenied, ValidationFailed
 from fleetgate.domain.ids import parse_id
 from fleetgate.domain.operations import Operation, OperationFilter, Status, parse_status
 from fleetgate.domain.users import Principal, Role
+from fleetgate.services.operation_feed import Change
 from fleetgate.services.operations import FeedFilter, FeedOverflow
 
 router = APIRouter()
@@ -141,7 +143,8 @@ async def stream_operations(
     bulk_operation_id: Annotated[str | None, Query(alias="bulkOperationId")] = None,
     status: Annotated[list[str] | None, Query()] = None,
 ) -> StreamingResponse:
-    """Every change of a matching operation from now on, as Server-Sent Events; with a
+    """Every change of a matching operation from now on, as Server-Sent Events (and of
+    bulk operations, ``event: bulkOperation``, unless ``deviceId`` is given); with a
     ``Last-Event-ID``, first the changes since that one (``event: resumed``), or, when they
     are not at hand any more, ``event: reset`` (reload the list)."""
     flt = FeedFilter(
@@ -172,11 +175,22 @@ async def stream_operations(
                 yield b": keepalive\n\n"
                 continue
             sequence, op = change
-            data = json.dumps(operation_body(op, base), separators=(",", ":"))
             event_id = feed.event_id(sequence)
-            yield f"event: operation\nid: {event_id}\ndata: {data}\n\n".encode()
+            if isinstance(op, BulkOperation):
+                kind, body = "bulkOperation", _bulk_body(op, base)
+            else:
+                kind, body = "operation", operation_body(op, base)
+            data = json.dumps(body, separators=(",", ":"))
+            yield f"event: {kind}\nid: {event_id}\ndata: {data}\n\n".encode()
 
     return _EventStream(events(), subscription)
+
+
+def _bulk_body(bulk: BulkOperation, base: str) -> dict[str, Any]:
+    # imported here: the bulk operation routes use this module's time format
+    from fleetgate.api.routes.bulk_operations import bulk_body
+
+    return bulk_body(bulk, base)
 
 
 class _Subscription:
@@ -184,12 +198,12 @@ class _Subscription:
     own, so that waiting can time out for a keep-alive without ending the feed's
     generator (a timeout that cancelled ``anext`` itself would end it)."""
 
-    def __init__(self, changes: AsyncGenerator[tuple[int, Operation]]) -> None:
+    def __init__(self, changes: AsyncGenerator[tuple[int, Change]]) -> None:
         self._changes = changes
         self._next = asyncio.ensure_future(anext(changes))
         self._closing: asyncio.Future[None] | None = None
 
-    async def next(self, timeout: float) -> tuple[int, Operation] | None:
+    async def next(self, timeout: float) -> tuple[int, Change] | None:
         """The next change, or None when none came within ``timeout`` seconds; raises
         :class:`FeedOverflow` when the watcher fell behind."""
         done, _ = await asyncio.wait({self._next}, timeout=timeout)

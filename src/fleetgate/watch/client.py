@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from fleetgate.domain.errors import AccessDenied, AuthenticationFailed, FleetgateError, NotFound
+from fleetgate.watch.bulk import BulkProgress
 from fleetgate.watch.sse import EventStreamParser, LineTooLong, ServerSentEvent
 from fleetgate.watch.table import OperationRow
 
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 OPERATIONS_PATH = "/devicecontrol/operations"
 STREAM_PATH = "/devicecontrol/operations/stream"
+BULK_PATH = "/devicecontrol/bulkoperations"
 LOAD_LIMIT = 2000
 PAGE_SIZE = 500
 # The server sends a keepalive every 15 s: three missed ones mean the connection is gone.
@@ -102,7 +104,14 @@ class Connection:
     live: bool = False
 
 
-WatchEvent = Loaded | Changed | Connection
+@dataclass(frozen=True, slots=True)
+class BulkChanged:
+    """The watched bulk operation's progress, from the list or a stream event."""
+
+    progress: BulkProgress
+
+
+WatchEvent = Loaded | Changed | Connection | BulkChanged
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +189,8 @@ async def follow(
                 early = await _answer_to_resume(chunks, parser) if last_event_id else []
                 if not early or early[0].type != "resumed":
                     yield await load_operations(client, filters, limit=limit)
+                    if filters.bulk is not None:
+                        yield BulkChanged(await load_bulk(client, filters.bulk))
                 yield Connection("live", live=True)
                 live_since = loop.time()
                 reason = "the server ended the stream"
@@ -187,6 +198,11 @@ async def follow(
                 while True:
                     for event in pending:
                         last_event_id = event.last_event_id or last_event_id
+                        if event.type == "bulkOperation":
+                            progress = _event_bulk(event.data)
+                            if progress is not None and progress.id == filters.bulk:
+                                yield BulkChanged(progress)
+                            continue
                         row = _event_row(event.type, event.data)
                         if row is not None:
                             yield Changed(row)
@@ -302,6 +318,42 @@ def _event_row(event_type: str, data: str) -> OperationRow | None:
     except ValueError as exc:
         log.debug("skipped an event: %s", exc)
         return None
+
+
+def _event_bulk(data: str) -> BulkProgress | None:
+    try:
+        body = json.loads(data)
+        return BulkProgress.from_json(body if isinstance(body, dict) else {})
+    except ValueError as exc:
+        log.debug("skipped an event: %s", exc)
+        return None
+
+
+async def load_bulk(client: httpx.AsyncClient, bulk_id: str) -> BulkProgress:
+    body = await _get_json(client, f"{BULK_PATH}/{bulk_id}", None)
+    try:
+        return BulkProgress.from_json(body)
+    except ValueError:
+        raise FleetgateError(
+            f"{client.base_url}{BULK_PATH}/{bulk_id}: not a bulk operation"
+        ) from None
+
+
+async def bulk_request(
+    client: httpx.AsyncClient, method: str, path: str, body: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """Create, pause, resume or cancel a bulk operation; its JSON (None for a 204)."""
+    try:
+        response = await client.request(method, f"{BULK_PATH}{path}", json=body)
+    except httpx.TransportError as exc:
+        raise ApiUnavailable(f"cannot reach {client.base_url}: {describe(exc)}") from None
+    await _check(response)
+    if response.status_code == 204:
+        return None
+    answer = response.json()
+    if not isinstance(answer, dict):
+        raise FleetgateError(f"{response.url}: the answer is not a JSON object")
+    return answer
 
 
 def describe(exc: httpx.TransportError) -> str:

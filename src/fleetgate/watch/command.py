@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from fleetgate.domain.errors import ConfigurationError
+from fleetgate.watch.bulk import BulkProgress, plain_progress, progress_lines
+from fleetgate.watch.bulk_command import add_bulk_parser
 from fleetgate.watch.render import plain_line, render_table
 from fleetgate.watch.table import STATUSES, Change, OperationTable
 
@@ -61,7 +63,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     watch.add_argument("--user", type=_tenant_user, help="tenant/username (with --url)")
     watch.add_argument("--password", help="the user's password (with --url)")
     watch.add_argument("--device", metavar="ID", help="only this device's operations")
-    watch.add_argument("--bulk", metavar="ID", help="only this bulk operation's operations")
+    watch.add_argument(
+        "--bulk",
+        metavar="ID",
+        help="only this bulk operation's operations, under a bar of its progress",
+    )
     watch.add_argument(
         "--status",
         nargs="+",
@@ -72,6 +78,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         " comma-separated)",
     )
     watch.add_argument("--once", action="store_true", help="print the table once and exit")
+    add_bulk_parser(sub, _tenant_user)
 
 
 def _tenant_user(value: str) -> str:
@@ -130,8 +137,14 @@ def _read_stack(path: Path) -> dict[str, Any]:
 
 
 async def watch_command(args: argparse.Namespace) -> None:
-    """Run ``ops watch`` until cancelled (or, with ``--once``, until the table is out)."""
-    from fleetgate.watch.client import OperationFilter, load_operations, open_client
+    """Run ``ops watch`` until cancelled (or, with ``--once``, until the table is out);
+    ``ops bulk …`` too."""
+    if args.ops_command == "bulk":
+        from fleetgate.watch.bulk_command import bulk_command
+
+        await bulk_command(args, endpoint_from(args))
+        return
+    from fleetgate.watch.client import OperationFilter, load_bulk, load_operations, open_client
 
     endpoint = endpoint_from(args)
     wanted = (status for given in args.status or () for status in given)
@@ -149,6 +162,9 @@ async def watch_command(args: argparse.Namespace) -> None:
                     table.apply(row)
                 size = shutil.get_terminal_size()
                 lines = render_table(table, width=size.columns, colour=colour)
+                if filters.bulk is not None:
+                    progress = await load_bulk(client, filters.bulk)
+                    lines = progress_lines(progress, width=size.columns) + lines
                 out.write("\n".join(lines) + "\n")
                 if loaded.truncated:
                     print(f"(only the latest {len(loaded.rows)} operations)", file=sys.stderr)
@@ -164,6 +180,7 @@ async def watch_command(args: argparse.Namespace) -> None:
 
 class Screen(Protocol):
     def changed(self, change: Change) -> None: ...
+    def bulk(self, progress: BulkProgress) -> None: ...
     def connection(self, state: str) -> None: ...
     async def run(self) -> None: ...
 
@@ -171,7 +188,7 @@ class Screen(Protocol):
 async def _watch(
     client: httpx.AsyncClient, filters: OperationFilter, table: OperationTable, screen: Screen
 ) -> None:
-    from fleetgate.watch.client import Changed, Connection, Loaded, follow
+    from fleetgate.watch.client import BulkChanged, Changed, Connection, Loaded, follow
 
     async def consume() -> None:
         async with contextlib.aclosing(follow(client, filters)) as events:
@@ -184,6 +201,8 @@ async def _watch(
                     screen.changed(table.apply(event.row))
                 elif isinstance(event, Connection):
                     screen.connection(event.state)
+                elif isinstance(event, BulkChanged):
+                    screen.bulk(event.progress)
 
     async with asyncio.TaskGroup() as tasks:
         drawing = tasks.create_task(screen.run())
@@ -203,9 +222,15 @@ class LiveScreen:
         self._colour = colour
         self._state = "connecting"
         self._dirty = asyncio.Event()
+        self._bulk: BulkProgress | None = None
 
     def changed(self, change: Change) -> None:
         if change.applied:
+            self._dirty.set()
+
+    def bulk(self, progress: BulkProgress) -> None:
+        if self._bulk is None or progress.is_newer_than(self._bulk):
+            self._bulk = progress
             self._dirty.set()
 
     def connection(self, state: str) -> None:
@@ -214,11 +239,12 @@ class LiveScreen:
 
     def draw(self) -> None:
         size = shutil.get_terminal_size()
+        bar = [] if self._bulk is None else progress_lines(self._bulk, width=size.columns)
         # one line short of the screen: writing the last line would scroll it
-        lines = render_table(
+        lines = bar + render_table(
             self._table,
             width=size.columns,
-            height=size.lines - 1,
+            height=size.lines - 1 - len(bar),
             title=f"{self._state} · {self._title}",
             colour=self._colour,
         )
@@ -258,6 +284,10 @@ class PlainLog:
         if change.applied and self._table.shows(change.row.status):
             self._out.write(plain_line(change.row) + "\n")
             self._out.flush()
+
+    def bulk(self, progress: BulkProgress) -> None:
+        self._out.write(plain_progress(progress) + "\n")
+        self._out.flush()
 
     def connection(self, state: str) -> None:
         print(f"fleetgate ops watch: {state}", file=sys.stderr, flush=True)

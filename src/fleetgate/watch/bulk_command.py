@@ -1,0 +1,118 @@
+"""``fleetgate ops bulk create|show|pause|resume|cancel``: bulk operations from the
+command line (``ops watch --bulk ID`` follows one)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fleetgate.domain.errors import ConfigurationError
+from fleetgate.watch.bulk import BulkProgress, progress_lines
+
+if TYPE_CHECKING:
+    from fleetgate.watch.client import Endpoint
+
+DEFAULT_STACK = Path(".fleetgate/stack.json")
+
+
+def add_bulk_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    tenant_user: Callable[[str], str],
+) -> None:
+    bulk = sub.add_parser(
+        "bulk",
+        help="create, show, pause, resume or cancel a bulk operation",
+        description="Bulk operations (/devicecontrol/bulkoperations). Follow one live with"
+        " `fleetgate ops watch --bulk ID`.",
+    )
+    bulk.add_argument("--stack", type=Path, default=DEFAULT_STACK, help="stack file of `up`")
+    bulk.add_argument("--url", help="REST API address, e.g. http://127.0.0.1:8080")
+    bulk.add_argument("--user", type=tenant_user, help="tenant/username (with --url)")
+    bulk.add_argument("--password", help="the user's password (with --url)")
+    actions = bulk.add_subparsers(dest="bulk_command", required=True)
+    create = actions.add_parser("create", help="create a bulk operation for a group")
+    target = create.add_mutually_exclusive_group(required=True)
+    target.add_argument("--group", metavar="ID", help="the device group")
+    target.add_argument("--failed-parent", metavar="ID", help="retry this one's failed devices")
+    command = create.add_mutually_exclusive_group(required=True)
+    command.add_argument("--firmware", metavar="NAME,VERSION,URL", help="a c8y_Firmware operation")
+    command.add_argument("--prototype", metavar="JSON", help="the operation prototype")
+    create.add_argument("--start", metavar="ISO", help="startDate (now)")
+    create.add_argument("--ramp", type=float, default=0.0, help="creationRamp, seconds (0)")
+    create.add_argument("--rollout", metavar="JSON", help="the fleetgate_Rollout fragment")
+    create.add_argument("--note", help="a note")
+    for name, text in (
+        ("show", "show its progress"),
+        ("pause", "stop creating operations until resumed"),
+        ("resume", "go on creating operations"),
+        ("cancel", "create no more operations (those created go on)"),
+    ):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("id", metavar="ID")
+        if name == "pause":
+            action.add_argument("--reason", help="why (shown on the bulk operation)")
+
+
+def _json(value: str, what: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise ConfigurationError(f"{what} is not JSON: {exc}") from None
+
+
+def create_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The POST body the ``create`` flags describe."""
+    if args.firmware is not None:
+        parts = args.firmware.split(",", 2)
+        if len(parts) != 3:
+            raise ConfigurationError("--firmware takes NAME,VERSION,URL")
+        name, version, url = parts
+        prototype: Any = {
+            "description": f"Update firmware to {name} {version}",
+            "c8y_Firmware": {"name": name, "version": version, "url": url},
+        }
+    else:
+        prototype = _json(args.prototype, "--prototype")
+    body: dict[str, Any] = {
+        "startDate": args.start or datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "creationRamp": args.ramp,
+        "operationPrototype": prototype,
+    }
+    if args.group is not None:
+        body["groupId"] = args.group
+    else:
+        body["failedParentId"] = args.failed_parent
+    if args.rollout is not None:
+        body["fleetgate_Rollout"] = _json(args.rollout, "--rollout")
+    if args.note is not None:
+        body["note"] = args.note
+    return body
+
+
+async def bulk_command(args: argparse.Namespace, endpoint: Endpoint) -> None:
+    from fleetgate.watch.client import bulk_request, open_client
+
+    async with open_client(endpoint) as client:
+        verb = args.bulk_command
+        if verb == "create":
+            answer = await bulk_request(client, "POST", "", create_body(args))
+        elif verb == "show":
+            answer = await bulk_request(client, "GET", f"/{args.id}")
+        elif verb == "pause":
+            reason = {"reason": args.reason} if args.reason else None
+            answer = await bulk_request(client, "POST", f"/{args.id}/pause", reason)
+        elif verb == "resume":
+            answer = await bulk_request(client, "POST", f"/{args.id}/resume")
+        else:
+            await bulk_request(client, "DELETE", f"/{args.id}")
+            answer = await bulk_request(client, "GET", f"/{args.id}")
+    assert answer is not None
+    for line in progress_lines(BulkProgress.from_json(answer), width=100):
+        print(line)
+    if verb == "create":
+        print(f"follow it: fleetgate ops watch --bulk {answer['id']}", file=sys.stderr)

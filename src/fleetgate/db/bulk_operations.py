@@ -28,8 +28,9 @@ from fleetgate.domain.rollouts import Rollout, Tally
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
-#: Devices of group $2 and of its subgroups (childAssets that are no groups), each once.
-_GROUP_DEVICES = f"""
+#: Devices of group $2 and of its subgroups at any depth, each once: the objects marked
+#: c8y_IsDevice reached through childAssets (as db/groups has a group's devices).
+_GROUP_DEVICES = """
 WITH RECURSIVE member(id) AS (
     SELECT c.child_id FROM managed_object_child c
      WHERE c.parent_id = $2 AND c.kind = 'childAssets'
@@ -38,8 +39,8 @@ WITH RECURSIVE member(id) AS (
      WHERE c.kind = 'childAssets')
 SELECT m.id FROM member JOIN managed_object m ON m.id = member.id
  WHERE m.tenant_id = $1
-   AND NOT m.fragments ? '{GROUP_FRAGMENT}' AND NOT m.fragments ? '{SUBGROUP_FRAGMENT}'
-"""  # noqa: S608 — constants
+   AND m.fragments ? 'c8y_IsDevice'
+"""
 
 #: Devices whose latest operation of bulk operation $2 FAILED.
 _FAILED_DEVICES = """

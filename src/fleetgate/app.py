@@ -233,7 +233,9 @@ def _services(settings: Settings, adapters: Adapters) -> Services:
         bulk=BulkCredentials(PgBulkCredentials(pool), bridge),
         binaries=binaries,
         operations=operations,
-        bulk_operations=BulkOperations(PgBulkOperations(pool), PgRolloutSteps(pool), operations),
+        bulk_operations=BulkOperations(
+            PgBulkOperations(pool), PgRolloutSteps(pool), PgGroups(pool), operations
+        ),
         device_messages=DeviceMessages(
             operations,
             devices.declare,

@@ -10,6 +10,7 @@ import pytest
 
 from fleetgate.api.services import services_of
 from fleetgate.db.bulk_operations import PgBulkOperations
+from fleetgate.db.groups import PgGroups
 from fleetgate.db.inventory import PgInventory
 from fleetgate.db.rollout_steps import PgRolloutSteps
 from fleetgate.services.bulk_operations import BulkOperations
@@ -90,6 +91,8 @@ def bulk_body(group: str, **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def bulk_world(world: World, pool: asyncpg.Pool) -> BulkWorld:
-    bulk = BulkOperations(PgBulkOperations(pool), PgRolloutSteps(pool), world.operations)
+    bulk = BulkOperations(
+        PgBulkOperations(pool), PgRolloutSteps(pool), PgGroups(pool), world.operations
+    )
     services_of(world.app).bulk_operations = bulk
     return BulkWorld(world, bulk, pool)

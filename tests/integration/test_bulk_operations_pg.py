@@ -4,12 +4,14 @@ steps (two schedulers at once included), and the operations they create."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import asyncpg
 import pytest
 from bulk_world import PATH, BulkWorld, bulk_body, bulk_world, prototype
 
 from fleetgate.db.bulk_operations import PgBulkOperations
+from fleetgate.db.groups import PgGroups
 from fleetgate.db.rollout_steps import PgRolloutSteps
 from fleetgate.services.bulk_operations import BulkOperations
 
@@ -263,7 +265,9 @@ async def test_two_schedulers_on_one_database_create_each_operation_once(
     for _ in range(3):
         assert (await bw.post(bulk_body(group))).status_code == 201
     await pool.execute("UPDATE bulk_operation SET next_step_at = now()")
-    other = BulkOperations(PgBulkOperations(pool), PgRolloutSteps(pool), bw.w.operations)
+    other = BulkOperations(
+        PgBulkOperations(pool), PgRolloutSteps(pool), PgGroups(pool), bw.w.operations
+    )
 
     async def drain(bulk: BulkOperations) -> None:
         while await bulk.step() is not None:
@@ -319,3 +323,88 @@ async def test_the_stream_shows_bulk_progress(bulk_world: BulkWorld) -> None:
     assert bulk_states
     assert bulk_states[-1].tally.pending == 2
     await watcher.aclose()
+
+
+NOT_APPLIED = "not(c8y_Profile.profileName eq 'thermo 2' and c8y_Profile.profileExecuted eq true)"
+
+
+async def test_a_query_narrows_the_group_to_the_devices_that_have_not_applied_a_profile(
+    bulk_world: BulkWorld,
+) -> None:
+    bw = bulk_world
+    ids = await _devices(bw, 5)
+    top = await bw.group("top", ids[:3])
+    await bw.group("sub", ids[3:], parent=top)
+    applied = {"profileName": "thermo 2", "profileId": "1", "profileExecuted": True}
+    for device, profile in (
+        (ids[0], applied),
+        (ids[3], applied),
+        (ids[1], {**applied, "profileExecuted": False}),  # tried, not finished
+        (ids[2], {**applied, "profileName": "thermo 1"}),  # another profile
+    ):  # ids[4] never applied one
+        await bw.pool.execute(
+            "UPDATE managed_object SET fragments = fragments || jsonb_build_object("
+            "'c8y_Profile', $2::jsonb) WHERE id = $1",
+            int(device),
+            json.dumps(profile),
+        )
+    targets = {"query": f"$filter=({NOT_APPLIED})"}
+    created = await bw.post(bulk_body(top, fleetgate_Targets=targets))
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["fleetgate_Targets"] == targets
+    assert body["fleetgate_RolloutStatus"]["targets"] == 3
+    await bw.run()
+    ops = await bw.operations(body["id"])
+    assert sorted(o["deviceId"] for o in ops) == sorted([ids[1], ids[2], ids[4]])
+    assert (await bw.get(body["id"]))["fleetgate_Targets"] == targets
+
+    # The query stays with the bulk operation: a PUT may repeat it (here refused only
+    # because this one is COMPLETED), never change it.
+    same = await bw.w.api.put(
+        f"{PATH}/{body['id']}", json={"note": "n", "fleetgate_Targets": targets}, auth=ADMIN
+    )
+    assert same.status_code == 422
+    assert "is COMPLETED" in same.json()["message"]
+    changed = await bw.w.api.put(
+        f"{PATH}/{body['id']}", json={"fleetgate_Targets": {"query": "has(x)"}}, auth=ADMIN
+    )
+    assert changed.status_code == 422
+    assert "fleetgate_Targets" in changed.json()["message"]
+
+    nobody = await bw.post(bulk_body(top, fleetgate_Targets={"query": "has(c8y_Nothing)"}))
+    assert nobody.status_code == 201, nobody.text
+    assert nobody.json()["fleetgate_RolloutStatus"]["targets"] == 0
+    await bw.run()
+    assert (await bw.get(nobody.json()["id"]))["status"] == "COMPLETED"
+
+
+@pytest.mark.parametrize(
+    ("targets", "message"),
+    [
+        ({"query": "name eq 'a' and type gt 3"}, "fleetgate_Targets.query: at position 22: gt"),
+        ({"query": "not(has(a)"}, "fleetgate_Targets.query: at position 11"),
+        ({"query": ""}, "fleetgate_Targets.query: at position 1: the query is empty"),
+        ({"query": 7}, "fleetgate_Targets.query must be a string"),
+        ("has(a)", 'fleetgate_Targets must be {"query"'),
+        ({"query": "has(a)", "type": "x"}, 'fleetgate_Targets must be {"query"'),
+    ],
+)
+async def test_a_bad_target_query_is_a_422_naming_its_position(
+    bulk_world: BulkWorld, targets: object, message: str
+) -> None:
+    bw = bulk_world
+    group = await bw.group("g", [await bw.w.device("q-1")])
+    response = await bw.post(bulk_body(group, fleetgate_Targets=targets))
+    assert response.status_code == 422, response.text
+    assert response.json()["message"].startswith(message), response.json()["message"]
+    assert await bw.pool.fetchval("SELECT count(*) FROM bulk_operation") == 0
+
+
+async def test_a_target_query_needs_a_group(bulk_world: BulkWorld) -> None:
+    response = await bulk_world.post(
+        {"failedParentId": "1", "startDate": "2020-01-01T00:00:00Z", "creationRamp": 0,
+         "operationPrototype": prototype(), "fleetgate_Targets": {"query": "has(a)"}}
+    )  # fmt: skip
+    assert response.status_code == 422
+    assert "needs groupId" in response.json()["message"]

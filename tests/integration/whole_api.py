@@ -113,7 +113,7 @@ def wire(app: FastAPI, pool: asyncpg.Pool, files: Path, base_url: str = TEST_BAS
     )
     services_of(app).operations = operations
     services_of(app).bulk_operations = BulkOperations(
-        PgBulkOperations(pool), PgRolloutSteps(pool), operations
+        PgBulkOperations(pool), PgRolloutSteps(pool), PgGroups(pool), operations
     )
     services_of(app).dead_letters = DeadLetters(PgDeadLetters(pool))
     # The real database probe; the broker connections are fakes that are always up.

@@ -138,6 +138,11 @@ BULK_OPERATION: dict[str, Any] = {
         "operationPrototype": _FRAGMENTS,
         "note": _STRING,
         "fleetgate_Rollout": _FRAGMENTS,
+        "fleetgate_Targets": {
+            "type": "object",
+            "properties": {"query": _STRING},
+            "required": ["query"],
+        },
     },
     "additionalProperties": True,
 }

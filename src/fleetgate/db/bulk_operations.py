@@ -2,14 +2,16 @@
 resume and cancel. The scheduler's steps are in :mod:`fleetgate.db.rollout_steps`.
 
 A bulk operation's targets are fixed when it is created (one ``INSERT … SELECT``): the
-devices of its group and of its subgroups, at any depth, or the devices whose latest
-operation of the failed parent is FAILED. Every change takes the bulk operation's row
+devices the caller found (its group's, at any depth and narrowed by a query, through
+``GroupStore.device_ids``; or :meth:`PgBulkOperations.failed_devices`, the devices whose
+latest operation of the failed parent is FAILED). Every change takes the bulk operation's row
 lock, so an operator's change and a scheduler's step never interleave.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Sequence
 
 import asyncpg
 
@@ -28,26 +30,13 @@ from fleetgate.domain.rollouts import Rollout, Tally
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
-#: Devices of group $2 and of its subgroups at any depth, each once: the objects marked
-#: c8y_IsDevice reached through childAssets (as db/groups has a group's devices).
-_GROUP_DEVICES = """
-WITH RECURSIVE member(id) AS (
-    SELECT c.child_id FROM managed_object_child c
-     WHERE c.parent_id = $2 AND c.kind = 'childAssets'
-    UNION
-    SELECT c.child_id FROM managed_object_child c JOIN member ON c.parent_id = member.id
-     WHERE c.kind = 'childAssets')
-SELECT m.id FROM member JOIN managed_object m ON m.id = member.id
- WHERE m.tenant_id = $1
-   AND m.fragments ? 'c8y_IsDevice'
-"""
-
 #: Devices whose latest operation of bulk operation $2 FAILED.
 _FAILED_DEVICES = """
 SELECT t.device_id AS id FROM bulk_operation_target t
   JOIN bulk_operation b ON b.id = t.bulk_operation_id
   JOIN operation o ON o.id = t.operation_id
  WHERE b.tenant_id = $1 AND t.bulk_operation_id = $2 AND o.status = 'FAILED'
+ ORDER BY t.device_id
 """
 
 
@@ -76,6 +65,7 @@ def bulk_from_row(row: asyncpg.Record) -> BulkOperation:
         creation_time=row["creation_time"],
         last_updated=row["last_updated"],
         canary_passed=row["canary_passed"],
+        target_query=row["target_query"],
     )
 
 
@@ -87,31 +77,28 @@ class PgBulkOperations:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def create(self, tenant_id: str, new: NewBulkOperation) -> BulkOperation:
-        """The bulk operation and its targets, in one transaction. ``NotFound`` for a group
-        or parent that is not the tenant's, 422 for an object that is no group."""
+    async def create(
+        self,
+        tenant_id: str,
+        new: NewBulkOperation,
+        devices: Sequence[int],
+        canary: Collection[int] = (),
+    ) -> BulkOperation:
+        """The bulk operation and its targets (``devices`` of the tenant, in id order;
+        ``canary``: those of the canary group), in one transaction. ``NotFound`` for a
+        group or parent that is not the tenant's, 422 for an object that is no group."""
         async with self._pool.acquire() as conn, conn.transaction():
             if new.group_id is not None:
                 await _check_group(conn, tenant_id, new.group_id, "groupId")
-                source, source_id = _GROUP_DEVICES, new.group_id
             else:
                 assert new.failed_parent_id is not None
-                parent = await conn.fetchval(
-                    "SELECT 1 FROM bulk_operation WHERE tenant_id = $1 AND id = $2",
-                    tenant_id,
-                    new.failed_parent_id,
-                )
-                if parent is None:
-                    raise NotFound(
-                        f"Bulk operation {new.failed_parent_id} not found",
-                        code="devicecontrol/Not Found",
-                    )
-                source, source_id = _FAILED_DEVICES, new.failed_parent_id
-            canary = new.rollout.canary if new.rollout is not None else None
-            if canary is not None and canary.group_id is not None:
-                await _check_group(conn, tenant_id, canary.group_id, "canary group")
+                if await _parent(conn, tenant_id, new.failed_parent_id) is None:
+                    raise _parent_not_found(new.failed_parent_id)
+            rollout_canary = new.rollout.canary if new.rollout is not None else None
+            if rollout_canary is not None and rollout_canary.group_id is not None:
+                await _check_group(conn, tenant_id, rollout_canary.group_id, "canary group")
             row = await _insert_bulk(conn, tenant_id, new)
-            await _insert_targets(conn, tenant_id, row["id"], source, source_id, new.rollout)
+            await _insert_targets(conn, tenant_id, row["id"], devices, canary, new.rollout)
             counted = await conn.fetchrow(
                 "UPDATE bulk_operation SET targets = (SELECT count(*) FROM"
                 " bulk_operation_target WHERE bulk_operation_id = $1) WHERE id = $1 RETURNING *",
@@ -119,6 +106,14 @@ class PgBulkOperations:
             )
         assert counted is not None
         return bulk_from_row(counted)
+
+    async def failed_devices(self, tenant_id: str, bulk_id: int) -> list[int] | None:
+        """The devices whose latest operation of the bulk operation FAILED, ascending;
+        None when the tenant has no such bulk operation."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if await _parent(conn, tenant_id, bulk_id) is None:
+                return None
+            return [r["id"] for r in await conn.fetch(_FAILED_DEVICES, tenant_id, bulk_id)]
 
     async def get(self, tenant_id: str, bulk_id: int) -> BulkOperation | None:
         row = await self._pool.fetchrow(
@@ -320,6 +315,17 @@ async def cancel_locked(conn: Conn, bulk_id: int, reason: str) -> asyncpg.Record
     return row
 
 
+async def _parent(conn: Conn, tenant_id: str, bulk_id: int) -> int | None:
+    found: int | None = await conn.fetchval(
+        "SELECT 1 FROM bulk_operation WHERE tenant_id = $1 AND id = $2", tenant_id, bulk_id
+    )
+    return found
+
+
+def _parent_not_found(bulk_id: int) -> NotFound:
+    return NotFound(f"Bulk operation {bulk_id} not found", code="devicecontrol/Not Found")
+
+
 async def _check_group(conn: Conn, tenant_id: str, group_id: int, what: str) -> None:
     row = await conn.fetchrow(
         "SELECT fragments ? $3 OR fragments ? $4 AS is_group FROM managed_object"
@@ -343,8 +349,8 @@ async def _insert_bulk(conn: Conn, tenant_id: str, new: NewBulkOperation) -> asy
         """
         INSERT INTO bulk_operation (tenant_id, group_id, failed_parent_id, start_date,
                                     creation_ramp, prototype, note, rollout,
-                                    next_creation_at, next_step_at)
-        VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8::jsonb, $4, now())
+                                    next_creation_at, next_step_at, target_query)
+        VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8::jsonb, $4, now(), $9)
         RETURNING *
         """,
         tenant_id,
@@ -355,6 +361,7 @@ async def _insert_bulk(conn: Conn, tenant_id: str, new: NewBulkOperation) -> asy
         json.dumps(new.prototype),
         new.note,
         _rollout_json(new.rollout),
+        new.target_query,
     )
     assert row is not None
     return row
@@ -364,26 +371,26 @@ async def _insert_targets(
     conn: Conn,
     tenant_id: str,
     bulk_id: int,
-    source: str,
-    source_id: int,
+    devices: Sequence[int],
+    canary_group: Collection[int],
     rollout: Rollout | None,
 ) -> None:
-    """The targets in device-id order; the canary's marked (the first ``size`` of them,
-    or those in the canary group)."""
+    """The targets in device-id order (the tenant's devices that still exist: one may
+    have been deleted since the group was walked); the canary's marked (the first
+    ``size`` of them, or those in the canary group)."""
     canary = rollout.canary if rollout is not None else None
     size = canary.size if canary is not None and canary.size is not None else 0
-    canary_group = canary.group_id if canary is not None else None
     await conn.execute(
-        f"""
-        WITH devices AS ({source}),
-        canary_group AS (SELECT id FROM ({_GROUP_DEVICES.replace("$2", "$5")}) g)
+        """
         INSERT INTO bulk_operation_target (bulk_operation_id, device_id, position, canary)
-        SELECT $3, id, n, (n <= $4) OR id IN (SELECT id FROM canary_group)
-          FROM (SELECT id, row_number() OVER (ORDER BY id)::int AS n FROM devices) d
-        """,  # noqa: S608 — fixed fragments
+        SELECT $2, id, n, (n <= $4) OR id = ANY($5::bigint[])
+          FROM (SELECT m.id, row_number() OVER (ORDER BY m.id)::int AS n
+                  FROM managed_object m
+                 WHERE m.tenant_id = $1 AND m.id = ANY($3::bigint[])) d
+        """,
         tenant_id,
-        source_id,
         bulk_id,
+        sorted(set(devices)),
         size,
-        canary_group,
+        list(canary_group),
     )

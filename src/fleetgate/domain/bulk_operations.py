@@ -18,11 +18,15 @@ from typing import Any
 from fleetgate.domain import rollouts
 from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.ids import parse_id
+from fleetgate.domain.inventory_query import Query, QueryError, parse_query
 from fleetgate.domain.operations import Operation
 from fleetgate.domain.rollouts import Rollout, Tally, parse_rollout
 
 #: What fleetgate shows of a bulk operation's rollout state (read-only).
 STATE_FRAGMENT = "fleetgate_RolloutStatus"
+#: Narrows a bulk operation's group: ``{"query": "<inventory query>"}`` — only the
+#: group's devices that pass it are targets (e.g. those that have not applied a profile).
+TARGETS_FRAGMENT = "fleetgate_Targets"
 #: On a retry operation: which operation of the same bulk operation it retries.
 RETRY_FRAGMENT = "fleetgate_Retry"
 #: Longest creationRamp accepted (a day between two operations).
@@ -74,6 +78,8 @@ class BulkOperation:
     creation_time: datetime
     last_updated: datetime
     canary_passed: bool = False
+    #: The inventory query that narrowed the group (``fleetgate_Targets.query``).
+    target_query: str | None = None
 
     @property
     def waiting(self) -> int:
@@ -120,6 +126,9 @@ class NewBulkOperation:
     failed_parent_id: int | None = None
     note: str | None = None
     rollout: Rollout | None = None
+    #: ``fleetgate_Targets.query`` as given, and read (only with ``group_id``).
+    target_query: str | None = None
+    where: Query | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +153,7 @@ class BulkChanges:
             failed_parent_id=bulk.failed_parent_id,
             note=self.note if self.note is not None else bulk.note,
             rollout=self.rollout if self.rollout_given else bulk.rollout,
+            target_query=bulk.target_query,
         )
 
 
@@ -157,7 +167,7 @@ _READ_ONLY = frozenset(
 )
 _WRITABLE = frozenset(
     {"groupId", "failedParentId", "startDate", "creationRamp", "operationPrototype", "note",
-     rollouts.FRAGMENT}
+     rollouts.FRAGMENT, TARGETS_FRAGMENT}
 )  # fmt: skip
 
 
@@ -206,10 +216,25 @@ def _note(value: Any) -> str | None:
     raise _invalid("note must be a string")
 
 
+def parse_targets(value: Any) -> tuple[str, Query]:
+    """``fleetgate_Targets``: ``{"query": "<inventory query>"}`` — the text and the query
+    read from it, or a 422 naming the position of what is wrong."""
+    if not isinstance(value, dict) or set(value) != {"query"}:
+        raise _invalid(f'{TARGETS_FRAGMENT} must be {{"query": "<inventory query>"}}')
+    text = value["query"]
+    if not isinstance(text, str):
+        raise _invalid(f"{TARGETS_FRAGMENT}.query must be a string (an inventory query)")
+    try:
+        return text, parse_query(text)
+    except QueryError as exc:
+        raise _invalid(f"{TARGETS_FRAGMENT}.{exc.message}") from None
+
+
 def parse_new(body: dict[str, Any]) -> NewBulkOperation:
     """A POST: ``groupId`` or ``failedParentId`` (never both), ``startDate``,
     ``creationRamp`` and ``operationPrototype`` (mandatory, as in Cumulocity), ``note``,
-    and fleetgate's optional ``fleetgate_Rollout``."""
+    and fleetgate's optional ``fleetgate_Rollout`` and ``fleetgate_Targets`` (with
+    ``groupId`` only)."""
     _check_keys(body)
     group, parent = body.get("groupId"), body.get("failedParentId")
     if group is not None and parent is not None:
@@ -220,6 +245,15 @@ def parse_new(body: dict[str, Any]) -> NewBulkOperation:
         if body.get(key) is None:
             raise _invalid(f"{key} is mandatory")
     rollout = body.get(rollouts.FRAGMENT)
+    text: str | None = None
+    where: Query | None = None
+    if body.get(TARGETS_FRAGMENT) is not None:
+        if group is None:
+            raise _invalid(
+                f"{TARGETS_FRAGMENT} narrows a group: it needs groupId (failedParentId"
+                " takes exactly the failed devices)"
+            )
+        text, where = parse_targets(body[TARGETS_FRAGMENT])
     return NewBulkOperation(
         start_date=parse_date(body["startDate"]),
         creation_ramp=parse_ramp(body["creationRamp"]),
@@ -228,6 +262,8 @@ def parse_new(body: dict[str, Any]) -> NewBulkOperation:
         failed_parent_id=parse_id(parent, "bulk operation") if parent is not None else None,
         note=_note(body.get("note")),
         rollout=parse_rollout(rollout) if rollout is not None else None,
+        target_query=text,
+        where=where,
     )
 
 
@@ -237,6 +273,14 @@ def parse_changes(body: dict[str, Any], bulk: BulkOperation) -> BulkChanges:
     for key, current in (("groupId", bulk.group_id), ("failedParentId", bulk.failed_parent_id)):
         if key in body and body[key] is not None and str(body[key]) != str(current):
             raise _invalid(f"{key} of a bulk operation cannot be changed")
+    targets = body.get(TARGETS_FRAGMENT)
+    if targets is not None:
+        given = parse_targets(targets)[0]
+        if given != bulk.target_query:
+            raise _invalid(
+                f"{TARGETS_FRAGMENT} of a bulk operation cannot be changed (its devices were"
+                " fixed when it was created)"
+            )
     rollout_given = rollouts.FRAGMENT in body
     raw_rollout = body.get(rollouts.FRAGMENT)
     return BulkChanges(

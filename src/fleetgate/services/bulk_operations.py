@@ -30,7 +30,7 @@ from fleetgate.domain.errors import NotFound, ServiceUnavailable, ValidationFail
 from fleetgate.domain.operations import DeviceTarget
 from fleetgate.services.operation_checks import Lookups, urls
 from fleetgate.services.operations import Operations
-from fleetgate.services.ports import BulkOperationStore, RolloutSteps
+from fleetgate.services.ports import BulkOperationStore, GroupStore, RolloutSteps
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,15 @@ def _not_found(bulk_id: int) -> NotFound:
 
 class BulkOperations:
     def __init__(
-        self, store: BulkOperationStore, steps: RolloutSteps, operations: Operations
+        self,
+        store: BulkOperationStore,
+        steps: RolloutSteps,
+        groups: GroupStore,
+        operations: Operations,
     ) -> None:
         self._store = store
         self._steps = steps
+        self._groups = groups
         self._operations = operations
         self.feed = operations.feed
         #: Set when there may be work now (a new or resumed bulk operation): the
@@ -56,7 +61,22 @@ class BulkOperations:
     async def create(self, tenant_id: str, body: dict[str, Any]) -> BulkOperation:
         new = parse_new(body)
         await self._precheck(tenant_id, new.prototype)
-        bulk = await self._store.create(tenant_id, new)
+        if new.group_id is not None:
+            # The group's devices at any depth, narrowed by fleetgate_Targets.query.
+            devices = await self._groups.device_ids(tenant_id, new.group_id, new.where)
+        else:
+            assert new.failed_parent_id is not None
+            failed = await self._store.failed_devices(tenant_id, new.failed_parent_id)
+            if failed is None:
+                raise _not_found(new.failed_parent_id)
+            devices = failed
+        canary = new.rollout.canary if new.rollout is not None else None
+        canary_group = (
+            await self._groups.device_ids(tenant_id, canary.group_id)
+            if canary is not None and canary.group_id is not None
+            else []
+        )
+        bulk = await self._store.create(tenant_id, new, devices, canary_group)
         self._announce(bulk)
         return bulk
 

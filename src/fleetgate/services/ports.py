@@ -10,7 +10,7 @@ riskiest ports to one contract.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
@@ -498,10 +498,21 @@ BulkCheck = Callable[
 class BulkOperationStore(Protocol):
     """Bulk operations and their targets (db/bulk_operations.py)."""
 
-    async def create(self, tenant_id: str, new: NewBulkOperation) -> BulkOperation:
-        """The bulk operation with its targets fixed (the group's devices, its subgroups'
-        included, or the failed parent's failed devices); ``NotFound`` for a group or
-        parent not in the tenant, ``ValidationFailed`` for an object that is no group."""
+    async def create(
+        self,
+        tenant_id: str,
+        new: NewBulkOperation,
+        devices: Sequence[int],
+        canary: Collection[int] = (),
+    ) -> BulkOperation:
+        """The bulk operation with its targets fixed: ``devices`` (those that are the
+        tenant's and still exist), the ones in ``canary`` (the canary group's) marked as
+        its canary; ``NotFound`` for a group or parent not in the tenant,
+        ``ValidationFailed`` for a ``groupId`` or canary group that is no group."""
+
+    async def failed_devices(self, tenant_id: str, bulk_id: int) -> list[int] | None:
+        """The devices whose latest operation of the bulk operation FAILED, ascending;
+        None when the tenant has no such bulk operation."""
 
     async def get(self, tenant_id: str, bulk_id: int) -> BulkOperation | None: ...
 

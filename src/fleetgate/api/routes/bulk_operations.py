@@ -19,6 +19,7 @@ from fleetgate.api.services import bulk_operations
 from fleetgate.domain import rollouts
 from fleetgate.domain.bulk_operations import (
     STATE_FRAGMENT,
+    TARGETS_FRAGMENT,
     BulkFilter,
     BulkOperation,
     BulkStatus,
@@ -78,6 +79,8 @@ def bulk_body(bulk: BulkOperation, base: str, now: datetime | None = None) -> di
         body["note"] = bulk.note
     if bulk.rollout is not None:
         body[rollouts.FRAGMENT] = rollouts.rollout_json(bulk.rollout)
+    if bulk.target_query is not None:
+        body[TARGETS_FRAGMENT] = {"query": bulk.target_query}
     return body
 
 

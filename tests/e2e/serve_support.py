@@ -100,6 +100,25 @@ class Stack:
         assert ext.status_code == 200, ext.text
         return str(ext.json()["managedObject"]["id"])
 
+    async def group(self, name: str, object_ids: list[str]) -> str:
+        """A device group made through the REST API (``POST /inventory/managedObjects``,
+        then a child asset reference for each member); its id."""
+        made = await self.api.post(
+            "/inventory/managedObjects",
+            json={"name": name, "type": "c8y_DeviceGroup", "c8y_IsDeviceGroup": {}},
+            auth=ADMIN,
+        )
+        assert made.status_code == 201, made.text
+        group = str(made.json()["id"])
+        for object_id in object_ids:
+            added = await self.api.post(
+                f"/inventory/managedObjects/{group}/childAssets",
+                json={"managedObject": {"id": object_id}},
+                auth=ADMIN,
+            )
+            assert added.status_code == 201, added.text
+        return group
+
     async def create(self, device_id: str, fragments: dict[str, Any]) -> dict[str, Any]:
         body = {"deviceId": await self.object_id(device_id), **fragments}
         created = await self.api.post("/devicecontrol/operations", json=body, auth=ADMIN)

@@ -1,8 +1,7 @@
 """Bulk operations end to end: `fleetgate serve` on a real PostgreSQL and mosquitto, a
 group of 20 simulated devices with real certificates, and the service SIGKILLed mid-way.
 
-Groups are made in the database here (their REST routes are the groups work of the same
-issue); everything else goes through the REST API and MQTT.
+Everything goes through the REST API (groups and their child assets included) and MQTT.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import pytest
 
 from serve_support import ADMIN, Stack, running, serve_stack
@@ -44,22 +42,10 @@ async def _firmware(stack: Stack) -> dict[str, Any]:
 
 
 async def _group(stack: Stack, serials: list[str]) -> tuple[str, list[str]]:
-    """A device group of these devices; (its id, the devices' ids in id order)."""
-    ids = [int(await stack.object_id(s)) for s in serials]
-    conn = await asyncpg.connect(stack.serve.env["FLEETGATE_DATABASE_URL"])
-    try:
-        group = await conn.fetchval(
-            "INSERT INTO managed_object (tenant_id, name, type, fragments)"
-            " VALUES ('t77', 'g', 'c8y_DeviceGroup', '{\"c8y_IsDeviceGroup\": {}}') RETURNING id"
-        )
-        await conn.executemany(
-            "INSERT INTO managed_object_child (parent_id, child_id, kind)"
-            " VALUES ($1, $2, 'childAssets')",
-            [(group, i) for i in ids],
-        )
-    finally:
-        await conn.close()
-    return str(group), [str(i) for i in sorted(ids)]
+    """A device group of these devices, made through the REST API; (its id, the devices'
+    ids in id order)."""
+    ids = [await stack.object_id(s) for s in serials]
+    return await stack.group("g", ids), sorted(ids, key=int)
 
 
 async def _registered(stack: Stack, prefix: str, **options: Any) -> list[str]:

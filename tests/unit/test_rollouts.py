@@ -16,6 +16,7 @@ from fleetgate.domain.bulk_operations import (
     parse_new,
 )
 from fleetgate.domain.errors import ValidationFailed
+from fleetgate.domain.rollout_fragment import parse_rollout, rollout_json
 from fleetgate.domain.rollouts import (
     AbortCriterion,
     Action,
@@ -32,7 +33,6 @@ from fleetgate.domain.rollouts import (
     Tally,
     Wait,
     next_step,
-    parse_rollout,
 )
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -151,8 +151,8 @@ def test_the_rollout_fragment_is_read_strictly_and_shown_with_its_defaults() -> 
         }
     )
     assert rollout.canary == Canary(size=5)
-    assert rollouts.rollout_json(rollout)["abort"][0]["action"] == "PAUSE"
-    assert parse_rollout(rollouts.rollout_json(rollout)) == rollout
+    assert rollout_json(rollout)["abort"][0]["action"] == "PAUSE"
+    assert parse_rollout(rollout_json(rollout)) == rollout
     for bad, words in [
         ([], "must be an object"),
         ({"speed": 1}, "unknown keys speed"),

@@ -15,7 +15,6 @@ from collections.abc import Collection, Sequence
 
 import asyncpg
 
-from fleetgate.domain import rollouts
 from fleetgate.domain.bulk import GROUP_FRAGMENT, SUBGROUP_FRAGMENT
 from fleetgate.domain.bulk_operations import (
     BulkFilter,
@@ -26,6 +25,7 @@ from fleetgate.domain.bulk_operations import (
     TargetState,
 )
 from fleetgate.domain.errors import NotFound, ValidationFailed
+from fleetgate.domain.rollout_fragment import parse_rollout, rollout_json
 from fleetgate.domain.rollouts import Rollout, Tally
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -51,7 +51,7 @@ def bulk_from_row(row: asyncpg.Record) -> BulkOperation:
         creation_ramp=row["creation_ramp"],
         prototype=json.loads(row["prototype"]),
         note=row["note"],
-        rollout=rollouts.parse_rollout(json.loads(rollout)) if rollout is not None else None,
+        rollout=parse_rollout(json.loads(rollout)) if rollout is not None else None,
         status=BulkStatus(row["status"]),
         paused_reason=row["paused_reason"],
         cancel_reason=row["cancel_reason"],
@@ -70,7 +70,7 @@ def bulk_from_row(row: asyncpg.Record) -> BulkOperation:
 
 
 def _rollout_json(rollout: Rollout | None) -> str | None:
-    return json.dumps(rollouts.rollout_json(rollout)) if rollout is not None else None
+    return json.dumps(rollout_json(rollout)) if rollout is not None else None
 
 
 class PgBulkOperations:

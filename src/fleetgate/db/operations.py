@@ -4,6 +4,7 @@ Status changes go through :func:`fleetgate.domain.operations.move` inside a tran
 that holds the operation's row lock, so two reports at once (a device and an operator, a
 redelivered message and its original) cannot both move it, and the device record changes
 that success brings are committed with the status that brings them — exactly once.
+How a row reads is :mod:`fleetgate.db.operation_rows`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,15 @@ from typing import Any
 import asyncpg
 
 from fleetgate.db.inventory import insert_object, object_of_row
+from fleetgate.db.operation_rows import (
+    BOUND,
+    DEVICE_COLUMNS,
+    GATEWAY,
+    SELECT,
+    operation_of_row,
+    state_of_row,
+    where_clause,
+)
 from fleetgate.domain import commands
 from fleetgate.domain import operations as ops
 from fleetgate.domain.devices import DEVICE_ID_TYPE, ManagedObject
@@ -26,7 +36,6 @@ from fleetgate.domain.operations import (
     Move,
     Operation,
     OperationFilter,
-    OperationState,
     Outcome,
     Report,
     Status,
@@ -34,30 +43,6 @@ from fleetgate.domain.operations import (
 from fleetgate.domain.profiles import PROFILE_TYPE
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
-
-#: The gateway its device is a child of now, by device id (``m``: the device's object).
-_GATEWAY = """
-(SELECT g.value FROM managed_object_child c
-   JOIN external_id g ON g.managed_object_id = c.parent_id AND g.type = 'c8y_Serial'
-  WHERE c.child_id = m.id AND c.kind = 'childDevices') AS gateway
-"""
-#: What an :class:`Operation` shows of its device, beside the operation's own columns.
-_DEVICE_COLUMNS = f"m.name AS device_name, {_GATEWAY}"
-
-_SELECT = f"""
-SELECT o.*, {_DEVICE_COLUMNS}
-  FROM operation o JOIN managed_object m ON m.id = o.device_id
-"""  # noqa: S608 — fixed fragments
-
-#: True for an operation whose device still holds the device id the operation was made
-#: for (in the operation's tenant): only then may that id receive its command or report
-#: its status. An id that was taken from the device and given to another — in another
-#: tenant, perhaps — never reaches the old device's operations (decision 0006).
-_BOUND = """
-EXISTS (SELECT 1 FROM external_id e
-         WHERE e.type = 'c8y_Serial' AND e.value = o.serial
-           AND e.tenant_id = o.tenant_id AND e.managed_object_id = o.device_id)
-"""
 
 
 def _outcome(decision: Decision, saved: dict[int, Operation]) -> Outcome:
@@ -69,61 +54,6 @@ def _outcome(decision: Decision, saved: dict[int, Operation]) -> Outcome:
     return Outcome(
         decision, replace(found, status=decision.status, failure_reason=decision.failure_reason)
     )
-
-
-def _state(row: asyncpg.Record) -> OperationState:
-    return OperationState(
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        serial=row["serial"],
-        status=Status(row["status"]),
-        fragment_type=row["fragment_type"],
-        has_snapshot=row["snapshot_id"] is not None,
-        bound=row["bound"],
-        gateway=row["gateway"],
-    )
-
-
-def _operation(row: asyncpg.Record) -> Operation:
-    return Operation(
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        device_id=row["device_id"],
-        serial=row["serial"],
-        device_name=row["device_name"],
-        fragment_type=row["fragment_type"],
-        status=Status(row["status"]),
-        failure_reason=row["failure_reason"],
-        description=row["description"],
-        fragments=json.loads(row["fragments"]),
-        bulk_operation_id=row["bulk_operation_id"],
-        creation_time=row["creation_time"],
-        status_time=row["status_time"],
-        gateway=row["gateway"],
-    )
-
-
-def _where(tenant_id: str, flt: OperationFilter) -> tuple[str, list[Any]]:
-    clauses = ["o.tenant_id = $1"]
-    args: list[Any] = [tenant_id]
-
-    def add(sql: str, value: Any) -> None:
-        args.append(value)
-        clauses.append(sql.format(f"${len(args)}"))
-
-    if flt.device_id is not None:
-        add("o.device_id = {}", flt.device_id)
-    if flt.statuses:
-        add("o.status = ANY({})", [str(s) for s in flt.statuses])
-    if flt.fragment_type is not None:
-        add("o.fragments ? {}", flt.fragment_type)
-    if flt.bulk_operation_id is not None:
-        add("o.bulk_operation_id = {}", flt.bulk_operation_id)
-    if flt.date_from is not None:
-        add("o.creation_time >= {}", flt.date_from)
-    if flt.date_to is not None:
-        add("o.creation_time <= {}", flt.date_to)
-    return " AND ".join(clauses), args
 
 
 class PgOperations:
@@ -186,7 +116,7 @@ class PgOperations:
                     INSERT INTO operation (tenant_id, device_id, serial, fragment_type,
                                            description, fragments, bulk_operation_id)
                     VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7) RETURNING *)
-                SELECT o.*, {_DEVICE_COLUMNS}
+                SELECT o.*, {DEVICE_COLUMNS}
                   FROM o JOIN managed_object m ON m.id = o.device_id
                 """,  # noqa: S608 — fixed fragments
                 tenant_id,
@@ -209,30 +139,30 @@ class PgOperations:
                 f"Device {device.id} was deleted", code="devicecontrol/Conflict"
             ) from None
         assert row is not None
-        return _operation(row)
+        return operation_of_row(row)
 
     async def get(self, tenant_id: str, operation_id: int) -> Operation | None:
         row = await self._pool.fetchrow(
-            f"{_SELECT} WHERE o.tenant_id = $1 AND o.id = $2", tenant_id, operation_id
+            f"{SELECT} WHERE o.tenant_id = $1 AND o.id = $2", tenant_id, operation_id
         )
-        return _operation(row) if row else None
+        return operation_of_row(row) if row else None
 
     async def find(
         self, tenant_id: str, flt: OperationFilter, offset: int, limit: int, *, revert: bool
     ) -> list[Operation]:
-        where, args = _where(tenant_id, flt)
+        where, args = where_clause(tenant_id, flt)
         order = "DESC" if revert else "ASC"
         rows = await self._pool.fetch(
-            f"{_SELECT} WHERE {where} ORDER BY o.id {order}"
+            f"{SELECT} WHERE {where} ORDER BY o.id {order}"
             f" OFFSET ${len(args) + 1} LIMIT ${len(args) + 2}",
             *args,
             offset,
             limit,
         )
-        return [_operation(r) for r in rows]
+        return [operation_of_row(r) for r in rows]
 
     async def count(self, tenant_id: str, flt: OperationFilter) -> int:
-        where, args = _where(tenant_id, flt)
+        where, args = where_clause(tenant_id, flt)
         return int(
             await self._pool.fetchval(
                 f"SELECT count(*) FROM operation o WHERE {where}",  # noqa: S608 — fixed fragments
@@ -253,7 +183,7 @@ class PgOperations:
                    SET fragments = (fragments || $3::jsonb) - $4::text[],
                        description = COALESCE($5, description)
                  WHERE tenant_id = $1 AND id = $2 RETURNING *)
-            SELECT o.*, {_DEVICE_COLUMNS} FROM o JOIN managed_object m ON m.id = o.device_id
+            SELECT o.*, {DEVICE_COLUMNS} FROM o JOIN managed_object m ON m.id = o.device_id
             """,  # noqa: S608 — fixed fragments
             tenant_id,
             operation_id,
@@ -261,7 +191,7 @@ class PgOperations:
             removed,
             description,
         )
-        return _operation(row) if row else None
+        return operation_of_row(row) if row else None
 
     async def apply(self, reports: Sequence[Report]) -> list[Outcome]:
         """Apply status reports in order, in one transaction; returns one outcome each.
@@ -276,12 +206,12 @@ class PgOperations:
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "SELECT o.id, o.tenant_id, o.serial, o.status, o.fragment_type,"  # noqa: S608
-                f" o.snapshot_id, {_BOUND} AS bound, {_GATEWAY}"
+                f" o.snapshot_id, {BOUND} AS bound, {GATEWAY}"
                 " FROM operation o JOIN managed_object m ON m.id = o.device_id"
                 " WHERE o.id = ANY($1::bigint[]) ORDER BY o.id FOR UPDATE OF o",
                 ids,
             )
-            states = {r["id"]: _state(r) for r in rows}
+            states = {r["id"]: state_of_row(r) for r in rows}
             decisions = ops.decide(states, reports)
             final = ops.final_moves(decisions)
             if not final:
@@ -293,13 +223,13 @@ class PgOperations:
                        SET status = v.status, failure_reason = v.reason, status_time = now()
                       FROM unnest($1::bigint[], $2::text[], $3::text[]) AS v(id, status, reason)
                      WHERE o.id = v.id RETURNING o.*)
-                SELECT u.*, {_DEVICE_COLUMNS} FROM u JOIN managed_object m ON m.id = u.device_id
+                SELECT u.*, {DEVICE_COLUMNS} FROM u JOIN managed_object m ON m.id = u.device_id
                 """,  # noqa: S608 — fixed fragments
                 list(final),
                 [str(status) for status, _ in final.values()],
                 [reason for _, reason in final.values()],
             )
-            saved = {r["id"]: _operation(r) for r in moved}
+            saved = {r["id"]: operation_of_row(r) for r in moved}
             snapshots = {r["id"]: r["snapshot_id"] for r in moved}
             # Device rows locked in one order: two batches cannot wait on each other.
             for op in sorted(saved.values(), key=lambda o: o.device_id):
@@ -369,8 +299,8 @@ class PgOperations:
 
     async def get_by_id(self, operation_id: int) -> Operation | None:
         """The operation whatever its tenant (for requests a signed URL authorises)."""
-        row = await self._pool.fetchrow(f"{_SELECT} WHERE o.id = $1", operation_id)
-        return _operation(row) if row else None
+        row = await self._pool.fetchrow(f"{SELECT} WHERE o.id = $1", operation_id)
+        return operation_of_row(row) if row else None
 
     async def open_for(
         self, devices: Sequence[str], children: Sequence[tuple[str, str]] = ()
@@ -393,9 +323,9 @@ class PgOperations:
                  WHERE ge.type = 'c8y_Serial' AND ge.value = ANY($1::text[])
                 UNION
                 SELECT unnest($2::text[]))
-            SELECT * FROM ({_SELECT}
+            SELECT * FROM ({SELECT}
                             WHERE o.serial IN (SELECT serial FROM asked)
-                              AND o.status IN ('PENDING', 'EXECUTING') AND {_BOUND}) q
+                              AND o.status IN ('PENDING', 'EXECUTING') AND {BOUND}) q
              WHERE (q.gateway IS NULL AND q.serial = ANY($1::text[]))
                 OR q.gateway = ANY($1::text[])
                 OR q.serial || '/' || q.gateway = ANY($3::text[])
@@ -405,15 +335,15 @@ class PgOperations:
             [child for child, _ in children],
             [f"{child}/{gateway}" for child, gateway in children],
         )
-        return [_operation(r) for r in rows]
+        return [operation_of_row(r) for r in rows]
 
     async def undispatched(self, limit: int) -> list[Operation]:
         rows = await self._pool.fetch(
-            f"{_SELECT} WHERE o.status = 'PENDING' AND o.dispatched_at IS NULL"
-            f" AND {_BOUND} ORDER BY o.id LIMIT $1",
+            f"{SELECT} WHERE o.status = 'PENDING' AND o.dispatched_at IS NULL"
+            f" AND {BOUND} ORDER BY o.id LIMIT $1",
             limit,
         )
-        return [_operation(r) for r in rows]
+        return [operation_of_row(r) for r in rows]
 
     async def mark_dispatched(self, ids: Sequence[int]) -> None:
         await self._pool.execute(
@@ -433,9 +363,9 @@ class PgOperations:
                  WHERE (status = 'PENDING' AND status_time < now() - make_interval(secs => $1))
                     OR (status = 'EXECUTING' AND status_time < now() - make_interval(secs => $2))
                 RETURNING *)
-            {_SELECT.replace("operation o", "u o")}
+            {SELECT.replace("operation o", "u o")}
             """,  # noqa: S608 — no input in the text
             pending_after,
             executing_after,
         )
-        return [_operation(r) for r in rows]
+        return [operation_of_row(r) for r in rows]

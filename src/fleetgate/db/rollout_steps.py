@@ -27,7 +27,7 @@ from typing import Any
 import asyncpg
 
 from fleetgate.db.bulk_operations import Conn, bulk_from_row, cancel_locked
-from fleetgate.db.operations import _DEVICE_COLUMNS, _operation
+from fleetgate.db.operation_rows import DEVICE_COLUMNS, operation_of_row
 from fleetgate.domain import rollouts
 from fleetgate.domain.bulk_operations import (
     RETRY_FRAGMENT,
@@ -249,7 +249,7 @@ class PgRolloutSteps:
                 SELECT $1, device_id, serial, fragment_type, description, fragments::jsonb,
                        $8, attempt FROM v
                 ON CONFLICT DO NOTHING RETURNING *)
-            SELECT o.*, {_DEVICE_COLUMNS} FROM o JOIN managed_object m ON m.id = o.device_id
+            SELECT o.*, {DEVICE_COLUMNS} FROM o JOIN managed_object m ON m.id = o.device_id
             """,  # noqa: S608 — fixed fragments
             bulk.tenant_id,
             [p.device_id for p in prepared],
@@ -260,7 +260,7 @@ class PgRolloutSteps:
             [claimed[p.device_id]["attempts"] + 1 for p in prepared],
             bulk.id,
         )
-        created = [_operation(r) for r in rows]
+        created = [operation_of_row(r) for r in rows]
         made = {op.device_id for op in created}
         refused += [
             Refusal(p.device_id, "An open operation of the device conflicts with this one")

@@ -20,7 +20,8 @@ from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.ids import parse_id
 from fleetgate.domain.inventory_query import Query, QueryError, parse_query
 from fleetgate.domain.operations import Operation
-from fleetgate.domain.rollouts import Rollout, Tally, parse_rollout
+from fleetgate.domain.rollout_fragment import parse_rollout
+from fleetgate.domain.rollouts import Rollout, Tally
 
 #: What fleetgate shows of a bulk operation's rollout state (read-only).
 STATE_FRAGMENT = "fleetgate_RolloutStatus"

@@ -30,6 +30,7 @@ from fleetgate.domain.bulk_operations import (
 )
 from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.ids import parse_id
+from fleetgate.domain.rollout_fragment import rollout_json
 from fleetgate.domain.users import Principal, Role
 
 router = APIRouter()
@@ -78,7 +79,7 @@ def bulk_body(bulk: BulkOperation, base: str, now: datetime | None = None) -> di
     if bulk.note is not None:
         body["note"] = bulk.note
     if bulk.rollout is not None:
-        body[rollouts.FRAGMENT] = rollouts.rollout_json(bulk.rollout)
+        body[rollouts.FRAGMENT] = rollout_json(bulk.rollout)
     if bulk.target_query is not None:
         body[TARGETS_FRAGMENT] = {"query": bulk.target_query}
     return body

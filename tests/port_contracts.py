@@ -1,7 +1,8 @@
 """Contracts that the in-memory adapters (``memory``) and the PostgreSQL ones must both
 keep, for the riskiest ports: the operation store (reports decided as the domain says,
-the bound rule, success effects, time-outs) and device ids (global across tenants,
-released when they go).
+the bound rule, success effects, time-outs), device ids (global across tenants,
+released when they go), and bulk operations with their scheduler's steps (targets fixed
+at creation, one operation per device and attempt, counts, pause, cancel, reschedule).
 
 Each contract is a class of tests on a :class:`Ports` fixture named ``ports``, whose
 tenants ``t1`` and ``t2`` exist; a test module subclasses it as ``Test…`` and provides
@@ -11,6 +12,7 @@ the fixture (``tests/unit/test_port_contracts.py`` on the fakes,
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,9 +21,20 @@ from typing import Any
 import pytest
 
 from fleetgate.domain.bootstrap import RequestStatus
+from fleetgate.domain.bulk_operations import (
+    RETRY_FRAGMENT,
+    BulkFilter,
+    BulkOperation,
+    BulkStatus,
+    NewBulkOperation,
+    Prepared,
+    Refusal,
+    StepReport,
+    TargetState,
+)
 from fleetgate.domain.connections import ConnectionStatus, connection_fragments
 from fleetgate.domain.device_messages import ConnectivityReport, Declaration
-from fleetgate.domain.errors import Conflict, NotFound
+from fleetgate.domain.errors import Conflict, NotFound, ValidationFailed
 from fleetgate.domain.gateways import Verdict
 from fleetgate.domain.inventory_query import parse_query
 from fleetgate.domain.operations import (
@@ -34,8 +47,10 @@ from fleetgate.domain.operations import (
     Report,
     Status,
 )
+from fleetgate.domain.rollouts import Canary, Retries, Rollout
 from fleetgate.services.gateways import ChildStore
 from fleetgate.services.ports import (
+    BulkOperationStore,
     ChildConnections,
     DeviceRegistry,
     DeviceUsers,
@@ -44,6 +59,7 @@ from fleetgate.services.ports import (
     Inventory,
     NewDeviceRequests,
     OperationStore,
+    RolloutSteps,
 )
 
 
@@ -63,6 +79,10 @@ class Ports:
     #: Gateways' children's online and offline.
     connections: ChildConnections
     groups: GroupStore
+    bulk: BulkOperationStore
+    steps: RolloutSteps
+    #: Makes every bulk operation due for a step now (its next look and its rate).
+    make_due: Callable[[], Awaitable[None]]
 
     async def device(self, serial: str, tenant: str = "t1") -> int:
         """A registered device; its object id."""
@@ -689,3 +709,224 @@ class GroupStoreContract:
         # A loop (two operators at once) ends the walk rather than running it forever.
         assert await inv.add_child("t1", subsub, "childAssets", top)
         assert await ports.groups.device_ids("t1", sub) == [d1, d2]
+
+
+PAST = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+def new_bulk(group: int | None = None, parent: int | None = None, **extra: Any) -> NewBulkOperation:
+    return NewBulkOperation(
+        start_date=PAST, creation_ramp=0, prototype={"c8y_Restart": {}}, group_id=group,
+        failed_parent_id=parent, **extra,
+    )  # fmt: skip
+
+
+async def restart_unless_no(
+    tenant_id: str, prototype: dict[str, Any], devices: Sequence[DeviceTarget]
+) -> list[Prepared | Refusal]:
+    """A bulk check: a restart for every device but those whose id starts with ``no-``."""
+    return [
+        Refusal(d.id, f"{d.serial} refuses")
+        if (d.serial or "").startswith("no-")
+        else Prepared(d.id, d.serial or "", "c8y_Restart", "Restart", {"c8y_Restart": {}})
+        for d in devices
+    ]
+
+
+class BulkOperationContract:
+    """Bulk operations (:class:`~fleetgate.services.ports.BulkOperationStore`) and the
+    scheduler's steps (:class:`~fleetgate.services.ports.RolloutSteps`) on them."""
+
+    async def group(self, ports: Ports, *members: int, tenant: str = "t1") -> int:
+        made = await ports.inventory.create(
+            tenant, name="g", type="c8y_DeviceGroup", owner=None,
+            fragments={"c8y_IsDeviceGroup": {}},
+        )  # fmt: skip
+        for member in members:
+            assert await ports.inventory.add_child(tenant, made.id, "childAssets", member)
+        return made.id
+
+    async def run(self, ports: Ports) -> list[StepReport]:
+        """Step until no bulk operation is due, making every one due each round, until a
+        round changes nothing."""
+        reports: list[StepReport] = []
+        for _ in range(20):
+            await ports.make_due()
+            active = False
+            while (report := await ports.steps.step(restart_unless_no)) is not None:
+                reports.append(report)
+                active = active or bool(report.created or report.refused or report.changed)
+            if not active:
+                break
+        return reports
+
+    async def bulk(self, ports: Ports, bulk_id: int) -> BulkOperation:
+        found = await ports.bulk.get("t1", bulk_id)
+        assert found is not None
+        return found
+
+    async def test_targets_are_fixed_in_id_order_with_the_canary_marked(self, ports: Ports) -> None:
+        d1, d2, d3 = [await ports.device(f"b{n}") for n in (1, 2, 3)]
+        stranger = await ports.device("b-t2", tenant="t2")
+        group = await self.group(ports, d1, d2, d3)
+        bulk = await ports.bulk.create(
+            "t1", new_bulk(group, rollout=Rollout(canary=Canary(size=1)), target_query="has(x)"),
+            [d3, d1, d2, stranger, 987654], canary=[d3],
+        )  # fmt: skip
+        assert (bulk.tenant_id, bulk.group_id, bulk.status, bulk.targets) == (
+            "t1", group, BulkStatus.ACTIVE, 3,
+        )  # fmt: skip
+        assert (bulk.created, bulk.waiting, bulk.target_query) == (0, 3, "has(x)")
+        targets = await ports.bulk.targets("t1", bulk.id, None, 0, 10)
+        assert [(t.device_id, t.position, t.canary, t.state) for t in targets] == [
+            (d1, 1, True, TargetState.WAITING), (d3, 3, True, TargetState.WAITING),
+            (d2, 2, False, TargetState.WAITING),
+        ]  # fmt: skip
+        assert await ports.bulk.get("t2", bulk.id) is None
+        assert await ports.bulk.targets("t1", bulk.id, TargetState.CREATED, 0, 10) == []
+        with pytest.raises(NotFound):
+            await ports.bulk.create("t2", new_bulk(group), [])
+        with pytest.raises(ValidationFailed, match="is not a device group"):
+            await ports.bulk.create("t1", new_bulk(d1), [])
+        with pytest.raises(NotFound):
+            await ports.bulk.create("t1", new_bulk(parent=bulk.id + 1000), [])
+        assert await ports.bulk.failed_devices("t1", bulk.id + 1000) is None
+        assert await ports.bulk.failed_devices("t2", bulk.id) is None
+        assert await ports.bulk.failed_devices("t1", bulk.id) == []
+        listed = await ports.bulk.find("t1", BulkFilter((BulkStatus.ACTIVE,)), 0, 10)
+        assert [b.id for b in listed] == [bulk.id]
+        assert await ports.bulk.count("t1", BulkFilter((BulkStatus.COMPLETED,))) == 0
+
+    async def test_one_operation_per_device_and_the_counts_follow_the_reports(
+        self, ports: Ports
+    ) -> None:
+        ok1, ok2, refuses = [await ports.device(s) for s in ("ok-1", "ok-2", "no-1")]
+        bulk = await ports.bulk.create("t1", new_bulk(await self.group(ports)), [ok1, ok2, refuses])
+        reports = await self.run(ports)
+        created = [op for r in reports for op in r.created]
+        assert sorted(op.device_id for op in created) == [ok1, ok2]
+        assert {(op.bulk_operation_id, op.status, op.fragment_type) for op in created} == {
+            (bulk.id, Status.PENDING, "c8y_Restart")
+        }
+        assert [(r.device_id, r.reason) for rep in reports for r in rep.refused] == [
+            (refuses, "no-1 refuses")
+        ]
+        after = await self.bulk(ports, bulk.id)
+        assert (after.status, after.created, after.skipped, after.waiting) == (
+            BulkStatus.COMPLETED, 2, 1, 0,
+        )  # fmt: skip
+        assert after.tally.pending == 2
+        first, second = sorted(created, key=lambda op: op.device_id)
+        await ports.operations.apply(
+            [Report(first.id, Status.SUCCESSFUL, tenant_id="t1"),
+             Report(second.id, Status.FAILED, "broken", tenant_id="t1")]
+        )  # fmt: skip
+        await self.run(ports)
+        done = await self.bulk(ports, bulk.id)
+        assert (done.tally.pending, done.tally.successful, done.tally.failed) == (0, 1, 1)
+        assert await ports.bulk.failed_devices("t1", bulk.id) == [ok2]
+        states = {t.device_id: (t.state, t.status, t.reason)
+                  for t in await ports.bulk.targets("t1", bulk.id, None, 0, 10)}  # fmt: skip
+        assert states == {
+            ok1: (TargetState.CREATED, "SUCCESSFUL", None),
+            ok2: (TargetState.CREATED, "FAILED", None),
+            refuses: (TargetState.SKIPPED, None, "no-1 refuses"),
+        }
+        # settled: never stepped again
+        await ports.make_due()
+        assert await ports.steps.step(restart_unless_no) is None
+
+    async def test_paused_creates_nothing_and_a_cancel_stops_the_waiting(
+        self, ports: Ports
+    ) -> None:
+        devices = [await ports.device(f"p{n}") for n in range(3)]
+        group = await self.group(ports)
+        bulk = await ports.bulk.create("t1", new_bulk(group), devices)
+        paused = await ports.bulk.pause("t1", bulk.id, "wait")
+        assert paused is not None
+        assert paused.paused_reason == "wait"
+        assert all(not r.created for r in await self.run(ports))
+        resumed = await ports.bulk.resume("t1", bulk.id)
+        assert resumed is not None
+        assert resumed.paused_reason is None
+        assert sum(len(r.created) for r in await self.run(ports)) == 3
+
+        other = await ports.bulk.create("t1", new_bulk(group), devices)
+        cancelled = await ports.bulk.cancel("t1", other.id, "no")
+        assert cancelled is not None
+        assert (cancelled.status, cancelled.cancel_reason) == (BulkStatus.DELETED, "no")
+        assert all(not r.created for r in await self.run(ports))
+        states = {t.state for t in await ports.bulk.targets("t1", other.id, None, 0, 10)}
+        assert states == {TargetState.CANCELED}
+        with pytest.raises(ValidationFailed):
+            await ports.bulk.pause("t1", other.id, "again")
+        assert await ports.bulk.cancel("t2", other.id, "x") is None
+
+    async def test_a_reschedule_edits_in_place_or_replaces_a_started_one(
+        self, ports: Ports
+    ) -> None:
+        devices = [await ports.device(f"r{n}") for n in range(3)]
+        group = await self.group(ports)
+        bulk = await ports.bulk.create("t1", new_bulk(group, target_query="has(x)"), devices)
+        edited = await ports.bulk.reschedule(
+            "t1", bulk.id, new_bulk(group, note="n", target_query="has(x)")
+        )
+        assert edited is not None
+        assert (edited[0].id, edited[0].note, edited[1]) == (bulk.id, "n", None)
+        # started (a ramp of an hour: one operation so far): the others move to a new one
+        slow = await ports.bulk.create(
+            "t1", NewBulkOperation(PAST, 3600, {"c8y_Restart": {}}, group_id=group), devices
+        )
+        await ports.make_due()
+        made = await ports.steps.step(restart_unless_no)
+        while made is not None and made.bulk.id != slow.id:
+            made = await ports.steps.step(restart_unless_no)
+        assert made is not None
+        assert [op.device_id for op in made.created] == [devices[0]]
+        replaced = await ports.bulk.reschedule("t1", slow.id, new_bulk(group, note="faster"))
+        assert replaced is not None
+        new, old = replaced
+        assert old is not None
+        assert (old.id, old.status, old.cancel_reason) == (
+            slow.id, BulkStatus.DELETED, f"Rescheduled as bulk operation {new.id}",
+        )  # fmt: skip
+        assert (new.note, new.targets, new.status) == ("faster", 2, BulkStatus.ACTIVE)
+        moved = await ports.bulk.targets("t1", new.id, None, 0, 10)
+        assert [t.device_id for t in moved] == devices[1:]
+        with pytest.raises(ValidationFailed, match="nothing left to reschedule"):
+            await ports.bulk.reschedule("t1", slow.id, new_bulk(group))
+        assert await ports.bulk.reschedule("t2", slow.id, new_bulk(group)) is None
+
+    async def test_retries_are_new_attempts_that_name_the_operation_they_retry(
+        self, ports: Ports
+    ) -> None:
+        device = await ports.device("retry-1")
+        rollout = Rollout(retries=Retries(max=1))
+        bulk = await ports.bulk.create("t1", new_bulk(await self.group(ports), rollout=rollout),
+                                       [device])  # fmt: skip
+        [first] = [op for r in await self.run(ports) for op in r.created]
+        await ports.operations.apply([Report(first.id, Status.FAILED, "x", tenant_id="t1")])
+        [retry] = [op for r in await self.run(ports) for op in r.created]
+        assert retry.device_id == device
+        assert retry.fragments[RETRY_FRAGMENT] == {"operationId": str(first.id), "attempt": 2}
+        [target] = await ports.bulk.targets("t1", bulk.id, None, 0, 10)
+        assert (target.attempts, target.operation_id) == (2, retry.id)
+        after = await self.bulk(ports, bulk.id)
+        assert (after.retried, after.created) == (1, 1)
+        await ports.operations.apply([Report(retry.id, Status.FAILED, "y", tenant_id="t1")])
+        assert [op for r in await self.run(ports) for op in r.created] == []  # no attempts left
+        done = await self.bulk(ports, bulk.id)
+        assert (done.status, done.tally.failed, done.tally.pending) == (BulkStatus.COMPLETED, 1, 0)
+
+    async def test_two_schedulers_at_once_give_no_device_two_operations(self, ports: Ports) -> None:
+        devices = [await ports.device(f"two-{n}") for n in range(6)]
+        group = await self.group(ports)
+        for _ in range(3):
+            await ports.bulk.create("t1", new_bulk(group), devices)
+        created: list[Operation] = []
+        for _ in range(10):
+            await ports.make_due()
+            reports = await asyncio.gather(*(ports.steps.step(restart_unless_no) for _ in range(4)))
+            created += [op for r in reports if r is not None for op in r.created]
+        pairs = [(op.bulk_operation_id, op.device_id) for op in created]
+        assert len(pairs) == len(set(pairs)) == 18

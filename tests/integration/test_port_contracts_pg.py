@@ -7,6 +7,7 @@ import asyncpg
 import pytest
 
 from fleetgate.db.bootstrap import PgRequests
+from fleetgate.db.bulk_operations import PgBulkOperations
 from fleetgate.db.connections import PgChildConnections
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.gateways import PgChildren
@@ -14,10 +15,12 @@ from fleetgate.db.groups import PgGroups
 from fleetgate.db.identity import PgIdentity
 from fleetgate.db.inventory import PgInventory
 from fleetgate.db.operations import PgOperations
+from fleetgate.db.rollout_steps import PgRolloutSteps
 from fleetgate.db.users import PgUsers
 
 from conftest import TEST_BASE_URL, seed_tenants
 from port_contracts import (
+    BulkOperationContract,
     ChildConnectionContract,
     ChildStoreContract,
     DeviceIdContract,
@@ -43,6 +46,16 @@ async def ports(pool: asyncpg.Pool) -> Ports:
         PgChildren(pool),
         PgChildConnections(pool),
         PgGroups(pool),
+        PgBulkOperations(pool),
+        PgRolloutSteps(pool),
+        lambda: _make_due(pool),
+    )
+
+
+async def _make_due(pool: asyncpg.Pool) -> None:
+    await pool.execute(
+        "UPDATE bulk_operation SET next_step_at = now(),"
+        " next_creation_at = least(next_creation_at, now())"
     )
 
 
@@ -63,4 +76,8 @@ class TestPgChildConnections(ChildConnectionContract):
 
 
 class TestPgGroups(GroupStoreContract):
+    pass
+
+
+class TestPgBulkOperations(BulkOperationContract):
     pass

@@ -148,6 +148,8 @@ class OperationRow:
     op: Operation
     dispatched_at: datetime | None = None
     snapshot_id: int | None = None
+    #: Which attempt of its bulk operation it is (``operation.bulk_attempt``).
+    bulk_attempt: int | None = None
 
 
 _TABLES = (
@@ -161,6 +163,8 @@ _TABLES = (
     "removed_children",
     "tenant_options",
     "child_reports",
+    "bulk_operations",
+    "bulk_targets",
 )
 
 
@@ -223,6 +227,11 @@ class MemoryDatabase:
         self.tenant_options: dict[tuple[str, str, str], str] = {}
         #: child object id → what its gateway last reported of it.
         self.child_reports: dict[int, ChildReportRow] = {}
+        #: bulk operation id → its row (``memory.bulk_operations.BulkRow``).
+        self.bulk_operations: dict[int, Any] = {}
+        #: bulk operation id → device id → its target row (``…TargetRow``).
+        self.bulk_targets: dict[int, dict[int, Any]] = {}
+        self.bulk_ids = count(1)
         self._object_ids = count(1)
         self._operation_ids = count(1)
 
@@ -286,6 +295,9 @@ class MemoryDatabase:
         for object_id in gone:
             self.binary_files.pop(object_id, None)
             self.objects.pop(object_id, None)
+        for targets in self.bulk_targets.values():
+            for object_id in gone & set(targets):
+                del targets[object_id]
         for op_id, row in list(self.operations.items()):
             if row.op.device_id in gone:
                 del self.operations[op_id]

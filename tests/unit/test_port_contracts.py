@@ -8,6 +8,7 @@ import pytest
 from memory import MemoryStores
 from memory.groups import MemoryGroups
 from port_contracts import (
+    BulkOperationContract,
     ChildConnectionContract,
     ChildStoreContract,
     DeviceIdContract,
@@ -31,7 +32,17 @@ def ports() -> Ports:
         stores.children,
         stores.connections,
         MemoryGroups(stores.db),
+        stores.bulk_operations,
+        stores.rollout_steps,
+        lambda: _make_due(stores),
     )
+
+
+async def _make_due(stores: MemoryStores) -> None:
+    now = stores.db.clock()
+    for row in stores.db.bulk_operations.values():
+        row.next_step_at = now
+        row.next_creation_at = min(row.next_creation_at, now)
 
 
 class TestMemoryOperationStore(OperationStoreContract):
@@ -51,4 +62,8 @@ class TestMemoryChildConnections(ChildConnectionContract):
 
 
 class TestMemoryGroups(GroupStoreContract):
+    pass
+
+
+class TestMemoryBulkOperations(BulkOperationContract):
     pass

@@ -4,16 +4,16 @@ mosquitto to one subscriber (bench/operations.py's baseline).
 
     .venv/bin/python bench/rollout.py [--devices 10000] [--delay 0]
 
-It starts its own `fleetgate up`, runs N devices of the simulator library in this process
-(real certificates, auto-registered on connect), puts them in one device group (in the
-database: the group's REST routes are another part of issue 12), opens the live stream,
-uploads a 16 KiB firmware binary and POSTs **one** bulk operation (`creationRamp` 0, no
-rollout limits). The scheduler creates the operations in batches server-side; each device
+It starts its own `fleetgate up`, runs N devices of the simulator library in this
+process (real certificates, auto-registered on connect), puts them in one device group
+(through the REST API: the group, then a child asset reference per device), uploads a 16
+KiB firmware binary and POSTs **one** bulk operation (`creationRamp` 0, no rollout
+limits). The scheduler creates the operations in batches server-side; each device
 reports EXECUTING, downloads and verifies the file, reports SUCCESSFUL. Measured: POST →
 every operation created (operations created per second, from the operations'
-`creationTime`), POST → the bulk operation SUCCESSFUL, and the CPU of each process in that
-window (per operation). The run fails unless every device got exactly one operation and
-every one is SUCCESSFUL.
+`creationTime`), POST → the bulk operation SUCCESSFUL, and the CPU of each process in
+that window (per operation). The run fails unless every device got exactly one operation
+and every one is SUCCESSFUL.
 
 (The gateway simulator, children of gateways as a cheaper load generator, is not on main
 yet; this uses the plain simulator.)
@@ -38,6 +38,7 @@ import httpx
 from operations import (
     Failed,
     FleetRun,
+    bounded,
     child_with,
     cpu_by_program,
     run_baseline,
@@ -60,19 +61,25 @@ async def _database(root: Path) -> asyncpg.Connection:
     return await asyncpg.connect(url)
 
 
-async def _group(db: asyncpg.Connection, tenant: str, object_ids: list[str]) -> int:
-    group = await db.fetchval(
-        "INSERT INTO managed_object (tenant_id, name, type, fragments) VALUES"
-        " ($1, 'bench', 'c8y_DeviceGroup', '{\"c8y_IsDeviceGroup\": {}}') RETURNING id",
-        tenant,
+async def _group(api: httpx.AsyncClient, object_ids: list[str], in_flight: int) -> str:
+    made = await api.post(
+        "/inventory/managedObjects",
+        json={"name": "bench", "type": "c8y_DeviceGroup", "c8y_IsDeviceGroup": {}},
     )
-    await db.execute(
-        "INSERT INTO managed_object_child (parent_id, child_id, kind)"
-        " SELECT $1, unnest($2::bigint[]), 'childAssets'",
-        group,
-        [int(i) for i in object_ids],
-    )
-    return int(group)
+    if made.status_code != 201:
+        raise Failed(f"the group was refused: {made.status_code} {made.text}")
+    group = str(made.json()["id"])
+
+    async def add(object_id: str) -> None:
+        added = await api.post(
+            f"/inventory/managedObjects/{group}/childAssets",
+            json={"managedObject": {"id": object_id}},
+        )
+        if added.status_code != 201:
+            raise Failed(f"{object_id} was not added: {added.status_code} {added.text}")
+
+    await bounded(object_ids, in_flight, add)
+    return group
 
 
 async def run_rollout(args: argparse.Namespace, root: Path) -> dict[str, Any]:
@@ -103,13 +110,13 @@ async def run_rollout(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 declared_s = time.monotonic() - began
                 url = await run.upload_firmware()
                 await run.find_devices()
-                group = await _group(db, admin["tenant"], list(run.objects.values()))
+                group = await _group(api, list(run.objects.values()), args.in_flight)
                 cpu_before, own_before = cpu_by_program(up), time.process_time()
                 start = time.monotonic()
                 response = await api.post(
                     "/devicecontrol/bulkoperations",
                     json={
-                        "groupId": str(group),
+                        "groupId": group,
                         "startDate": "2020-01-01T00:00:00Z",
                         "creationRamp": 0,
                         "operationPrototype": {"c8y_Firmware": {**FIRMWARE, "url": url}},

@@ -17,6 +17,14 @@ from fastapi import FastAPI
 
 from fleetgate.domain.errors import ConfigurationError
 
+#: Seconds an idle keep-alive connection stays open: longer than the idle expiry of the
+#: usual clients (httpx and Node 5 s, aiohttp 15 s). uvicorn's default, 5 s, equals
+#: httpx's: a client then reuses a connection just as the server's timer closes it, and
+#: the request is lost ("Server disconnected without sending a response") — the more
+#: often the busier either event loop is (bench/README.md, rollout.py; bench/keep_alive.py
+#: shows it). Clients that keep idle connections longer still must retry.
+KEEP_ALIVE = 30
+
 
 class _EmbeddedServer(uvicorn.Server):
     @contextlib.contextmanager
@@ -43,7 +51,9 @@ def bind(host: str, port: int) -> socket.socket:
 
 async def serve(app: FastAPI, sock: socket.socket, started: asyncio.Event) -> None:
     """Serve until cancelled; then finish in-flight requests and close the socket."""
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+    config = uvicorn.Config(
+        app, log_config=None, access_log=False, lifespan="off", timeout_keep_alive=KEEP_ALIVE
+    )
     server = _EmbeddedServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

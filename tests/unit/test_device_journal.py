@@ -82,3 +82,77 @@ def test_an_unreadable_journal_file_is_ignored(tmp_path: Path) -> None:
     assert OperationJournal(path=path).final("1") is None
     path.write_text(json.dumps({"format": 1, "finished": [{"id": "1", "status": "NOPE"}]}))
     assert OperationJournal(path=path).final("1") is None
+
+
+def test_a_gateways_children_have_journals_of_their_own() -> None:
+    journal = OperationJournal()
+    assert journal.admit("1").action is Action.EXECUTE
+    assert journal.admit("1", device="child-a").action is Action.EXECUTE
+    assert journal.admit("1", device="child-b").action is Action.EXECUTE
+    journal.finish("1", Status.FAILED, "no", device="child-a")
+    assert journal.final("1") is None
+    assert journal.running("1", device="child-b")
+    assert journal.admit("1", device="child-a") == Admission(
+        Action.REPORT_AGAIN, FinalStatus(Status.FAILED, "no")
+    )
+    journal.finish("1", Status.SUCCESSFUL, device="child-b")  # another child: no conflict
+    with pytest.raises(IllegalStatus, match="operation 1 of child-a is FAILED already"):
+        journal.check("1", Status.SUCCESSFUL, device="child-a")
+
+
+def test_the_capacity_is_per_device() -> None:
+    journal = OperationJournal(capacity=2)
+    journal.finish("1", Status.SUCCESSFUL, device="quiet")
+    for op_id in ("2", "3", "4"):
+        journal.finish(op_id, Status.SUCCESSFUL, device="busy")
+    assert journal.final("1", device="quiet") is not None  # a busy child forgets its own only
+    assert journal.final("2", device="busy") is None
+    assert list(journal.finished()["busy"]) == ["3", "4"]
+
+
+def test_the_file_is_a_log_of_lines_appended_per_final_status(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    journal = OperationJournal(path=path)
+    journal.finish("1", Status.SUCCESSFUL)
+    journal.finish("2", Status.FAILED, "bad", device="plc-7")
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines == [
+        {"format": 2},
+        {"id": "1", "status": "SUCCESSFUL"},
+        {"id": "2", "status": "FAILED", "failureReason": "bad", "device": "plc-7"},
+    ]
+    restarted = OperationJournal(path=path)
+    assert restarted.finished() == journal.finished()
+
+
+def test_the_file_is_rewritten_when_forgotten_entries_fill_it(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    journal = OperationJournal(capacity=3, path=path)
+    for n in range(1, 500):
+        journal.finish(str(n), Status.SUCCESSFUL, device=f"c{n % 2}")
+        assert len(path.read_text().splitlines()) <= 1 + 2 * 6 + 64 + 1
+    assert OperationJournal(capacity=3, path=path).finished() == journal.finished()
+
+
+def test_a_line_cut_off_by_a_crash_is_skipped_and_the_file_mended(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    journal = OperationJournal(path=path)
+    journal.finish("1", Status.SUCCESSFUL, device="c")
+    journal.finish("2", Status.SUCCESSFUL, device="c")
+    path.write_text(path.read_text()[:-9])  # the process died while writing "2"
+
+    restarted = OperationJournal(path=path)
+    assert restarted.final("1", device="c") == FinalStatus(Status.SUCCESSFUL)
+    assert restarted.admit("2", device="c").action is Action.EXECUTE  # never published
+    restarted.finish("3", Status.SUCCESSFUL, device="c")
+    assert set(OperationJournal(path=path).finished()["c"]) == {"1", "3"}
+
+
+def test_a_journal_file_of_the_first_format_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "journal.json"
+    entries = [{"id": "1", "status": "SUCCESSFUL"}, {"id": "2", "status": "FAILED"}]
+    path.write_text(json.dumps({"format": 1, "finished": entries}))
+    journal = OperationJournal(path=path)
+    assert journal.final("2") == FinalStatus(Status.FAILED)
+    assert path.read_text().splitlines()[0] == '{"format": 2}'
+    assert OperationJournal(path=path).finished() == journal.finished()

@@ -1,4 +1,5 @@
-"""What a device sends (inventory, status) and the error reports it receives, as bytes.
+"""What a device sends (inventory, status; a gateway: its children's connectivity) and the
+error reports it receives, as bytes.
 
 No I/O here: the client publishes what these functions build.
 """
@@ -6,19 +7,30 @@ No I/O here: the client publishes what these functions build.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from fleetgate.device.commands import Status
-from fleetgate.domain.device_messages import DECLARATION_RESERVED, MAX_REASON, RESERVED_TYPES
+from fleetgate.domain.device_messages import (
+    DECLARATION_RESERVED,
+    MAX_PAYLOAD,
+    MAX_REASON,
+    MAX_TEXT,
+    RESERVED_TYPES,
+)
+from fleetgate.domain.topics import DeviceLeaf
 
 __all__ = [
     "RESERVED_FRAGMENTS",
+    "Connectivity",
     "ErrorReport",
     "Firmware",
     "Inventory",
     "Software",
+    "encode_connectivity",
     "encode_status",
     "parse_error_report",
 ]
@@ -105,28 +117,72 @@ def _listed(values: Sequence[str] | None) -> list[str] | None:
 
 
 def encode_status(op_id: str, status: Status, failure_reason: str | None = None) -> bytes:
-    """The ``op/status`` payload; ``failureReason`` only with FAILED, cut to the length
-    fleetgate accepts (a longer one would have the whole report refused)."""
+    """The ``op/status`` payload; ``failureReason`` only with FAILED, made storable and cut
+    to what fleetgate accepts (a longer one would have the whole report refused)."""
     body = {"id": op_id, "status": status.value}
     if status is Status.FAILED and failure_reason is not None:
-        if len(failure_reason) > MAX_REASON:
-            failure_reason = failure_reason[: MAX_REASON - 1] + "…"
-        body["failureReason"] = failure_reason
-    return json.dumps(body, separators=(",", ":")).encode()
+        return _with_text(body, "failureReason", failure_reason, MAX_REASON, DeviceLeaf.OP_STATUS)
+    return _encode(body)
+
+
+class Connectivity(StrEnum):
+    """Whether a gateway reaches one of its children (its ``connection`` topic)."""
+
+    CONNECTED = "CONNECTED"
+    DISCONNECTED = "DISCONNECTED"
+
+
+def encode_connectivity(status: Connectivity, reason: str | None = None) -> bytes:
+    """The ``connection`` payload of a child; the reason made storable and cut to what
+    fleetgate accepts (a longer one would have the whole report refused)."""
+    body = {"status": status.value}
+    if reason:
+        return _with_text(body, "reason", reason, MAX_TEXT, DeviceLeaf.CONNECTION)
+    return _encode(body)
+
+
+#: What PostgreSQL cannot store in text: NUL, and UTF-16 surrogates (in a Python string,
+#: never a valid pair).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _encode(body: dict[str, str]) -> bytes:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _with_text(
+    body: dict[str, str], key: str, text: str, max_chars: int, leaf: DeviceLeaf
+) -> bytes:
+    """``body`` with ``text`` under ``key``: unstorable characters replaced by U+FFFD,
+    at most ``max_chars`` characters, and the whole payload within the leaf's size limit
+    (shortened with an ellipsis as needed)."""
+    text = _UNSTORABLE.sub("\ufffd", text)
+    if len(text) > max_chars:
+        text = text[: max_chars - 1] + "…"
+    while True:
+        payload = _encode({**body, key: text})
+        excess = len(payload) - MAX_PAYLOAD[leaf]
+        if excess <= 0:
+            return payload
+        text = text[: max(0, len(text) - excess - 3)] + "…"  # a character is ≥ 1 byte
 
 
 @dataclass(frozen=True)
 class ErrorReport:
-    """What fleetgate said on ``fg/d/<id>/error`` about a message of the device."""
+    """What fleetgate said on ``fg/d/<id>/error`` about a message of the device — or, for
+    a gateway, on ``fg/d/<gateway>/c/<child>/error`` about a message about ``child``."""
 
     error: str
     message: str
     topic: str | None = None
     operation_id: str | None = None
+    #: The gateway's child the report is about; None: the device (gateway) itself.
+    child: str | None = None
 
     def __str__(self) -> str:
         about = f" (operation {self.operation_id})" if self.operation_id else ""
-        return f"{self.error}: {self.message}{about}"
+        child = f" about child {self.child}" if self.child else ""
+        return f"{self.error}{child}: {self.message}{about}"
 
 
 def parse_error_report(data: bytes) -> ErrorReport:

@@ -14,7 +14,7 @@ from typing import Any
 
 from fleetgate import __version__
 from fleetgate.config import Settings
-from fleetgate.device.simulator import add_parser as add_simulate_parser
+from fleetgate.device.simulate_command import add_parser as add_simulate_parser
 from fleetgate.domain.errors import FleetgateError
 from fleetgate.watch import add_parser as add_ops_parser
 
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "hash-password":
         return hash_password_command(args.output)
     if args.command == "simulate":
-        from fleetgate.device.simulator import simulate_command
+        from fleetgate.device.simulate_command import simulate_command
 
         return _run(simulate_command(args))
     if args.command == "ops":

@@ -18,6 +18,7 @@ from fleetgate.device import (
     TransferFailed,
     UploadTarget,
     download,
+    fetch,
     upload,
 )
 
@@ -145,6 +146,22 @@ async def test_a_size_mismatch_fails(tmp_path: Path) -> None:
             await download(info(size=100), tmp_path / "a", http=http)
         with pytest.raises(TransferFailed, match="body ended after 102400 of 200000 bytes"):
             await download(info(size=200_000), tmp_path / "b", http=http, retry_delay=0)
+
+
+async def test_a_fetch_into_memory_resumes_and_verifies() -> None:
+    server = FileServer(breaks=[30_000])
+    async with client(server) as http:
+        assert await fetch(info(), http=http, retry_delay=0) == CONTENT
+        assert server.ranges == [None, "bytes=30000-"]
+        server.honour_range, server.breaks = False, [1000]
+        assert await fetch(info(), http=http, retry_delay=0) == CONTENT  # 200: all again
+        with pytest.raises(FileVerificationFailed, match="SHA-256 mismatch: expected 0000"):
+            await fetch(info(sha256="0" * 64), http=http)
+        with pytest.raises(FileVerificationFailed, match="more than the expected 100 bytes"):
+            await fetch(info(size=100), http=http)
+        server.status = 403
+        with pytest.raises(TransferFailed, match=r"files/17 failed: HTTP 403$"):
+            await fetch(info(), http=http)
 
 
 async def test_an_http_error_is_not_retried_and_hides_the_signature(tmp_path: Path) -> None:

@@ -3,15 +3,19 @@ children it may speak for, error reports about a child (no network)."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from fleetgate.device import (
     BrokerAddress,
     Connectivity,
     ErrorReport,
+    FileInfo,
     GatewayClient,
     PasswordLogin,
 )
@@ -20,6 +24,8 @@ from fleetgate.device.messages import encode_connectivity
 from fleetgate.domain.device_messages import ConnectivityReport, parse_device_message
 from fleetgate.domain.topics import DeviceLeaf, DeviceTopic
 from fleetgate.pki import ensure_dev_pki
+
+from waiting import eventually
 
 
 @pytest.fixture
@@ -86,3 +92,36 @@ def test_an_error_report_names_the_child_it_is_about() -> None:
     assert str(ErrorReport("operations/notFound", "no 9", operation_id="9")) == (
         "operations/notFound: no 9 (operation 9)"
     )
+
+
+async def test_the_childrens_transfers_wait_their_turn(tmp_path: Path) -> None:
+    content = b"firmware" * 1000
+    running, most = 0, 0
+    release = asyncio.Event()
+
+    async def serve(request: httpx.Request) -> httpx.Response:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await release.wait()
+        running -= 1
+        return httpx.Response(200, content=content)
+
+    pki = ensure_dev_pki(tmp_path / "pki")
+    file = FileInfo(
+        url="http://files.test/f", sha256=hashlib.sha256(content).hexdigest(), size=len(content)
+    )
+    async with httpx.AsyncClient(transport=httpx.MockTransport(serve)) as http:
+        gateway = GatewayClient(
+            "gw-1", BrokerAddress("localhost", 8884, pki.ca_file), PasswordLogin("t1", "pw"),
+            http=http, transfers=2,
+        )  # fmt: skip
+        fetches = [asyncio.create_task(gateway.child(f"c{n}").fetch(file)) for n in range(5)]
+        await eventually(lambda: running == 2, "two transfers under way")
+        release.set()
+        assert await asyncio.gather(*fetches) == [content] * 5
+    assert most == 2
+    with pytest.raises(ValueError, match="at least one transfer"):
+        GatewayClient(
+            "gw-2", BrokerAddress("h", 1, pki.ca_file), PasswordLogin("t", "p"), transfers=0
+        )

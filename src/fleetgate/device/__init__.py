@@ -38,7 +38,7 @@ from fleetgate.device.errors import (
     OperationFailed,
     TransferFailed,
 )
-from fleetgate.device.files import download, upload, verify_file
+from fleetgate.device.files import download, fetch, upload, verify_file
 from fleetgate.device.gateway import ChildDevice, ChildOperationHandler, GatewayClient
 from fleetgate.device.journal import OperationJournal
 from fleetgate.device.messages import Connectivity, ErrorReport, Firmware, Inventory, Software
@@ -77,6 +77,7 @@ __all__ = [
     "TransferFailed",
     "UploadTarget",
     "download",
+    "fetch",
     "parse_command",
     "upload",
     "verify_file",

@@ -144,6 +144,10 @@ class DeviceClient:
         """:func:`fleetgate.device.files.download` with this client's HTTP client."""
         return await files.download(file, dest, http=self._http)
 
+    async def fetch(self, file: FileInfo) -> bytes:
+        """:func:`fleetgate.device.files.fetch` (into memory) with this client's HTTP client."""
+        return await files.fetch(file, http=self._http)
+
     async def upload(
         self,
         command: Command,

@@ -1,5 +1,8 @@
 """Files over HTTP: downloads that resume and verify, snapshot uploads.
 
+:func:`download` brings a file to disk; :func:`fetch` brings one small enough to hold
+into memory (a configuration file), with the same resumes and checks.
+
 A download goes into ``<dest>.part``. When that file exists already (an interrupted
 download, this run or an earlier one), the request asks for the rest with
 ``Range: bytes=<n>-``; a server answering 200 instead of 206 sends the whole file again,
@@ -18,10 +21,11 @@ repeated command brings a fresh one), except 5xx.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -30,7 +34,7 @@ import httpx
 from fleetgate.device.commands import FileInfo, UploadTarget
 from fleetgate.device.errors import FileVerificationFailed, TransferFailed
 
-__all__ = ["download", "upload", "verify_file"]
+__all__ = ["download", "fetch", "upload", "verify_file"]
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +73,7 @@ async def download(
         if attempt:
             await asyncio.sleep(retry_delay * 2 ** (attempt - 1))
         try:
-            await _fetch(http, file, part)
+            await _fetch(http, file, _Part(part))
         except (_Interrupted, httpx.TransportError) as exc:
             problem = str(exc) or type(exc).__name__
             log.info("download of %s interrupted (%s); resuming", _shown(file.url), problem)
@@ -90,30 +94,104 @@ async def download(
     )
 
 
+async def fetch(
+    file: FileInfo,
+    *,
+    http: httpx.AsyncClient | None = None,
+    attempts: int = 3,
+    retry_delay: float = 0.5,
+) -> bytes:
+    """Download ``file`` into memory, verify it, return its bytes: for files small enough
+    to hold (a configuration file). Resumes and raises as :func:`download` does."""
+    if http is None:
+        async with httpx.AsyncClient(timeout=_TIMEOUT) as own:
+            return await fetch(file, http=own, attempts=attempts, retry_delay=retry_delay)
+    buffer = _Buffer()
+    problem = "no attempt made"
+    for attempt in range(attempts):
+        if attempt:
+            await asyncio.sleep(retry_delay * 2 ** (attempt - 1))
+        try:
+            await _fetch(http, file, buffer)
+        except (_Interrupted, httpx.TransportError) as exc:
+            problem = str(exc) or type(exc).__name__
+            log.info("download of %s interrupted (%s); resuming", _shown(file.url), problem)
+            continue
+        data = bytes(buffer.data)
+        _verify(file, len(data), hashlib.sha256(data).hexdigest())
+        return data
+    raise TransferFailed(
+        f"Download of {_shown(file.url)} failed after {attempts} attempts: {problem}"
+    )
+
+
 def verify_file(file: FileInfo, path: Path) -> None:
     """FileVerificationFailed unless ``path`` has ``file``'s size and SHA-256."""
     size = path.stat().st_size
     if size != file.size:
         raise FileVerificationFailed(f"Size mismatch: expected {file.size} bytes, got {size}")
-    digest = _sha256_of(path)
+    _verify(file, size, _sha256_of(path))
+
+
+def _verify(file: FileInfo, size: int, digest: str) -> None:
+    if size != file.size:
+        raise FileVerificationFailed(f"Size mismatch: expected {file.size} bytes, got {size}")
     if digest != file.sha256.lower():
         raise FileVerificationFailed(
             f"SHA-256 mismatch: expected {file.sha256.lower()}, got {digest}"
         )
 
 
-async def _fetch(http: httpx.AsyncClient, file: FileInfo, part: Path) -> None:
-    """Bring ``part`` to ``file.size`` bytes from the server, resuming what is there."""
-    have = part.stat().st_size if part.exists() else 0
+class _Part:
+    """Where a download goes: ``<dest>.part`` on disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def size(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def writing(self, at: int) -> Iterator[Callable[[bytes], object]]:
+        with self.path.open("r+b" if self.path.exists() else "wb") as out:
+            out.truncate(at)
+            out.seek(at)
+            yield out.write
+
+
+class _Buffer:
+    """Where a fetch goes: memory."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def size(self) -> int:
+        return len(self.data)
+
+    def clear(self) -> None:
+        self.data.clear()
+
+    @contextlib.contextmanager
+    def writing(self, at: int) -> Iterator[Callable[[bytes], object]]:
+        del self.data[at:]
+        yield self.data.extend
+
+
+async def _fetch(http: httpx.AsyncClient, file: FileInfo, sink: _Part | _Buffer) -> None:
+    """Bring ``sink`` to ``file.size`` bytes from the server, resuming what is there."""
+    have = sink.size()
     if have > file.size:
-        part.unlink()
+        sink.clear()
         have = 0
     if have == file.size and have > 0:
         return  # complete already (a crash between the last byte and the rename)
     headers = {"Range": f"bytes={have}-"} if have else {}
     async with http.stream("GET", file.url, headers=headers) as response:
         if response.status_code == 416 and have:
-            part.unlink()  # the server does not agree with our part: start over
+            sink.clear()  # the server does not agree with our part: start over
             raise _Interrupted("the server refused to resume (HTTP 416)")
         if response.status_code >= 500:
             raise _Interrupted(f"HTTP {response.status_code}")
@@ -124,21 +202,21 @@ async def _fetch(http: httpx.AsyncClient, file: FileInfo, part: Path) -> None:
         # 200: the whole file again; 206: the part from where the server says.
         start = _range_start(response) if response.status_code == 206 else 0
         if start > have:
-            part.unlink(missing_ok=True)
+            sink.clear()
             raise _Interrupted(f"the server resumed at byte {start}, not {have}")
-        have = start
-        with part.open("r+b" if part.exists() else "wb") as out:
-            out.truncate(have)
-            out.seek(have)
+        have, too_long = start, False
+        with sink.writing(have) as write:
             async for chunk in response.aiter_bytes():  # as it arrives: a break loses nothing
                 have += len(chunk)
                 if have > file.size:
-                    out.close()
-                    part.unlink()
-                    raise FileVerificationFailed(
-                        f"Size mismatch: the server sent more than the expected {file.size} bytes"
-                    )
-                out.write(chunk)
+                    too_long = True
+                    break
+                write(chunk)
+    if too_long:
+        sink.clear()
+        raise FileVerificationFailed(
+            f"Size mismatch: the server sent more than the expected {file.size} bytes"
+        )
     if have < file.size:
         raise _Interrupted(f"the body ended after {have} of {file.size} bytes")
 

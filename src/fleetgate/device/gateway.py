@@ -124,8 +124,15 @@ class ChildDevice:
         await self._connectivity.set(encode_connectivity(Connectivity(status), reason))
 
     async def download(self, file: FileInfo, dest: Path) -> Path:
-        """:func:`fleetgate.device.files.download` with the gateway's HTTP client."""
-        return await files.download(file, dest, http=self._http)
+        """:func:`fleetgate.device.files.download` with the gateway's HTTP client, when
+        the gateway has a transfer free (see ``transfers``)."""
+        async with self.gateway.transfers:
+            return await files.download(file, dest, http=self._http)
+
+    async def fetch(self, file: FileInfo) -> bytes:
+        """:func:`fleetgate.device.files.fetch` (into memory) as :meth:`download` does."""
+        async with self.gateway.transfers:
+            return await files.fetch(file, http=self._http)
 
     async def upload(
         self,
@@ -139,7 +146,8 @@ class ChildDevice:
             raise BadCommand(
                 f"Operation {command.id} has no upload target", operation_id=command.id
             )
-        await files.upload(command.upload, data, http=self._http, content_type=content_type)
+        async with self.gateway.transfers:
+            await files.upload(command.upload, data, http=self._http, content_type=content_type)
 
     def _receive(self, payload: bytes) -> None:
         self._operations.receive(payload)
@@ -148,10 +156,13 @@ class ChildDevice:
 class GatewayClient(DeviceClient):
     """A device client that speaks for children (see the module docstring).
 
-    Options as :class:`DeviceClient`'s, plus ``on_child_operation``. The ``journal`` holds
-    the gateway's own operations and its children's (keyed by child); by default it
-    remembers the last 100 finished operations of each, in memory — give it a ``path`` so
-    that statuses survive a restart of the gateway's process.
+    Options as :class:`DeviceClient`'s, plus ``on_child_operation`` and ``transfers``: how
+    many of its children's downloads and uploads run at once (the others wait their turn:
+    a gateway's uplink is one, and an HTTP client's queue of waiting requests costs more
+    with every request in it). The ``journal`` holds the gateway's own operations and its
+    children's (keyed by child); by default it remembers the last 100 finished operations
+    of each, in memory — give it a ``path`` so that statuses survive a restart of the
+    gateway's process.
     """
 
     def __init__(
@@ -170,7 +181,10 @@ class GatewayClient(DeviceClient):
         timeout: float = 30.0,
         keepalive: int = 60,
         in_flight: int = 100,
+        transfers: int = 8,
     ) -> None:
+        if transfers < 1:
+            raise ValueError("a gateway needs at least one transfer at a time")
         super().__init__(
             gateway_id,
             broker,
@@ -187,6 +201,8 @@ class GatewayClient(DeviceClient):
         )
         self._on_child_operation = on_child_operation
         self._children: dict[str, ChildDevice] = {}
+        #: Bounds the children's downloads and uploads in progress at once.
+        self.transfers = asyncio.Semaphore(transfers)
 
     @property
     def children(self) -> Mapping[str, ChildDevice]:

@@ -1,16 +1,18 @@
 """What a simulated device does with an operation — a certificate device, a gateway, or a
 gateway's child alike (each is a :class:`~fleetgate.device.operations.Device`).
 
-It reports EXECUTING, waits a (jittered) delay, downloads and verifies every file of the
-command over its signed URL, fails at random at ``failure_rate``, uploads a configuration
-snapshot for ``c8y_UploadConfigFile``, declares what a successful operation installed (so
-that the declaration sent again at every reconnect does not undo it), then reports
-SUCCESSFUL — or FAILED with the real reason (a SHA-256 mismatch …).
+It reports EXECUTING, waits a (jittered) delay, downloads every file of the command over
+its signed URL and verifies it (into memory: a simulated device installs nothing), fails
+at random at ``failure_rate``, uploads a configuration snapshot for
+``c8y_UploadConfigFile``, declares what a successful operation installed (so that the
+declaration sent again at every reconnect does not undo it), then reports SUCCESSFUL — or
+FAILED with the real reason (a SHA-256 mismatch …).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import random
@@ -18,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from fleetgate.device.commands import (
     CONFIG_DOWNLOAD,
@@ -30,6 +33,7 @@ from fleetgate.device.commands import (
     Status,
 )
 from fleetgate.device.errors import DeviceError, OperationFailed
+from fleetgate.device.gateway import ChildDevice
 from fleetgate.device.messages import Firmware, Inventory, Software
 from fleetgate.device.operations import Device
 from fleetgate.device.profiles import ProfileItem, apply_profile
@@ -93,18 +97,20 @@ class SimulatedWork:
         corrupt_downloads: frozenset[str],
         failing_items: frozenset[tuple[str, str]],
         rng: random.Random,
+        transfers: int,
         observer: Observer | None = None,
     ) -> None:
         self.counts = WorkCounts()
         self.acknowledged: dict[str, dict[str, Status]] = {}
         self.inventories: dict[str, Inventory] = {}
-        self._downloads = downloads
+        self._downloads = downloads  # a profile's files, each deleted once installed
         self._delay = delay
         self._failure_rate = failure_rate
         self._corrupt = corrupt_downloads
         self._failing_items = failing_items
         self._rng = rng
         self._observer = observer
+        self._transfers = asyncio.Semaphore(transfers)
 
     async def execute(self, device: Device, command: Command) -> None:
         """The handler of every simulated device (and child)."""
@@ -117,15 +123,15 @@ class SimulatedWork:
                 await self._apply_profile(device, command)
                 await self._report(device, command.id, Status.SUCCESSFUL)
                 return
-            for number, file in enumerate(command.files):
-                dest = self._downloads / device.device_id / f"{command.id}-{number}"
-                await device.download(self._expected(device.device_id, file), dest)
-                dest.unlink()
+            for file in command.files:
+                async with self._transfer(device):
+                    await device.fetch(self._expected(device.device_id, file))
             if self._rng.random() < self._failure_rate:
                 raise OperationFailed("Simulated failure")
             if command.config_upload is not None:
                 snapshot = _snapshot(device.device_id, command.config_upload.config_type)
-                await device.upload(command, snapshot, content_type="text/plain; charset=utf-8")
+                async with self._transfer(device):
+                    await device.upload(command, snapshot, content_type="text/plain; charset=utf-8")
             await self._installed(device, command)
         except DeviceError as exc:
             await self._report(device, command.id, Status.FAILED, str(exc))
@@ -142,7 +148,8 @@ class SimulatedWork:
                 raise OperationFailed("Simulated failure")
 
         async def download(file: FileInfo, dest: Path) -> Path:
-            return await device.download(self._expected(device_id, file), dest)
+            async with self._transfer(device):
+                return await device.download(self._expected(device_id, file), dest)
 
         workdir = self._downloads / device_id
         self.inventories[device_id] = await apply_profile(
@@ -170,6 +177,14 @@ class SimulatedWork:
         if after is not before:
             self.inventories[device.device_id] = after
             await device.declare(after)
+
+    def _transfer(self, device: Device) -> contextlib.AbstractAsyncContextManager[Any]:
+        """Every device shares one HTTP client: requests beyond its pool would wait in a
+        queue that costs more with every request in it, so devices wait here instead. A
+        gateway bounds its children's transfers itself (``GatewayClient.transfers``)."""
+        if isinstance(device, ChildDevice):
+            return contextlib.nullcontext()
+        return self._transfers
 
     def _expected(self, device_id: str, file: FileInfo) -> FileInfo:
         if device_id not in self._corrupt:

@@ -17,6 +17,7 @@ acknowledged for each operation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ __all__ = [
     "Simulation",
     "SimulationConfig",
     "SimulationCounts",
+    "numbered",
     "run_simulation",
 ]
 
@@ -58,6 +60,10 @@ log = logging.getLogger(__name__)
 
 #: Waiting for a pooled HTTP connection is normal when thousands of devices download.
 _HTTP_TIMEOUT = httpx.Timeout(30.0, pool=None)
+#: Downloads and uploads at once of the devices (the pool of their one HTTP client), and
+#: of each gateway's children (each gateway has a client of its own).
+_TRANSFERS = 100
+_GATEWAY_TRANSFERS = 4
 SimulationCounts = WorkCounts
 
 
@@ -102,14 +108,19 @@ class SimulationConfig:
 
     @property
     def device_ids(self) -> tuple[str, ...]:
-        return tuple(f"{self.prefix}-{n:04d}" for n in range(1, self.devices + 1))
+        return numbered(self.prefix, self.devices)
 
     @property
     def gateway_ids(self) -> tuple[str, ...]:
-        return tuple(f"{self.prefix}-gw-{n:04d}" for n in range(1, self.gateways + 1))
+        return numbered(f"{self.prefix}-gw", self.gateways)
 
     def child_ids(self, gateway_id: str) -> tuple[str, ...]:
-        return tuple(f"{gateway_id}-c-{n:04d}" for n in range(1, self.children + 1))
+        return numbered(f"{gateway_id}-c", self.children)
+
+
+def numbered(stem: str, count: int) -> tuple[str, ...]:
+    """``<stem>-0001`` … ``<stem>-<count>`` (at least four digits): the simulator's ids."""
+    return tuple(f"{stem}-{n:04d}" for n in range(1, count + 1))
 
 
 class Simulation:
@@ -131,6 +142,7 @@ class Simulation:
             corrupt_downloads=config.corrupt_downloads,
             failing_items=config.failing_items,
             rng=random.Random(config.seed),  # noqa: S311 — simulation, not security
+            transfers=_TRANSFERS,
             observer=observer,
         )
 
@@ -163,7 +175,8 @@ class Simulation:
         """Enrol, connect and serve every device and gateway until cancelled."""
         config = self.config
         ca = await asyncio.to_thread(ensure_fleet_ca, config.state_dir)
-        async with httpx.AsyncClient(timeout=_HTTP_TIMEOUT) as http:
+        async with contextlib.AsyncExitStack() as clients:
+            http = await clients.enter_async_context(_http_client(_TRANSFERS))
             if await trust_fleet_ca(config.stack, ca, http):
                 log.info(
                     "the simulator's CA is now trusted in tenant %s", config.stack.admin.tenant
@@ -189,6 +202,9 @@ class Simulation:
                     http=http,
                 )
             for gateway_id in config.gateway_ids:
+                # A gateway's own uplink: a small pool of its own (an HTTP client's costs
+                # per request grow with its pool), as many connections as transfers.
+                uplink = await clients.enter_async_context(_http_client(_GATEWAY_TRANSFERS))
                 self.gateways[gateway_id] = GatewayClient(
                     gateway_id,
                     broker,
@@ -197,7 +213,8 @@ class Simulation:
                     on_child_operation=self.work.execute,
                     reconnect=config.reconnect,
                     connect_gate=gate,
-                    http=http,
+                    http=uplink,
+                    transfers=_GATEWAY_TRANSFERS,
                 )
             async with asyncio.TaskGroup() as tasks:
                 for client in [*self.devices.values(), *self.gateways.values()]:
@@ -225,6 +242,11 @@ class Simulation:
     ) -> None:
         await gateway.declare(inventory)  # the gateway first: its children hang below it
         await gateway.declare_children(children)
+
+
+def _http_client(connections: int) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.AsyncClient(timeout=_HTTP_TIMEOUT, limits=limits)
 
 
 async def run_simulation(

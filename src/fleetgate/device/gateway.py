@@ -67,8 +67,8 @@ class ChildDevice:
     """One child as its gateway speaks for it; made (once) by :meth:`GatewayClient.child`.
 
     It offers what a :class:`DeviceClient` offers an operation handler — ``device_id``,
-    :meth:`declare`, :meth:`report`, :meth:`download`, :meth:`upload` — plus
-    :meth:`report_connectivity`.
+    :meth:`declare`, :meth:`report`, :meth:`download`, :meth:`fetch`, :meth:`upload` —
+    plus :meth:`report_connectivity`; its transfers wait for one of the gateway's.
     """
 
     def __init__(

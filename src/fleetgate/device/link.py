@@ -55,6 +55,14 @@ class Session:
         self.closed = asyncio.Event()
         self._client_id = client_id
         self._in_flight = in_flight
+        self._publishing: set[asyncio.Future[None]] = set()
+
+    def close(self) -> None:
+        """The connection is gone: every publish still waiting for its PUBACK raises
+        MqttError now (aiomqtt would otherwise wait for its whole timeout)."""
+        self.closed.set()
+        for sent in self._publishing:
+            sent.cancel()
 
     async def subscribe(self, filters: Iterable[str]) -> None:
         """QoS 1 subscriptions; DeviceError when the broker refuses one."""
@@ -84,18 +92,22 @@ class Session:
 
     async def publish(self, topic: str, payload: bytes) -> None:
         """Publish at QoS 1 and wait for the PUBACK — or for the session to end, which
-        raises MqttError (aiomqtt would otherwise wait for its whole timeout)."""
+        raises MqttError (:meth:`close`)."""
+        if self.closed.is_set():
+            raise aiomqtt.MqttError("the connection was lost")
+        # One future per publish, cancelled by close(): a waiter per publish on ``closed``
+        # was removed from a list as long as the publishes in flight at every PUBACK.
         sent = asyncio.ensure_future(self.client.publish(topic, payload, qos=1))
-        lost = asyncio.ensure_future(self.closed.wait())
+        self._publishing.add(sent)
         try:
-            done, _ = await asyncio.wait((sent, lost), return_when=asyncio.FIRST_COMPLETED)
+            await sent
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self.closed.is_set() and task is not None and not task.cancelling():
+                raise aiomqtt.MqttError("the connection was lost before the PUBACK") from None
+            raise
         finally:
-            lost.cancel()
-            if not sent.done():
-                sent.cancel()
-        if sent not in done:
-            raise aiomqtt.MqttError("the connection was lost before the PUBACK")
-        sent.result()
+            self._publishing.discard(sent)
 
 
 class Link:
@@ -228,7 +240,7 @@ class Link:
                     payload = message.payload if isinstance(message.payload, bytes) else b""
                     receive(message.topic.value, payload)
             finally:
-                session.closed.set()
+                session.close()
                 self._session = None
                 self._ready.clear()
 

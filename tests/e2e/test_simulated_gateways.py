@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from fleetgate.device import Connectivity
+
 from serve_support import ADMIN, Stack, running, serve_stack
 from waiting import eventually
 
@@ -101,3 +103,30 @@ async def test_fleetgate_simulate_runs_gateways_with_children(stack: Stack) -> N
         output, _ = await simulate.communicate()
     assert simulate.returncode == 0, output.decode()
     assert "all 1 gateways with 2 children each declared" in output.decode()
+
+
+async def _connection(stack: Stack, device_id: str) -> dict[str, Any]:
+    connection: dict[str, Any] = (await _device(stack, device_id)).get("fleetgate_Connection", {})
+    return connection
+
+
+async def test_a_childs_connectivity_reported_through_the_sdk_is_shown(stack: Stack) -> None:
+    child_id = "sgc-gw-0001-c-0002"
+    async with running(stack.simulation("sgc", 0, gateways=1, children=2, delay=0)) as simulation:
+        await eventually(lambda: stack.declared([child_id]), "the declaration")
+        child = simulation.gateways["sgc-gw-0001"].child(child_id)
+        await child.report_connectivity(Connectivity.DISCONNECTED, "no Modbus reply")
+        lost = {
+            "status": "DISCONNECTED",
+            "gateway": "sgc-gw-0001",
+            "reason": "reported by gateway sgc-gw-0001: no Modbus reply",
+        }
+
+        async def shown(expected: dict[str, Any]) -> bool:
+            return await _connection(stack, child_id) == expected
+
+        await eventually(lambda: shown(lost), "the child reported lost")
+        assert (await _connection(stack, "sgc-gw-0001-c-0001"))["status"] == "CONNECTED"
+        await child.report_connectivity(Connectivity.CONNECTED)
+        back = {"status": "CONNECTED", "gateway": "sgc-gw-0001"}
+        await eventually(lambda: shown(back), "the child back")

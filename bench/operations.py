@@ -95,11 +95,55 @@ async def total(api: httpx.AsyncClient, path: str, **params: str) -> int:
     return int(response.json()["statistics"]["totalElements"])
 
 
+async def upload_firmware(api: httpx.AsyncClient) -> str:
+    """A small firmware binary; its URL (``…/inventory/binaries/<id>``)."""
+    image = random.Random(0).randbytes(16 * 1024)
+    obj = json.dumps({**FIRMWARE, "type": "c8y_Firmware"})
+    response = await api.post(
+        "/inventory/binaries",
+        files={
+            "object": (None, obj, "application/json"),
+            "file": ("bench-fw.bin", image, "application/octet-stream"),
+        },
+    )
+    if response.status_code != 201:
+        raise Failed(f"the firmware upload was refused: {response.status_code} {response.text}")
+    return str(response.json()["self"])
+
+
+async def create_operations(
+    api: httpx.AsyncClient,
+    serials: Iterable[str],
+    objects: dict[str, str],
+    url: str,
+    in_flight: int,
+    created: dict[str, tuple[str, float]],
+) -> None:
+    """One ``c8y_Firmware`` operation of ``url`` for each serial (``objects``: its managed
+    object id), ``in_flight`` requests at once; ``created``: operation id → (serial, when)."""
+
+    async def create(serial: str) -> None:
+        response = await api.post(
+            "/devicecontrol/operations",
+            json={"deviceId": objects[serial], "c8y_Firmware": {**FIRMWARE, "url": url}},
+        )
+        if response.status_code != 201:
+            raise Failed(f"{serial}: {response.status_code} {response.text}")
+        created[response.json()["id"]] = (serial, time.monotonic())
+
+    await bounded(serials, in_flight, create)
+
+
 # --- CPU time from /proc ------------------------------------------------------------------
 
 
 def processes() -> dict[int, tuple[str, int, float]]:
-    """pid → (program name, parent pid, CPU seconds so far: user + system, every thread)."""
+    """pid → (program name, parent pid, CPU seconds so far: user + system, every thread,
+    and of its children that ended and were waited for).
+
+    A process that ends takes its CPU time out of the sum of the living; its parent's
+    ``cutime``/``cstime`` holds it from then on, so the tree's total never goes back
+    (PostgreSQL's backends come and go with the pool's connections)."""
     found = {}
     ticks = os.sysconf("SC_CLK_TCK")
     for entry in Path("/proc").iterdir():
@@ -110,7 +154,7 @@ def processes() -> dict[int, tuple[str, int, float]]:
         if stat is not None:
             name = stat[stat.index("(") + 1 : stat.rindex(")")]
             fields = stat[stat.rindex(")") + 2 :].split()  # from field 3, "state"
-            cpu = (int(fields[11]) + int(fields[12])) / ticks
+            cpu = sum(int(value) for value in fields[11:15]) / ticks
             found[int(entry.name)] = (name, int(fields[1]), cpu)
     return found
 
@@ -242,31 +286,13 @@ class FleetRun:
         await bounded(self.simulation.config.device_ids, self.args.in_flight, look_up)
 
     async def upload_firmware(self) -> str:
-        """A small firmware binary; its URL (``…/inventory/binaries/<id>``)."""
-        image = random.Random(0).randbytes(16 * 1024)
-        obj = json.dumps({**FIRMWARE, "type": "c8y_Firmware"})
-        response = await self.api.post(
-            "/inventory/binaries",
-            files={
-                "object": (None, obj, "application/json"),
-                "file": ("bench-fw.bin", image, "application/octet-stream"),
-            },
-        )
-        if response.status_code != 201:
-            raise Failed(f"the firmware upload was refused: {response.status_code} {response.text}")
-        return str(response.json()["self"])
+        return await upload_firmware(self.api)
 
     async def create_all(self, url: str) -> None:
-        async def create(serial: str) -> None:
-            response = await self.api.post(
-                "/devicecontrol/operations",
-                json={"deviceId": self.objects[serial], "c8y_Firmware": {**FIRMWARE, "url": url}},
-            )
-            if response.status_code != 201:
-                raise Failed(f"{serial}: {response.status_code} {response.text}")
-            self.created[response.json()["id"]] = (serial, time.monotonic())
-
-        await bounded(self.simulation.config.device_ids, self.args.in_flight, create)
+        await create_operations(
+            self.api, self.simulation.config.device_ids, self.objects, url, self.args.in_flight,
+            self.created,
+        )  # fmt: skip
 
     async def check(self) -> int:
         """Every operation SUCCESSFUL, both statuses of each acknowledged, nothing lost;
@@ -387,10 +413,15 @@ async def run_fleetgate(args: argparse.Namespace, root: Path) -> dict[str, Any]:
 # --- the baseline ------------------------------------------------------------------------
 
 
-def subscribe(port: int, count: int, timeout: float) -> None:
+#: What the baseline's subscriber subscribes to by default: every device's statuses.
+DEVICE_STATUSES = "fg/d/+/op/status"
+
+
+def subscribe(port: int, count: int, timeout: float, topic_filter: str = DEVICE_STATUSES) -> None:
     """The baseline's receiver, in a process of its own: paho-mqtt, QoS 1. Prints ``ready``
     once subscribed, then ``{"arrived": {"<op id>/<status>": when}, "cpu": seconds}`` once
-    ``count`` have arrived or ``timeout`` has passed."""
+    ``count`` have arrived or ``timeout`` has passed. Operation ids must be unique among
+    the messages (they are: one operation per device or child)."""
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -400,7 +431,7 @@ def subscribe(port: int, count: int, timeout: float) -> None:
     client.max_inflight_messages_set(1000)
 
     def on_connect(c: paho.Client, _u: object, _f: object, _r: object, _p: object) -> None:
-        c.subscribe("fg/d/+/op/status", qos=1)
+        c.subscribe(topic_filter, qos=1)
 
     def on_subscribe(_c: object, _u: object, _m: object, _r: object, _p: object) -> None:
         print("ready", flush=True)
@@ -452,8 +483,15 @@ def plain_broker(root: Path, device_port: int, service_port: int) -> subprocess.
 
 
 async def connect_devices(
-    port: int, ca_file: Path, keys: Path, serials: list[str], parallel: int
+    port: int,
+    ca_file: Path,
+    keys: Path,
+    serials: list[str],
+    parallel: int,
+    in_flight: int | None = None,
 ) -> dict[str, aiomqtt.Client]:
+    """TLS clients with each serial's certificate; ``in_flight`` bounds each one's
+    publishes awaiting PUBACK (as the SDK's link does), unbounded when None."""
     clients: dict[str, aiomqtt.Client] = {}
 
     async def connect(serial: str) -> None:
@@ -466,7 +504,11 @@ async def connect_devices(
             tls_context=context,
             protocol=aiomqtt.ProtocolVersion.V5,
             timeout=60,
+            max_inflight_messages=in_flight,
+            max_concurrent_outgoing_calls=in_flight,
         )
+        if in_flight is not None:
+            client.pending_calls_threshold = in_flight + 10
         for attempt in range(100):
             try:
                 await client.__aenter__()
@@ -479,6 +521,26 @@ async def connect_devices(
 
     await bounded(serials, parallel, connect)
     return clients
+
+
+async def start_subscriber(
+    port: int, count: int, timeout: float, topic_filter: str = DEVICE_STATUSES
+) -> asyncio.subprocess.Process:
+    """:func:`subscribe` in a process of its own, once it has subscribed."""
+    receiver = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--subscriber",
+        str(port),
+        str(count),
+        str(timeout),
+        topic_filter,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert receiver.stdout is not None
+    if (await asyncio.wait_for(receiver.stdout.readline(), 30)).strip() != b"ready":
+        raise Failed("the baseline's subscriber did not start")
+    return receiver
 
 
 async def run_baseline(args: argparse.Namespace, root: Path) -> dict[str, Any]:
@@ -495,18 +557,8 @@ async def run_baseline(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             serials,
             args.connect_parallel,
         )
-        receiver = await asyncio.create_subprocess_exec(
-            sys.executable,
-            __file__,
-            "--subscriber",
-            str(service_port),
-            str(count),
-            str(args.timeout),
-            stdout=asyncio.subprocess.PIPE,
-        )
+        receiver = await start_subscriber(service_port, count, args.timeout)
         assert receiver.stdout is not None
-        if (await asyncio.wait_for(receiver.stdout.readline(), 30)).strip() != b"ready":
-            raise Failed("the baseline's subscriber did not start")
         sent: dict[str, float] = {}
 
         async def report(op_id: int, serial: str) -> None:
@@ -649,6 +701,6 @@ async def main() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--subscriber"]:
-        subscribe(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
+        subscribe(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), *sys.argv[5:6])
     else:
         asyncio.run(main())

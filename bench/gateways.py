@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -482,6 +483,8 @@ async def main() -> None:
         plain = await run_baseline(args, root)
     except Failed as failure:
         raise SystemExit(f"gateways benchmark FAILED: {failure}") from None
+    finally:
+        shutil.rmtree(root, ignore_errors=True)  # its PostgreSQL, broker, certificates: ~180 MB
     print(table(args, fleet, plain))
 
 

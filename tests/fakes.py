@@ -144,17 +144,25 @@ class FakeChildren:
         self.declared: list[Declaration] = []
         self.reached: list[ConnectivityReport] = []
 
-    async def declare_child(self, declaration: Declaration, last_try: bool) -> bool:
-        assert declaration.gateway is not None
-        holders = {gateway for child, gateway in self.pairs if child == declaration.device_id}
-        if holders - {declaration.gateway}:
-            raise ValidationFailed(
-                f"device {declaration.device_id} is a child of gateway {holders.pop()}",
-                code=CHILD_REFUSED,
-            )
-        self.pairs.add((declaration.device_id, declaration.gateway))
-        self.declared.append(declaration)
-        return True
+    async def declare_children(
+        self, declarations: Sequence[tuple[Declaration, bool]]
+    ) -> list[bool | ValidationFailed]:
+        results: list[bool | ValidationFailed] = []
+        for declaration, _ in declarations:
+            assert declaration.gateway is not None
+            holders = {g for child, g in self.pairs if child == declaration.device_id}
+            if holders - {declaration.gateway}:
+                results.append(
+                    ValidationFailed(
+                        f"device {declaration.device_id} is a child of gateway {holders.pop()}",
+                        code=CHILD_REFUSED,
+                    )
+                )
+                continue
+            self.pairs.add((declaration.device_id, declaration.gateway))
+            self.declared.append(declaration)
+            results.append(True)
+        return results
 
     async def attached(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         return set(pairs) & self.pairs

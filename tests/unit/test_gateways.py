@@ -198,3 +198,27 @@ async def test_gateways_messages_about_children_reach_the_children_side() -> Non
         "fg/d/gw/c/theirs/op/sync",
     }
     assert all(letter.gateway == "gw" for letter in letters.letters)
+
+
+async def test_a_batch_of_new_children_is_one_push_to_the_broker() -> None:
+    stores = MemoryStores.make("t1")
+    connectivity = RecordingConnectivity()
+    await registered_gateway(stores)
+    gateways = Gateways(stores.children, connectivity, clock=lambda: NOW)
+
+    async def declare(declaration: Declaration, last_try: bool) -> bool:
+        raise AssertionError("no device declares itself here")
+
+    messages = DeviceMessages(
+        FakeOperations(),
+        declare,
+        FakeDeadLetters(),
+        RecordingPublisher(),
+        children=gateways,
+        is_transient=unavailable,
+    )
+    batch = [incoming(f"fg/d/gw/c/ch-{i}/inventory", {"type": "plc"}) for i in range(3)]
+    batch.append(incoming("fg/d/gw/c/ch-0/inventory", {"type": "plc-2"}))  # known by then
+    batch.append(incoming("fg/d/nobody/c/ch-9/inventory", {}))  # gateway unknown: later
+    assert await messages.handle(batch) == [batch[-1]]
+    assert connectivity.changes == [("t1", [("ch-0", "gw"), ("ch-1", "gw"), ("ch-2", "gw")])]

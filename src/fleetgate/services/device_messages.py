@@ -72,8 +72,12 @@ DeclarationSink = Callable[[Declaration, bool], Awaitable[bool]]
 class ChildSink(Protocol):
     """What gateways' messages about their children go to (``services.gateways``)."""
 
-    async def declare_child(self, declaration: Declaration, last_try: bool) -> bool:
-        """As a :data:`DeclarationSink`, for a gateway's declaration of a child."""
+    async def declare_children(
+        self, declarations: Sequence[tuple[Declaration, bool]]
+    ) -> list[bool | ValidationFailed]:
+        """Gateways' declarations of children (each with whether it is its last try): for
+        each, as a :data:`DeclarationSink` would answer — True, False (try again later) or
+        the ValidationFailed that refuses it."""
 
     async def attached(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which (child, gateway) pairs are a gateway and its child now."""
@@ -161,10 +165,11 @@ class DeviceMessages:
 
     async def _apply_all(self, items: list[_Item]) -> _Applied:
         applied = _Applied()
-        deferred, rejected = applied.deferred, applied.rejected
+        rejected = applied.rejected
         reports: list[StatusReport] = []
         reach: list[ConnectivityReport] = []
         syncs: list[_Item] = []
+        children: list[tuple[_Item, Declaration]] = []
         for item in items:
             message = item.message
             if isinstance(message, StatusReport):
@@ -173,22 +178,24 @@ class DeviceMessages:
                 reach.append(message)
             elif isinstance(message, SyncRequest):
                 syncs.append(item)
+            elif isinstance(message, Declaration) and message.gateway is not None:
+                children.append((item, message))
             elif isinstance(message, Declaration):
-                last_try = item.incoming.deferrals >= MAX_DEFERRALS
                 try:
-                    declared = (
-                        await self._declare(message, last_try)
-                        if message.gateway is None
-                        else await self._children.declare_child(message, last_try)
+                    declared: bool | ValidationFailed = await self._declare(
+                        message, _last_try(item)
                     )
-                    if not declared:
-                        deferred.append(item.incoming)
                 except ValidationFailed as exc:
-                    code = "inventory/badRequest" if exc.code == ValidationFailed.code else exc.code
-                    rejection = Rejection(
-                        message.device_id, item.incoming.topic, code, exc.message, message.gateway
-                    )
-                    rejected.append((item.incoming, rejection))
+                    declared = exc
+                _declared(item, message, declared, applied)
+        if children:
+            # Gateways' declarations of children, together: the broker hears of the new
+            # ones once per batch. Before the reports: a child is declared, then moved.
+            results = await self._children.declare_children(
+                [(message, _last_try(item)) for item, message in children]
+            )
+            for (item, message), result in zip(children, results, strict=True):
+                _declared(item, message, result, applied)
         if reports:
             applied.errors.extend(await self._operations.on_reports(reports))
         if reach:
@@ -261,6 +268,24 @@ class DeviceMessages:
 
     async def _send(self, error: DeviceError) -> None:
         await self._replies.publish(error.reply_topic, json.dumps(error.body()).encode())
+
+
+def _last_try(item: _Item) -> bool:
+    return item.incoming.deferrals >= MAX_DEFERRALS
+
+
+def _declared(
+    item: _Item, message: Declaration, result: bool | ValidationFailed, applied: _Applied
+) -> None:
+    """Note what a declaration came to: applied, to try again later, or refused."""
+    if isinstance(result, ValidationFailed):
+        code = "inventory/badRequest" if result.code == ValidationFailed.code else result.code
+        rejection = Rejection(
+            message.device_id, item.incoming.topic, code, result.message, message.gateway
+        )
+        applied.rejected.append((item.incoming, rejection))
+    elif not result:
+        applied.deferred.append(item.incoming)
 
 
 def _not_a_child(request: SyncRequest, topic: str) -> Rejection:

@@ -60,10 +60,44 @@ class Gateways:
         self._connectivity = connectivity
         self._clock = clock
 
+    async def declare_children(
+        self, declarations: Sequence[tuple[Declaration, bool]]
+    ) -> list[bool | ValidationFailed]:
+        """Apply gateways' declarations of their children (each with whether it is its
+        last try), each in its own transaction; for each: True when applied, False when
+        its gateway is not registered yet (its registration on connect may not be
+        committed), or the ValidationFailed (``devices/childRefused``) saying why nothing
+        was done. The children registered are then pushed to the broker in one push per
+        tenant — their own logins are refused from then on (decision 0008) — however many
+        a batch registers (a gateway declaring a thousand children after its first
+        connect)."""
+        results: list[bool | ValidationFailed] = []
+        registered: dict[str, list[tuple[str, str | None]]] = {}
+        for declaration, last_try in declarations:
+            try:
+                outcome = await self._declare(declaration, last_try)
+            except ValidationFailed as refused:
+                results.append(refused)
+                continue
+            if isinstance(outcome, str):
+                registered.setdefault(outcome, []).append(
+                    (declaration.device_id, declaration.gateway)
+                )
+            results.append(outcome is not False)
+        for tenant_id, changes in registered.items():
+            await self._connectivity.children_changed(tenant_id, changes)
+        return results
+
     async def declare_child(self, declaration: Declaration, last_try: bool) -> bool:
-        """Apply a gateway's declaration of one of its children. False when the gateway
-        is not registered yet (its registration on connect may not be committed); a
-        ValidationFailed (``devices/childRefused``) says why nothing was done."""
+        """:meth:`declare_children` for one declaration (a refusal is raised)."""
+        [result] = await self.declare_children([(declaration, last_try)])
+        if isinstance(result, ValidationFailed):
+            raise result
+        return result
+
+    async def _declare(self, declaration: Declaration, last_try: bool) -> str | bool:
+        """Apply one declaration: the tenant of a child it registered, True when it
+        applied to a known child, False when its gateway is unknown yet."""
         gateway = declaration.gateway
         assert gateway is not None
         now = self._clock()
@@ -77,18 +111,15 @@ class Gateways:
         if done.decision.verdict is Verdict.REFUSED:
             assert done.decision.reason is not None
             raise ValidationFailed(done.decision.reason, code=CHILD_REFUSED)
-        if done.created:
-            log.info(
-                "registered child %s of gateway %s in tenant %s",
-                declaration.device_id,
-                gateway,
-                done.tenant_id,
-            )
-            # The broker refuses the child's own login from now on (decision 0008).
-            await self._connectivity.children_changed(
-                done.tenant_id, [(declaration.device_id, gateway)]
-            )
-        return True
+        if not done.created:
+            return True
+        log.info(
+            "registered child %s of gateway %s in tenant %s",
+            declaration.device_id,
+            gateway,
+            done.tenant_id,
+        )
+        return done.tenant_id
 
     async def on_connectivity(self, reports: Sequence[ConnectivityReport]) -> list[DeviceError]:
         """What gateways report of reaching their children: applied; the errors to send."""

@@ -48,6 +48,7 @@ from fleetgate.domain.operations import (
     Status,
 )
 from fleetgate.domain.rollouts import Canary, Retries, Rollout
+from fleetgate.domain.tenant_options import TenantOption
 from fleetgate.services.gateways import ChildStore
 from fleetgate.services.ports import (
     BulkOperationStore,
@@ -60,6 +61,7 @@ from fleetgate.services.ports import (
     NewDeviceRequests,
     OperationStore,
     RolloutSteps,
+    TenantOptionStore,
 )
 
 
@@ -83,6 +85,7 @@ class Ports:
     steps: RolloutSteps
     #: Makes every bulk operation due for a step now (its next look and its rate).
     make_due: Callable[[], Awaitable[None]]
+    options: TenantOptionStore
 
     async def device(self, serial: str, tenant: str = "t1") -> int:
         """A registered device; its object id."""
@@ -930,3 +933,41 @@ class BulkOperationContract:
             created += [op for r in reports if r is not None for op in r.created]
         pairs = [(op.bulk_operation_id, op.device_id) for op in created]
         assert len(pairs) == len(set(pairs)) == 18
+
+
+class TenantOptionContract:
+    """:class:`~fleetgate.services.ports.TenantOptionStore`: per tenant, ordered by
+    category then key; ``childAutoRegistration`` on unless set to "false"."""
+
+    async def test_options_are_stored_replaced_listed_and_deleted(self, ports: Ports) -> None:
+        store = ports.options
+        assert await store.find("t1", 0, 10) == []
+        for category, key, value in (("b", "k", "1"), ("a", "z", "2"), ("a", "y", "")):
+            option = TenantOption(category, key, value)
+            assert await store.put("t1", option) == option
+        await store.put("t2", TenantOption("a", "y", "theirs"))
+        await store.put("t1", TenantOption("b", "k", "replaced"))
+        assert await store.find("t1", 0, 10) == [
+            TenantOption("a", "y", ""), TenantOption("a", "z", "2"),
+            TenantOption("b", "k", "replaced"),
+        ]  # fmt: skip
+        assert await store.find("t1", 1, 1) == [TenantOption("a", "z", "2")]
+        assert (await store.count("t1"), await store.count("t2")) == (3, 1)
+        assert [o.key for o in await store.of_category("t1", "a")] == ["y", "z"]
+        assert await store.get("t1", "a", "y") == TenantOption("a", "y", "")
+        assert await store.get("t1", "a", "missing") is None
+        assert await store.replace("t1", TenantOption("a", "z", "3"))
+        assert not await store.replace("t1", TenantOption("a", "new", "3"))
+        assert await store.get("t1", "a", "new") is None
+        assert await store.delete("t1", "a", "z")
+        assert not await store.delete("t1", "a", "z")
+        assert await store.get("t2", "a", "y") == TenantOption("a", "y", "theirs")
+
+    async def test_child_auto_registration_is_on_unless_switched_off(self, ports: Ports) -> None:
+        store = ports.options
+        assert await store.child_auto_registration("t1")
+        await store.put("t1", TenantOption("fleetgate.gateways", "childAutoRegistration", "false"))
+        assert not await store.child_auto_registration("t1")
+        assert await store.child_auto_registration("t2")
+        await store.put("t1", TenantOption("fleetgate.gateways", "childAutoRegistration", "true"))
+        assert await store.child_auto_registration("t1")

@@ -35,6 +35,7 @@ from fleetgate.db.migrations import migrate
 from fleetgate.db.operations import PgOperations
 from fleetgate.db.pool import BoundedPool, Timeouts, create_pool, ping, unbounded_connection
 from fleetgate.db.rollout_steps import PgRolloutSteps
+from fleetgate.db.tenant_options import PgTenantOptions
 from fleetgate.db.transient import is_transient
 from fleetgate.db.trust import PgTrustStore
 from fleetgate.db.users import PgUsers
@@ -60,6 +61,7 @@ from fleetgate.services.health import Health
 from fleetgate.services.operations import FileSigning, OperationFeed, Operations
 from fleetgate.services.profiles import Profiles
 from fleetgate.services.seed import InitialState, ensure_initial_state
+from fleetgate.services.tenant_options import TenantOptions
 from fleetgate.services.trust import TrustedCertificates
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,7 @@ class Services:
     device_messages: DeviceMessages
     dead_letters: DeadLetters
     health: Health
+    tenant_options: TenantOptions
     url_secret: bytes
     groups: Groups
     profiles: Profiles
@@ -140,6 +143,7 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
                 bulk_operations=services.bulk_operations,
                 dead_letters=services.dead_letters,
                 health=services.health,
+                tenant_options=services.tenant_options,
                 url_secret=services.url_secret,
                 groups=services.groups,
                 profiles=services.profiles,
@@ -250,6 +254,7 @@ def _services(settings: Settings, adapters: Adapters) -> Services:
             {"brokerBridge": bridge.synced.is_set, "deviceLink": link.ready.is_set},
             database_timeout=READINESS_TIMEOUT,
         ),
+        tenant_options=TenantOptions(PgTenantOptions(pool)),
         url_secret=url_secret.encode(),
         groups=Groups(adapters.inventory, PgGroups(pool)),
         profiles=Profiles(adapters.inventory),

@@ -16,6 +16,7 @@ from fleetgate.db.identity import PgIdentity
 from fleetgate.db.inventory import PgInventory
 from fleetgate.db.operations import PgOperations
 from fleetgate.db.rollout_steps import PgRolloutSteps
+from fleetgate.db.tenant_options import PgTenantOptions
 from fleetgate.db.users import PgUsers
 
 from conftest import TEST_BASE_URL, seed_tenants
@@ -27,6 +28,7 @@ from port_contracts import (
     GroupStoreContract,
     OperationStoreContract,
     Ports,
+    TenantOptionContract,
 )
 
 pytestmark = pytest.mark.integration
@@ -49,6 +51,7 @@ async def ports(pool: asyncpg.Pool) -> Ports:
         PgBulkOperations(pool),
         PgRolloutSteps(pool),
         lambda: _make_due(pool),
+        PgTenantOptions(pool),
     )
 
 
@@ -80,4 +83,8 @@ class TestPgGroups(GroupStoreContract):
 
 
 class TestPgBulkOperations(BulkOperationContract):
+    pass
+
+
+class TestPgTenantOptions(TenantOptionContract):
     pass

@@ -29,6 +29,7 @@ from fleetgate.db.migrations import migrate
 from fleetgate.db.operations import PgOperations
 from fleetgate.db.pool import create_pool, drop_database, ensure_database, ping
 from fleetgate.db.rollout_steps import PgRolloutSteps
+from fleetgate.db.tenant_options import PgTenantOptions
 from fleetgate.db.transient import is_transient
 from fleetgate.db.trust import PgTrustStore
 from fleetgate.db.users import PgUsers
@@ -44,6 +45,7 @@ from fleetgate.services.health import Health
 from fleetgate.services.operation_feed import OperationFeed
 from fleetgate.services.operations import FileSigning, Operations
 from fleetgate.services.profiles import Profiles
+from fleetgate.services.tenant_options import TenantOptions
 from fleetgate.services.trust import TrustedCertificates
 
 from conftest import TEST_BASE_URL, api_client, seed_tenants
@@ -122,6 +124,7 @@ def wire(app: FastAPI, pool: asyncpg.Pool, files: Path, base_url: str = TEST_BAS
         {"brokerBridge": lambda: True, "deviceLink": lambda: True},
         database_timeout=10.0,
     )
+    services_of(app).tenant_options = TenantOptions(PgTenantOptions(pool))
     services_of(app).url_secret = URL_SECRET
     services_of(app).groups = Groups(PgInventory(pool), PgGroups(pool))
     services_of(app).profiles = Profiles(PgInventory(pool))

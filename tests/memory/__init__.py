@@ -3,20 +3,20 @@ of the use cases.
 
 One :class:`MemoryDatabase` holds the tables — managed objects, external ids, child
 references, users, new device requests, binaries' files, operations, bulk operations and
-their targets, released device ids — and each adapter is a view on it, as each ``Pg*``
-adapter is a view on one pool: what one port writes, the others read. Every method keeps
-the contract of its ``Pg*`` twin (``fleetgate.db``): what it finds and in which order,
-what it refuses and with which error, what a deletion takes with it (the schema's ``ON
-DELETE CASCADE`` and ``SET NULL``, the trigger that releases a deleted device id). A
-method does not await between its reads and its writes, so it is atomic as its twin's
-transaction is; one that writes several tables runs in
+their targets, released device ids, tenant options — and each adapter is a view on it, as
+each ``Pg*`` adapter is a view on one pool: what one port writes, the others read. Every
+method keeps the contract of its ``Pg*`` twin (``fleetgate.db``): what it finds and in
+which order, what it refuses and with which error, what a deletion takes with it (the
+schema's ``ON DELETE CASCADE`` and ``SET NULL``, the trigger that releases a deleted
+device id). A method does not await between its reads and its writes, so it is atomic as
+its twin's transaction is; one that writes several tables runs in
 :meth:`MemoryDatabase.transaction`, so a failure leaves nothing behind. (The one
-exception, a scheduler's step that awaits its check between claiming targets and
-creating their operations, holds the bulk operation's lock meanwhile, as its twin holds
-the row lock: :mod:`memory.bulk_operations`.) Every call first yields to the event loop,
-as a query's round trip does, so use cases that run at once interleave between calls as
-they do on PostgreSQL (:func:`memory.database.queries`).
-Binaries' content locks are asyncio locks.
+exception, a scheduler's step that awaits its check between claiming targets and creating
+their operations, holds the bulk operation's lock meanwhile, as its twin holds the row
+lock: :mod:`memory.bulk_operations`.) Every call first yields to the event loop, as a
+query's round trip does, so use cases that run at once interleave between calls as they
+do on PostgreSQL (:func:`memory.database.queries`). Binaries' content locks are asyncio
+locks.
 
 The modules mirror ``fleetgate.db`` (``memory.inventory``, ``memory.identity`` … on
 ``memory.database``). Failures to inject are plain attributes
@@ -42,6 +42,7 @@ from memory.gateways import MemoryChildren
 from memory.identity import MemoryIdentity
 from memory.inventory import MemoryInventory
 from memory.operations import MemoryOperations
+from memory.tenant_options import MemoryTenantOptions
 
 __all__ = [
     "ForeignKeyViolation",
@@ -60,6 +61,7 @@ __all__ = [
     "MemoryRequests",
     "MemoryRolloutSteps",
     "MemoryStores",
+    "MemoryTenantOptions",
     "MemoryUsers",
 ]
 
@@ -81,6 +83,7 @@ class MemoryStores:
     connections: MemoryChildConnections
     bulk_operations: MemoryBulkOperations
     rollout_steps: MemoryRolloutSteps
+    options: MemoryTenantOptions
 
     @classmethod
     def make(
@@ -109,4 +112,5 @@ class MemoryStores:
             MemoryChildConnections(db),
             MemoryBulkOperations(db),
             MemoryRolloutSteps(db),
+            MemoryTenantOptions(db),
         )

@@ -15,6 +15,7 @@ from port_contracts import (
     GroupStoreContract,
     OperationStoreContract,
     Ports,
+    TenantOptionContract,
 )
 
 
@@ -35,6 +36,7 @@ def ports() -> Ports:
         stores.bulk_operations,
         stores.rollout_steps,
         lambda: _make_due(stores),
+        stores.options,
     )
 
 
@@ -66,4 +68,8 @@ class TestMemoryGroups(GroupStoreContract):
 
 
 class TestMemoryBulkOperations(BulkOperationContract):
+    pass
+
+
+class TestMemoryTenantOptions(TenantOptionContract):
     pass

@@ -21,6 +21,7 @@ from fleetgate.api.routes import (
     operations,
     profiles,
     tenant,
+    tenant_options,
     trust,
     users,
 )
@@ -42,6 +43,7 @@ def create_app(ctx: ApiContext, services: ApiServices | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(tenant.router)
+    app.include_router(tenant_options.router)
     app.include_router(users.router)
     app.include_router(inventory.router)
     app.include_router(groups.router)

@@ -52,6 +52,16 @@ REFERENCE: dict[str, Any] = {
     },
     "required": ["managedObject"],
 }
+TENANT_OPTION: dict[str, Any] = {
+    "type": "object",
+    "properties": {"category": _STRING, "key": _STRING, "value": _STRING},
+    "required": ["category", "key", "value"],
+}
+TENANT_OPTION_UPDATE: dict[str, Any] = {
+    "type": "object",
+    "properties": {"value": _STRING},
+    "required": ["value"],
+}
 EXTERNAL_ID: dict[str, Any] = {
     "type": "object",
     "properties": {"type": _STRING, "externalId": _STRING},

@@ -24,6 +24,7 @@ from fleetgate.services.groups import Groups
 from fleetgate.services.health import Health
 from fleetgate.services.operations import Operations
 from fleetgate.services.profiles import Profiles
+from fleetgate.services.tenant_options import TenantOptions
 from fleetgate.services.trust import TrustedCertificates
 
 T = TypeVar("T")
@@ -42,6 +43,7 @@ class ApiServices:
     health: Health | None = None
     groups: Groups | None = None
     profiles: Profiles | None = None
+    tenant_options: TenantOptions | None = None
     #: The key of signed file URLs (downloads and snapshot uploads).
     url_secret: bytes | None = None
 
@@ -94,6 +96,10 @@ def dead_letters(request: Request) -> DeadLetters:
 
 def health(request: Request) -> Health:
     return _wired(services_of(request.app).health, "health")
+
+
+def tenant_options(request: Request) -> TenantOptions:
+    return _wired(services_of(request.app).tenant_options, "tenant options")
 
 
 def url_secret(request: Request) -> bytes:

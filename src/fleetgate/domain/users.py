@@ -30,6 +30,8 @@ class Role(StrEnum):
     DEVICE_CONTROL_READ = "ROLE_DEVICE_CONTROL_READ"
     BULK_OPERATION_ADMIN = "ROLE_BULK_OPERATION_ADMIN"
     BULK_OPERATION_READ = "ROLE_BULK_OPERATION_READ"
+    OPTION_MANAGEMENT_ADMIN = "ROLE_OPTION_MANAGEMENT_ADMIN"
+    OPTION_MANAGEMENT_READ = "ROLE_OPTION_MANAGEMENT_READ"
     #: The shared account devices use to ask for their credentials; nothing else.
     DEVICE_BOOTSTRAP = "ROLE_DEVICE_BOOTSTRAP"
     #: A device's own user (``device_<id>``).

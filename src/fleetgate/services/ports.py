@@ -39,6 +39,7 @@ from fleetgate.domain.operations import (
     Outcome,
     Report,
 )
+from fleetgate.domain.tenant_options import TenantOption
 from fleetgate.domain.trust import TrustedCertificate
 from fleetgate.domain.users import Role, Tenant, User
 
@@ -294,6 +295,33 @@ class DeviceRegistry(Protocol):
         """Device ids that lost their device, whose broker sessions are still to discard."""
 
     async def discarded(self, device_ids: list[str]) -> None: ...
+
+
+# --- tenant options -------------------------------------------------------------------
+
+
+class TenantOptionStore(Protocol):
+    """A tenant's options (db/tenant_options.py), ordered by category, then key."""
+
+    async def find(self, tenant_id: str, offset: int, limit: int) -> list[TenantOption]: ...
+
+    async def count(self, tenant_id: str) -> int: ...
+
+    async def of_category(self, tenant_id: str, category: str) -> list[TenantOption]: ...
+
+    async def get(self, tenant_id: str, category: str, key: str) -> TenantOption | None: ...
+
+    async def put(self, tenant_id: str, option: TenantOption) -> TenantOption:
+        """Store the option, replacing its value if it exists."""
+
+    async def replace(self, tenant_id: str, option: TenantOption) -> bool:
+        """Set the value of an option that exists; False when it does not."""
+
+    async def delete(self, tenant_id: str, category: str, key: str) -> bool: ...
+
+    async def child_auto_registration(self, tenant_id: str) -> bool:
+        """Whether the tenant's gateways may register unknown children (the option
+        ``fleetgate.gateways`` / ``childAutoRegistration``; True when it is not set)."""
 
 
 # --- bootstrap ------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from fleetgate.domain.bulk_operations import (
     StepReport,
     TargetState,
 )
+from fleetgate.domain.child_devices import Attached, Detached, HowRemoved
 from fleetgate.domain.connections import ConnectionStatus, connection_fragments
 from fleetgate.domain.device_messages import ConnectivityReport, Declaration
 from fleetgate.domain.errors import Conflict, NotFound, ValidationFailed
@@ -53,6 +54,7 @@ from fleetgate.services.gateways import ChildStore
 from fleetgate.services.ports import (
     BulkOperationStore,
     ChildConnections,
+    ChildDeviceStore,
     DeviceRegistry,
     DeviceUsers,
     GroupStore,
@@ -86,6 +88,7 @@ class Ports:
     #: Makes every bulk operation due for a step now (its next look and its rate).
     make_due: Callable[[], Awaitable[None]]
     options: TenantOptionStore
+    child_devices: ChildDeviceStore
 
     async def device(self, serial: str, tenant: str = "t1") -> int:
         """A registered device; its object id."""
@@ -971,3 +974,78 @@ class TenantOptionContract:
         assert await store.child_auto_registration("t2")
         await store.put("t1", TenantOption("fleetgate.gateways", "childAutoRegistration", "true"))
         assert await store.child_auto_registration("t1")
+
+
+class ChildDeviceContract:
+    """:class:`~fleetgate.services.ports.ChildDeviceStore`: a gateway's tree as operators
+    shape it (the rules of :mod:`fleetgate.domain.child_devices`), and what is remembered
+    of children they removed."""
+
+    async def test_attach_detach_and_attach_to_another_gateway(self, ports: Ports) -> None:
+        store = ports.child_devices
+        gw1, gw2, child = [await ports.device(d) for d in ("gw1", "gw2", "c1")]
+        assert await store.attach("t1", gw1, child) == Attached(True, "c1", "gw1")
+        assert await store.attach("t1", gw1, child) == Attached(False, "c1", "gw1")  # again
+        with pytest.raises(Conflict) as taken:
+            await store.attach("t1", gw2, child)
+        assert taken.value.code == "inventory/Conflict"
+        assert f"already a child device of gateway {gw1} (device gw1)" in taken.value.message
+        assert [c.id for c in await ports.inventory.children("t1", gw1, "childDevices", 0, 9)] == [
+            child
+        ]
+        assert await store.detach("t1", gw1, child, "admin") == Detached("c1")
+        assert await store.detach("t1", gw1, child, "admin") is None
+        [removed] = await store.removed_children("t1", gw1)
+        assert (removed.gateway_id, removed.device_id, removed.removed_by, removed.how) == (
+            gw1, "c1", "admin", HowRemoved.DETACHED,
+        )  # fmt: skip
+        assert (await store.attach("t1", gw2, child)).made
+        assert await store.removed_children("t1", gw2) == []
+        assert len(await store.removed_children("t1", gw1)) == 1
+        await store.detach("t1", gw2, child, None)
+        assert (await store.attach("t1", gw1, child)).made  # attached again: not removed
+        assert await store.removed_children("t1", gw1) == []
+
+    async def test_only_devices_that_connect_one_level_deep(self, ports: Ports) -> None:
+        store = ports.child_devices
+        gw, child, grandchild = [await ports.device(d) for d in ("gw", "c1", "c2")]
+        no_serial = (
+            await ports.inventory.create(
+                "t1", name="n", type=None, owner=None, fragments={"c8y_IsDevice": {}}
+            )
+        ).id
+        not_device = (
+            await ports.inventory.create("t1", name="x", type=None, owner=None, fragments={})
+        ).id
+        await ports.identity.add("t1", not_device, "c8y_Serial", "not-a-device")
+        for gateway_id, child_id, message in (
+            (gw, gw, "cannot be its own child device"),
+            (gw, no_serial, f"managed object {no_serial} cannot be a child device"),
+            (no_serial, child, f"managed object {no_serial} cannot be a gateway"),
+            (gw, not_device, r"\(device not-a-device\) cannot be a child device"),
+        ):
+            with pytest.raises(ValidationFailed, match=message):
+                await store.attach("t1", gateway_id, child_id)
+        await store.attach("t1", gw, child)
+        with pytest.raises(ValidationFailed, match=r"is a child device of gateway .* cannot be a"):
+            await store.attach("t1", child, grandchild)
+        with pytest.raises(ValidationFailed, match="is a gateway with 1 child device"):
+            await store.attach("t1", grandchild, gw)
+        theirs = await ports.device("t2-dev", tenant="t2")
+        for gateway_id, child_id in ((gw, theirs), (theirs, grandchild), (gw, 999_999)):
+            with pytest.raises(NotFound):
+                await store.attach("t1", gateway_id, child_id)
+        assert await store.detach("t2", gw, child, "x") is None
+        assert await store.removed_children("t2", gw) == []
+        assert [c.id for c in await ports.inventory.children("t1", gw, "childDevices", 0, 9)] == [
+            child
+        ]
+
+    async def test_removals_go_with_their_gateway(self, ports: Ports) -> None:
+        store = ports.child_devices
+        gw, child = await ports.device("gw"), await ports.device("c1")
+        await store.attach("t1", gw, child)
+        await store.detach("t1", gw, child, "admin")
+        assert await ports.inventory.delete("t1", gw) is not None
+        assert await store.removed_children("t1", gw) == []
+        assert await ports.inventory.get("t1", child) is not None

@@ -24,6 +24,7 @@ from fleetgate.db.binaries import PgBinaries
 from fleetgate.db.bootstrap import PgRequests
 from fleetgate.db.bulk import PgBulkCredentials
 from fleetgate.db.bulk_operations import PgBulkOperations
+from fleetgate.db.child_devices import PgChildDevices
 from fleetgate.db.connections import PgChildConnections
 from fleetgate.db.dead_letters import PgDeadLetters
 from fleetgate.db.devices import PgDevices
@@ -52,6 +53,7 @@ from fleetgate.services.bootstrap import Bootstrap
 from fleetgate.services.broker import TrustSync, full_state
 from fleetgate.services.bulk import BulkCredentials
 from fleetgate.services.bulk_operations import BulkOperations
+from fleetgate.services.child_devices import ChildDevices
 from fleetgate.services.dead_letters import DeadLetters
 from fleetgate.services.device_messages import DeviceMessages
 from fleetgate.services.devices import Devices
@@ -100,6 +102,7 @@ class Services:
     dead_letters: DeadLetters
     health: Health
     tenant_options: TenantOptions
+    child_devices: ChildDevices
     url_secret: bytes
     groups: Groups
     profiles: Profiles
@@ -144,6 +147,7 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
                 dead_letters=services.dead_letters,
                 health=services.health,
                 tenant_options=services.tenant_options,
+                child_devices=services.child_devices,
                 url_secret=services.url_secret,
                 groups=services.groups,
                 profiles=services.profiles,
@@ -255,6 +259,9 @@ def _services(settings: Settings, adapters: Adapters) -> Services:
             database_timeout=READINESS_TIMEOUT,
         ),
         tenant_options=TenantOptions(PgTenantOptions(pool)),
+        child_devices=ChildDevices(
+            PgChildDevices(pool), adapters.inventory, devices.connections.children_changed
+        ),
         url_secret=url_secret.encode(),
         groups=Groups(adapters.inventory, PgGroups(pool)),
         profiles=Profiles(adapters.inventory),

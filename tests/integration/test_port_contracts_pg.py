@@ -8,6 +8,7 @@ import pytest
 
 from fleetgate.db.bootstrap import PgRequests
 from fleetgate.db.bulk_operations import PgBulkOperations
+from fleetgate.db.child_devices import PgChildDevices
 from fleetgate.db.connections import PgChildConnections
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.gateways import PgChildren
@@ -23,6 +24,7 @@ from conftest import TEST_BASE_URL, seed_tenants
 from port_contracts import (
     BulkOperationContract,
     ChildConnectionContract,
+    ChildDeviceContract,
     ChildStoreContract,
     DeviceIdContract,
     GroupStoreContract,
@@ -52,6 +54,7 @@ async def ports(pool: asyncpg.Pool) -> Ports:
         PgRolloutSteps(pool),
         lambda: _make_due(pool),
         PgTenantOptions(pool),
+        PgChildDevices(pool),
     )
 
 
@@ -87,4 +90,8 @@ class TestPgBulkOperations(BulkOperationContract):
 
 
 class TestPgTenantOptions(TenantOptionContract):
+    pass
+
+
+class TestPgChildDevices(ChildDeviceContract):
     pass

@@ -19,6 +19,7 @@ from fleetgate.db.binaries import PgBinaries
 from fleetgate.db.bootstrap import PgRequests
 from fleetgate.db.bulk import PgBulkCredentials
 from fleetgate.db.bulk_operations import PgBulkOperations
+from fleetgate.db.child_devices import PgChildDevices
 from fleetgate.db.connections import PgChildConnections
 from fleetgate.db.dead_letters import PgDeadLetters
 from fleetgate.db.devices import PgDevices
@@ -38,6 +39,7 @@ from fleetgate.services.binaries import Binaries
 from fleetgate.services.bootstrap import Bootstrap
 from fleetgate.services.bulk import BulkCredentials, BulkLimits
 from fleetgate.services.bulk_operations import BulkOperations
+from fleetgate.services.child_devices import ChildDevices
 from fleetgate.services.dead_letters import DeadLetters
 from fleetgate.services.devices import Devices
 from fleetgate.services.groups import Groups
@@ -125,6 +127,9 @@ def wire(app: FastAPI, pool: asyncpg.Pool, files: Path, base_url: str = TEST_BAS
         database_timeout=10.0,
     )
     services_of(app).tenant_options = TenantOptions(PgTenantOptions(pool))
+    services_of(app).child_devices = ChildDevices(
+        PgChildDevices(pool), inventory, services_of(app).devices.connections.children_changed
+    )
     services_of(app).url_secret = URL_SECRET
     services_of(app).groups = Groups(PgInventory(pool), PgGroups(pool))
     services_of(app).profiles = Profiles(PgInventory(pool))

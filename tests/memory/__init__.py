@@ -3,20 +3,20 @@ of the use cases.
 
 One :class:`MemoryDatabase` holds the tables — managed objects, external ids, child
 references, users, new device requests, binaries' files, operations, bulk operations and
-their targets, released device ids, tenant options — and each adapter is a view on it, as
-each ``Pg*`` adapter is a view on one pool: what one port writes, the others read. Every
-method keeps the contract of its ``Pg*`` twin (``fleetgate.db``): what it finds and in
-which order, what it refuses and with which error, what a deletion takes with it (the
-schema's ``ON DELETE CASCADE`` and ``SET NULL``, the trigger that releases a deleted
-device id). A method does not await between its reads and its writes, so it is atomic as
-its twin's transaction is; one that writes several tables runs in
-:meth:`MemoryDatabase.transaction`, so a failure leaves nothing behind. (The one
-exception, a scheduler's step that awaits its check between claiming targets and creating
-their operations, holds the bulk operation's lock meanwhile, as its twin holds the row
-lock: :mod:`memory.bulk_operations`.) Every call first yields to the event loop, as a
-query's round trip does, so use cases that run at once interleave between calls as they
-do on PostgreSQL (:func:`memory.database.queries`). Binaries' content locks are asyncio
-locks.
+their targets, released device ids, tenant options, children operators removed from
+gateways — and each adapter is a view on it, as each ``Pg*`` adapter is a view on one
+pool: what one port writes, the others read. Every method keeps the contract of its
+``Pg*`` twin (``fleetgate.db``): what it finds and in which order, what it refuses and
+with which error, what a deletion takes with it (the schema's ``ON DELETE CASCADE`` and
+``SET NULL``, the trigger that releases a deleted device id). A method does not await
+between its reads and its writes, so it is atomic as its twin's transaction is; one that
+writes several tables runs in :meth:`MemoryDatabase.transaction`, so a failure leaves
+nothing behind. (The one exception, a scheduler's step that awaits its check between
+claiming targets and creating their operations, holds the bulk operation's lock
+meanwhile, as its twin holds the row lock: :mod:`memory.bulk_operations`.) Every call
+first yields to the event loop, as a query's round trip does, so use cases that run at
+once interleave between calls as they do on PostgreSQL (:func:`memory.database.queries`).
+Binaries' content locks are asyncio locks.
 
 The modules mirror ``fleetgate.db`` (``memory.inventory``, ``memory.identity`` … on
 ``memory.database``). Failures to inject are plain attributes
@@ -34,6 +34,7 @@ from datetime import datetime
 from memory.binaries import MemoryBinaries, MemoryLockedContent
 from memory.bootstrap import MemoryRequests
 from memory.bulk_operations import MemoryBulkOperations, MemoryRolloutSteps
+from memory.child_devices import MemoryChildDevices
 from memory.connections import MemoryChildConnections
 from memory.database import ForeignKeyViolation, ManualClock, MemoryDatabase, MemoryUsers, utc_now
 from memory.devices import MemoryDeviceRegistry
@@ -50,6 +51,7 @@ __all__ = [
     "MemoryBinaries",
     "MemoryBulkOperations",
     "MemoryChildConnections",
+    "MemoryChildDevices",
     "MemoryChildren",
     "MemoryDatabase",
     "MemoryDeviceRegistry",
@@ -84,6 +86,7 @@ class MemoryStores:
     bulk_operations: MemoryBulkOperations
     rollout_steps: MemoryRolloutSteps
     options: MemoryTenantOptions
+    child_devices: MemoryChildDevices
 
     @classmethod
     def make(
@@ -113,4 +116,5 @@ class MemoryStores:
             MemoryBulkOperations(db),
             MemoryRolloutSteps(db),
             MemoryTenantOptions(db),
+            MemoryChildDevices(db),
         )

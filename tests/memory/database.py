@@ -142,6 +142,13 @@ class ChildReportRow:
     reported_at: datetime
 
 
+@dataclass(frozen=True)
+class RemovedChildRow:
+    how: str  # "detached" | "deleted"
+    removed_at: datetime
+    removed_by: str | None = None
+
+
 @dataclass
 class OperationRow:
     #: As stored (``device_name`` is the device's name when read, not this).
@@ -221,8 +228,8 @@ class MemoryDatabase:
         self.operations: dict[int, OperationRow] = {}
         #: Device ids whose broker sessions are still to discard → when released.
         self.released: dict[str, datetime] = {}
-        #: (gateway object id, child device id) → (how, when): children an operator removed.
-        self.removed_children: dict[tuple[int, str], tuple[str, datetime]] = {}
+        #: (gateway object id, child device id) → children an operator removed.
+        self.removed_children: dict[tuple[int, str], RemovedChildRow] = {}
         #: (tenant, category, key) → value.
         self.tenant_options: dict[tuple[str, str, str], str] = {}
         #: child object id → what its gateway last reported of it.
@@ -279,8 +286,8 @@ class MemoryDatabase:
 
     def delete_objects(self, ids: Sequence[int]) -> None:
         """Delete managed objects with what the schema deletes with them: their external
-        ids (a device id is released), references, files and operations; a snapshot that
-        goes is forgotten by its operation."""
+        ids (a device id is released), references, files, operations and the removals
+        recorded for them as gateways; a snapshot that goes is forgotten by its operation."""
         gone = set(ids)
         for key, object_id in list(self.external_ids.items()):
             if object_id in gone:

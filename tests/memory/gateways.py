@@ -68,7 +68,7 @@ class MemoryChildren:
                 if holder_object is not None
                 else None
             ),
-            removal=Removal(*removal) if removal is not None else None,
+            removal=Removal(removal.how, removal.removed_at) if removal is not None else None,
             auto_registration=gateway_auto_registration(self._db.objects[gateway_id].fragments)
             and self._db.tenant_options.get((tenant_id, category, key)) != "false",
         )

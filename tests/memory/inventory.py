@@ -133,7 +133,7 @@ class MemoryInventory:
         both = self._db.object_in(tenant_id, parent_id) and self._db.object_in(tenant_id, child_id)
         if parent_id == child_id or not both:
             return False  # the twin finds one row of the two it looks for
-        _check_reference(parent_id, kind, child_id)
+        check_reference(self._db.references, parent_id, kind, child_id)
         self._db.references.add((parent_id, kind, child_id))
         return True
 
@@ -175,7 +175,7 @@ class MemoryInventory:
             row = self._db.insert_object(
                 tenant_id, name=name, type=type, owner=owner, fragments=without_nulls(fragments)
             )
-            _check_reference(parent_id, kind, row.id)
+            check_reference(self._db.references, parent_id, kind, row.id)
             self._db.references.add((parent_id, kind, row.id))
         return row.shown()
 
@@ -218,7 +218,14 @@ class MemoryInventory:
         )
 
 
-def _check_reference(parent_id: int, kind: str, child_id: int) -> None:
-    """The table's CHECKs: a known kind, and no object its own child."""
+def check_reference(
+    references: set[tuple[int, str, int]], parent_id: int, kind: str, child_id: int
+) -> None:
+    """The table's CHECKs (a known kind, no object its own child) and its unique index
+    ``managed_object_one_gateway`` (a child device has one parent)."""
     if kind not in PARENT_KINDS or parent_id == child_id:
         raise ValueError(f"check constraint: reference {parent_id} -{kind}-> {child_id}")
+    if kind == "childDevices" and any(
+        k == kind and c == child_id and p != parent_id for p, k, c in references
+    ):
+        raise ValueError(f"unique violation: {child_id} has a gateway already")

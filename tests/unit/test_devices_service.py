@@ -312,7 +312,9 @@ async def test_repository_entries_must_be_usable_by_devices(world: World) -> Non
         await world.devices.update_object("t1", version.id, {"c8y_Firmware": {"version": "2"}})
     with pytest.raises(ValidationFailed, match="needs a name"):
         await world.devices.update_object("t1", firmware, {"name": None})
-    children, total = await world.devices.child_additions("t1", firmware, 0, 10, count=True)
+    children, total = await world.devices.children(
+        "t1", firmware, "childAdditions", 0, 10, count=True
+    )
     assert ([c.id for c in children], total) == ([version.id], 1)
 
 
@@ -343,9 +345,11 @@ async def test_child_additions_are_added_listed_shown_and_removed(world: World) 
     child = await world.create(name="child")
     assert (await world.devices.add_child_addition("t1", parent, child)).name == "child"
     await world.devices.add_child_addition("t1", parent, child)  # again: no change
-    children, total = await world.devices.child_additions("t1", parent, 0, 10, count=True)
+    children, total = await world.devices.children(
+        "t1", parent, "childAdditions", 0, 10, count=True
+    )
     assert ([c.id for c in children], total) == ([child], 1)
-    assert (await world.devices.child_addition("t1", parent, child)).id == child
+    assert (await world.devices.child("t1", parent, "childAdditions", child)).id == child
     assert await world.devices.references_of("t1", parent) == [
         Reference("childAdditions", child, "child")
     ]
@@ -354,7 +358,7 @@ async def test_child_additions_are_added_listed_shown_and_removed(world: World) 
     ]
     await world.devices.remove_child_addition("t1", parent, child)
     with pytest.raises(NotFound) as gone:
-        await world.devices.child_addition("t1", parent, child)
+        await world.devices.child("t1", parent, "childAdditions", child)
     assert gone.value.message == f"Managed object {child} is not a child addition of {parent}"
     with pytest.raises(NotFound):
         await world.devices.remove_child_addition("t1", parent, child)
@@ -372,7 +376,7 @@ async def test_child_addition_refusals(world: World) -> None:
     with pytest.raises(NotFound, match=f"Managed object {theirs} not found"):
         await world.devices.add_child_addition("t1", theirs, parent)
     with pytest.raises(NotFound, match="Managed object 999 not found"):
-        await world.devices.child_additions("t1", 999, 0, 10, count=False)
+        await world.devices.children("t1", 999, "childAdditions", 0, 10, count=False)
     with pytest.raises(NotFound, match=f"Managed object {theirs} not found"):
         await world.devices.create_child_addition("t1", theirs, {"name": "x"})
 

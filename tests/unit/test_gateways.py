@@ -32,6 +32,7 @@ from fakes import (
     unavailable,
 )
 from memory import MemoryStores
+from memory.database import RemovedChildRow
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 FREE = ChildClaim(
@@ -146,7 +147,7 @@ async def test_the_service_refuses_a_removed_child_and_a_tenant_switched_off() -
     connectivity = RecordingConnectivity()
     gateway = await registered_gateway(stores)
     gateways = Gateways(stores.children, connectivity, clock=lambda: NOW)
-    stores.db.removed_children[(gateway, "ch")] = ("deleted", NOW)
+    stores.db.removed_children[(gateway, "ch")] = RemovedChildRow("deleted", NOW)
     with pytest.raises(ValidationFailed, match="an operator removed child ch"):
         await gateways.declare_child(child("ch"), last_try=False)
     stores.db.tenant_options[("t1", "fleetgate.gateways", "childAutoRegistration")] = "false"

@@ -10,6 +10,7 @@ from memory.groups import MemoryGroups
 from port_contracts import (
     BulkOperationContract,
     ChildConnectionContract,
+    ChildDeviceContract,
     ChildStoreContract,
     DeviceIdContract,
     GroupStoreContract,
@@ -37,6 +38,7 @@ def ports() -> Ports:
         stores.rollout_steps,
         lambda: _make_due(stores),
         stores.options,
+        stores.child_devices,
     )
 
 
@@ -72,4 +74,8 @@ class TestMemoryBulkOperations(BulkOperationContract):
 
 
 class TestMemoryTenantOptions(TenantOptionContract):
+    pass
+
+
+class TestMemoryChildDevices(ChildDeviceContract):
     pass

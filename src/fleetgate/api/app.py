@@ -12,6 +12,7 @@ from fleetgate.api.routes import (
     bootstrap,
     bulk,
     bulk_operations,
+    child_references,
     dead_letters,
     files,
     groups,
@@ -48,6 +49,7 @@ def create_app(ctx: ApiContext, services: ApiServices | None = None) -> FastAPI:
     app.include_router(inventory.router)
     app.include_router(groups.router)
     app.include_router(profiles.router)
+    app.include_router(child_references.router)
     app.include_router(binaries.router)
     app.include_router(files.router)
     app.include_router(identity.router)

@@ -18,6 +18,7 @@ from fleetgate.services.binaries import Binaries
 from fleetgate.services.bootstrap import Bootstrap
 from fleetgate.services.bulk import BulkCredentials
 from fleetgate.services.bulk_operations import BulkOperations
+from fleetgate.services.child_devices import ChildDevices
 from fleetgate.services.dead_letters import DeadLetters
 from fleetgate.services.devices import Devices
 from fleetgate.services.groups import Groups
@@ -44,6 +45,7 @@ class ApiServices:
     groups: Groups | None = None
     profiles: Profiles | None = None
     tenant_options: TenantOptions | None = None
+    child_devices: ChildDevices | None = None
     #: The key of signed file URLs (downloads and snapshot uploads).
     url_secret: bytes | None = None
 
@@ -100,6 +102,10 @@ def health(request: Request) -> Health:
 
 def tenant_options(request: Request) -> TenantOptions:
     return _wired(services_of(request.app).tenant_options, "tenant options")
+
+
+def child_devices(request: Request) -> ChildDevices:
+    return _wired(services_of(request.app).child_devices, "child devices")
 
 
 def url_secret(request: Request) -> bytes:

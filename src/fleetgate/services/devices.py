@@ -59,9 +59,17 @@ def _object_not_found(object_id: int) -> NotFound:
     return NotFound(f"Managed object {object_id} not found", code="inventory/Not Found")
 
 
-def _reference_not_found(parent_id: int, child_id: int) -> NotFound:
+#: How a 404 names each kind of child reference.
+_KIND_NAMES = {
+    "childAdditions": "child addition",
+    "childAssets": "child asset",
+    "childDevices": "child device",
+}
+
+
+def _reference_not_found(parent_id: int, kind: str, child_id: int) -> NotFound:
     return NotFound(
-        f"Managed object {child_id} is not a child addition of {parent_id}",
+        f"Managed object {child_id} is not a {_KIND_NAMES[kind]} of {parent_id}",
         code="inventory/Not Found",
     )
 
@@ -182,21 +190,32 @@ class Devices:
     async def references_of(self, tenant_id: str, object_id: int) -> list[Reference]:
         return await self._inventory.references(tenant_id, object_id)
 
-    # -- child additions -----------------------------------------------------------------
+    # -- child references -----------------------------------------------------------------
 
-    async def child_additions(
-        self, tenant_id: str, parent_id: int, offset: int, limit: int, *, count: bool
+    async def children(
+        self,
+        tenant_id: str,
+        parent_id: int,
+        kind: str,
+        offset: int,
+        limit: int,
+        *,
+        count: bool,
     ) -> tuple[list[ManagedObject], int | None]:
+        """One page of the object's children through ``kind`` (``childAdditions``,
+        ``childDevices``…), by id."""
         await self.get_object(tenant_id, parent_id)
-        children = await self._inventory.children(
-            tenant_id, parent_id, CHILD_ADDITIONS, offset, limit
-        )
-        total = (
-            await self._inventory.count_children(tenant_id, parent_id, CHILD_ADDITIONS)
-            if count
-            else None
-        )
+        children = await self._inventory.children(tenant_id, parent_id, kind, offset, limit)
+        total = await self._inventory.count_children(tenant_id, parent_id, kind) if count else None
         return children, total
+
+    async def child(
+        self, tenant_id: str, parent_id: int, kind: str, child_id: int
+    ) -> ManagedObject:
+        found = await self._inventory.child(tenant_id, parent_id, kind, child_id)
+        if found is None:
+            raise _reference_not_found(parent_id, kind, child_id)
+        return found
 
     async def add_child_addition(
         self, tenant_id: str, parent_id: int, child_id: int
@@ -229,16 +248,10 @@ class Devices:
             raise _object_not_found(parent_id)
         return created
 
-    async def child_addition(self, tenant_id: str, parent_id: int, child_id: int) -> ManagedObject:
-        found = await self._inventory.child(tenant_id, parent_id, CHILD_ADDITIONS, child_id)
-        if found is None:
-            raise _reference_not_found(parent_id, child_id)
-        return found
-
     async def remove_child_addition(self, tenant_id: str, parent_id: int, child_id: int) -> None:
         """Drop the reference (the child object stays)."""
         if not await self._inventory.remove_child(tenant_id, parent_id, CHILD_ADDITIONS, child_id):
-            raise _reference_not_found(parent_id, child_id)
+            raise _reference_not_found(parent_id, CHILD_ADDITIONS, child_id)
 
     async def declare(self, declaration: Declaration, last_try: bool) -> bool:
         """Merge what a device declared about itself (``fg/d/<id>/inventory``, read and

@@ -28,6 +28,7 @@ from fleetgate.domain.bulk_operations import (
     Target,
     TargetState,
 )
+from fleetgate.domain.child_devices import Attached, Detached, RemovedChild
 from fleetgate.domain.device_messages import ConnectivityReport
 from fleetgate.domain.devices import ManagedObject, Registration
 from fleetgate.domain.inventory import Deleted, ExternalId, ObjectFilter, Reference
@@ -270,6 +271,26 @@ class ChildConnections(Protocol):
     async def attached(self) -> list[tuple[str, str]]:
         """(child device id, gateway device id) of every child attached to a gateway (a
         parent with a device id), in every tenant, by child id."""
+
+
+class ChildDeviceStore(Protocol):
+    """Gateways' child devices as operators attach and detach them (db/child_devices.py)."""
+
+    async def attach(self, tenant_id: str, gateway_id: int, child_id: int) -> Attached:
+        """Reference ``child_id`` as a child device of ``gateway_id`` if
+        :func:`fleetgate.domain.child_devices.decide_attach` allows it (its errors are
+        raised, a race for the same child lost is its 409 too) and forget that an operator
+        removed the child from this gateway, in one transaction (``made`` is False when
+        the child was this gateway's already)."""
+
+    async def detach(
+        self, tenant_id: str, gateway_id: int, child_id: int, removed_by: str | None
+    ) -> Detached | None:
+        """Drop the reference and record the removal (``detached``) under the child's
+        device id, in one transaction; None when it was not the gateway's child."""
+
+    async def removed_children(self, tenant_id: str, gateway_id: int) -> list[RemovedChild]:
+        """What operators removed from the gateway (detached or deleted), by device id."""
 
 
 class DeviceRegistry(Protocol):

@@ -15,7 +15,6 @@ from fleetgate.api.paging import Page, paging
 from fleetgate.api.schemas import IdPath, json_body
 from fleetgate.api.services import devices
 from fleetgate.domain.devices import ManagedObject
-from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.ids import parse_id
 from fleetgate.domain.inventory import PARENT_KINDS, ObjectFilter, Reference
 from fleetgate.domain.inventory_query import Has, all_of, parse_query
@@ -37,7 +36,7 @@ def _iso(value: Any) -> str:
     return str(value.isoformat(timespec="milliseconds")).replace("+00:00", "Z")
 
 
-def _object_url(base: str, object_id: int) -> str:
+def object_url(base: str, object_id: int) -> str:
     return f"{base}/inventory/managedObjects/{object_id}"
 
 
@@ -52,7 +51,7 @@ def object_body(
         # A binary's self is where its content is, as in Cumulocity.
         "self": f"{base}/inventory/binaries/{obj.id}"
         if "c8y_IsBinary" in obj.fragments
-        else _object_url(base, obj.id),
+        else object_url(base, obj.id),
         "creationTime": _iso(obj.creation_time),
         "lastUpdated": _iso(obj.last_updated),
     }
@@ -60,11 +59,11 @@ def object_body(
         if value is not None:
             body[key] = value
     if references is not None:
-        own = _object_url(base, obj.id)
+        own = object_url(base, obj.id)
         for kind in (*PARENT_KINDS, *PARENT_KINDS.values()):
             body[kind] = {"self": f"{own}/{kind}", "references": []}
         for ref in references:
-            other = _object_url(base, ref.object_id)
+            other = object_url(base, ref.object_id)
             body[ref.kind]["references"].append(
                 {
                     "managedObject": {"id": str(ref.object_id), "name": ref.name, "self": other},
@@ -84,7 +83,7 @@ def reference_body(parent_id: int, kind: str, child: ManagedObject, base: str) -
     """A ``managedObjectReference``: the child in full, and the reference's own URL."""
     return {
         "managedObject": object_body(child, base),
-        "self": f"{_object_url(base, parent_id)}/{kind}/{child.id}",
+        "self": f"{object_url(base, parent_id)}/{kind}/{child.id}",
     }
 
 
@@ -180,97 +179,5 @@ async def delete_object(
     additions, assets and devices), as Cumulocity does: a firmware with its versions."""
     await devices(request).delete_object(
         principal.tenant.id, parse_id(object_id), cascade=force_cascade
-    )
-    return Response(status_code=204)
-
-
-# -- child additions ---------------------------------------------------------------------
-
-_ADDITIONS = "childAdditions"
-
-
-@router.get("/inventory/managedObjects/{object_id}/childAdditions")
-async def list_child_additions(
-    request: Request,
-    object_id: IdPath,
-    principal: Annotated[Principal, Depends(_READ)],
-    page: Annotated[Page, Depends(paging)],
-) -> JSONResponse:
-    parent_id = parse_id(object_id)
-    children, total = await devices(request).child_additions(
-        principal.tenant.id, parent_id, page.offset, page.size, count=page.with_total_pages
-    )
-    base = context(request).base_url
-    references = [reference_body(parent_id, _ADDITIONS, c, base) for c in children]
-    body = page.collection(request, base, "references", references, total)
-    return media.c8y_json(body, MANAGED_OBJECT_REFERENCE_COLLECTION)
-
-
-@router.post(
-    "/inventory/managedObjects/{object_id}/childAdditions",
-    openapi_extra=json_body({"anyOf": [schemas.REFERENCE, schemas.MANAGED_OBJECT]}),
-)
-async def add_child_addition(
-    request: Request, object_id: IdPath, principal: Annotated[Principal, Depends(_CREATE)]
-) -> JSONResponse:
-    """A reference ``{"managedObject": {"id": …}}`` attaches an existing object; a managed
-    object (Content-Type ``managedObject+json``) is created and attached at once."""
-    parent_id = parse_id(object_id)
-    body = await json_object(request)
-    service = devices(request)
-    if _is_reference(request, body):
-        child_id = parse_id(body["managedObject"].get("id"))
-        child = await service.add_child_addition(principal.tenant.id, parent_id, child_id)
-    else:
-        child = await service.create_child_addition(principal.tenant.id, parent_id, body)
-    base = context(request).base_url
-    return media.c8y_json(
-        reference_body(parent_id, _ADDITIONS, child, base), MANAGED_OBJECT_REFERENCE, 201
-    )
-
-
-def _is_reference(request: Request, body: dict[str, Any]) -> bool:
-    """What the body is: the Content-Type says; a plain JSON body is a reference when it
-    is nothing but ``managedObject`` with an ``id``."""
-    content_type = request.headers.get("content-type", "").lower()
-    looks_like_reference = set(body) == {"managedObject"} and isinstance(
-        body["managedObject"], dict
-    )
-    if "managedobjectreference+json" in content_type:
-        if not looks_like_reference or "id" not in body["managedObject"]:
-            raise ValidationFailed('a reference is {"managedObject": {"id": "<id>"}}')
-        return True
-    if "managedobject+json" in content_type:
-        return False
-    return looks_like_reference and "id" in body["managedObject"]
-
-
-@router.get("/inventory/managedObjects/{object_id}/childAdditions/{child_id}")
-async def get_child_addition(
-    request: Request,
-    object_id: IdPath,
-    child_id: IdPath,
-    principal: Annotated[Principal, Depends(_READ)],
-) -> JSONResponse:
-    parent_id = parse_id(object_id)
-    child = await devices(request).child_addition(
-        principal.tenant.id, parent_id, parse_id(child_id)
-    )
-    base = context(request).base_url
-    return media.c8y_json(
-        reference_body(parent_id, _ADDITIONS, child, base), MANAGED_OBJECT_REFERENCE
-    )
-
-
-@router.delete("/inventory/managedObjects/{object_id}/childAdditions/{child_id}", status_code=204)
-async def remove_child_addition(
-    request: Request,
-    object_id: IdPath,
-    child_id: IdPath,
-    principal: Annotated[Principal, Depends(_ADMIN)],
-) -> Response:
-    """Only the reference goes; the child object stays (delete it on its own)."""
-    await devices(request).remove_child_addition(
-        principal.tenant.id, parse_id(object_id), parse_id(child_id)
     )
     return Response(status_code=204)

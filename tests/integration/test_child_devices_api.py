@@ -252,3 +252,20 @@ async def test_bad_attachments_are_422_with_cumulocitys_error_body(
 async def test_bad_ids_are_422(world: WholeApi, method: str, path: str) -> None:
     answer = await world.client.request(method, path, auth=ADMIN)
     assert answer.status_code == 422, answer.text
+
+
+async def test_operators_set_a_gateways_child_auto_registration(world: WholeApi) -> None:
+    api = world.client
+    gw = await device(api, "gw")
+    url = f"/inventory/managedObjects/{gw}"
+    off = {"fleetgate_Gateway": {"childAutoRegistration": False}}
+    put = await api.put(url, json=off, auth=ADMIN)
+    assert (put.status_code, put.json()["fleetgate_Gateway"]) == (200, off["fleetgate_Gateway"])
+    for bad in ({"childAutoRegistration": "false"}, {}, [], {"childAutoRegistration": None}):
+        refused = await api.put(url, json={"fleetgate_Gateway": bad}, auth=ADMIN)
+        assert refused.status_code == 422, bad
+        assert "fleetgate_Gateway must be" in refused.json()["message"]
+    shown = (await api.get(url, auth=ADMIN)).json()
+    assert shown["fleetgate_Gateway"] == {"childAutoRegistration": False}
+    removed_setting = await api.put(url, json={"fleetgate_Gateway": None}, auth=ADMIN)
+    assert "fleetgate_Gateway" not in removed_setting.json()

@@ -289,6 +289,20 @@ async def test_inventory_refusals(world: World) -> None:
         await world.devices.update_object("t2", object_id, {"name": "theirs now"})
 
 
+async def test_operators_switch_a_gateways_child_auto_registration(world: World) -> None:
+    gateway = await world.create(name="gw", c8y_IsDevice={})
+    off = {"fleetgate_Gateway": {"childAutoRegistration": False}}
+    updated = await world.devices.update_object("t1", gateway, off)
+    assert updated.fragments["fleetgate_Gateway"] == {"childAutoRegistration": False}
+    for bad in ({"childAutoRegistration": "no"}, {"auto": False}, True):
+        with pytest.raises(ValidationFailed, match="fleetgate_Gateway must be"):
+            await world.devices.update_object("t1", gateway, {"fleetgate_Gateway": bad})
+        with pytest.raises(ValidationFailed, match="fleetgate_Gateway must be"):
+            await world.devices.create_object("t1", {"name": "g", "fleetgate_Gateway": bad})
+    cleared = await world.devices.update_object("t1", gateway, {"fleetgate_Gateway": None})
+    assert "fleetgate_Gateway" not in cleared.fragments
+
+
 async def test_repository_entries_must_be_usable_by_devices(world: World) -> None:
     with pytest.raises(ValidationFailed, match="needs a name"):
         await world.devices.create_object("t1", {"type": "c8y_Firmware"})

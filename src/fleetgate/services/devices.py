@@ -14,6 +14,7 @@ from typing import Any
 
 from fleetgate.domain import broker_control as control
 from fleetgate.domain.binaries import binary_id_of_url, check_binary_update, check_not_binary_fields
+from fleetgate.domain.child_devices import check_gateway_settings
 from fleetgate.domain.device_messages import Declaration
 from fleetgate.domain.devices import (
     DEVICE_ID_TYPE,
@@ -111,6 +112,7 @@ class Devices:
 
     async def create_object(self, tenant_id: str, body: dict[str, Any]) -> ManagedObject:
         plain, fragments = split_managed_object_body(body)
+        check_gateway_settings(fragments)
         check_not_binary_fields(fragments)
         await self._check_repository(tenant_id, plain.get("name"), plain.get("type"), fragments)
         return await self._inventory.create(
@@ -138,6 +140,7 @@ class Devices:
         self, tenant_id: str, object_id: int, body: dict[str, Any]
     ) -> ManagedObject:
         plain, fragments = split_managed_object_body(body)
+        check_gateway_settings(fragments)
         current = await self.get_object(tenant_id, object_id)
         check_binary_update(current.fragments, fragments)
         merged = {k: v for k, v in {**current.fragments, **fragments}.items() if v is not None}
@@ -233,6 +236,7 @@ class Devices:
     ) -> ManagedObject:
         """A new managed object, made a child addition of ``parent_id`` in one transaction."""
         plain, fragments = split_managed_object_body(body)
+        check_gateway_settings(fragments)
         check_not_binary_fields(fragments)
         await self._check_repository(tenant_id, plain.get("name"), plain.get("type"), fragments)
         created = await self._inventory.create_child(

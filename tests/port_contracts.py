@@ -37,6 +37,7 @@ from fleetgate.domain.connections import ConnectionStatus, connection_fragments
 from fleetgate.domain.device_messages import ConnectivityReport, Declaration
 from fleetgate.domain.errors import Conflict, NotFound, ValidationFailed
 from fleetgate.domain.gateways import Verdict
+from fleetgate.domain.inventory import ObjectFilter, Reference
 from fleetgate.domain.inventory_query import parse_query
 from fleetgate.domain.operations import (
     NO_DEVICE_REASON,
@@ -420,9 +421,8 @@ class ChildStoreContract:
         assert found.fragments == {
             "c8y_IsDevice": {}, "c8y_A": {"x": 1}, "c8y_Connection": {"status": "CONNECTED"},
         }  # fmt: skip
-        assert [(r.kind, r.object_id) for r in await ports.inventory.references("t1", child)] == [
-            ("deviceParents", gateway)
-        ]
+        shown = (await ports.inventory.references("t1", [child]))[child]
+        assert [(r.kind, r.object_id) for r in shown] == [("deviceParents", gateway)]
         assert (await ports.identity.device("ch")) is not None
         again = await self.declare(ports, "gw", "ch", c8y_A=None, c8y_B=2)
         assert again == (Verdict.KNOWN, None, child)
@@ -1049,3 +1049,59 @@ class ChildDeviceContract:
         assert await ports.inventory.delete("t1", gw) is not None
         assert await store.removed_children("t1", gw) == []
         assert await ports.inventory.get("t1", child) is not None
+
+
+class InventoryTreeContract:
+    """:class:`~fleetgate.services.ports.Inventory` on the tree: the list filters and the
+    references of a page of objects (one call, the same order on both adapters)."""
+
+    async def test_lists_find_gateways_children_parents_and_roots(self, ports: Ports) -> None:
+        gw, c1, c2, plain = [await ports.device(d) for d in ("gw", "c1", "c2", "plain")]
+        await ports.child_devices.attach("t1", gw, c1)
+        await ports.child_devices.attach("t1", gw, c2)
+        group = (
+            await ports.inventory.create("t1", name="g", type=None, owner=None, fragments={})
+        ).id
+        await ports.inventory.add_child("t1", group, "childAssets", gw)
+
+        async def found(**conditions: Any) -> list[int]:
+            flt = ObjectFilter(**conditions)
+            listed = [o.id for o in await ports.inventory.find("t1", flt, 0, 100)]
+            assert await ports.inventory.count("t1", flt) == len(listed)
+            return listed
+
+        assert await found(device_parent=gw) == [c1, c2]
+        assert await found(device_parent=c1) == []
+        assert await found(has_child_devices=True) == [gw]
+        assert await found(has_child_devices=False, fragment_type="c8y_IsDevice") == [
+            c1, c2, plain,
+        ]  # fmt: skip
+        assert await found(parents_of=(("childDevices", c2),)) == [gw]
+        assert await found(parents_of=(("childAssets", gw),)) == [group]
+        assert await found(parents_of=(("childAssets", gw), ("childDevices", c1))) == []
+        assert await found(only_roots=True) == [plain, group]
+        assert await found(only_roots=True, has_child_devices=True) == []
+        assert await ports.inventory.find("t2", ObjectFilter(device_parent=gw), 0, 9) == []
+
+    async def test_references_of_a_page_in_one_call(self, ports: Ports) -> None:
+        gw, c1, c2 = [await ports.device(d) for d in ("gw", "c1", "c2")]
+        await ports.child_devices.attach("t1", gw, c2)
+        await ports.child_devices.attach("t1", gw, c1)
+        group = (
+            await ports.inventory.create("t1", name="g", type=None, owner=None, fragments={})
+        ).id
+        await ports.inventory.add_child("t1", group, "childAssets", gw)
+        shown = await ports.inventory.references("t1", [gw, c1, group, 999_999])
+        assert shown == {
+            gw: [
+                Reference("assetParents", group, "g"),
+                Reference("childDevices", c1, "c1"),
+                Reference("childDevices", c2, "c2"),
+            ],
+            c1: [Reference("deviceParents", gw, "gw")],
+            group: [Reference("childAssets", gw, "gw")],
+            999_999: [],
+        }
+        parents_only = await ports.inventory.references("t1", [gw, group], children=False)
+        assert parents_only == {gw: [Reference("assetParents", group, "g")], group: []}
+        assert await ports.inventory.references("t2", [gw]) == {gw: []}

@@ -269,3 +269,74 @@ async def test_operators_set_a_gateways_child_auto_registration(world: WholeApi)
     assert shown["fleetgate_Gateway"] == {"childAutoRegistration": False}
     removed_setting = await api.put(url, json={"fleetgate_Gateway": None}, auth=ADMIN)
     assert "fleetgate_Gateway" not in removed_setting.json()
+
+
+async def test_gateways_list_their_children_and_children_their_gateway(world: WholeApi) -> None:
+    api = world.client
+    gw, c1, c2 = [await device(api, s) for s in ("gw", "c1", "c2")]
+    for child in (c2, c1):
+        await attach(api, gw, child)
+    shown = (await api.get(f"/inventory/managedObjects/{gw}", auth=READER)).json()
+    assert shown["childDevices"]["self"] == f"{MO}/{gw}/childDevices"
+    assert shown["childDevices"]["references"] == [
+        {
+            "managedObject": {"id": kid, "name": name, "self": f"{MO}/{kid}"},
+            "self": f"{MO}/{gw}/childDevices/{kid}",
+        }
+        for kid, name in ((c1, "c1"), (c2, "c2"))
+    ]
+    assert shown["deviceParents"]["references"] == []
+    child = (await api.get(f"/inventory/managedObjects/{c1}", auth=READER)).json()
+    assert child["deviceParents"]["references"] == [
+        {
+            "managedObject": {"id": gw, "name": "gw", "self": f"{MO}/{gw}"},
+            "self": f"{MO}/{gw}/childDevices/{c1}",
+        }
+    ]
+    lean = await api.get(f"/inventory/managedObjects/{gw}?withChildren=false", auth=READER)
+    assert "childDevices" not in lean.json()
+    assert "deviceParents" in lean.json()
+    nameless = await api.get(f"/inventory/managedObjects/{gw}?skipChildrenNames=true", auth=READER)
+    assert "name" not in nameless.json()["childDevices"]["references"][0]["managedObject"]
+
+    # Lists show the same, read for the whole page in one more query.
+    page = (await api.get("/inventory/managedObjects?pageSize=10", auth=READER)).json()
+    by_id = {o["id"]: o for o in page["managedObjects"]}
+    assert by_id[gw]["childDevices"] == shown["childDevices"]
+    assert by_id[c1]["deviceParents"] == child["deviceParents"]
+
+
+async def test_device_lists_find_gateways_and_the_children_of_one(world: WholeApi) -> None:
+    api = world.client
+    gw1, gw2 = await device(api, "gw-1"), await device(api, "gw-2")
+    c1, c2, c3, alone = [await device(api, s) for s in ("c1", "c2", "c3", "alone")]
+    for gateway, child in ((gw1, c1), (gw1, c2), (gw2, c3)):
+        await attach(api, gateway, child)
+
+    async def ids(query: str) -> list[str]:
+        answer = await api.get(f"/inventory/managedObjects?pageSize=100&{query}", auth=READER)
+        assert answer.status_code == 200, answer.text
+        return [o["id"] for o in answer.json()["managedObjects"]]
+
+    assert await ids("hasChildDevices=true") == [gw1, gw2]
+    assert await ids("hasChildDevices=false&fragmentType=c8y_IsDevice") == [c1, c2, c3, alone]
+    assert await ids(f"deviceParentId={gw1}") == [c1, c2]
+    assert await ids(f"deviceParentId={gw1}&withTotalPages=true&pageSize=1") == [c1]
+    assert await ids(f"childDeviceId={c3}") == [gw2]  # Cumulocity's: the child's parent
+    assert await ids("onlyRoots=true") == [gw1, gw2, alone]
+    counted = await api.get(
+        f"/inventory/managedObjects?deviceParentId={gw1}&withTotalPages=true", auth=READER
+    )
+    assert counted.json()["statistics"]["totalElements"] == 2
+    for bad in (
+        "deviceParentId=x",
+        "childDeviceId=0",
+        "childAssetId=-1",
+        "hasChildDevices=maybe",
+        "onlyRoots=2",
+        "withChildren=nope",
+        "skipChildrenNames=",
+    ):
+        refused = await api.get(f"/inventory/managedObjects?{bad}", auth=READER)
+        assert refused.status_code == 422, bad
+        assert refused.json()["error"] == "general/validationError"

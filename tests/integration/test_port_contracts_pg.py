@@ -28,6 +28,7 @@ from port_contracts import (
     ChildStoreContract,
     DeviceIdContract,
     GroupStoreContract,
+    InventoryTreeContract,
     OperationStoreContract,
     Ports,
     TenantOptionContract,
@@ -94,4 +95,8 @@ class TestPgTenantOptions(TenantOptionContract):
 
 
 class TestPgChildDevices(ChildDeviceContract):
+    pass
+
+
+class TestPgInventoryTree(InventoryTreeContract):
     pass

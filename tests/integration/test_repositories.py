@@ -157,9 +157,14 @@ async def test_a_firmware_with_two_versions(api: httpx.AsyncClient) -> None:
     assert [(p["managedObject"]["id"], p["managedObject"]["name"]) for p in parents] == [
         (firmware, "pump-os")
     ]
-    # Collections stay cheap: no references there.
+    # Collections show them too, as Cumulocity does (withChildren=true by default);
+    # withChildren=false leaves the children out.
     page = (await api.get(f"{OBJECTS}?type=c8y_Firmware", auth=ADMIN)).json()
-    assert "childAdditions" not in page["managedObjects"][0]
+    listed = page["managedObjects"][0]["childAdditions"]["references"]
+    assert [r["managedObject"]["id"] for r in listed] == versions
+    lean = (await api.get(f"{OBJECTS}?type=c8y_Firmware&withChildren=false", auth=ADMIN)).json()
+    assert "childAdditions" not in lean["managedObjects"][0]
+    assert lean["managedObjects"][0]["additionParents"]["references"] == []
 
 
 async def test_software_and_configuration_entries(api: httpx.AsyncClient) -> None:

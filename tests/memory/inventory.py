@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +14,8 @@ from memory.database import MemoryDatabase, ObjectRow, jsonb, merged, page, quer
 
 
 def _matches(db: MemoryDatabase, row: ObjectRow, tenant_id: str, flt: ObjectFilter) -> bool:
+    references = db.references
+    has_child_devices = any(p == row.id and k == "childDevices" for p, k, _ in references)
     return (
         row.tenant_id == tenant_id
         and (flt.type is None or row.type == flt.type)
@@ -27,6 +30,10 @@ def _matches(db: MemoryDatabase, row: ObjectRow, tenant_id: str, flt: ObjectFilt
                 lambda group: assets_of(db, group),
             )
         )
+        and all((row.id, kind, child) in references for kind, child in flt.parents_of)
+        and (flt.device_parent is None or (flt.device_parent, "childDevices", row.id) in references)
+        and (flt.has_child_devices is None or flt.has_child_devices == has_child_devices)
+        and not (flt.only_roots and any(c == row.id for _, _, c in references))
     )
 
 
@@ -115,12 +122,18 @@ class MemoryInventory:
             object_id in self._db.binary_files
         )
 
-    async def references(self, tenant_id: str, object_id: int) -> list[Reference]:
-        """Every reference from and to the object, as the object shows them (ordered by the
-        reference's kind, then the other object's id)."""
+    async def references(
+        self, tenant_id: str, object_ids: Sequence[int], *, children: bool = True
+    ) -> dict[int, list[Reference]]:
+        """Every reference from and to each object, as the object shows them (ordered by
+        the reference's kind, then the other object's id); without ``children`` only the
+        parents."""
+        return {i: self._references(tenant_id, i, children) for i in object_ids}
+
+    def _references(self, tenant_id: str, object_id: int, children: bool) -> list[Reference]:
         found: list[tuple[str, int, bool, Reference]] = []
         for parent, kind, child in self._db.references:
-            if parent == object_id and (other := self._db.object_in(tenant_id, child)):
+            if children and parent == object_id and (other := self._db.object_in(tenant_id, child)):
                 found.append((kind, child, False, Reference(kind, child, other.name)))
             if child == object_id and (other := self._db.object_in(tenant_id, parent)):
                 shown = Reference(PARENT_KINDS[kind], parent, other.name)

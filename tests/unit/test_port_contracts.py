@@ -14,6 +14,7 @@ from port_contracts import (
     ChildStoreContract,
     DeviceIdContract,
     GroupStoreContract,
+    InventoryTreeContract,
     OperationStoreContract,
     Ports,
     TenantOptionContract,
@@ -78,4 +79,8 @@ class TestMemoryTenantOptions(TenantOptionContract):
 
 
 class TestMemoryChildDevices(ChildDeviceContract):
+    pass
+
+
+class TestMemoryInventoryTree(InventoryTreeContract):
     pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +27,20 @@ def object_of_row(row: asyncpg.Record) -> ManagedObject:
     )
 
 
+#: The conditions of :class:`ObjectFilter`'s tree filters (``{}``: parameter numbers).
+_PARENTS_OF = "id IN (SELECT parent_id FROM managed_object_child WHERE child_id = {} AND kind = {})"
+_CHILD_DEVICES_OF = (
+    "id IN (SELECT child_id FROM managed_object_child WHERE parent_id = {}"
+    " AND kind = 'childDevices')"
+)
+_HAS_CHILD_DEVICES = (
+    "EXISTS (SELECT 1 FROM managed_object_child c"
+    " WHERE c.parent_id = managed_object.id AND c.kind = 'childDevices')"
+)
+_NO_CHILD_DEVICES = f"NOT {_HAS_CHILD_DEVICES}"
+_ROOT = "NOT EXISTS (SELECT 1 FROM managed_object_child c WHERE c.child_id = managed_object.id)"
+
+
 def _where(tenant_id: str, flt: ObjectFilter) -> tuple[str, list[Any]]:
     clauses: list[str] = ["tenant_id = $1"]
     args: list[Any] = [tenant_id]
@@ -41,6 +56,16 @@ def _where(tenant_id: str, flt: ObjectFilter) -> tuple[str, list[Any]]:
         clauses.append(f"id = ANY(${len(args)})")
     if flt.query is not None:
         clauses.append(compile_query(flt.query, args))
+    for kind, child_id in flt.parents_of:
+        args.extend((child_id, kind))
+        clauses.append(_PARENTS_OF.format(f"${len(args) - 1}", f"${len(args)}"))
+    if flt.device_parent is not None:
+        args.append(flt.device_parent)
+        clauses.append(_CHILD_DEVICES_OF.format(f"${len(args)}"))
+    if flt.has_child_devices is not None:
+        clauses.append(_HAS_CHILD_DEVICES if flt.has_child_devices else _NO_CHILD_DEVICES)
+    if flt.only_roots:
+        clauses.append(_ROOT)
     return " AND ".join(clauses), args
 
 
@@ -321,29 +346,34 @@ class PgInventory:
         )
         return not status.endswith(" 0")
 
-    async def references(self, tenant_id: str, object_id: int) -> list[Reference]:
-        """Every child and parent reference of the object, each as the object shows it
-        (``childAdditions`` … for its children, ``additionParents`` … for its parents)."""
+    async def references(
+        self, tenant_id: str, object_ids: Sequence[int], *, children: bool = True
+    ) -> dict[int, list[Reference]]:
+        """The references from and to each of the objects, as each shows them
+        (``childAdditions`` … for its children, ``additionParents`` … for its parents), in
+        one query; without ``children`` only the parents. Ordered by kind, then the other
+        object's id."""
         rows = await self._pool.fetch(
             """
-            SELECT c.kind, c.child_id AS other, m.name, true AS is_child
+            SELECT c.parent_id AS object_id, c.kind, c.child_id AS other, m.name,
+                   true AS is_child
               FROM managed_object_child c JOIN managed_object m ON m.id = c.child_id
-             WHERE c.parent_id = $2 AND m.tenant_id = $1
+             WHERE $3 AND c.parent_id = ANY($2) AND m.tenant_id = $1
             UNION ALL
-            SELECT c.kind, c.parent_id, m.name, false
+            SELECT c.child_id, c.kind, c.parent_id, m.name, false
               FROM managed_object_child c JOIN managed_object m ON m.id = c.parent_id
-             WHERE c.child_id = $2 AND m.tenant_id = $1
-             ORDER BY 1, 2
+             WHERE c.child_id = ANY($2) AND m.tenant_id = $1
+             ORDER BY 1, 2, 3, 5 DESC
             """,
             tenant_id,
-            object_id,
+            list(object_ids),
+            children,
         )
-        return [
-            Reference(
-                r["kind"] if r["is_child"] else PARENT_KINDS[r["kind"]], r["other"], r["name"]
-            )
-            for r in rows
-        ]
+        found: dict[int, list[Reference]] = {i: [] for i in object_ids}
+        for r in rows:
+            kind = r["kind"] if r["is_child"] else PARENT_KINDS[r["kind"]]
+            found[r["object_id"]].append(Reference(kind, r["other"], r["name"]))
+        return found
 
     async def set_connection(
         self,

@@ -47,9 +47,21 @@ PARENT_KINDS = {
 
 @dataclass(frozen=True, slots=True)
 class ObjectFilter:
+    """Which managed objects a list shows; every condition given must hold."""
+
     type: str | None = None
     fragment_type: str | None = None
     owner: str | None = None
     ids: tuple[int, ...] | None = None
     #: An inventory query (``?query=``, ``?q=``): :mod:`fleetgate.domain.inventory_query`.
     query: Query | None = None
+    #: (kind, child id): the objects that hold this child through this kind of reference
+    #: (Cumulocity's ``childAdditionId``, ``childAssetId``, ``childDeviceId``).
+    parents_of: tuple[tuple[str, int], ...] = ()
+    #: The child devices of this gateway (fleetgate's ``deviceParentId``).
+    device_parent: int | None = None
+    #: True: the objects that have child devices (gateways); False: those that have none
+    #: (fleetgate's ``hasChildDevices``).
+    has_child_devices: bool | None = None
+    #: Only objects that are nobody's child (Cumulocity's ``onlyRoots``).
+    only_roots: bool = False

@@ -191,7 +191,13 @@ class Devices:
             await self._files_released(deleted.file_sha256s)
 
     async def references_of(self, tenant_id: str, object_id: int) -> list[Reference]:
-        return await self._inventory.references(tenant_id, object_id)
+        return (await self._inventory.references(tenant_id, [object_id]))[object_id]
+
+    async def references_of_page(
+        self, tenant_id: str, object_ids: list[int], *, children: bool
+    ) -> dict[int, list[Reference]]:
+        """The references of a page of objects, in one query (never one per object)."""
+        return await self._inventory.references(tenant_id, object_ids, children=children)
 
     # -- child references -----------------------------------------------------------------
 

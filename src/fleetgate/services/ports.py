@@ -168,8 +168,12 @@ class Inventory(Protocol):
 
     async def is_binary(self, tenant_id: str, object_id: int) -> bool: ...
 
-    async def references(self, tenant_id: str, object_id: int) -> list[Reference]:
-        """Every reference from and to the object, as the object shows them."""
+    async def references(
+        self, tenant_id: str, object_ids: Sequence[int], *, children: bool = True
+    ) -> dict[int, list[Reference]]:
+        """Every reference from and to each object, as the object shows them, in one
+        query (without ``children``, the parents only); ordered by kind, then the other
+        object's id."""
 
     async def add_child(self, tenant_id: str, parent_id: int, kind: str, child_id: int) -> bool:
         """Reference ``child_id`` from ``parent_id``; False when either is not in the tenant."""

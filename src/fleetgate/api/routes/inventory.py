@@ -3,6 +3,7 @@ files, each with its versions as child additions), and later groups."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -40,11 +41,34 @@ def object_url(base: str, object_id: int) -> str:
     return f"{base}/inventory/managedObjects/{object_id}"
 
 
+@dataclass(frozen=True, slots=True)
+class Tree:
+    """How much of the tree a managed object's body shows (Cumulocity's parameters)."""
+
+    #: ``withChildren`` (default true): the three lists of children; the three lists of
+    #: parents are shown either way.
+    children: bool = True
+    #: ``skipChildrenNames``: children's references without their names.
+    child_names: bool = True
+
+
+def tree(
+    with_children: Annotated[bool, Query(alias="withChildren")] = True,
+    skip_children_names: Annotated[bool, Query(alias="skipChildrenNames")] = False,
+) -> Tree:
+    """FastAPI dependency: the :class:`Tree` a request asks for."""
+    return Tree(with_children, not skip_children_names)
+
+
 def object_body(
-    obj: ManagedObject, base: str, references: list[Reference] | None = None
+    obj: ManagedObject,
+    base: str,
+    references: list[Reference] | None = None,
+    shown: Tree = Tree(),
 ) -> dict[str, Any]:
-    """The managed object; with ``references``, also its ``childAdditions``, ``childAssets``,
-    ``childDevices`` and the three parent lists (one object's GET, not collections)."""
+    """The managed object; with ``references``, also its ``childAdditions``,
+    ``childAssets``, ``childDevices`` (unless ``shown`` leaves them out) and its
+    ``additionParents``, ``assetParents``, ``deviceParents``."""
     body: dict[str, Any] = {
         **obj.fragments,
         "id": str(obj.id),
@@ -60,15 +84,22 @@ def object_body(
             body[key] = value
     if references is not None:
         own = object_url(base, obj.id)
-        for kind in (*PARENT_KINDS, *PARENT_KINDS.values()):
+        kinds = (*PARENT_KINDS, *PARENT_KINDS.values()) if shown.children else PARENT_KINDS.values()
+        for kind in kinds:
             body[kind] = {"self": f"{own}/{kind}", "references": []}
         for ref in references:
+            if ref.kind not in body:
+                continue
             other = object_url(base, ref.object_id)
+            is_child = ref.kind in PARENT_KINDS
+            managed_object = {"id": str(ref.object_id), "name": ref.name, "self": other}
+            if is_child and not shown.child_names:
+                del managed_object["name"]
             body[ref.kind]["references"].append(
                 {
-                    "managedObject": {"id": str(ref.object_id), "name": ref.name, "self": other},
+                    "managedObject": managed_object,
                     "self": f"{own}/{ref.kind}/{ref.object_id}"
-                    if ref.kind in PARENT_KINDS
+                    if is_child
                     else f"{other}/{_child_kind(ref.kind)}/{obj.id}",
                 }
             )
@@ -87,28 +118,54 @@ def reference_body(parent_id: int, kind: str, child: ManagedObject, base: str) -
     }
 
 
+def _reference_filter(kind: str, raw: str | None) -> tuple[tuple[str, int], ...]:
+    return ((kind, parse_id(raw)),) if raw is not None else ()
+
+
 @router.get("/inventory/managedObjects")
 async def list_objects(
     request: Request,
     principal: Annotated[Principal, Depends(_READ)],
     page: Annotated[Page, Depends(paging)],
+    shown: Annotated[Tree, Depends(tree)],
     type: str | None = None,
     fragment_type: Annotated[str | None, Query(alias="fragmentType")] = None,
     owner: str | None = None,
     ids: str | None = None,
     query: str | None = None,
     q: str | None = None,
+    child_addition_id: Annotated[str | None, Query(alias="childAdditionId")] = None,
+    child_asset_id: Annotated[str | None, Query(alias="childAssetId")] = None,
+    child_device_id: Annotated[str | None, Query(alias="childDeviceId")] = None,
+    device_parent_id: Annotated[str | None, Query(alias="deviceParentId")] = None,
+    has_child_devices: Annotated[bool | None, Query(alias="hasChildDevices")] = None,
+    only_roots: Annotated[bool, Query(alias="onlyRoots")] = False,
 ) -> JSONResponse:
     """``query``: an inventory query (docs/api.md, "Inventory queries"); ``q``: the same
-    over devices only (``has(c8y_IsDevice)`` added), as Cumulocity's device lists ask."""
+    over devices only (``has(c8y_IsDevice)`` added), as Cumulocity's device lists ask.
+    The tree: Cumulocity's ``childAdditionId``/``childAssetId``/``childDeviceId`` (the
+    parents of that child) and ``onlyRoots``, fleetgate's ``deviceParentId`` (a
+    gateway's children) and ``hasChildDevices`` (gateways, or with false the others)."""
     where = all_of(
         parse_query(query) if query is not None else None,
         all_of(Has(("c8y_IsDevice",)), parse_query(q)) if q is not None else None,
     )
     flt = ObjectFilter(
-        type=type, fragment_type=fragment_type, owner=owner, ids=id_list(ids), query=where
+        type=type,
+        fragment_type=fragment_type,
+        owner=owner,
+        ids=id_list(ids),
+        query=where,
+        parents_of=(
+            *_reference_filter("childAdditions", child_addition_id),
+            *_reference_filter("childAssets", child_asset_id),
+            *_reference_filter("childDevices", child_device_id),
+        ),
+        device_parent=parse_id(device_parent_id) if device_parent_id is not None else None,
+        has_child_devices=has_child_devices,
+        only_roots=only_roots,
     )
-    return await object_page(request, principal, flt, page)
+    return await object_page(request, principal, flt, page, shown)
 
 
 def id_list(ids: str | None) -> tuple[int, ...] | None:
@@ -117,16 +174,26 @@ def id_list(ids: str | None) -> tuple[int, ...] | None:
 
 
 async def object_page(
-    request: Request, principal: Principal, flt: ObjectFilter, page: Page
+    request: Request,
+    principal: Principal,
+    flt: ObjectFilter,
+    page: Page,
+    shown: Tree | None = None,
 ) -> JSONResponse:
-    """One page of the tenant's managed objects that pass ``flt``, as a collection."""
-    objects, total = await devices(request).find_objects(
+    """One page of the tenant's managed objects that pass ``flt``, as a collection; with
+    ``shown``, each with its references, read for the whole page in one more query."""
+    service = devices(request)
+    objects, total = await service.find_objects(
         principal.tenant.id, flt, page.offset, page.size, count=page.with_total_pages
     )
+    references: dict[int, list[Reference]] = {}
+    if shown is not None and objects:
+        references = await service.references_of_page(
+            principal.tenant.id, [o.id for o in objects], children=shown.children
+        )
     base = context(request).base_url
-    body = page.collection(
-        request, base, "managedObjects", [object_body(o, base) for o in objects], total
-    )
+    items = [object_body(o, base, references.get(o.id), shown or Tree()) for o in objects]
+    body = page.collection(request, base, "managedObjects", items, total)
     return media.c8y_json(body, media.MANAGED_OBJECT_COLLECTION)
 
 
@@ -146,13 +213,19 @@ async def create_object(
 
 @router.get("/inventory/managedObjects/{object_id}")
 async def get_object(
-    request: Request, object_id: IdPath, principal: Annotated[Principal, Depends(_READ)]
+    request: Request,
+    object_id: IdPath,
+    principal: Annotated[Principal, Depends(_READ)],
+    shown: Annotated[Tree, Depends(tree)],
 ) -> JSONResponse:
     service = devices(request)
     found = await service.get_object(principal.tenant.id, parse_id(object_id))
-    references = await service.references_of(principal.tenant.id, found.id)
+    references = await service.references_of_page(
+        principal.tenant.id, [found.id], children=shown.children
+    )
     return media.c8y_json(
-        object_body(found, context(request).base_url, references), media.MANAGED_OBJECT
+        object_body(found, context(request).base_url, references[found.id], shown),
+        media.MANAGED_OBJECT,
     )
 
 

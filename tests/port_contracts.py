@@ -1041,6 +1041,39 @@ class ChildDeviceContract:
             child
         ]
 
+    async def test_deleting_follows_the_kinds_asked_and_remembers_children(
+        self, ports: Ports
+    ) -> None:
+        store = ports.child_devices
+        gw, c1, c2, c3 = [await ports.device(d) for d in ("gw", "c1", "c2", "c3")]
+        for child in (c1, c2, c3):
+            await store.attach("t1", gw, child)
+        deleted = await ports.inventory.delete("t1", c1, removed_by="admin")
+        assert deleted is not None
+        assert deleted.device_ids == ["c1"]
+        [removal] = await store.removed_children("t1", gw)
+        assert (removal.device_id, removal.removed_by, removal.how) == (
+            "c1", "admin", HowRemoved.DELETED,
+        )  # fmt: skip
+        # A child deleted again under the same id replaces the record.
+        await store.detach("t1", gw, c2, "ops")
+        assert [r.how for r in await store.removed_children("t1", gw)] == [
+            HowRemoved.DELETED, HowRemoved.DETACHED,
+        ]  # fmt: skip
+        await ports.inventory.delete("t1", c2, removed_by="admin")  # no longer its child
+        assert [r.how for r in await store.removed_children("t1", gw)] == [
+            HowRemoved.DELETED, HowRemoved.DETACHED,
+        ]  # fmt: skip
+        bystander = await ports.device("b")
+        deleted = await ports.inventory.delete(
+            "t1", gw, through=frozenset({"childDevices"}), removed_by="admin"
+        )
+        assert deleted is not None
+        assert sorted(deleted.device_ids) == ["c3", "gw"]
+        assert await ports.inventory.get("t1", c3) is None
+        assert await ports.inventory.get("t1", bystander) is not None
+        assert await ports.inventory.delete("t1", gw) is None
+
     async def test_removals_go_with_their_gateway(self, ports: Ports) -> None:
         store = ports.child_devices
         gw, child = await ports.device("gw"), await ports.device("c1")

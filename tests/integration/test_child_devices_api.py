@@ -340,3 +340,61 @@ async def test_device_lists_find_gateways_and_the_children_of_one(world: WholeAp
         refused = await api.get(f"/inventory/managedObjects?{bad}", auth=READER)
         assert refused.status_code == 422, bad
         assert refused.json()["error"] == "general/validationError"
+
+
+async def test_deleting_a_gateway_with_and_without_cascade(world: WholeApi) -> None:
+    api = world.client
+    gw, c1, c2 = [await device(api, s) for s in ("gw", "c1", "c2")]
+    for child in (c1, c2):
+        await attach(api, gw, child)
+    assert (await api.delete(f"/inventory/managedObjects/{gw}", auth=ADMIN)).status_code == 204
+    for child, serial in ((c1, "c1"), (c2, "c2")):
+        shown = (await api.get(f"/inventory/managedObjects/{child}", auth=ADMIN)).json()
+        assert shown["deviceParents"]["references"] == []
+        ext = await api.get(f"/identity/externalIds/c8y_Serial/{serial}", auth=ADMIN)
+        assert ext.status_code == 200
+
+    gw2 = await device(api, "gw-2")
+    for child in (c1, c2):
+        assert (await attach(api, gw2, child)).status_code == 201
+    world.fakes.broker.discarded.clear()
+    gone = await api.delete(
+        f"/inventory/managedObjects/{gw2}?cascade=true&withDeviceUser=true", auth=ADMIN
+    )
+    assert gone.status_code == 204
+    for object_id in (gw2, c1, c2):
+        assert (
+            await api.get(f"/inventory/managedObjects/{object_id}", auth=ADMIN)
+        ).status_code == 404
+    for serial in ("gw-2", "c1", "c2"):
+        ext = await api.get(f"/identity/externalIds/c8y_Serial/{serial}", auth=ADMIN)
+        assert ext.status_code == 404
+    assert sorted(world.fakes.broker.discarded) == ["c1", "c2", "gw-2"]
+    assert await world.pool.fetchval("SELECT count(*) FROM removed_child") == 0
+
+
+async def test_a_deleted_child_is_remembered_by_its_gateway(world: WholeApi) -> None:
+    api = world.client
+    gw, c1, c2 = [await device(api, s) for s in ("gw", "c1", "c2")]
+    for child in (c1, c2):
+        await attach(api, gw, child)
+    assert (await api.delete(f"/inventory/managedObjects/{c1}", auth=ADMIN)).status_code == 204
+    deleted = await api.delete(f"/inventory/managedObjects/{c2}?cascade=true", auth=ADMIN)
+    assert deleted.status_code == 204
+    assert await removed(world.pool, gw) == [("c1", "admin", "deleted"), ("c2", "admin", "deleted")]
+    children = (await api.get(f"/inventory/managedObjects/{gw}/childDevices", auth=ADMIN)).json()
+    assert children["references"] == []
+    # The same id as a new device attached again: the gateway may speak for it again.
+    again = await device(api, "c1")
+    assert (await attach(api, gw, again)).status_code == 201
+    assert await removed(world.pool, gw) == [("c2", "admin", "deleted")]
+
+
+@pytest.mark.parametrize("query", ["cascade=maybe", "forceCascade=2", "withDeviceUser=x"])
+async def test_bad_deletion_parameters_are_422(world: WholeApi, query: str) -> None:
+    gw = await device(world.client, "gw")
+    answer = await world.client.delete(f"/inventory/managedObjects/{gw}?{query}", auth=ADMIN)
+    assert answer.status_code == 422
+    assert (
+        await world.client.get(f"/inventory/managedObjects/{gw}", auth=ADMIN)
+    ).status_code == 200

@@ -10,7 +10,16 @@ from fleetgate.domain.devices import DEVICE_ID_TYPE, ManagedObject
 from fleetgate.domain.inventory import PARENT_KINDS, Deleted, ObjectFilter, Reference
 from fleetgate.domain.inventory_query import QueryTarget, matches
 
-from memory.database import MemoryDatabase, ObjectRow, jsonb, merged, page, queries, without_nulls
+from memory.database import (
+    MemoryDatabase,
+    ObjectRow,
+    RemovedChildRow,
+    jsonb,
+    merged,
+    page,
+    queries,
+    without_nulls,
+)
 
 
 def _matches(db: MemoryDatabase, row: ObjectRow, tenant_id: str, flt: ObjectFilter) -> bool:
@@ -95,18 +104,28 @@ class MemoryInventory:
         return row.shown()
 
     async def delete(
-        self, tenant_id: str, object_id: int, *, cascade: bool = False
+        self,
+        tenant_id: str,
+        object_id: int,
+        *,
+        through: frozenset[str] = frozenset(),
+        removed_by: str | None = None,
     ) -> Deleted | None:
-        """Delete the object, with ``cascade`` every descendant (in the tenant) through any
-        kind of child reference; None if it did not exist."""
+        """Delete the object and every descendant (in the tenant) through the kinds of
+        reference in ``through``; a deleted child device whose gateway stays is recorded as
+        removed from it. None if it did not exist."""
         if self._db.object_in(tenant_id, object_id) is None:
             return None
         ids = [object_id]
-        if cascade:
-            for parent in ids:  # the list grows while it is walked: breadth first
-                for p, _, child in sorted(self._db.references):
-                    if p == parent and child not in ids and self._db.object_in(tenant_id, child):
-                        ids.append(child)
+        for parent in ids:  # the list grows while it is walked: breadth first
+            for p, kind, child in sorted(self._db.references):
+                if (
+                    p == parent
+                    and kind in through
+                    and child not in ids
+                    and self._db.object_in(tenant_id, child)
+                ):
+                    ids.append(child)
         device_ids = sorted(
             v
             for (t, kind, v), o in self._db.external_ids.items()
@@ -114,6 +133,12 @@ class MemoryInventory:
         )
         files = sorted({f.sha256 for o, f in self._db.binary_files.items() if o in ids})
         with self._db.transaction():
+            for gateway, kind, child in sorted(self._db.references):
+                serial = self._db.serial_of(child)
+                if kind == "childDevices" and child in ids and gateway not in ids and serial:
+                    self._db.removed_children[(gateway, serial)] = RemovedChildRow(
+                        "deleted", self._db.clock(), removed_by
+                    )
             self._db.delete_objects(ids)
         return Deleted(device_ids, files)
 

@@ -414,7 +414,7 @@ async def test_deleting_a_device_removes_its_user_tells_the_broker_and_discards_
         await world.devices.delete_object("t1", await world.create("t2", name="theirs"))
 
 
-async def test_a_cascade_deletes_the_hierarchy_and_releases_devices_and_files(
+async def test_a_forced_cascade_deletes_the_hierarchy_and_releases_devices_and_files(
     world: World,
 ) -> None:
     binaries = Binaries(world.stores.binaries, world.stores.files)
@@ -432,7 +432,7 @@ async def test_a_cascade_deletes_the_hierarchy_and_releases_devices_and_files(
     await world.devices.add_child_addition("t1", pump, image.id)
     await world.devices.add_child_addition("t1", image.id, site)  # a cycle ends nowhere
 
-    await world.devices.delete_object("t1", site, cascade=True)
+    await world.devices.delete_object("t1", site, force_cascade=True)
     for gone in (site, pump, image.id):
         with pytest.raises(NotFound):
             await world.devices.get_object("t1", gone)
@@ -442,6 +442,66 @@ async def test_a_cascade_deletes_the_hierarchy_and_releases_devices_and_files(
     assert list(world.stores.files.files.values()) == [b"img"]  # "j" still uses it
     await binaries.delete("t1", shared.id)
     assert world.stores.files.files == {}
+
+
+async def gateway_with_children(world: World) -> tuple[int, int, int]:
+    """A gateway ``gw`` with the child devices ``c1`` and ``c2``: their object ids."""
+    ids = []
+    for serial in ("gw", "c1", "c2"):
+        made = await world.create(name=serial, c8y_IsDevice={})
+        await world.devices.add_external_id("t1", made, "c8y_Serial", serial)
+        ids.append(made)
+    gw, c1, c2 = ids
+    for child in (c1, c2):
+        await world.stores.child_devices.attach("t1", gw, child)
+    return gw, c1, c2
+
+
+async def test_a_cascade_deletes_a_gateway_with_its_children(world: World) -> None:
+    gw, c1, c2 = await gateway_with_children(world)
+    world.broker.lines.clear()
+    await world.devices.delete_object("t1", gw, cascade=True, by="admin")
+    for gone in (gw, c1, c2):
+        with pytest.raises(NotFound):
+            await world.devices.get_object("t1", gone)
+    assert sorted(world.broker.discarded) == ["c1", "c2", "gw"]
+    assert await world.stores.child_devices.removed_children("t1", gw) == []
+
+
+async def test_without_cascade_a_gateways_children_stay_as_devices(world: World) -> None:
+    gw, c1, c2 = await gateway_with_children(world)
+    await world.devices.delete_object("t1", gw, by="admin")
+    for child in (c1, c2):
+        assert await world.devices.references_of("t1", child) == []
+    roots, _ = await world.devices.find_objects(
+        "t1", ObjectFilter(only_roots=True), 0, 10, count=False
+    )
+    assert [o.id for o in roots] == [c1, c2]
+
+
+async def test_a_deleted_child_is_remembered_as_removed_by_its_gateway(world: World) -> None:
+    gw, c1, c2 = await gateway_with_children(world)
+    await world.devices.delete_object("t1", c1, by="admin")
+    await world.devices.delete_object("t1", c2, cascade=True, by="ops")
+    removed = await world.stores.child_devices.removed_children("t1", gw)
+    assert [(r.device_id, r.removed_by, r.how.value) for r in removed] == [
+        ("c1", "admin", "deleted"), ("c2", "ops", "deleted"),
+    ]  # fmt: skip
+
+
+async def test_cascade_reaches_devices_and_groups_only(world: World) -> None:
+    site = await world.create(name="site")
+    group = await world.create(name="group", c8y_IsDeviceGroup={})
+    members = [await world.create(name=f"m{i}") for i in range(2)]
+    await world.stores.inventory.add_child("t1", site, "childAssets", members[0])
+    await world.stores.inventory.add_child("t1", group, "childAssets", members[1])
+    await world.devices.delete_object("t1", site, cascade=True)  # no device, no group
+    await world.devices.get_object("t1", members[0])
+    await world.devices.delete_object("t1", group, cascade=True)
+    with pytest.raises(NotFound):
+        await world.devices.get_object("t1", members[1])
+    with pytest.raises(NotFound):
+        await world.devices.delete_object("t1", 424242, cascade=True)
 
 
 async def test_deleting_without_cascade_leaves_the_children(world: World) -> None:

@@ -187,12 +187,20 @@ class PgInventory:
         return object_of_row(row) if row else None
 
     async def delete(
-        self, tenant_id: str, object_id: int, *, cascade: bool = False
+        self,
+        tenant_id: str,
+        object_id: int,
+        *,
+        through: frozenset[str] = frozenset(),
+        removed_by: str | None = None,
     ) -> Deleted | None:
-        """Delete the object, and with ``cascade`` every descendant through any kind of
-        child reference; None if it did not exist."""
+        """Delete the object and every descendant reached through the kinds of child
+        reference in ``through`` (:func:`~fleetgate.domain.inventory.deletion_reach`), in
+        one transaction; None if it did not exist. A deleted child device whose gateway
+        stays is recorded as removed from it (``deleted``, by ``removed_by``), so that the
+        gateway does not bring it back."""
         async with self._pool.acquire() as conn, conn.transaction():
-            if cascade:
+            if through:
                 rows = await conn.fetch(
                     """
                     WITH RECURSIVE tree(id) AS (
@@ -201,11 +209,13 @@ class PgInventory:
                         SELECT c.child_id FROM managed_object_child c
                           JOIN tree t ON c.parent_id = t.id
                           JOIN managed_object m ON m.id = c.child_id AND m.tenant_id = $1
+                         WHERE c.kind = ANY($3)
                     )
                     SELECT id FROM tree
                     """,
                     tenant_id,
                     object_id,
+                    sorted(through),
                 )
                 ids = [r["id"] for r in rows]
             else:
@@ -219,6 +229,22 @@ class PgInventory:
             )
             files = await conn.fetch(
                 "SELECT DISTINCT sha256 FROM binary_file WHERE managed_object_id = ANY($1)", ids
+            )
+            await conn.execute(
+                """
+                INSERT INTO removed_child (gateway_id, device_id, removed_by, how)
+                SELECT c.parent_id, e.value, $3, 'deleted'
+                  FROM managed_object_child c
+                  JOIN external_id e ON e.managed_object_id = c.child_id
+                   AND e.tenant_id = $1 AND e.type = 'c8y_Serial'
+                 WHERE c.kind = 'childDevices' AND c.child_id = ANY($2)
+                   AND NOT c.parent_id = ANY($2)
+                ON CONFLICT (gateway_id, device_id) DO UPDATE
+                   SET removed_at = now(), removed_by = EXCLUDED.removed_by, how = EXCLUDED.how
+                """,
+                tenant_id,
+                ids,
+                removed_by,
             )
             status = await conn.execute(
                 "DELETE FROM managed_object WHERE tenant_id = $1 AND id = ANY($2)", tenant_id, ids

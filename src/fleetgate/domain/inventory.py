@@ -6,6 +6,7 @@ Managed objects themselves are :class:`fleetgate.domain.devices.ManagedObject`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fleetgate.domain.inventory_query import Query
 
@@ -43,6 +44,29 @@ PARENT_KINDS = {
     "childAssets": "assetParents",
     "childDevices": "deviceParents",
 }
+
+
+#: What ``cascade=true`` deletes below a device or a group: its child devices and child
+#: assets, at any depth (Cumulocity: "all the hierarchy"; child additions are a
+#: repository's versions, which only ``forceCascade`` takes).
+CASCADE_KINDS = frozenset({"childDevices", "childAssets"})
+#: Fragments that make a managed object a group (``cascade`` applies to groups too).
+GROUP_FRAGMENTS = frozenset({"c8y_IsDeviceGroup", "c8y_IsDeviceSubgroup"})
+
+
+def deletion_reach(
+    fragments: dict[str, Any], *, cascade: bool, force_cascade: bool
+) -> frozenset[str]:
+    """The kinds of child reference a deletion follows down from the object, as
+    Cumulocity's ``DELETE /inventory/managedObjects/{id}`` parameters say: ``forceCascade``
+    every kind whatever the object is (it takes precedence); ``cascade`` child devices and
+    assets when the object is a device or a group, nothing otherwise; neither, nothing
+    (children stay, without their parent)."""
+    if force_cascade:
+        return frozenset(PARENT_KINDS)
+    if cascade and ("c8y_IsDevice" in fragments or GROUP_FRAGMENTS & fragments.keys()):
+        return CASCADE_KINDS
+    return frozenset()
 
 
 @dataclass(frozen=True, slots=True)

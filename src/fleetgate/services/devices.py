@@ -25,7 +25,7 @@ from fleetgate.domain.devices import (
     split_managed_object_body,
 )
 from fleetgate.domain.errors import NotFound, ValidationFailed
-from fleetgate.domain.inventory import ExternalId, ObjectFilter, Reference
+from fleetgate.domain.inventory import ExternalId, ObjectFilter, Reference, deletion_reach
 from fleetgate.domain.repositories import check_repository_object
 from fleetgate.domain.users import Role, User
 from fleetgate.services.broker import device_lines, removed_device_lines, removed_user_lines
@@ -173,10 +173,22 @@ class Devices:
         if binary_id is not None and not await self._inventory.is_binary(tenant_id, binary_id):
             raise ValidationFailed(f"the url names binary {binary_id}, which does not exist")
 
-    async def delete_object(self, tenant_id: str, object_id: int, *, cascade: bool = False) -> None:
-        """Delete the object (with ``cascade``, its whole hierarchy: child additions,
-        assets and devices); deleted devices' users go too and the broker is told."""
-        deleted = await self._inventory.delete(tenant_id, object_id, cascade=cascade)
+    async def delete_object(
+        self,
+        tenant_id: str,
+        object_id: int,
+        *,
+        cascade: bool = False,
+        force_cascade: bool = False,
+        by: str | None = None,
+    ) -> None:
+        """Delete the object and what Cumulocity's ``cascade`` and ``forceCascade`` say goes
+        with it (:func:`~fleetgate.domain.inventory.deletion_reach`); children that stay
+        lose this parent. Deleted devices' users go too and the broker is told; a deleted
+        child device is remembered as removed from its gateway (by the user ``by``)."""
+        found = await self.get_object(tenant_id, object_id)
+        through = deletion_reach(found.fragments, cascade=cascade, force_cascade=force_cascade)
+        deleted = await self._inventory.delete(tenant_id, object_id, through=through, removed_by=by)
         if deleted is None:
             raise _object_not_found(object_id)
         device_ids = deleted.device_ids

@@ -162,9 +162,17 @@ class Inventory(Protocol):
         """Set name/type/owner given in ``plain``; merge ``fragments`` (a null removes one)."""
 
     async def delete(
-        self, tenant_id: str, object_id: int, *, cascade: bool = False
+        self,
+        tenant_id: str,
+        object_id: int,
+        *,
+        through: frozenset[str] = frozenset(),
+        removed_by: str | None = None,
     ) -> Deleted | None:
-        """Delete the object (with ``cascade``, every descendant); None if it did not exist."""
+        """Delete the object and its descendants through the kinds of child reference in
+        ``through``, in one transaction; a deleted child device whose gateway stays is
+        recorded as removed from it (``deleted``, by ``removed_by``) in the same one. None
+        if the object did not exist."""
 
     async def is_binary(self, tenant_id: str, object_id: int) -> bool: ...
 

@@ -246,11 +246,22 @@ async def delete_object(
     request: Request,
     object_id: IdPath,
     principal: Annotated[Principal, Depends(_ADMIN)],
+    cascade: bool = False,
     force_cascade: Annotated[bool, Query(alias="forceCascade")] = False,
+    with_device_user: Annotated[bool, Query(alias="withDeviceUser")] = False,
 ) -> Response:
-    """``forceCascade=true`` deletes the whole hierarchy below the object too (child
-    additions, assets and devices), as Cumulocity does: a firmware with its versions."""
+    """Cumulocity's parameters: ``cascade=true`` deletes a device's or group's child
+    devices and assets too (a gateway with its children), ``forceCascade=true`` the whole
+    hierarchy below any object (a firmware with its versions); without them the children
+    stay, as objects of their own. A deleted device's user always goes with it
+    (``withDeviceUser`` is accepted; fleetgate never keeps a device user whose device id
+    is released)."""
+    del with_device_user
     await devices(request).delete_object(
-        principal.tenant.id, parse_id(object_id), cascade=force_cascade
+        principal.tenant.id,
+        parse_id(object_id),
+        cascade=cascade,
+        force_cascade=force_cascade,
+        by=principal.user.username,
     )
     return Response(status_code=204)

@@ -1074,6 +1074,43 @@ class ChildDeviceContract:
         assert await ports.inventory.get("t1", bystander) is not None
         assert await ports.inventory.delete("t1", gw) is None
 
+    async def test_what_operators_remove_their_gateway_does_not_bring_back(
+        self, ports: Ports
+    ) -> None:
+        """The records operators leave are what a gateway's declarations read."""
+        gw, kid = await ports.device("gw"), await ports.device("kid")
+
+        async def declared() -> tuple[Verdict, str | None]:
+            done = await ports.children.declare_child(
+                Declaration("kid", {}, {}, gateway="gw"), {}, datetime.now(UTC)
+            )
+            assert done is not None
+            return done.decision.verdict, done.decision.reason
+
+        await ports.child_devices.attach("t1", gw, kid)
+        assert await declared() == (Verdict.KNOWN, None)
+        await ports.child_devices.detach("t1", gw, kid, "admin")
+        verdict, reason = await declared()
+        assert verdict is Verdict.REFUSED  # a device of the tenant now, not the gateway's
+        await ports.child_devices.attach("t1", gw, kid)
+        assert await declared() == (Verdict.KNOWN, None)
+        await ports.inventory.delete("t1", kid, removed_by="admin")
+        verdict, reason = await declared()
+        assert verdict is Verdict.REFUSED
+        assert "an operator removed child kid from gateway gw (deleted" in str(reason)
+
+    async def test_the_tenant_option_switches_registration_off(self, ports: Ports) -> None:
+        await ports.device("gw")
+        await ports.options.put(
+            "t1", TenantOption("fleetgate.gateways", "childAutoRegistration", "false")
+        )
+        done = await ports.children.declare_child(
+            Declaration("new-kid", {}, {}, gateway="gw"), {}, datetime.now(UTC)
+        )
+        assert done is not None
+        assert done.decision.verdict is Verdict.REFUSED
+        assert "switched off" in str(done.decision.reason)
+
     async def test_removals_go_with_their_gateway(self, ports: Ports) -> None:
         store = ports.child_devices
         gw, child = await ports.device("gw"), await ports.device("c1")

@@ -1113,10 +1113,13 @@ class ChildDeviceContract:
 
     async def test_removals_go_with_their_gateway(self, ports: Ports) -> None:
         store = ports.child_devices
-        gw, child = await ports.device("gw"), await ports.device("c1")
+        gw, child, stays = [await ports.device(d) for d in ("gw", "c1", "c2")]
         await store.attach("t1", gw, child)
+        await store.attach("t1", gw, stays)
         await store.detach("t1", gw, child, "admin")
-        assert await ports.inventory.delete("t1", gw) is not None
+        deleted = await ports.inventory.delete("t1", gw)
+        assert deleted is not None
+        assert (deleted.device_ids, deleted.detached_children) == (["gw"], ["c2"])
         assert await store.removed_children("t1", gw) == []
         assert await ports.inventory.get("t1", child) is not None
 

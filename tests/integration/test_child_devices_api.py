@@ -347,10 +347,14 @@ async def test_deleting_a_gateway_with_and_without_cascade(world: WholeApi) -> N
     gw, c1, c2 = [await device(api, s) for s in ("gw", "c1", "c2")]
     for child in (c1, c2):
         await attach(api, gw, child)
+    world.fakes.broker.lines.clear()
     assert (await api.delete(f"/inventory/managedObjects/{gw}", auth=ADMIN)).status_code == 204
+    assert control.child_remove("c1") in world.fakes.broker.lines
+    assert control.child_remove("c2") in world.fakes.broker.lines
     for child, serial in ((c1, "c1"), (c2, "c2")):
         shown = (await api.get(f"/inventory/managedObjects/{child}", auth=ADMIN)).json()
         assert shown["deviceParents"]["references"] == []
+        assert shown["fleetgate_Connection"]["reason"] == "detached from gateway gw"
         ext = await api.get(f"/identity/externalIds/c8y_Serial/{serial}", auth=ADMIN)
         assert ext.status_code == 200
 

@@ -132,6 +132,12 @@ class MemoryInventory:
             if t == tenant_id and kind == DEVICE_ID_TYPE and o in ids
         )
         files = sorted({f.sha256 for o, f in self._db.binary_files.items() if o in ids})
+        detached = sorted(
+            serial
+            for gateway, kind, child in self._db.references
+            if kind == "childDevices" and gateway in ids and child not in ids
+            if (serial := self._db.serial_of(child)) is not None
+        )
         with self._db.transaction():
             for gateway, kind, child in sorted(self._db.references):
                 serial = self._db.serial_of(child)
@@ -140,7 +146,7 @@ class MemoryInventory:
                         "deleted", self._db.clock(), removed_by
                     )
             self._db.delete_objects(ids)
-        return Deleted(device_ids, files)
+        return Deleted(device_ids, files, detached)
 
     async def is_binary(self, tenant_id: str, object_id: int) -> bool:
         return self._db.object_in(tenant_id, object_id) is not None and (

@@ -77,6 +77,7 @@ def world() -> World:
         clock,
         is_transient=unavailable,
         files_released=binaries.release,
+        child_connections=stores.connections,
     )
     return World(stores, clock, broker, devices)
 
@@ -454,6 +455,7 @@ async def gateway_with_children(world: World) -> tuple[int, int, int]:
     gw, c1, c2 = ids
     for child in (c1, c2):
         await world.stores.child_devices.attach("t1", gw, child)
+    await world.devices.connections.children_changed("t1", [("c1", "gw"), ("c2", "gw")])
     return gw, c1, c2
 
 
@@ -470,7 +472,14 @@ async def test_a_cascade_deletes_a_gateway_with_its_children(world: World) -> No
 
 async def test_without_cascade_a_gateways_children_stay_as_devices(world: World) -> None:
     gw, c1, c2 = await gateway_with_children(world)
+    world.broker.lines.clear()
     await world.devices.delete_object("t1", gw, by="admin")
+    # Detached: they may log in by themselves again, and show why they are offline.
+    assert [control.child_remove("c1"), control.child_remove("c2")] == [
+        line for line in world.broker.lines if line.startswith("child-remove c")
+    ]
+    shown = await world.devices.get_object("t1", c1)
+    assert shown.fragments["fleetgate_Connection"]["reason"] == "detached from gateway gw"
     for child in (c1, c2):
         assert await world.devices.references_of("t1", child) == []
     roots, _ = await world.devices.find_objects(

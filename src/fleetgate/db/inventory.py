@@ -230,6 +230,16 @@ class PgInventory:
             files = await conn.fetch(
                 "SELECT DISTINCT sha256 FROM binary_file WHERE managed_object_id = ANY($1)", ids
             )
+            detached = await conn.fetch(
+                "SELECT e.value FROM managed_object_child c"
+                "  JOIN external_id e ON e.managed_object_id = c.child_id"
+                "   AND e.tenant_id = $1 AND e.type = $3"
+                " WHERE c.kind = 'childDevices' AND c.parent_id = ANY($2)"
+                "   AND NOT c.child_id = ANY($2) ORDER BY e.value",
+                tenant_id,
+                ids,
+                DEVICE_ID_TYPE,
+            )
             await conn.execute(
                 """
                 INSERT INTO removed_child (gateway_id, device_id, removed_by, how)
@@ -251,7 +261,11 @@ class PgInventory:
             )
         if status.endswith(" 0"):
             return None
-        return Deleted([r["value"] for r in device_ids], [r["sha256"] for r in files])
+        return Deleted(
+            [r["value"] for r in device_ids],
+            [r["sha256"] for r in files],
+            [r["value"] for r in detached],
+        )
 
     async def is_binary(self, tenant_id: str, object_id: int) -> bool:
         return bool(

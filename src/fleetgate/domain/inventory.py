@@ -5,7 +5,7 @@ Managed objects themselves are :class:`fleetgate.domain.devices.ManagedObject`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fleetgate.domain.inventory_query import Query
@@ -27,6 +27,9 @@ class Deleted:
     device_ids: list[str]
     #: SHA-256 of the deleted binaries' files: the file store may drop them.
     file_sha256s: list[str]
+    #: Device ids of child devices that stay while their gateway went: detached by the
+    #: deletion (the broker and their connection state must follow, decision 0008).
+    detached_children: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -184,8 +184,9 @@ class Devices:
     ) -> None:
         """Delete the object and what Cumulocity's ``cascade`` and ``forceCascade`` say goes
         with it (:func:`~fleetgate.domain.inventory.deletion_reach`); children that stay
-        lose this parent. Deleted devices' users go too and the broker is told; a deleted
-        child device is remembered as removed from its gateway (by the user ``by``)."""
+        lose this parent (a deleted gateway's children are detached: the broker and their
+        connection state are told). Deleted devices' users go too and the broker is told; a
+        deleted child device is remembered as removed from its gateway (by the user ``by``)."""
         found = await self.get_object(tenant_id, object_id)
         through = deletion_reach(found.fragments, cascade=cascade, force_cascade=force_cascade)
         deleted = await self._inventory.delete(tenant_id, object_id, through=through, removed_by=by)
@@ -199,6 +200,10 @@ class Devices:
                 [line for d in device_ids for line in removed_device_lines(tenant_id, d)]
             )
             await self.discard_released_sessions()
+        if deleted.detached_children:
+            await self.connections.children_changed(
+                tenant_id, [(child, None) for child in deleted.detached_children]
+            )
         if deleted.file_sha256s and self._files_released is not None:
             await self._files_released(deleted.file_sha256s)
 

@@ -62,6 +62,12 @@ FREE = ChildClaim(
             "removed child ch from gateway gw (detached at 2026-12-01",
         ),
         (replace(FREE, auto_registration=False), Verdict.REFUSED, "switched off"),
+        # Detached by an operator, the device still there: the removal is the reason.
+        (
+            replace(FREE, holder=Holder(9, None), removal=Removal("detached", NOW)),
+            Verdict.REFUSED,
+            "an operator removed child ch from gateway gw (detached",
+        ),
         # A removal or a switch stops new children only: a known child stays the gateway's.
         (
             replace(FREE, holder=Holder(9, "gw"), auto_registration=False),

@@ -13,12 +13,12 @@ import asyncpg
 
 from fleetgate.db.device_ids import claim_device_id
 from fleetgate.db.inventory import insert_object, update_object
+from fleetgate.db.tenant_options import child_auto_registration_of
 from fleetgate.domain.device_messages import Declaration
 from fleetgate.domain.devices import DEVICE_ID_TYPE
 from fleetgate.domain.errors import Conflict
 from fleetgate.domain.gateways import (
     CHILD_DEVICES,
-    TENANT_OPTION,
     ChildClaim,
     ChildDeclared,
     Holder,
@@ -53,28 +53,36 @@ class PgChildren:
         gateway, child = declaration.gateway, declaration.device_id
         assert gateway is not None
         async with self._pool.acquire() as conn, conn.transaction():
+            # The gateway's row is locked first (an operator attaching the gateway below
+            # another one waits, and vice versa), and its parent read after the lock:
+            # nobody makes it a child while it registers one (one level).
             found = await conn.fetchrow(
-                f"""
-                SELECT e.tenant_id, m.id, m.fragments, {_GATEWAY_OF} AS parent
+                """
+                SELECT e.tenant_id, m.id, m.fragments
                   FROM external_id e JOIN managed_object m ON m.id = e.managed_object_id
                  WHERE e.type = $1 AND e.value = $2
-                """,  # noqa: S608 — fixed fragments
+                   FOR NO KEY UPDATE OF m
+                """,
                 DEVICE_ID_TYPE,
                 gateway,
             )
             if found is None:
                 return None
+            parent = await conn.fetchval(
+                f"SELECT {_GATEWAY_OF} FROM managed_object m WHERE m.id = $1",  # noqa: S608
+                found["id"],
+            )
             tenant_id: str = found["tenant_id"]
             claim = ChildClaim(
                 gateway=gateway,
                 tenant_id=tenant_id,
                 gateway_object_id=found["id"],
-                gateway_parent=found["parent"],
+                gateway_parent=parent,
                 held_elsewhere=not await _claim(conn, tenant_id, child),
                 holder=await _holder(conn, tenant_id, child),
                 removal=await _removal(conn, found["id"], child),
                 auto_registration=gateway_auto_registration(json.loads(found["fragments"]))
-                and await _tenant_auto_registration(conn, tenant_id),
+                and await child_auto_registration_of(conn, tenant_id),
             )
             decision = decide_child(claim, child)
             if decision.verdict is Verdict.REFUSED:
@@ -139,18 +147,6 @@ async def _removal(conn: Conn, gateway_object_id: int, child: str) -> Removal | 
         child,
     )
     return Removal(row["how"], row["removed_at"]) if row else None
-
-
-async def _tenant_auto_registration(conn: Conn, tenant_id: str) -> bool:
-    """The tenant's switch for children's auto-registration (on unless set to false)."""
-    category, key = TENANT_OPTION
-    value = await conn.fetchval(
-        "SELECT value FROM tenant_option WHERE tenant_id = $1 AND category = $2 AND key = $3",
-        tenant_id,
-        category,
-        key,
-    )
-    return bool(value != "false")
 
 
 async def _register(

@@ -88,10 +88,18 @@ class PgTenantOptions:
 
     async def child_auto_registration(self, tenant_id: str) -> bool:
         """The tenant's ``fleetgate.gateways`` / ``childAutoRegistration`` (on when unset)."""
-        value = await self._pool.fetchval(
-            "SELECT value FROM tenant_option WHERE tenant_id = $1 AND category = $2 AND key = $3",
-            tenant_id,
-            tenant_options.GATEWAYS,
-            tenant_options.CHILD_AUTO_REGISTRATION,
-        )
-        return tenant_options.child_auto_registration(value)
+        return await child_auto_registration_of(self._pool, tenant_id)
+
+
+async def child_auto_registration_of(
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy | asyncpg.Pool, tenant_id: str
+) -> bool:
+    """The tenant's ``fleetgate.gateways`` / ``childAutoRegistration`` (on when unset), read
+    on ``conn`` (inside the caller's transaction, for a registration)."""
+    value = await conn.fetchval(
+        "SELECT value FROM tenant_option WHERE tenant_id = $1 AND category = $2 AND key = $3",
+        tenant_id,
+        tenant_options.GATEWAYS,
+        tenant_options.CHILD_AUTO_REGISTRATION,
+    )
+    return tenant_options.child_auto_registration(value)

@@ -104,6 +104,13 @@ def decide_child(claim: ChildClaim, child: str) -> ChildDecision:
         )
     if claim.held_elsewhere:
         return refused(f"device id {child} is held by a device of another tenant")
+    if claim.removal is not None:
+        # Detached (the device stays) or deleted: either way the operator's word holds.
+        return refused(
+            f"an operator removed child {child} from gateway {gateway}"
+            f" ({claim.removal.how} at {claim.removal.at.isoformat()}); it is not registered"
+            " or taken back until an operator attaches it to this gateway again"
+        )
     holder = claim.holder
     if holder is not None:
         if holder.gateway == gateway:
@@ -114,12 +121,6 @@ def decide_child(claim: ChildClaim, child: str) -> ChildDecision:
             f"device {child} is a device of this tenant, not a child of gateway {gateway};"
             " an operator may attach it (POST /inventory/managedObjects/"
             f"{claim.gateway_object_id}/childDevices)"
-        )
-    if claim.removal is not None:
-        return refused(
-            f"an operator removed child {child} from gateway {gateway}"
-            f" ({claim.removal.how} at {claim.removal.at.isoformat()}); it is not registered"
-            " again until an operator attaches it to this gateway"
         )
     if not claim.auto_registration:
         return refused(

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiomqtt
 import pytest
 
 from fleetgate.device import BrokerAddress, GatewayClient, Inventory
@@ -231,3 +233,33 @@ async def test_sigkill_of_the_service_loses_no_acknowledged_status_of_children(
     assert reported_at_kill < 2 * count  # the kill happened while reports were flowing
     assert set(statuses.values()) <= {"SUCCESSFUL", "FAILED"}
     assert list(statuses.values()).count("FAILED") > 0
+
+
+async def test_a_malformed_first_declaration_does_not_poison_the_child(stack: Stack) -> None:
+    """A gateway's first message about a child is malformed (thin-edge.io #2737): the child
+    is not registered, the gateway is told why, and its next valid declaration registers
+    it — a raw MQTT client, so that nothing in the SDK mends the message."""
+    state = stack.workdir / "simulator"
+    ca = await asyncio.to_thread(ensure_fleet_ca, state)
+    login = (await asyncio.to_thread(ensure_device_certificates, state, ca, ["mal-gw"]))["mal-gw"]
+    # The simulator's CA is trusted with auto-registration once a simulation ran.
+    async with running(stack.simulation("mal", 1, delay=0)):
+        await eventually(lambda: stack.declared(["mal-0001"]), "the simulator's CA in use")
+    context = ssl.create_default_context(cafile=str(stack.info.ca_file))
+    context.load_cert_chain(str(login.cert_file), str(login.key_file))
+    async with aiomqtt.Client(
+        "localhost", stack.broker.config.cert_port, identifier="mal-gw", tls_context=context
+    ) as gateway:
+        await eventually(lambda: _exists(stack, "mal-gw"), "the gateway registered")
+        await gateway.subscribe("fg/d/mal-gw/c/+/error", qos=1)
+        topic = "fg/d/mal-gw/c/mal-kid/inventory"
+        await gateway.publish(topic, b'{"type": "plc", "c8y_X": NaN}', qos=1)
+        message = await asyncio.wait_for(anext(aiter(gateway.messages)), timeout=30)
+        assert str(message.topic) == "fg/d/mal-gw/c/mal-kid/error"
+        assert isinstance(message.payload, bytes)
+        error = json.loads(message.payload)
+        assert (error["error"], error["topic"]) == ("inventory/badRequest", topic)
+        assert not await _exists(stack, "mal-kid")
+        await gateway.publish(topic, b'{"type": "plc"}', qos=1)
+        await eventually(lambda: _exists(stack, "mal-kid"), "the child registered")
+    assert await _parents(stack, "mal-kid") == [await stack.object_id("mal-gw")]

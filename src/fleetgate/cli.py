@@ -202,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "ops":
         from fleetgate.watch import watch_command
 
+        if logging.getLogger().level > logging.DEBUG:
+            # An operator's command: no line per HTTP request unless debugging.
+            logging.getLogger("httpx").setLevel(logging.WARNING)
+
         return _run(watch_command(args))
     if args.command == "up":
         from fleetgate.up import run_stack

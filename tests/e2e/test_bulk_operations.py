@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -201,3 +202,43 @@ async def test_a_failing_canary_stops_the_rest_and_cancel_stops_creation(stack: 
         cancelled = await _bulk(stack, bulk_id)
         assert cancelled["status"] == "DELETED"
         assert cancelled["generalStatus"] in ("CANCELED", "EXECUTING_WITH_ERRORS")
+
+
+async def _cli(stack: Stack, *args: str) -> str:
+    """``fleetgate ops bulk …`` against the stack's API, as an operator runs it."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fleetgate.cli", "ops", "bulk", "--url", stack.info.api_url,
+        "--user", ADMIN[0], "--password", ADMIN[1], *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    output, errors = await process.communicate()
+    assert process.returncode == 0, errors.decode()
+    assert "HTTP Request" not in errors.decode()  # no line per request for an operator
+    return output.decode()
+
+
+async def test_the_command_line_creates_pauses_resumes_and_cancels(stack: Stack) -> None:
+    serials = await _registered(stack, "cli")
+    group, _ = await _group(stack, serials)
+    firmware = (await _firmware(stack))["c8y_Firmware"]
+    # One operation a minute: the bulk operation is still creating while it is driven.
+    created = await _cli(
+        stack, "create", "--group", group,
+        "--firmware", f"{firmware['name']},{firmware['version']},{firmware['url']}",
+        "--rollout", json.dumps({"rate": {"perMinute": 1}}), "--note", "from the CLI",
+    )  # fmt: skip
+    bulk_id = created.split()[1]  # "bulk 7 · SCHEDULED · …"
+    assert created.startswith(f"bulk {bulk_id} ")
+    assert (await _bulk(stack, bulk_id))["note"] == "from the CLI"
+
+    paused = await _cli(stack, "pause", bulk_id, "--reason", "maintenance window")
+    assert "maintenance window" in paused
+    assert "maintenance window" in json.dumps(await _bulk(stack, bulk_id))
+    resumed = await _cli(stack, "resume", bulk_id)
+    assert "maintenance window" not in resumed
+    cancelled = await _cli(stack, "cancel", bulk_id)
+    assert (await _bulk(stack, bulk_id))["status"] == "DELETED"
+    assert f"bulk {bulk_id}" in cancelled
+    shown = await _cli(stack, "show", bulk_id)
+    assert f"/{N}" in shown.splitlines()[0]
+    assert len(await _ops(stack, bulk_id)) < N  # creation stopped early

@@ -119,10 +119,34 @@ INVENTORY: list[tuple[str, bytes]] = [
     *_NOT_OBJECTS,
 ]
 
+#: connection (a gateway about one of its children): the status and the reason.
+CONNECTION: list[tuple[str, bytes]] = [
+    ("no status", b"{}"),
+    ("an unknown status", b'{"status":"ONLINE"}'),
+    ("a lower-case status", b'{"status":"connected"}'),
+    ("a status that is a number", b'{"status":1}'),
+    ("a status that is null", b'{"status":null}'),
+    ("a reason that is a number", b'{"status":"DISCONNECTED","reason":5}'),
+    ("a reason that is an object", b'{"status":"DISCONNECTED","reason":{}}'),
+    ("a reason too long", b'{"status":"DISCONNECTED","reason":"' + b"r" * 1001 + b'"}'),
+    ("NUL in the reason", b'{"status":"DISCONNECTED","reason":"a\\u0000b"}'),
+    ("a lone surrogate in the reason", b'{"status":"DISCONNECTED","reason":"\\ud800"}'),
+    ("NaN beside the status", b'{"status":"CONNECTED","x":NaN}'),
+    ("nested 40 deep", b'{"status":"CONNECTED","x":' + _deep(40) + b"}"),
+    ("over 4 KiB", b'{"status":"CONNECTED","x":"' + b"x" * 5000 + b'"}'),
+    *_NOT_OBJECTS,
+]
+
+#: Every leaf of a device's own topics.
 BY_LEAF: dict[DeviceLeaf, list[tuple[str, bytes]]] = {
     DeviceLeaf.OP_STATUS: OP_STATUS,
     DeviceLeaf.OP_SYNC: OP_SYNC,
     DeviceLeaf.INVENTORY: INVENTORY,
+}
+#: Every leaf of a gateway's topics about one of its children.
+CHILD_BY_LEAF: dict[DeviceLeaf, list[tuple[str, bytes]]] = {
+    **BY_LEAF,
+    DeviceLeaf.CONNECTION: CONNECTION,
 }
 
 #: Good payloads of each topic, beside which the bad ones are sent.

@@ -13,7 +13,7 @@ from fleetgate.domain.device_messages import Incoming
 from fleetgate.domain.topics import DeviceLeaf, DeviceTopic
 from fleetgate.services.device_messages import DeviceMessages
 
-from corpora.device_payloads import BY_LEAF
+from corpora.device_payloads import CHILD_BY_LEAF
 from fakes import FakeChildren, FakeDeadLetters, FakeOperations, RecordingPublisher, unavailable
 
 json_values = st.recursive(
@@ -47,10 +47,19 @@ payloads = st.one_of(
     st.binary(max_size=64),
     json_values.map(_dumps),
     status_bodies.map(_dumps),
-    st.sampled_from([p for corpus in BY_LEAF.values() for _, p in corpus]),
+    st.sampled_from([p for corpus in CHILD_BY_LEAF.values() for _, p in corpus]),
 )
-leaves = st.sampled_from([DeviceLeaf.OP_STATUS, DeviceLeaf.OP_SYNC, DeviceLeaf.INVENTORY])
-hostile = st.lists(st.tuples(leaves, payloads), max_size=30)
+#: Where hd1 publishes: its own topics, or as a gateway about a child (some child ids
+#: are no device ids).
+places = st.one_of(
+    st.sampled_from([DeviceLeaf.OP_STATUS, DeviceLeaf.OP_SYNC, DeviceLeaf.INVENTORY]).map(
+        lambda leaf: str(DeviceTopic("hd1", leaf))
+    ),
+    st.tuples(
+        st.sampled_from(["kid", "kid-2", "a:b", "$x"]), st.sampled_from(list(DeviceLeaf))
+    ).map(lambda t: str(DeviceTopic(t[0], t[1], gateway="hd1"))),
+)
+hostile = st.lists(st.tuples(places, payloads), max_size=30)
 
 
 class Declarations:
@@ -61,12 +70,12 @@ class Declarations:
 @settings(max_examples=300, deadline=None)
 @given(noise=hostile, good=st.integers(1, 20), seed=st.randoms(use_true_random=False))
 async def test_a_valid_devices_statuses_are_always_applied(
-    noise: list[tuple[DeviceLeaf, bytes]], good: int, seed: Any
+    noise: list[tuple[str, bytes]], good: int, seed: Any
 ) -> None:
     # What the edge lets through from hd1 may still be refused by the "database": every
     # odd operation id of hd1 is a value it cannot take.
     ops = FakeOperations(poison=range(1_000_001, 1_000_200, 2))
-    hd1 = [Incoming(str(DeviceTopic("hd1", leaf)), payload) for leaf, payload in noise]
+    hd1 = [Incoming(topic, payload) for topic, payload in noise]
     mine = [
         Incoming("fg/d/good/op/status", _dumps({"id": str(1_000_000 + 2 * i), "status": "FAILED"}))
         for i in range(good)
@@ -85,4 +94,4 @@ async def test_a_valid_devices_statuses_are_always_applied(
     applied_good = [r for r in ops.applied if r.device_id == "good"]
     expected = [int(json.loads(m.payload)["id"]) for m in batch_good]
     assert [r.operation_id for r in applied_good] == expected
-    assert all(letter.device_id == "hd1" for letter in letters.letters)
+    assert all("hd1" in (letter.device_id, letter.gateway) for letter in letters.letters)

@@ -19,7 +19,7 @@ from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.operations import Status
 from fleetgate.domain.topics import DeviceLeaf, DeviceTopic
 
-from corpora.device_payloads import BY_LEAF, GOOD
+from corpora.device_payloads import BY_LEAF, CHILD_BY_LEAF, GOOD
 
 CASES = [
     pytest.param(leaf, payload, id=f"{leaf.value}: {name}")
@@ -29,7 +29,27 @@ CASES = [
 
 
 def test_each_corpus_has_at_least_thirty_payloads() -> None:
-    assert all(len(corpus) >= 30 for corpus in BY_LEAF.values())
+    assert all(len(corpus) >= 30 for corpus in CHILD_BY_LEAF.values())
+
+
+CHILD_CASES = [
+    pytest.param(leaf, payload, id=f"child {leaf.value}: {name}")
+    for leaf, corpus in CHILD_BY_LEAF.items()
+    for name, payload in corpus
+]
+
+
+@pytest.mark.parametrize(("leaf", "payload"), CHILD_CASES)
+def test_bad_payloads_about_a_child_are_refused_to_its_gateway(
+    leaf: DeviceLeaf, payload: bytes
+) -> None:
+    topic = str(DeviceTopic("kid-1", leaf, gateway="gw-1"))
+    rejected = parse_device_message(topic, payload)
+    assert isinstance(rejected, Rejection)
+    assert (rejected.device_id, rejected.gateway, rejected.topic) == ("kid-1", "gw-1", topic)
+    assert rejected.error.endswith("/badRequest")
+    assert rejected.reason
+    assert DeviceError.of(rejected).reply_topic == "fg/d/gw-1/c/kid-1/error"
 
 
 @pytest.mark.parametrize(("leaf", "payload"), CASES)

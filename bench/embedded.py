@@ -51,11 +51,14 @@ def up_command(home: Path, certs: Path) -> list[str]:
 
 @contextlib.asynccontextmanager
 async def running_stack(root: Path) -> AsyncIterator[dict[str, Any]]:
-    """`fleetgate up` in ``root`` on free ports; yields its stack.json, then SIGTERM."""
+    """`fleetgate up` in ``root`` on free ports; yields its stack.json, then SIGTERM.
+    Its output (warnings and errors) goes to ``root/up.log``, PostgreSQL's to
+    ``root/home/postgres/postgresql.log``: what to read when a run fails."""
     home = root / "home"
-    process = subprocess.Popen(  # noqa: ASYNC220 — the benchmark's own child, polled
-        up_command(home, root / "certs"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    with (root / "up.log").open("ab") as log:
+        process = subprocess.Popen(  # noqa: ASYNC220 — the benchmark's own child, polled
+            up_command(home, root / "certs"), stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         while not (home / "stack.json").exists():
             if process.poll() is not None:

@@ -85,7 +85,9 @@ WINDOW = 100
 async def simulate(spec: dict[str, Any]) -> None:
     """The ``--simulator`` process: runs the gateways; says ``ready`` once every child is
     declared and ``held`` once every child holds its command; ``go`` on standard input
-    releases them, ``report`` prints what the broker acknowledged, end of input stops."""
+    releases them, ``report`` prints what the broker acknowledged, end of input stops.
+    With ``"hold": false`` in ``spec`` the children carry out each command as it arrives
+    (no ``held``, no ``go``: bench/rollout.py)."""
     config = SimulationConfig(
         stack=load_stack(Path(spec["stack"])),
         devices=0,
@@ -117,7 +119,8 @@ async def simulate(spec: dict[str, Any]) -> None:
         await go.wait()
         await execute(device, command)
 
-    simulation.work.execute = hold  # type: ignore[method-assign]
+    if spec.get("hold", True):
+        simulation.work.execute = hold  # type: ignore[method-assign]
     running = asyncio.create_task(simulation.run())
     await simulation.ready.wait()
     print("ready", flush=True)

@@ -1,22 +1,34 @@
-"""One bulk firmware operation to a group of N simulated devices, created → all
-SUCCESSFUL; beside it, in the same run, the same status messages through a plain
-mosquitto to one subscriber (bench/operations.py's baseline).
+"""One bulk firmware operation to a group of 10,000 devices — the children of 10
+simulated gateways — created → all SUCCESSFUL; beside it, in the same run, the same
+status messages through a plain mosquitto to one subscriber.
 
-    .venv/bin/python bench/rollout.py [--devices 10000] [--delay 0]
+    .venv/bin/python bench/rollout.py [--gateways 10] [--children 1000] [--in-flight 32]
+    .venv/bin/python bench/rollout.py --devices 1000     # plain simulated devices instead
 
-It starts its own `fleetgate up`, runs N devices of the simulator library in this
-process (real certificates, auto-registered on connect), puts them in one device group
-(through the REST API: the group, then a child asset reference per device), uploads a 16
-KiB firmware binary and POSTs **one** bulk operation (`creationRamp` 0, no rollout
-limits). The scheduler creates the operations in batches server-side; each device
-reports EXECUTING, downloads and verifies the file, reports SUCCESSFUL. Measured: POST →
-every operation created (operations created per second, from the operations'
-`creationTime`), POST → the bulk operation SUCCESSFUL, and the CPU of each process in
-that window (per operation). The run fails unless every device got exactly one operation
-and every one is SUCCESSFUL.
+It starts its own `fleetgate up` and runs the load generator: by default G gateways of
+the simulator library with C children each, in a process of their own
+(bench/gateways.py's ``--simulator``, its children carrying out each command as it
+arrives), so that the generator's CPU is measured apart from this process's; with
+``--devices N``, N plain simulated devices in this process, one TLS connection each (as
+bench/operations.py does). Every device or child is auto-registered and declared. It puts
+all of them in one device group through the REST API (the group, then one ``childAssets``
+reference per device, ``--in-flight`` requests at once), uploads a 16 KiB firmware binary
+and POSTs **one** bulk operation (``creationRamp`` 0, no rollout limits). The scheduler
+creates the operations in batches server-side; each device reports EXECUTING, downloads
+and verifies the file over its signed URL, reports SUCCESSFUL. Measured: POST → the last
+operation created and operations created per second (from the operations'
+``creationTime``), POST → the bulk operation SUCCESSFUL, and the CPU (``/proc``) of
+mosquitto, the service, PostgreSQL and the load generator in that window, per operation.
+The run fails unless every device got exactly one operation, every one is SUCCESSFUL in
+the database, and every device had the SUCCESSFUL of exactly that operation acknowledged
+by the broker.
 
-(The gateway simulator, children of gateways as a cheaper load generator, is not on main
-yet; this uses the plain simulator.)
+Baseline, same run: the same 2N status messages through a plain mosquitto (no plugin, no
+service; fleetgate's queue limits) to one paho-mqtt subscriber in a process of its own —
+bench/gateways.py's (G connections publishing for their children) or, with
+``--devices``, bench/operations.py's (N device connections). The working directory (its
+PostgreSQL, brokers, certificates) is removed after a successful run and kept after a
+failed one: ``up.log`` and ``home/postgres/postgresql.log`` in it say what went wrong.
 """
 
 from __future__ import annotations
@@ -27,21 +39,25 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import tempfile
 import time
-from datetime import datetime
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
+import gateways
 import httpx
+import operations
 from operations import (
+    FIRMWARE,
     Failed,
     FleetRun,
     bounded,
     child_with,
     cpu_by_program,
-    run_baseline,
+    upload_firmware,
     used,
 )
 
@@ -49,8 +65,6 @@ from fleetgate.device.enrolment import load_stack
 from fleetgate.device.simulator import SimulationConfig
 
 from embedded import running_stack
-
-FIRMWARE = {"name": "bench-fw", "version": "2.0.0"}
 
 
 async def _database(root: Path) -> asyncpg.Connection:
@@ -62,6 +76,8 @@ async def _database(root: Path) -> asyncpg.Connection:
 
 
 async def _group(api: httpx.AsyncClient, object_ids: list[str], in_flight: int) -> str:
+    """A device group with every object as a child asset: one reference per request,
+    ``in_flight`` requests at once (Cumulocity's API adds one reference per POST)."""
     made = await api.post(
         "/inventory/managedObjects",
         json={"name": "bench", "type": "c8y_DeviceGroup", "c8y_IsDeviceGroup": {}},
@@ -82,9 +98,71 @@ async def _group(api: httpx.AsyncClient, object_ids: list[str], in_flight: int) 
     return group
 
 
-async def run_rollout(args: argparse.Namespace, root: Path) -> dict[str, Any]:
-    async with running_stack(root) as stack:
-        up = child_with(b"fleetgate.cli")
+# --- the load generators -------------------------------------------------------------------
+
+
+class Load(Protocol):
+    """What the benchmark needs of its load generator."""
+
+    async def start(self) -> None: ...
+    async def declared(self) -> dict[str, str]:
+        """Once every device is declared: device id → managed object id."""
+        ...
+
+    def cpu(self) -> float:
+        """CPU seconds the generator has used so far."""
+        ...
+
+    async def acknowledged(self) -> Mapping[str, Mapping[str, str]]:
+        """Device id → operation id → the last status the broker acknowledged."""
+        ...
+
+    async def stop(self) -> None: ...
+
+
+class Children:
+    """G gateways x C children in bench/gateways.py's ``--simulator`` process."""
+
+    def __init__(self, args: argparse.Namespace, root: Path, api: httpx.AsyncClient) -> None:
+        self.args, self.root, self.api = args, root, api
+        self.process: gateways.Gateways | None = None
+
+    async def start(self) -> None:
+        self.process = await gateways.Gateways.start(
+            {
+                "stack": str(self.root / "home" / "stack.json"),
+                "gateways": self.args.gateways,
+                "children": self.args.children,
+                "state_dir": str(self.root / "simulator"),
+                "connect_parallel": self.args.connect_parallel,
+                "hold": False,
+            }
+        )
+
+    async def declared(self) -> dict[str, str]:
+        assert self.process is not None
+        await self.process.expect("ready", self.args.timeout)
+        return await gateways.children_objects(self.api, self.args.n, self.args.timeout)
+
+    def cpu(self) -> float:
+        assert self.process is not None
+        return cpu_by_program(self.process.process.pid)["service"]
+
+    async def acknowledged(self) -> Mapping[str, Mapping[str, str]]:
+        assert self.process is not None
+        report = await self.process.report()
+        found: dict[str, dict[str, str]] = report["acknowledged"]
+        return found
+
+    async def stop(self) -> None:
+        if self.process is not None:
+            await self.process.stop()
+
+
+class Devices:
+    """N plain simulated devices in this process (bench/operations.py's)."""
+
+    def __init__(self, args: argparse.Namespace, root: Path, api: httpx.AsyncClient) -> None:
         config = SimulationConfig(
             stack=load_stack(root / "home" / "stack.json"),
             devices=args.devices,
@@ -94,25 +172,75 @@ async def run_rollout(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             connect_parallel=args.connect_parallel,
             seed=1,
         )
+        self.run = FleetRun(args, api, config)
+        self.simulating: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.simulating = asyncio.create_task(self.run.simulation.run(), name="the simulation")
+
+    async def declared(self) -> dict[str, str]:
+        assert self.simulating is not None
+        await self.run.wait_declared(self.simulating)
+        await self.run.find_devices()
+        return self.run.objects
+
+    def cpu(self) -> float:
+        return time.process_time()  # the simulator and this benchmark's API client
+
+    async def acknowledged(self) -> Mapping[str, Mapping[str, str]]:
+        return self.run.simulation.acknowledged
+
+    async def stop(self) -> None:
+        if self.simulating is not None:
+            self.simulating.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.simulating
+
+
+def check(
+    r: asyncpg.Record, ops: dict[str, str], acknowledged: Mapping[str, Mapping[str, str]], n: int
+) -> None:
+    """One operation per device, all SUCCESSFUL, each device's acknowledged; ``ops``:
+    operation id → the device's id (its external id, as the simulator names it)."""
+    if not (r["n"] == r["devices"] == r["ok"] == n):
+        raise Failed(f"operations {r['n']}, devices {r['devices']}, SUCCESSFUL {r['ok']}")
+    expected = {device: {op: "SUCCESSFUL"} for op, device in ops.items()}
+    got = {
+        device: {op: str(s) for op, s in by_op.items()} for device, by_op in acknowledged.items()
+    }
+    wrong = [device for device in expected if got.get(device) != expected[device]]
+    if wrong or len(got) != n:
+        raise Failed(
+            f"{len(wrong)} devices did not have exactly their operation's SUCCESSFUL"
+            f" acknowledged (e.g. {wrong[:3]}); {len(got)} devices acknowledged any"
+        )
+
+
+async def run_rollout(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    async with running_stack(root) as stack:
+        up = child_with(b"fleetgate.cli")
         admin = stack["admin"]
         async with httpx.AsyncClient(
             base_url=stack["api_url"],
             auth=(f"{admin['tenant']}/{admin['username']}", admin["password"]),
             timeout=60,
-            limits=httpx.Limits(max_connections=args.in_flight + 4),
+            # Below the server's keep-alive: see bench/README (the keep-alive race).
+            limits=httpx.Limits(max_connections=args.in_flight + 4, keepalive_expiry=1.0),
         ) as api:
-            run = FleetRun(args, api, config)
-            simulating = asyncio.create_task(run.simulation.run(), name="the simulation")
+            load: Load = Devices(args, root, api) if args.devices else Children(args, root, api)
             db = await _database(root)
             try:
+                await load.start()
                 began = time.monotonic()
-                await run.wait_declared(simulating)
+                objects = await load.declared()
                 declared_s = time.monotonic() - began
-                url = await run.upload_firmware()
-                await run.find_devices()
-                group = await _group(api, list(run.objects.values()), args.in_flight)
-                cpu_before, own_before = cpu_by_program(up), time.process_time()
-                start = time.monotonic()
+                url = await upload_firmware(api)
+                began = time.monotonic()
+                group = await _group(api, list(objects.values()), args.in_flight)
+                group_s = time.monotonic() - began
+                cpu_before, generator_before = cpu_by_program(up), load.cpu()
+                own_before = time.process_time()
+                posted, start = time.time(), time.monotonic()
                 response = await api.post(
                     "/devicecontrol/bulkoperations",
                     json={
@@ -135,88 +263,133 @@ async def run_rollout(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                     await asyncio.sleep(0.2)
                 end = time.monotonic()
                 cpu = used(cpu_before, cpu_by_program(up))
+                cpu["generator"] = load.cpu() - generator_before
                 cpu["this process"] = time.process_time() - own_before
-                rows = await db.fetch(
+                [r] = await db.fetch(
                     "SELECT count(*) AS n, count(DISTINCT device_id) AS devices,"
                     " min(creation_time) AS first, max(creation_time) AS last,"
                     " count(*) FILTER (WHERE status = 'SUCCESSFUL') AS ok"
                     " FROM operation WHERE bulk_operation_id = $1",
                     int(bulk_id),
                 )
+                names = {object_id: name for name, object_id in objects.items()}
+                ops = {
+                    str(row["id"]): names.get(str(row["device_id"]), str(row["device_id"]))
+                    for row in await db.fetch(
+                        "SELECT id, device_id FROM operation WHERE bulk_operation_id = $1",
+                        int(bulk_id),
+                    )
+                }
+                check(r, ops, await load.acknowledged(), args.n)
             finally:
                 await db.close()
-                simulating.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await simulating
-    [r] = rows
-    if not (r["n"] == r["devices"] == r["ok"] == args.devices):
-        raise Failed(f"operations {r['n']}, devices {r['devices']}, SUCCESSFUL {r['ok']}")
-    first: datetime = r["first"]
-    last: datetime = r["last"]
-    creating = max((last - first).total_seconds(), 1e-3)
+                await load.stop()
+    first, last = r["first"].timestamp(), r["last"].timestamp()
+    creating = max(last - first, 1e-3)
     return {
         "declared_s": declared_s,
+        "group_s": group_s,
         "elapsed": end - start,
+        "to_last_created": last - posted,
         "creating_s": creating,
-        "created_per_s": args.devices / creating,
+        "created_per_s": args.n / creating,
+        "created_per_s_from_post": args.n / max(last - posted, 1e-3),
         "cpu": cpu,
     }
 
 
-def table(args: argparse.Namespace, fleet: dict[str, Any], plain: dict[str, Any]) -> str:
-    n = args.devices
+async def run_baseline(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """The same statuses through a plain mosquitto; CPU as mosquitto, receiver (the
+    subscriber) and generator (the publishers, in this process)."""
+    if args.devices:
+        plain = await operations.run_baseline(args, root)
+        cpu = plain["cpu"]
+        receiver, generator = cpu["service"], cpu["this process"]
+    else:
+        plain = await gateways.run_baseline(args, root)
+        cpu = plain["cpu"]
+        receiver, generator = cpu["subscriber"], cpu["publishers"]
+    plain["cpu"] = {"mosquitto": cpu["mosquitto"], "receiver": receiver, "generator": generator}
+    return plain
 
-    def per_op(run: dict[str, Any], program: str) -> str:
-        seconds = run["cpu"].get(program)
+
+# --- the report ----------------------------------------------------------------------------
+
+
+def table(args: argparse.Namespace, fleet: dict[str, Any], plain: dict[str, Any]) -> str:
+    n = args.n
+
+    def per_op(cpu: dict[str, float], program: str) -> str:
+        seconds = cpu.get(program)
         return "—" if seconds is None else f"{seconds / n * 1000:.2f} ms"
 
+    generator = "simulator" if args.devices else "gateways"
+    f, p = fleet["cpu"], plain["cpu"]
     rows = [
         ("", "fleetgate", "plain mosquitto"),
         (f"1 bulk operation, {n} devices → all SUCCESSFUL / {2 * n} statuses → received",
          f"{fleet['elapsed']:.2f} s", f"{plain['elapsed']:.2f} s"),
-        ("operations created/s (server-side, first → last creationTime)",
+        ("  POST → last operation created", f"{fleet['to_last_created']:.2f} s", "—"),
+        ("  operations created/s: POST → last creationTime",
+         f"{fleet['created_per_s_from_post']:.0f}", "—"),
+        ("  … first → last creationTime (batches of 500)",
          f"{fleet['created_per_s']:.0f}", "—"),
-        ("CPU per operation: mosquitto", per_op(fleet, "mosquitto"), per_op(plain, "mosquitto")),
-        ("  service / the subscriber", per_op(fleet, "service"), per_op(plain, "service")),
-        ("  PostgreSQL", per_op(fleet, "postgres"), "—"),
-        ("  this process (simulator / publishers)", per_op(fleet, "this process"),
-         per_op(plain, "this process")),
+        ("CPU per operation: mosquitto", per_op(f, "mosquitto"), per_op(p, "mosquitto")),
+        ("  the service / the subscriber", per_op(f, "service"), per_op(p, "receiver")),
+        ("  PostgreSQL", per_op(f, "postgres"), "—"),
+        (f"  the load generator ({generator} / publishers)", per_op(f, "generator"),
+         per_op(p, "generator")),
     ]  # fmt: skip
+    if not args.devices:
+        rows.append(("  this process (polling the bulk operation)", per_op(f, "this process"), "—"))
     width = max(len(r[0]) for r in rows)
     lines = [f"{a:<{width}}  {b:>10}  {c:>15}" for a, b, c in rows]
-    gateway = sum(v for k, v in fleet["cpu"].items() if k != "this process")
-    raw = plain["cpu"]["mosquitto"] + plain["cpu"]["service"]
+    server = sum(f.get(k, 0.0) for k in ("mosquitto", "service", "postgres"))
+    raw = p["mosquitto"] + p["receiver"]
+    shape = (
+        f"{n} plain devices"
+        if args.devices
+        else f"{args.gateways} gateways x {args.children} children"
+    )
+    loads = "/".join(f"{x:.2f}" for x in args.load)
     return "\n".join(
         [
-            f"devices: {n}, delay {args.delay} s; connected and declared in"
-            f" {fleet['declared_s']:.1f} s; {os.cpu_count()} cores, load before {args.load:.2f}",
+            f"{shape}, delay {args.delay} s; declared in {fleet['declared_s']:.1f} s; group of"
+            f" {n} made in {fleet['group_s']:.1f} s ({n / fleet['group_s']:.0f} references/s,"
+            f" {args.in_flight} in flight); {os.cpu_count()} cores,"
+            f" load average (1/5/15 min) before the run {loads}",
             *lines,
             f"ratio, time: {fleet['elapsed'] / plain['elapsed']:.1f}; CPU of broker + service"
-            f" + PostgreSQL / broker + subscriber: {gateway / raw:.1f}",
+            f" + PostgreSQL / broker + subscriber: {server / raw:.1f}",
         ]
     )
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--devices", type=int, default=10_000)
-    parser.add_argument("--delay", type=float, default=0.0)
-    parser.add_argument("--in-flight", type=int, default=32, help="lookups in flight (32)")
-    parser.add_argument("--connect-parallel", type=int, default=16)
+    parser.add_argument("--gateways", type=int, default=10)
+    parser.add_argument("--children", type=int, default=1000, help="per gateway (1000)")
+    parser.add_argument(
+        "--devices", type=int, default=0, help="N plain simulated devices instead of children"
+    )
+    parser.add_argument("--delay", type=float, default=0.0, help="plain devices only (0)")
+    parser.add_argument("--in-flight", type=int, default=32, help="REST requests at once (32)")
+    parser.add_argument("--connect-parallel", type=int, default=8, help="TLS handshakes (8)")
     parser.add_argument("--timeout", type=float, default=1200)
     args = parser.parse_args()
-    args.load = os.getloadavg()[0]
+    args.n = args.devices or args.gateways * args.children
+    args.load = os.getloadavg()
+    connections = args.devices or args.gateways
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(
-        resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * args.devices + 1024)), hard)
-    )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * connections + 1024)), hard))
     root = Path(tempfile.mkdtemp(prefix="fleetgate-rollout-"))
     root.chmod(0o755)
     try:
         fleet = await run_rollout(args, root)
         plain = await run_baseline(args, root)
     except Failed as failure:
-        raise SystemExit(f"rollout benchmark FAILED: {failure}") from None
+        raise SystemExit(f"rollout benchmark FAILED: {failure} (its logs: {root})") from None
+    shutil.rmtree(root, ignore_errors=True)  # its PostgreSQL, brokers, certificates
     print(table(args, fleet, plain))
 
 

@@ -36,10 +36,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import resource
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Mapping
@@ -272,6 +274,13 @@ async def run_rollout(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                     " FROM operation WHERE bulk_operation_id = $1",
                     int(bulk_id),
                 )
+                batches = await db.fetch(
+                    "SELECT creation_time AS created, count(*) AS n,"
+                    " max(dispatched_at) AS dispatched, max(status_time) AS done"
+                    " FROM operation WHERE bulk_operation_id = $1"
+                    " GROUP BY creation_time ORDER BY creation_time",
+                    int(bulk_id),
+                )
                 names = {object_id: name for name, object_id in objects.items()}
                 ops = {
                     str(row["id"]): names.get(str(row["device_id"]), str(row["device_id"]))
@@ -286,7 +295,16 @@ async def run_rollout(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 await load.stop()
     first, last = r["first"].timestamp(), r["last"].timestamp()
     creating = max(last - first, 1e-3)
+    created = [b["created"].timestamp() for b in batches]
+    dispatched = [b["dispatched"].timestamp() for b in batches]
+    gaps = [b - a for a, b in itertools.pairwise(created)] or [0.0]
     return {
+        "batches": [b["n"] for b in batches],
+        # Each batch: its transaction's now() → its commands published (mark_dispatched).
+        "dispatching_s": statistics.median(d - c for c, d in zip(created, dispatched, strict=True)),
+        "between_batches_s": statistics.median(gaps),
+        "last_dispatched": max(dispatched) - posted,
+        "last_successful": max(b["done"].timestamp() for b in batches) - posted,
         "declared_s": declared_s,
         "group_s": group_s,
         "elapsed": end - start,
@@ -342,6 +360,15 @@ def table(args: argparse.Namespace, fleet: dict[str, Any], plain: dict[str, Any]
     ]  # fmt: skip
     if not args.devices:
         rows.append(("  this process (polling the bulk operation)", per_op(f, "this process"), "—"))
+    batches = fleet["batches"]
+    notes = [
+        f"{len(batches)} batches of up to {max(batches)} operations; per batch (median):"
+        f" created → commands published {fleet['dispatching_s'] * 1000:.0f} ms, created →"
+        f" the next created {fleet['between_batches_s'] * 1000:.0f} ms; after the POST:"
+        f" last command published {fleet['last_dispatched']:.2f} s, last SUCCESSFUL"
+        f" committed {fleet['last_successful']:.2f} s, the bulk operation seen SUCCESSFUL"
+        f" {fleet['elapsed']:.2f} s",
+    ]
     width = max(len(r[0]) for r in rows)
     lines = [f"{a:<{width}}  {b:>10}  {c:>15}" for a, b, c in rows]
     server = sum(f.get(k, 0.0) for k in ("mosquitto", "service", "postgres"))
@@ -361,6 +388,7 @@ def table(args: argparse.Namespace, fleet: dict[str, Any], plain: dict[str, Any]
             *lines,
             f"ratio, time: {fleet['elapsed'] / plain['elapsed']:.1f}; CPU of broker + service"
             f" + PostgreSQL / broker + subscriber: {server / raw:.1f}",
+            *notes,
         ]
     )
 

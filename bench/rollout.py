@@ -402,10 +402,14 @@ async def main() -> None:
     )
     parser.add_argument("--delay", type=float, default=0.0, help="plain devices only (0)")
     parser.add_argument("--in-flight", type=int, default=32, help="REST requests at once (32)")
-    parser.add_argument("--connect-parallel", type=int, default=8, help="TLS handshakes (8)")
+    parser.add_argument(
+        "--connect-parallel", type=int, help="TLS handshakes at once (8; 16 with --devices)"
+    )
     parser.add_argument("--timeout", type=float, default=1200)
     args = parser.parse_args()
     args.n = args.devices or args.gateways * args.children
+    if args.connect_parallel is None:  # as gateways.py and operations.py
+        args.connect_parallel = 16 if args.devices else 8
     args.load = os.getloadavg()
     connections = args.devices or args.gateways
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -20,10 +20,19 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from fleetgate.domain import broker_control as control
 from fleetgate.domain.passwords import hash_password
-from fleetgate.pki import DevPki, Issued, ensure_dev_pki, load_issued
+from fleetgate.pki import (
+    DevPki,
+    Issued,
+    ensure_dev_pki,
+    generate_ca,
+    issue_client_certificate,
+    load_issued,
+)
+from fleetgate.pki.capath import fingerprint, sync_capath
 from fleetgate.stack.broker import (
     BrokerConfig,
     MosquittoProcess,
@@ -206,6 +215,41 @@ async def wait_for_log(broker: RunningBroker, text: str) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+@dataclass(frozen=True)
+class TrustedBroker:
+    """A running broker with one CA of ``tenant`` in its capath (the plugin learns it from
+    :meth:`ca_line`, pushed by the test or part of a service's state)."""
+
+    broker: RunningBroker
+    ca: Issued
+    fingerprint: str
+    tenant: str = "t1"
+
+    def ca_line(self, *, autoreg: bool = True) -> str:
+        der = self.ca.certificate.public_bytes(serialization.Encoding.DER)
+        return control.ca(self.fingerprint, self.tenant, True, autoreg, der)
+
+    def client(self, device_id: str) -> aiomqtt.Client:
+        """A device with a certificate of the CA (CN = ``device_id``)."""
+        return device_client(
+            self.broker,
+            port=self.broker.config.cert_port,
+            identifier=device_id,
+            certificate=issue_client_certificate(self.ca, device_id),
+            timeout=REPLY_TIMEOUT,
+        )
+
+
+@contextlib.asynccontextmanager
+async def trusted_broker(ca_name: str, tenant: str = "t1") -> AsyncIterator[TrustedBroker]:
+    """A broker of its own whose capath holds a new CA named ``ca_name``."""
+    async with running_broker() as running:
+        ca = generate_ca(ca_name)
+        fp = fingerprint(ca.certificate)
+        await asyncio.to_thread(sync_capath, running.config.trusted_dir(), {fp: ca.cert_pem()})
+        yield TrustedBroker(running, ca, fp, tenant)
 
 
 @contextlib.asynccontextmanager

@@ -9,25 +9,20 @@ is closed the moment it is attached, and a detached child may log in again.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import aiomqtt
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from fleetgate.domain import broker_control as control
 from fleetgate.domain.passwords import hash_password
-from fleetgate.pki import Issued, generate_ca, issue_client_certificate
-from fleetgate.pki.capath import fingerprint, sync_capath
 
 from broker_support import (
     FAST_HASH,
     NOT_A_DEVICE_ID,
-    REPLY_TIMEOUT,
     Events,
     RunningBroker,
+    TrustedBroker,
     can_connect,
     connected,
     device_account,
@@ -37,9 +32,9 @@ from broker_support import (
     password_device_client,
     push,
     round_trip,
-    running_broker,
     send_control,
     service,
+    trusted_broker,
     wait_for_log,
 )
 
@@ -57,35 +52,14 @@ def refusal(child: str, gateway: str = GATEWAY) -> str:
     return f"device {child} is a child of gateway {gateway}: it connects through its gateway"
 
 
-@dataclass(frozen=True)
-class Pki:
-    """The broker, and one CA of tenant t1 in its capath (pushed by each test)."""
-
-    broker: RunningBroker
-    ca: Issued
-    fingerprint: str
-
-    def ca_line(self, *, autoreg: bool = True) -> str:
-        der = self.ca.certificate.public_bytes(serialization.Encoding.DER)
-        return control.ca(self.fingerprint, TENANT, True, autoreg, der)
-
-    def client(self, device_id: str) -> aiomqtt.Client:
-        return device_client(
-            self.broker,
-            port=self.broker.config.cert_port,
-            identifier=device_id,
-            certificate=issue_client_certificate(self.ca, device_id),
-            timeout=REPLY_TIMEOUT,
-        )
+#: The broker, and one CA of tenant t1 in its capath (pushed by each test).
+Pki = TrustedBroker
 
 
 @pytest.fixture(scope="module")
 async def pki() -> AsyncIterator[Pki]:
-    async with running_broker() as running:
-        ca = generate_ca("gateway children CA")
-        fp = fingerprint(ca.certificate)
-        await asyncio.to_thread(sync_capath, running.config.trusted_dir(), {fp: ca.cert_pem()})
-        yield Pki(running, ca, fp)
+    async with trusted_broker("gateway children CA", TENANT) as running:
+        yield running
 
 
 @pytest.fixture

@@ -20,10 +20,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import aiomqtt
 import asyncpg
 import pytest
-from cryptography.hazmat.primitives import serialization
 from pydantic import SecretStr
 
 from fleetgate.config import MqttSettings
@@ -37,21 +35,17 @@ from fleetgate.domain import broker_control as control
 from fleetgate.domain.device_messages import ConnectivityReport
 from fleetgate.domain.passwords import hash_password
 from fleetgate.mqtt.bridge import BrokerBridge
-from fleetgate.pki import Issued, generate_ca, issue_client_certificate
-from fleetgate.pki.capath import fingerprint, sync_capath
 from fleetgate.services.broker import full_state
 from fleetgate.services.devices import Devices
 
 from broker_support import (
     FAST_HASH,
-    REPLY_TIMEOUT,
-    RunningBroker,
+    TrustedBroker,
     can_connect,
     connected,
-    device_client,
     dropped,
     password_device_client,
-    running_broker,
+    trusted_broker,
     wait_for_log,
 )
 from conftest import seed_tenants
@@ -64,34 +58,18 @@ PASSWORD = "child-secret"
 WAIT = 30.0
 
 
-@dataclass(frozen=True)
-class Trust:
-    broker: RunningBroker
-    ca: Issued
-    fingerprint: str
+Trust = TrustedBroker
 
-    async def lines(self) -> list[str]:
-        """The trust store's part of the plugin's state: one auto-registering CA."""
-        der = self.ca.certificate.public_bytes(serialization.Encoding.DER)
-        return [control.ca(self.fingerprint, TENANT, True, True, der)]
 
-    def client(self, device_id: str) -> aiomqtt.Client:
-        return device_client(
-            self.broker,
-            port=self.broker.config.cert_port,
-            identifier=device_id,
-            certificate=issue_client_certificate(self.ca, device_id),
-            timeout=REPLY_TIMEOUT,
-        )
+async def trust_lines(trust: Trust) -> list[str]:
+    """The trust store's part of the plugin's state: one auto-registering CA."""
+    return [trust.ca_line()]
 
 
 @pytest.fixture(scope="module")
 async def trust() -> AsyncIterator[Trust]:
-    async with running_broker() as running:
-        ca = generate_ca("online children CA")
-        fp = fingerprint(ca.certificate)
-        await asyncio.to_thread(sync_capath, running.config.trusted_dir(), {fp: ca.cert_pem()})
-        yield Trust(running, ca, fp)
+    async with trusted_broker("online children CA", TENANT) as running:
+        yield running
 
 
 @dataclass
@@ -129,7 +107,9 @@ async def service(pool: asyncpg.Pool, trust: Trust) -> AsyncIterator[Service]:
         reconciled.set()  # the service is ready: its state is the broker's
 
     bridge.wire(
-        state=partial(full_state, PgUsers(pool), trust.lines, devices.connections.broker_state),
+        state=partial(
+            full_state, PgUsers(pool), partial(trust_lines, trust), devices.connections.broker_state
+        ),
         on_event=devices.connections.on_events,
         on_live=reconcile,
         before_sync=devices.discard_released_sessions,

@@ -67,6 +67,12 @@ from fleetgate.services.ports import (
     TenantOptionStore,
 )
 
+#: The connection fragments of a device that connects (what ``register`` is given).
+ONLINE: dict[str, Any] = {
+    "c8y_Connection": {"status": "CONNECTED"},
+    "fleetgate_Lifecycle": {"status": "ONLINE"},
+}
+
 
 @dataclass
 class Ports:
@@ -352,9 +358,19 @@ class DeviceIdContract:
         # A released id is free: another tenant may take it.
         await ports.device("a", tenant="t2")
 
+    async def test_a_device_created_without_a_connection_is_inactive(self, ports: Ports) -> None:
+        device = await ports.inventory.create(
+            "t1", name="d", type=None, owner=None, fragments={"c8y_IsDevice": {}}
+        )
+        assert device.fragments["fleetgate_Lifecycle"] == {"status": "INACTIVE"}
+        other = await ports.inventory.create(
+            "t1", name="o", type=None, owner=None, fragments={"c8y_Thing": {}}
+        )
+        assert "fleetgate_Lifecycle" not in other.fragments
+
     async def test_registration_makes_the_device_and_its_user_once(self, ports: Ports) -> None:
         first = await ports.registry.register(
-            "t1", "d1", fragments={"c8y_IsDevice": {}}, connection={"c8y_Connection": {}},
+            "t1", "d1", fragments={"c8y_IsDevice": {}}, connection=ONLINE,
             connection_id="e-1", at=datetime.now(UTC),
         )  # fmt: skip
         again = await ports.registry.register(
@@ -370,7 +386,8 @@ class DeviceIdContract:
         mo = await ports.inventory.get("t1", first.object_id)
         assert mo is not None
         assert (mo.name, mo.type, mo.owner) == ("d1", "c8y_MQTTDevice", "device_d1")
-        assert mo.fragments == {"c8y_IsDevice": {}, "c8y_Connection": {}}
+        # Its lifecycle is the connection's, never INACTIVE (it connected).
+        assert mo.fragments == {"c8y_IsDevice": {}, **ONLINE}
         assert await ports.inventory.connected_devices() == [("t1", "d1")]
         await ports.users.set_enabled("t1", "device_d1", False)
         assert await ports.registry.ensure_user("t1", "d1") == (False, False)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from fleetgate.domain import lifecycle
 from fleetgate.domain.connections import (
     C8Y_CONNECTION,
     FRAGMENT,
@@ -98,7 +99,9 @@ class MemoryChildConnections:
                 report = None
             gateway = self._db.serial_of(parent) if parent is not None else None
             shown: dict[str, Any] = {
-                k: row.fragments[k] for k in (C8Y_CONNECTION, FRAGMENT) if k in row.fragments
+                k: row.fragments[k]
+                for k in (C8Y_CONNECTION, FRAGMENT, lifecycle.FRAGMENT)
+                if k in row.fragments
             }
             wanted = decide(
                 ConnectionFacts(

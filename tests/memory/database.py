@@ -27,6 +27,7 @@ from fleetgate.domain.devices import (
     device_username,
 )
 from fleetgate.domain.gateways import CHILD_DEVICES
+from fleetgate.domain.lifecycle import with_initial_lifecycle
 from fleetgate.domain.operations import Operation
 from fleetgate.domain.users import Role, Tenant, User
 
@@ -274,9 +275,8 @@ class MemoryDatabase:
         """``db.inventory.insert_object``: fragments kept as given (nulls too)."""
         self.require_tenant(tenant_id)
         when = at or self.clock()
-        row = ObjectRow(
-            next(self._object_ids), tenant_id, name, type, owner, jsonb(fragments), when, when
-        )
+        shown = jsonb(with_initial_lifecycle(fragments))
+        row = ObjectRow(next(self._object_ids), tenant_id, name, type, owner, shown, when, when)
         self.objects[row.id] = row
         return row
 

@@ -29,11 +29,13 @@ def test_a_device_on_its_own_connection() -> None:
         "c8y_Connection": {"status": "CONNECTED"},
         "c8y_Availability": {"status": "AVAILABLE", "lastMessage": "2026-03-01T12:00:00.000Z"},
         "fleetgate_Connection": {"status": "CONNECTED"},
+        "fleetgate_Lifecycle": {"status": "ONLINE"},
     }
     # Offline: c8y_Availability keeps the time it last came online (not written).
     assert connection_fragments(DISCONNECTED, AT) == {
         "c8y_Connection": {"status": "DISCONNECTED"},
         "fleetgate_Connection": {"status": "DISCONNECTED", "reason": "connection closed"},
+        "fleetgate_Lifecycle": {"status": "OFFLINE", "reason": "connection closed"},
     }
 
 
@@ -83,10 +85,12 @@ def test_the_child_fragments() -> None:
             "gateway": "gw-1",
             "reason": "gateway gw-1 disconnected",
         },
+        "fleetgate_Lifecycle": {"status": "OFFLINE", "reason": "gateway gw-1 disconnected"},
     }
     online = Connection(CONNECTED, gateway="gw-1").fragments(AT)
     assert online["fleetgate_Connection"] == {"status": "CONNECTED", "gateway": "gw-1"}
     assert online["c8y_Availability"]["lastMessage"] == "2026-03-01T12:00:00.000Z"
+    assert online["fleetgate_Lifecycle"] == {"status": "ONLINE"}
 
 
 def test_a_connected_device_has_no_reason_to_be_offline() -> None:

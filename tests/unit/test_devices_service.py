@@ -14,6 +14,7 @@ from fleetgate.domain import broker_control as control
 from fleetgate.domain.device_messages import Declaration
 from fleetgate.domain.errors import Conflict, FleetgateError, NotFound, ValidationFailed
 from fleetgate.domain.inventory import ObjectFilter, Reference
+from fleetgate.domain.lifecycle import LifecycleStatus
 from fleetgate.domain.users import ADMIN_ROLES
 from fleetgate.services.binaries import Binaries
 from fleetgate.services.broker import removed_device_lines, removed_user_lines
@@ -103,6 +104,7 @@ async def test_a_first_connection_registers_the_device_its_user_and_tells_the_br
         "c8y_Connection": {"status": "CONNECTED"},
         "c8y_Availability": {"status": "AVAILABLE", "lastMessage": "2026-03-01T12:00:00.000Z"},
         "fleetgate_Connection": {"status": "CONNECTED"},
+        "fleetgate_Lifecycle": {"status": "ONLINE"},
     }
     assert world.broker.pushes == [[control.device("sensor-1", "t1", True)]]
     user = await world.devices.get_user("t1", "device_sensor-1")
@@ -252,6 +254,21 @@ async def test_a_declaration_waits_for_the_registration_then_merges(world: World
 # --- inventory ----------------------------------------------------------------------------
 
 
+async def test_devices_are_counted_per_lifecycle_status(world: World) -> None:
+    await world.create(name="never", c8y_IsDevice={})
+    await world.create(name="thing")
+    await world.devices.connections.on_connected(connected("on"))
+    await world.devices.connections.on_connected(connected("off", "e-2"))
+    await world.devices.connections.on_disconnected(control.Disconnected("off", "t1", "e-2"))
+    await world.create("t2", name="theirs", c8y_IsDevice={})
+    assert await world.devices.lifecycle_counts("t1") == {
+        LifecycleStatus.INACTIVE: 1,
+        LifecycleStatus.ONLINE: 1,
+        LifecycleStatus.OFFLINE: 1,
+        LifecycleStatus.DISABLED: 0,
+    }
+
+
 async def test_objects_are_created_found_counted_and_updated(world: World) -> None:
     for i in range(7):
         extra: dict[str, object] = {"c8y_IsDevice": {}} if i < 3 else {}
@@ -267,7 +284,8 @@ async def test_objects_are_created_found_counted_and_updated(world: World) -> No
         "t1", page[0].id, {"name": "renamed", "c8y_IsDevice": None, "custom": {"a": 1}}
     )
     assert updated.name == "renamed"
-    assert updated.fragments == {"custom": {"a": 1}}
+    # A device's lifecycle status stays with the object (the fragment is fleetgate's).
+    assert updated.fragments == {"custom": {"a": 1}, "fleetgate_Lifecycle": {"status": "INACTIVE"}}
     assert (await world.devices.get_object("t1", page[0].id)) == updated
 
 

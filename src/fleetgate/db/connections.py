@@ -24,6 +24,7 @@ from typing import Any
 
 import asyncpg
 
+from fleetgate.domain import lifecycle
 from fleetgate.domain.connections import (
     C8Y_CONNECTION,
     FRAGMENT,
@@ -82,6 +83,7 @@ _FACTS = """
 SELECT m.id,
        m.fragments -> 'c8y_Connection' AS c8y_connection,
        m.fragments -> 'fleetgate_Connection' AS fleetgate_connection,
+       m.fragments -> 'fleetgate_Lifecycle' AS fleetgate_lifecycle,
        m.connection_id IS NOT NULL AS own_connection,
        ge.value AS gateway,
        g.connection_id IS NOT NULL AS gateway_connected,
@@ -227,7 +229,11 @@ async def _bring_up_to_date(conn: Conn, ids: list[int], at: datetime) -> None:
 
 def _facts(row: asyncpg.Record) -> ConnectionFacts:
     shown: dict[str, Any] = {}
-    for key, column in ((C8Y_CONNECTION, "c8y_connection"), (FRAGMENT, "fleetgate_connection")):
+    for key, column in (
+        (C8Y_CONNECTION, "c8y_connection"),
+        (FRAGMENT, "fleetgate_connection"),
+        (lifecycle.FRAGMENT, "fleetgate_lifecycle"),
+    ):
         if row[column] is not None:
             shown[key] = json.loads(row[column])
     gateway = row["gateway"]

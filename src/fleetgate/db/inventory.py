@@ -12,6 +12,7 @@ import asyncpg
 from fleetgate.db.inventory_query import compile_query
 from fleetgate.domain.devices import DEVICE_ID_TYPE, ManagedObject
 from fleetgate.domain.inventory import PARENT_KINDS, Deleted, ObjectFilter, Reference
+from fleetgate.domain.lifecycle import with_initial_lifecycle
 
 
 def object_of_row(row: asyncpg.Record) -> ManagedObject:
@@ -82,7 +83,8 @@ async def insert_object(
     fragments: dict[str, Any],
     at: datetime | None = None,
 ) -> asyncpg.Record:
-    """Insert one managed object (created and last updated ``at``, default now); its row."""
+    """Insert one managed object (created and last updated ``at``, default now); its row.
+    A device gets its first lifecycle status (INACTIVE) unless it shows one."""
     row = await conn.fetchrow(
         "INSERT INTO managed_object (tenant_id, name, type, owner, fragments, creation_time,"
         " last_updated) VALUES ($1, $2, $3, $4, $5::jsonb, COALESCE($6::timestamptz, now()),"
@@ -91,7 +93,7 @@ async def insert_object(
         name,
         type,
         owner,
-        json.dumps(fragments),
+        json.dumps(with_initial_lifecycle(fragments)),
         at,
     )
     assert row is not None

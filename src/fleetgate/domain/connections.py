@@ -8,7 +8,9 @@ A device that has a connection — its own, or its gateway's — carries:
   online>}``, written when it comes online (Cumulocity's);
 - ``fleetgate_Connection``: ``{"status": …, "gateway": <gateway id>, "reason": <why it
   is offline>}`` — ``status`` as in ``c8y_Connection``, ``gateway`` only for a child (the
-  gateway it connects through), ``reason`` only while it is DISCONNECTED.
+  gateway it connects through), ``reason`` only while it is DISCONNECTED;
+- ``fleetgate_Lifecycle``: ONLINE or OFFLINE (with the same reason), as
+  :func:`fleetgate.domain.lifecycle.lifecycle` says of a device that has a connection.
 
 A device on its own connection is online while the broker has its session (the broker's
 events and live sessions say so). A **child** is online exactly while its gateway is and
@@ -24,6 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+from fleetgate.domain import lifecycle
 
 #: The fleetgate fragment that says through what, and why not, a device is online.
 FRAGMENT = "fleetgate_Connection"
@@ -83,12 +87,18 @@ class Connection:
             shown["reason"] = self.reason
         return shown
 
+    def lifecycle(self) -> dict[str, str]:
+        """``fleetgate_Lifecycle`` of a device with this connection."""
+        facts = lifecycle.LifecycleFacts(self.connected, self.reason)
+        return lifecycle.lifecycle(facts).fragment()
+
     def fragments(self, at: datetime) -> dict[str, Any]:
         """Every connection fragment to merge into the managed object; ``at`` is when the
         device came online (``c8y_Availability.lastMessage``), for a CONNECTED one."""
         fragments: dict[str, Any] = {
             C8Y_CONNECTION: {"status": self.status.value},
             FRAGMENT: self.fragment(),
+            lifecycle.FRAGMENT: self.lifecycle(),
         }
         if self.connected:
             fragments[C8Y_AVAILABILITY] = {
@@ -99,8 +109,10 @@ class Connection:
 
     def is_shown_by(self, fragments: dict[str, Any]) -> bool:
         """Whether a managed object with these fragments already shows this connection."""
-        return fragments.get(C8Y_CONNECTION) == {"status": self.status.value} and (
-            fragments.get(FRAGMENT) == self.fragment()
+        return (
+            fragments.get(C8Y_CONNECTION) == {"status": self.status.value}
+            and fragments.get(FRAGMENT) == self.fragment()
+            and fragments.get(lifecycle.FRAGMENT) == self.lifecycle()
         )
 
 

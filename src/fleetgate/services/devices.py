@@ -26,6 +26,7 @@ from fleetgate.domain.devices import (
 )
 from fleetgate.domain.errors import NotFound, ValidationFailed
 from fleetgate.domain.inventory import ExternalId, ObjectFilter, Reference, deletion_reach
+from fleetgate.domain.lifecycle import LifecycleStatus, devices_in
 from fleetgate.domain.repositories import check_repository_object
 from fleetgate.domain.users import Role, User
 from fleetgate.services.broker import device_lines, removed_device_lines, removed_user_lines
@@ -135,6 +136,14 @@ class Devices:
         objects = await self._inventory.find(tenant_id, flt, offset, limit)
         total = await self._inventory.count(tenant_id, flt) if count else None
         return objects, total
+
+    async def lifecycle_counts(self, tenant_id: str) -> dict[LifecycleStatus, int]:
+        """How many of the tenant's devices are in each lifecycle status (every status
+        named, 0 included)."""
+        return {
+            status: await self._inventory.count(tenant_id, ObjectFilter(query=devices_in(status)))
+            for status in LifecycleStatus
+        }
 
     async def update_object(
         self, tenant_id: str, object_id: int, body: dict[str, Any]

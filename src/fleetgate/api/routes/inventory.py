@@ -19,6 +19,7 @@ from fleetgate.domain.devices import ManagedObject
 from fleetgate.domain.ids import parse_id
 from fleetgate.domain.inventory import PARENT_KINDS, ObjectFilter, Reference
 from fleetgate.domain.inventory_query import Has, all_of, parse_query
+from fleetgate.domain.lifecycle import devices_in, parse_status
 from fleetgate.domain.users import Principal, Role
 
 router = APIRouter()
@@ -140,15 +141,18 @@ async def list_objects(
     device_parent_id: Annotated[str | None, Query(alias="deviceParentId")] = None,
     has_child_devices: Annotated[bool | None, Query(alias="hasChildDevices")] = None,
     only_roots: Annotated[bool, Query(alias="onlyRoots")] = False,
+    lifecycle_status: Annotated[str | None, Query(alias="lifecycleStatus")] = None,
 ) -> JSONResponse:
     """``query``: an inventory query (docs/api.md, "Inventory queries"); ``q``: the same
-    over devices only (``has(c8y_IsDevice)`` added), as Cumulocity's device lists ask.
+    over devices only (``has(c8y_IsDevice)`` added), as Cumulocity's device lists ask;
+    ``lifecycleStatus``: fleetgate's, the devices in that lifecycle status.
     The tree: Cumulocity's ``childAdditionId``/``childAssetId``/``childDeviceId`` (the
     parents of that child) and ``onlyRoots``, fleetgate's ``deviceParentId`` (a
     gateway's children) and ``hasChildDevices`` (gateways, or with false the others)."""
     where = all_of(
         parse_query(query) if query is not None else None,
         all_of(Has(("c8y_IsDevice",)), parse_query(q)) if q is not None else None,
+        devices_in(parse_status(lifecycle_status)) if lifecycle_status is not None else None,
     )
     flt = ObjectFilter(
         type=type,
@@ -209,6 +213,20 @@ async def create_object(
     return media.c8y_json(
         object_body(created, context(request).base_url), media.MANAGED_OBJECT, 201
     )
+
+
+@router.get("/inventory/lifecycle")
+async def lifecycle_counts(
+    request: Request, principal: Annotated[Principal, Depends(_READ)]
+) -> JSONResponse:
+    """fleetgate's: how many of the tenant's devices are in each lifecycle status."""
+    counts = await devices(request).lifecycle_counts(principal.tenant.id)
+    body: dict[str, Any] = {
+        "self": f"{context(request).base_url}/inventory/lifecycle",
+        "statuses": {status.value: n for status, n in counts.items()},
+        "total": sum(counts.values()),
+    }
+    return JSONResponse(body)
 
 
 @router.get("/inventory/managedObjects/{object_id}")

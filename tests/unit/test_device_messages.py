@@ -63,6 +63,15 @@ def test_bad_payloads_are_rejected_with_a_reason(leaf: DeviceLeaf, payload: byte
     assert rejected.reason
 
 
+def test_a_device_cannot_declare_its_lifecycle_status() -> None:
+    rejected = parse_device_message(
+        "fg/d/hd1/inventory", b'{"fleetgate_Lifecycle": {"status": "ONLINE"}}'
+    )
+    assert isinstance(rejected, Rejection)
+    assert rejected.error == "inventory/badRequest"
+    assert "fleetgate_Lifecycle" in rejected.reason
+
+
 def test_good_payloads_become_messages() -> None:
     assert parse_device_message("fg/d/hd1/op/status", GOOD[DeviceLeaf.OP_STATUS]) == (
         StatusReport("hd1", 1, Status.EXECUTING)

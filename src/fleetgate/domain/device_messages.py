@@ -57,6 +57,7 @@ SERVER_FRAGMENTS = frozenset(
         "c8y_IsDeviceSubgroup",
         "fleetgate_Connection",
         "fleetgate_Gateway",
+        "fleetgate_Lifecycle",
     }
 )
 #: Every top-level key a declaration may not hold: the object's read-only keys and

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +17,7 @@ from fleetgate.domain.device_messages import (
 )
 from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.gateways import CHILD_REFUSED, NOT_A_CHILD
+from fleetgate.domain.lockout import NO_FAILURES, LoginFailures
 from fleetgate.domain.users import Role, Tenant, User
 
 #: "Now" for tests that check certificates against a fixed clock. Certificates made during
@@ -69,6 +70,20 @@ class InMemoryUsers:
     def update(self, tenant_id: str, username: str, **changes: object) -> None:
         key = (tenant_id, username)
         self.users[key] = replace(self.users[key], **changes)  # type: ignore[arg-type]
+
+    async def update_failures(
+        self, tenant_id: str, username: str, change: Callable[[LoginFailures], LoginFailures]
+    ) -> LoginFailures | None:
+        user = self.users.get((tenant_id, username))
+        if user is None:
+            return None
+        after = change(user.failures)
+        self.update(tenant_id, username, failures=after)
+        return after
+
+    async def clear_failures(self, tenant_id: str, username: str) -> None:
+        if (tenant_id, username) in self.users:
+            self.update(tenant_id, username, failures=NO_FAILURES)
 
 
 class RecordingBroker:

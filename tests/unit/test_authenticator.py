@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from fleetgate.domain.errors import AuthenticationFailed
+from fleetgate.domain.lockout import NO_FAILURES, LockoutPolicy
 from fleetgate.domain.passwords import hash_password
 from fleetgate.domain.users import ADMIN_ROLES, Login, Tenant
 from fleetgate.services.auth import Authenticator
@@ -67,3 +73,94 @@ async def test_the_cache_stays_bounded(users: InMemoryUsers) -> None:
         await users.ensure_user("t1", f"u{i}", fast_hash("pw"), ADMIN_ROLES)
         await auth.authenticate(Login("t1", f"u{i}", "pw"))
     assert len(auth._verified) == 2
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+POLICY = LockoutPolicy(max_failures=3, window=timedelta(minutes=15), lock_for=timedelta(minutes=15))
+
+
+async def test_repeated_failures_lock_the_account_and_a_locked_login_hashes_nothing(
+    users: InMemoryUsers,
+) -> None:
+    clock = Clock()
+    auth = Authenticator(users, policy=POLICY, clock=clock)
+    for _ in range(3):
+        with pytest.raises(AuthenticationFailed, match="Bad credentials"):
+            await auth.authenticate(Login("t1", "admin", "wrong"))
+    assert auth.hashes == 3
+    for password in ("wrong", "s3cret"):  # even the right password
+        with pytest.raises(AuthenticationFailed, match="locked after too many failed logins"):
+            await auth.authenticate(Login("t1", "admin", password))
+    assert auth.hashes == 3
+    clock.now += timedelta(minutes=15)
+    principal = await auth.authenticate(Login("t1", "admin", "s3cret"))
+    assert principal.user.username == "admin"
+    assert users.users[("t1", "admin")].failures == NO_FAILURES
+
+
+async def test_a_cached_success_does_not_get_past_a_lock(users: InMemoryUsers) -> None:
+    clock = Clock()
+    auth = Authenticator(users, policy=POLICY, clock=clock)
+    await auth.authenticate(Login("t1", "admin", "s3cret"))
+    for _ in range(3):
+        with pytest.raises(AuthenticationFailed):
+            await auth.authenticate(Login("t1", "admin", "wrong"))
+    with pytest.raises(AuthenticationFailed, match="locked"):
+        await auth.authenticate(Login("t1", "admin", "s3cret"))
+
+
+async def test_a_success_resets_the_count(users: InMemoryUsers) -> None:
+    auth = Authenticator(users, policy=POLICY, clock=Clock())
+    for _ in range(2):
+        with pytest.raises(AuthenticationFailed):
+            await auth.authenticate(Login("t1", "admin", "wrong"))
+    await auth.authenticate(Login("t1", "admin", "s3cret"))
+    assert users.users[("t1", "admin")].failures == NO_FAILURES
+
+
+async def test_unknown_users_cost_no_hash(users: InMemoryUsers) -> None:
+    auth = Authenticator(users)
+    for i in range(50):
+        with pytest.raises(AuthenticationFailed, match="Bad credentials"):
+            await auth.authenticate(Login("t1", f"nobody{i}", "guess"))
+    assert auth.hashes == 0
+
+
+async def test_at_most_hash_slots_checks_run_at_once(
+    users: InMemoryUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fleetgate.services.auth as auth_module
+
+    running = 0
+    most = 0
+    lock = threading.Lock()
+
+    def slow_verify(password: str, stored: str) -> bool:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+        return False
+
+    monkeypatch.setattr(auth_module, "verify_password", slow_verify)
+    for i in range(8):
+        await users.ensure_user("t1", f"u{i}", fast_hash("pw"), ADMIN_ROLES)
+    auth = Authenticator(users, hash_slots=2)
+
+    async def attempt(i: int) -> None:
+        with pytest.raises(AuthenticationFailed):
+            await auth.authenticate(Login("t1", f"u{i}", "wrong"))
+
+    await asyncio.gather(*(attempt(i) for i in range(8)))
+    assert auth.hashes == 8
+    assert most == 2

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import asyncpg
 
+from fleetgate.domain.lockout import LoginFailures
 from fleetgate.domain.users import Role, Tenant, User
 
 
@@ -25,6 +26,9 @@ def _user(row: asyncpg.Record) -> User:
         email=row["email"],
         first_name=row["first_name"],
         last_name=row["last_name"],
+        failures=LoginFailures(
+            row["failed_logins"], row["first_failed_login"], row["locked_until"]
+        ),
     )
 
 
@@ -117,3 +121,38 @@ class PgUsers:
             "DELETE FROM app_user WHERE tenant_id = $1 AND username = $2", tenant_id, username
         )
         return not status.endswith(" 0")
+
+    async def update_failures(
+        self, tenant_id: str, username: str, change: Callable[[LoginFailures], LoginFailures]
+    ) -> LoginFailures | None:
+        """Apply ``change`` to the user's failed-login count under a row lock, so that
+        the failures every service instance sees add up; None when there is no user."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT failed_logins, first_failed_login, locked_until FROM app_user"
+                " WHERE tenant_id = $1 AND username = $2 FOR UPDATE",
+                tenant_id,
+                username,
+            )
+            if row is None:
+                return None
+            after = change(LoginFailures(*row.values()))
+            await conn.execute(
+                "UPDATE app_user SET failed_logins = $3, first_failed_login = $4,"
+                " locked_until = $5 WHERE tenant_id = $1 AND username = $2",
+                tenant_id,
+                username,
+                after.count,
+                after.first_at,
+                after.locked_until,
+            )
+            return after
+
+    async def clear_failures(self, tenant_id: str, username: str) -> None:
+        await self._pool.execute(
+            "UPDATE app_user SET failed_logins = 0, first_failed_login = NULL,"
+            " locked_until = NULL WHERE tenant_id = $1 AND username = $2"
+            " AND (failed_logins > 0 OR locked_until IS NOT NULL)",
+            tenant_id,
+            username,
+        )

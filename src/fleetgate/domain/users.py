@@ -9,6 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from fleetgate.domain.errors import AuthenticationFailed
+from fleetgate.domain.lockout import NO_FAILURES, LoginFailures
 
 
 class Role(StrEnum):
@@ -68,6 +69,8 @@ class User:
     email: str | None = None
     first_name: str | None = None
     last_name: str | None = None
+    #: Failed logins counted against the user and the lock they led to (domain/lockout).
+    failures: LoginFailures = NO_FAILURES
 
 
 @dataclass(frozen=True, slots=True)

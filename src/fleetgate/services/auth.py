@@ -6,6 +6,15 @@ digest of the password that matched it. A changed password changes the stored ha
 and so misses the cache; the cache lives in memory only, keyed with a secret made at
 start-up, so it is no offline oracle. The user row itself is read on every call, so a
 disabled user or a removed role takes effect at once.
+
+What an attacker can make the service hash is bounded three ways:
+
+- an unknown user (or tenant) is refused without hashing anything;
+- a known user is locked after a few failed logins (:mod:`fleetgate.domain.lockout`);
+  while locked, every login is refused *before* the password is looked at, and the
+  count lives in PostgreSQL, so several instances add up to one limit;
+- at most ``hash_slots`` scrypt checks run at once in the process; further logins wait
+  for a slot, so a flood of guesses against many users costs at most that many cores.
 """
 
 from __future__ import annotations
@@ -15,8 +24,11 @@ import hashlib
 import hmac
 import secrets
 from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from fleetgate.domain.errors import AuthenticationFailed
+from fleetgate.domain.lockout import DEFAULT_POLICY, LockoutPolicy, after_failure
 from fleetgate.domain.passwords import verify_password
 from fleetgate.domain.users import Login, Principal
 from fleetgate.services.ports import UserStore
@@ -24,12 +36,29 @@ from fleetgate.services.ports import UserStore
 _BAD_CREDENTIALS = "Invalid credentials! : Bad credentials"
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class Authenticator:
-    def __init__(self, users: UserStore, *, cache_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        users: UserStore,
+        *,
+        cache_size: int = 10_000,
+        policy: LockoutPolicy = DEFAULT_POLICY,
+        hash_slots: int = 2,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
         self._users = users
         self._key = secrets.token_bytes(32)
         self._verified: OrderedDict[str, bytes] = OrderedDict()
         self._cache_size = cache_size
+        self._policy = policy
+        self._hash_slots = asyncio.Semaphore(hash_slots)
+        self._clock = clock
+        #: scrypt checks run so far (for tests and the curious).
+        self.hashes = 0
 
     async def authenticate(self, login: Login) -> Principal:
         """The principal for ``login``; :class:`AuthenticationFailed` when it does not match."""
@@ -37,8 +66,22 @@ class Authenticator:
         if found is None:
             raise AuthenticationFailed(_BAD_CREDENTIALS)
         tenant, user = found
+        now = self._clock()
+        if user.failures.locked(now):
+            assert user.failures.locked_until is not None
+            until = user.failures.locked_until.isoformat(timespec="seconds")
+            raise AuthenticationFailed(
+                "Invalid credentials! : User account is locked after too many failed logins"
+                f" until {until}; an administrator can unlock it"
+            )
         if not await self._password_matches(login.password, user.password_hash):
+            policy = self._policy
+            await self._users.update_failures(
+                tenant.id, user.username, lambda failures: after_failure(failures, now, policy)
+            )
             raise AuthenticationFailed(_BAD_CREDENTIALS)
+        if user.failures.count or user.failures.locked_until is not None:
+            await self._users.clear_failures(tenant.id, user.username)
         if not user.enabled:
             raise AuthenticationFailed("Invalid credentials! : User account is locked")
         return Principal(tenant=tenant, user=user, roles=user.roles)
@@ -49,9 +92,11 @@ class Authenticator:
         if known is not None and hmac.compare_digest(known, digest):
             self._verified.move_to_end(stored)
             return True
-        # scrypt holds the GIL only briefly; run it off the event loop.
-        if not await asyncio.to_thread(verify_password, password, stored):
-            return False
+        async with self._hash_slots:
+            self.hashes += 1
+            # scrypt holds the GIL only briefly; run it off the event loop.
+            if not await asyncio.to_thread(verify_password, password, stored):
+                return False
         self._verified[stored] = digest
         if len(self._verified) > self._cache_size:
             self._verified.popitem(last=False)

@@ -10,7 +10,14 @@ riskiest ports to one contract.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import (
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Sequence,
+)
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +40,7 @@ from fleetgate.domain.device_messages import ConnectivityReport
 from fleetgate.domain.devices import ManagedObject, Registration
 from fleetgate.domain.inventory import Deleted, ExternalId, ObjectFilter, Reference
 from fleetgate.domain.inventory_query import Query
+from fleetgate.domain.lockout import LoginFailures
 from fleetgate.domain.operations import (
     DeviceTarget,
     Operation,
@@ -61,6 +69,14 @@ class UserStore(Protocol):
     async def ensure_user(
         self, tenant_id: str, username: str, password_hash: str, roles: Iterable[Role]
     ) -> bool: ...
+
+    async def update_failures(
+        self, tenant_id: str, username: str, change: Callable[[LoginFailures], LoginFailures]
+    ) -> LoginFailures | None:
+        """Apply ``change`` to the user's failed logins atomically (several service
+        instances count together); None when there is no such user."""
+
+    async def clear_failures(self, tenant_id: str, username: str) -> None: ...
 
 
 class DeviceUsers(Protocol):

@@ -61,6 +61,7 @@ from fleetgate.services.gateways import Gateways
 from fleetgate.services.groups import Groups
 from fleetgate.services.health import Health
 from fleetgate.services.operations import FileSigning, OperationFeed, Operations
+from fleetgate.services.operators import Operators
 from fleetgate.services.profiles import Profiles
 from fleetgate.services.seed import InitialState, ensure_initial_state
 from fleetgate.services.tenant_options import TenantOptions
@@ -151,6 +152,7 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
                 url_secret=services.url_secret,
                 groups=services.groups,
                 profiles=services.profiles,
+                operators=Operators(adapters.users),
             ),
         )
         await _serve(settings, api, api_socket, adapters, services, on_ready)

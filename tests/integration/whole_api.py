@@ -34,6 +34,7 @@ from fleetgate.db.tenant_options import PgTenantOptions
 from fleetgate.db.transient import is_transient
 from fleetgate.db.trust import PgTrustStore
 from fleetgate.db.users import PgUsers
+from fleetgate.domain.passwords import hash_password
 from fleetgate.files.store import FileStore
 from fleetgate.services.binaries import Binaries
 from fleetgate.services.bootstrap import Bootstrap
@@ -46,6 +47,7 @@ from fleetgate.services.groups import Groups
 from fleetgate.services.health import Health
 from fleetgate.services.operation_feed import OperationFeed
 from fleetgate.services.operations import FileSigning, Operations
+from fleetgate.services.operators import Operators
 from fleetgate.services.profiles import Profiles
 from fleetgate.services.tenant_options import TenantOptions
 from fleetgate.services.trust import TrustedCertificates
@@ -54,6 +56,13 @@ from conftest import TEST_BASE_URL, api_client, seed_tenants
 from fakes import RecordingBroker, RecordingPublisher
 
 TENANT = "t1"
+
+
+def fast_hash(password: str) -> str:
+    """A cheap scrypt hash: tests create many users."""
+    return hash_password(password, log2_n=4, r=1, p=1)
+
+
 ADMIN = (f"{TENANT}/admin", "admin-pw")
 URL_SECRET = b"u" * 32
 
@@ -133,6 +142,7 @@ def wire(app: FastAPI, pool: asyncpg.Pool, files: Path, base_url: str = TEST_BAS
     services_of(app).url_secret = URL_SECRET
     services_of(app).groups = Groups(PgInventory(pool), PgGroups(pool))
     services_of(app).profiles = Profiles(PgInventory(pool))
+    services_of(app).operators = Operators(PgUsers(pool), hasher=fast_hash)
     return Fakes(broker, trust_changes, link)
 
 

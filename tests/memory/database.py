@@ -11,7 +11,7 @@ import functools
 import inspect
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import count
@@ -28,6 +28,7 @@ from fleetgate.domain.devices import (
 )
 from fleetgate.domain.gateways import CHILD_DEVICES
 from fleetgate.domain.lifecycle import with_initial_lifecycle
+from fleetgate.domain.lockout import NO_FAILURES
 from fleetgate.domain.operations import Operation
 from fleetgate.domain.users import Role, Tenant, User
 
@@ -197,6 +198,66 @@ class MemoryUsers(InMemoryUsers):
 
     async def delete_user(self, tenant_id: str, username: str) -> bool:
         return self.users.pop((tenant_id, username), None) is not None
+
+    # -- operators (an OperatorStore) -------------------------------------------------
+
+    async def create_user(
+        self,
+        tenant_id: str,
+        username: str,
+        password_hash: str,
+        *,
+        enabled: bool,
+        profile: Mapping[str, str | None],
+    ) -> User | None:
+        if (tenant_id, username) in self.users:
+            return None
+        self.users[(tenant_id, username)] = User(
+            tenant_id=tenant_id,
+            username=username,
+            password_hash=password_hash,
+            enabled=enabled,
+            roles=frozenset(),
+            last_password_change=datetime.now(UTC),
+            **profile,  # type: ignore[arg-type]
+        )
+        return self.users[(tenant_id, username)]
+
+    async def update_user(
+        self,
+        tenant_id: str,
+        username: str,
+        *,
+        enabled: bool | None,
+        password_hash: str | None,
+        profile: Mapping[str, str | None],
+        clear_failures: bool,
+    ) -> User | None:
+        if (tenant_id, username) not in self.users:
+            return None
+        changes: dict[str, object] = dict(profile)
+        if enabled is not None:
+            changes["enabled"] = enabled
+        if password_hash is not None:
+            changes.update(password_hash=password_hash, last_password_change=datetime.now(UTC))
+        if clear_failures:
+            changes["failures"] = NO_FAILURES
+        self.update(tenant_id, username, **changes)
+        return self.users[(tenant_id, username)]
+
+    async def add_role(self, tenant_id: str, username: str, role: Role) -> User | None:
+        user = self.users.get((tenant_id, username))
+        if user is None:
+            return None
+        self.update(tenant_id, username, roles=user.roles | {role})
+        return self.users[(tenant_id, username)]
+
+    async def remove_role(self, tenant_id: str, username: str, role: Role) -> User | None:
+        user = self.users.get((tenant_id, username))
+        if user is None:
+            return None
+        self.update(tenant_id, username, roles=user.roles - {role})
+        return self.users[(tenant_id, username)]
 
     def _of(self, tenant_id: str, only_devices: bool) -> list[User]:
         """The tenant's device users (or the others), by user name."""

@@ -67,7 +67,25 @@ EXTERNAL_ID: dict[str, Any] = {
     "properties": {"type": _STRING, "externalId": _STRING},
     "required": ["type", "externalId"],
 }
-USER_UPDATE: dict[str, Any] = {"type": "object", "properties": {"enabled": {"type": "boolean"}}}
+_USER_FIELDS: dict[str, Any] = {
+    "userName": _STRING,
+    "password": _STRING,
+    "enabled": {"type": "boolean"},
+    "email": _STRING,
+    "firstName": _STRING,
+    "lastName": _STRING,
+}
+USER_CREATE: dict[str, Any] = {
+    "type": "object",
+    "properties": _USER_FIELDS,
+    "required": ["userName", "password"],
+}
+USER_UPDATE: dict[str, Any] = {"type": "object", "properties": _USER_FIELDS}
+ROLE_REFERENCE: dict[str, Any] = {
+    "type": "object",
+    "properties": {"role": {"type": "object", "properties": {"id": _STRING, "self": _STRING}}},
+    "required": ["role"],
+}
 DEVICE_REQUEST: dict[str, Any] = {
     "type": "object",
     "properties": {"id": _STRING},

@@ -24,6 +24,7 @@ from fleetgate.services.devices import Devices
 from fleetgate.services.groups import Groups
 from fleetgate.services.health import Health
 from fleetgate.services.operations import Operations
+from fleetgate.services.operators import Operators
 from fleetgate.services.profiles import Profiles
 from fleetgate.services.tenant_options import TenantOptions
 from fleetgate.services.trust import TrustedCertificates
@@ -46,6 +47,7 @@ class ApiServices:
     profiles: Profiles | None = None
     tenant_options: TenantOptions | None = None
     child_devices: ChildDevices | None = None
+    operators: Operators | None = None
     #: The key of signed file URLs (downloads and snapshot uploads).
     url_secret: bytes | None = None
 
@@ -118,3 +120,7 @@ def groups(request: Request) -> Groups:
 
 def profiles(request: Request) -> Profiles:
     return _wired(services_of(request.app).profiles, "profiles")
+
+
+def operators(request: Request) -> Operators:
+    return _wired(services_of(request.app).operators, "operators")

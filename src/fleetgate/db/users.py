@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import asyncpg
 
 from fleetgate.domain.lockout import LoginFailures
 from fleetgate.domain.users import Role, Tenant, User
+
+#: The profile columns an update may set (``User`` field = column).
+_PROFILE_COLUMNS = frozenset({"email", "first_name", "last_name"})
 
 
 def _tenant(row: asyncpg.Record) -> Tenant:
@@ -121,6 +124,95 @@ class PgUsers:
             "DELETE FROM app_user WHERE tenant_id = $1 AND username = $2", tenant_id, username
         )
         return not status.endswith(" 0")
+
+    async def create_user(
+        self,
+        tenant_id: str,
+        username: str,
+        password_hash: str,
+        *,
+        enabled: bool,
+        profile: Mapping[str, str | None],
+    ) -> User | None:
+        """Create an operator without roles; None when the user name is taken."""
+        row = await self._pool.fetchrow(
+            "INSERT INTO app_user (tenant_id, username, password_hash, enabled, email,"
+            " first_name, last_name) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            " ON CONFLICT (tenant_id, username) DO NOTHING RETURNING *",
+            tenant_id,
+            username,
+            password_hash,
+            enabled,
+            profile.get("email"),
+            profile.get("first_name"),
+            profile.get("last_name"),
+        )
+        return _user(row) if row else None
+
+    async def update_user(
+        self,
+        tenant_id: str,
+        username: str,
+        *,
+        enabled: bool | None,
+        password_hash: str | None,
+        profile: Mapping[str, str | None],
+        clear_failures: bool,
+    ) -> User | None:
+        """Change what is given (None leaves a column); a new password also sets
+        ``last_password_change``; ``clear_failures`` unlocks the user."""
+        unknown = set(profile) - _PROFILE_COLUMNS
+        if unknown:
+            raise ValueError(f"not profile columns: {sorted(unknown)}")
+        row = await self._pool.fetchrow(
+            """
+            UPDATE app_user SET
+                   enabled = coalesce($3, enabled),
+                   password_hash = coalesce($4, password_hash),
+                   last_password_change = CASE WHEN $4::text IS NULL
+                                               THEN last_password_change ELSE now() END,
+                   email = CASE WHEN $5 THEN $6 ELSE email END,
+                   first_name = CASE WHEN $7 THEN $8 ELSE first_name END,
+                   last_name = CASE WHEN $9 THEN $10 ELSE last_name END,
+                   failed_logins = CASE WHEN $11 THEN 0 ELSE failed_logins END,
+                   first_failed_login = CASE WHEN $11 THEN NULL ELSE first_failed_login END,
+                   locked_until = CASE WHEN $11 THEN NULL ELSE locked_until END
+             WHERE tenant_id = $1 AND username = $2
+            RETURNING *
+            """,
+            tenant_id,
+            username,
+            enabled,
+            password_hash,
+            "email" in profile,
+            profile.get("email"),
+            "first_name" in profile,
+            profile.get("first_name"),
+            "last_name" in profile,
+            profile.get("last_name"),
+            clear_failures,
+        )
+        return _user(row) if row else None
+
+    async def add_role(self, tenant_id: str, username: str, role: Role) -> User | None:
+        row = await self._pool.fetchrow(
+            "UPDATE app_user SET roles = ARRAY(SELECT DISTINCT r FROM unnest(roles || $3::text)"
+            " r ORDER BY r) WHERE tenant_id = $1 AND username = $2 RETURNING *",
+            tenant_id,
+            username,
+            role.value,
+        )
+        return _user(row) if row else None
+
+    async def remove_role(self, tenant_id: str, username: str, role: Role) -> User | None:
+        row = await self._pool.fetchrow(
+            "UPDATE app_user SET roles = array_remove(roles, $3::text)"
+            " WHERE tenant_id = $1 AND username = $2 RETURNING *",
+            tenant_id,
+            username,
+            role.value,
+        )
+        return _user(row) if row else None
 
     async def update_failures(
         self, tenant_id: str, username: str, change: Callable[[LoginFailures], LoginFailures]

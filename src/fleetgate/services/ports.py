@@ -16,6 +16,7 @@ from collections.abc import (
     Callable,
     Collection,
     Iterable,
+    Mapping,
     Sequence,
 )
 from contextlib import AbstractAsyncContextManager
@@ -77,6 +78,38 @@ class UserStore(Protocol):
         instances count together); None when there is no such user."""
 
     async def clear_failures(self, tenant_id: str, username: str) -> None: ...
+
+
+class OperatorStore(Protocol):
+    """Operator users as an administrator changes them (db/users.py)."""
+
+    async def find_user(self, tenant_id: str, username: str) -> tuple[Tenant, User] | None: ...
+
+    async def create_user(
+        self,
+        tenant_id: str,
+        username: str,
+        password_hash: str,
+        *,
+        enabled: bool,
+        profile: Mapping[str, str | None],
+    ) -> User | None:
+        """The new user (no roles); None when the user name is taken."""
+
+    async def update_user(
+        self,
+        tenant_id: str,
+        username: str,
+        *,
+        enabled: bool | None,
+        password_hash: str | None,
+        profile: Mapping[str, str | None],
+        clear_failures: bool,
+    ) -> User | None: ...
+
+    async def add_role(self, tenant_id: str, username: str, role: Role) -> User | None: ...
+
+    async def remove_role(self, tenant_id: str, username: str, role: Role) -> User | None: ...
 
 
 class DeviceUsers(Protocol):

@@ -1,4 +1,5 @@
-"""``/user/currentUser``."""
+"""``/user/currentUser``, the tenant's users (operators and device users), the global
+roles and the role references that give them to operators (Cumulocity's user API)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,13 @@ from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.schemas import json_body
-from fleetgate.api.services import devices
-from fleetgate.domain.errors import AccessDenied, ValidationFailed
+from fleetgate.api.services import devices, operators
+from fleetgate.domain.errors import AccessDenied, NotFound, ValidationFailed
+from fleetgate.domain.operators import (
+    is_device_user,
+    read_changes,
+    read_new_operator,
+)
 from fleetgate.domain.users import Principal, Role, User
 
 router = APIRouter()
@@ -53,8 +59,8 @@ async def current_user(
     return media.c8y_json(body, media.CURRENT_USER)
 
 
-_USERS_READ = require(Role.USER_MANAGEMENT_READ, Role.USER_MANAGEMENT_ADMIN)
-_USERS_ADMIN = require(Role.USER_MANAGEMENT_ADMIN)
+_USERS_READ = require(Role.USER_MANAGEMENT_READ, Role.USER_MANAGEMENT_ADMIN, Role.TENANT_ADMIN)
+_USERS_ADMIN = require(Role.USER_MANAGEMENT_ADMIN, Role.TENANT_ADMIN)
 
 
 def _own_tenant(principal: Principal, tenant_id: str) -> str:
@@ -68,6 +74,42 @@ def _user_url(base: str, tenant_id: str, username: str) -> str:
     return f"{base}/user/{tenant_id}/users/{username}"
 
 
+def _role_body(role: Role, base: str) -> dict[str, Any]:
+    return {"id": role.value, "name": role.value, "self": f"{base}/user/roles/{role.value}"}
+
+
+def _role_reference(role: Role, base: str, user_url: str) -> dict[str, Any]:
+    return {"role": _role_body(role, base), "self": f"{user_url}/roles/{role.value}"}
+
+
+def _role_named(name: str) -> Role:
+    try:
+        return Role(name)
+    except ValueError:
+        raise NotFound(f"Role {name} not found", code="user/Not Found") from None
+
+
+@router.get("/user/roles")
+async def list_roles(
+    request: Request,
+    principal: Annotated[Principal, Depends(_USERS_READ)],
+    page: Annotated[Page, Depends(paging)],
+) -> JSONResponse:
+    """The global roles there are (Cumulocity's names)."""
+    base = context(request).base_url
+    roles = sorted(Role)
+    items = [_role_body(r, base) for r in roles[page.offset : page.offset + page.size]]
+    body = page.collection(request, base, "roles", items, len(roles))
+    return media.c8y_json(body, media.ROLE_COLLECTION)
+
+
+@router.get("/user/roles/{name}")
+async def get_role(
+    request: Request, name: str, principal: Annotated[Principal, Depends(_USERS_READ)]
+) -> JSONResponse:
+    return media.c8y_json(_role_body(_role_named(name), context(request).base_url), media.ROLE)
+
+
 @router.get("/user/{tenant_id}/users")
 async def list_users(
     request: Request,
@@ -76,7 +118,8 @@ async def list_users(
     page: Annotated[Page, Depends(paging)],
     only_devices: Annotated[bool, Query(alias="onlyDevices")] = False,
 ) -> JSONResponse:
-    """Users of the tenant; ``onlyDevices=true`` lists the device users ("device credentials")."""
+    """The tenant's operators; ``onlyDevices=true`` lists the device users instead
+    ("device credentials", ``device_<id>``)."""
     _own_tenant(principal, tenant_id)
     users, total = await devices(request).list_users(
         tenant_id,
@@ -89,6 +132,27 @@ async def list_users(
     items = [user_body(u, base, _user_url(base, tenant_id, u.username)) for u in users]
     body = page.collection(request, base, "users", items, total)
     return media.c8y_json(body, media.USER_COLLECTION)
+
+
+@router.post(
+    "/user/{tenant_id}/users",
+    status_code=201,
+    openapi_extra=json_body(schemas.USER_CREATE, media.USER),
+)
+async def create_user(
+    request: Request,
+    tenant_id: str,
+    principal: Annotated[Principal, Depends(_USERS_ADMIN)],
+) -> JSONResponse:
+    """A new operator, without roles: assign them with ``POST …/users/{userName}/roles``."""
+    _own_tenant(principal, tenant_id)
+    new = read_new_operator(await json_object(request))
+    user = await operators(request).create(tenant_id, new)
+    base = context(request).base_url
+    url = _user_url(base, tenant_id, user.username)
+    response = media.c8y_json(user_body(user, base, url), media.USER, status_code=201)
+    response.headers["Location"] = url
+    return response
 
 
 @router.get("/user/{tenant_id}/users/{username}")
@@ -113,18 +177,22 @@ async def update_user(
     username: str,
     principal: Annotated[Principal, Depends(_USERS_ADMIN)],
 ) -> JSONResponse:
-    """Enable or disable a user; for a device user this is live in the broker at once."""
+    """Change an operator (``enabled``, ``password``, ``email``, ``firstName``,
+    ``lastName``; ``enabled: true`` also unlocks a user locked after failed logins), or
+    enable/disable a device user, which is live in the broker at once."""
     _own_tenant(principal, tenant_id)
     body = await json_object(request)
-    unsupported = sorted(set(body) - {"enabled", "id", "userName", "self"})
-    if unsupported:
-        raise ValidationFailed(f"cannot change {', '.join(unsupported)} here; only enabled")
-    enabled = body.get("enabled")
-    if not isinstance(enabled, bool):
-        raise ValidationFailed("enabled must be true or false")
-    if username == principal.user.username and not enabled:
+    user = await devices(request).get_user(tenant_id, username)
+    changes = read_changes(body, user)
+    if username == principal.user.username and changes.enabled is False:
         raise ValidationFailed("you cannot disable your own user")
-    user = await devices(request).set_user_enabled(tenant_id, username, enabled)
+    if is_device_user(user):
+        assert changes.enabled is not None
+        user = await devices(request).set_user_enabled(tenant_id, username, changes.enabled)
+    else:
+        user = await operators(request).update(
+            tenant_id, username, changes, caller=principal.user.username
+        )
     base = context(request).base_url
     return media.c8y_json(user_body(user, base, _user_url(base, tenant_id, username)), media.USER)
 
@@ -140,4 +208,77 @@ async def delete_user(
     if username == principal.user.username:
         raise ValidationFailed("you cannot delete your own user")
     await devices(request).delete_user(tenant_id, username)
+    return Response(status_code=204)
+
+
+@router.get("/user/{tenant_id}/users/{username}/roles")
+async def list_user_roles(
+    request: Request,
+    tenant_id: str,
+    username: str,
+    principal: Annotated[Principal, Depends(_USERS_READ)],
+) -> JSONResponse:
+    """The user's global roles as role references."""
+    _own_tenant(principal, tenant_id)
+    roles = await operators(request).roles(tenant_id, username)
+    base = context(request).base_url
+    url = _user_url(base, tenant_id, username)
+    body = {
+        "self": f"{url}/roles",
+        "references": [_role_reference(r, base, url) for r in sorted(roles)],
+    }
+    return media.c8y_json(body, media.ROLE_REFERENCE_COLLECTION)
+
+
+def _role_of_reference(body: dict[str, Any]) -> Role:
+    """The role a reference body names: ``{"role": {"self": "…/user/roles/ROLE_X"}}``
+    (what Cumulocity's clients send) or ``{"role": {"id": "ROLE_X"}}``."""
+    role = body.get("role")
+    if not isinstance(role, dict):
+        raise ValidationFailed("role must be an object with the role's self or id")
+    name = role.get("id")
+    if name is None and isinstance(role.get("self"), str):
+        name = role["self"].rstrip("/").rpartition("/")[2]
+    if not isinstance(name, str) or not name:
+        raise ValidationFailed("role must be an object with the role's self or id")
+    try:
+        return Role(name)
+    except ValueError:
+        raise ValidationFailed(f"role: no such role {name!r}") from None
+
+
+@router.post(
+    "/user/{tenant_id}/users/{username}/roles",
+    status_code=201,
+    openapi_extra=json_body(schemas.ROLE_REFERENCE, media.ROLE_REFERENCE),
+)
+async def assign_role(
+    request: Request,
+    tenant_id: str,
+    username: str,
+    principal: Annotated[Principal, Depends(_USERS_ADMIN)],
+) -> JSONResponse:
+    """Give the user a global role (idempotent)."""
+    _own_tenant(principal, tenant_id)
+    role = _role_of_reference(await json_object(request))
+    await operators(request).assign_role(tenant_id, username, role)
+    base = context(request).base_url
+    body = _role_reference(role, base, _user_url(base, tenant_id, username))
+    return media.c8y_json(body, media.ROLE_REFERENCE, status_code=201)
+
+
+@router.delete("/user/{tenant_id}/users/{username}/roles/{role_id}", status_code=204)
+async def unassign_role(
+    request: Request,
+    tenant_id: str,
+    username: str,
+    role_id: str,
+    principal: Annotated[Principal, Depends(_USERS_ADMIN)],
+) -> Response:
+    """Take a global role away; nobody can take away their own last user-administration
+    role (``ROLE_USER_MANAGEMENT_ADMIN`` / ``ROLE_TENANT_ADMIN``)."""
+    _own_tenant(principal, tenant_id)
+    await operators(request).unassign_role(
+        tenant_id, username, _role_named(role_id), caller=principal.user.username
+    )
     return Response(status_code=204)

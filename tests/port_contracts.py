@@ -39,6 +39,7 @@ from fleetgate.domain.errors import Conflict, NotFound, ValidationFailed
 from fleetgate.domain.gateways import Verdict
 from fleetgate.domain.inventory import ObjectFilter, Reference
 from fleetgate.domain.inventory_query import parse_query
+from fleetgate.domain.lockout import NO_FAILURES, LoginFailures
 from fleetgate.domain.operations import (
     NO_DEVICE_REASON,
     NO_SNAPSHOT_REASON,
@@ -51,6 +52,7 @@ from fleetgate.domain.operations import (
 )
 from fleetgate.domain.rollouts import Canary, Retries, Rollout
 from fleetgate.domain.tenant_options import TenantOption
+from fleetgate.domain.users import Role
 from fleetgate.services.gateways import ChildStore
 from fleetgate.services.ports import (
     BulkOperationStore,
@@ -1195,3 +1197,89 @@ class InventoryTreeContract:
         parents_only = await ports.inventory.references("t1", [gw, group], children=False)
         assert parents_only == {gw: [Reference("assetParents", group, "g")], group: []}
         assert await ports.inventory.references("t2", [gw]) == {gw: []}
+
+
+class UserStoreContract:
+    """Operators as an administrator changes them, and the failed-login count that
+    several service instances share (``OperatorStore``, ``UserStore``)."""
+
+    @staticmethod
+    def store(ports: Ports) -> Any:
+        return ports.users  # PgUsers / MemoryUsers: also an OperatorStore and a UserStore
+
+    async def test_create_once_without_roles(self, ports: Ports) -> None:
+        users = self.store(ports)
+        user = await users.create_user(
+            "t1", "op", "hash", enabled=False, profile={"email": "o@x.org", "last_name": None}
+        )
+        assert (user.username, user.enabled, user.roles, user.email) == (
+            "op",
+            False,
+            frozenset(),
+            "o@x.org",
+        )
+        assert user.failures == NO_FAILURES
+        again = await users.create_user("t1", "op", "other", enabled=True, profile={})
+        assert again is None
+        assert await users.create_user("t2", "op", "hash", enabled=True, profile={}) is not None
+
+    async def test_update_changes_only_what_is_given(self, ports: Ports) -> None:
+        users = self.store(ports)
+        made = await users.create_user(
+            "t1", "op", "hash", enabled=True, profile={"email": "o@x.org", "first_name": "O"}
+        )
+        same = await users.update_user(
+            "t1", "op", enabled=None, password_hash=None, profile={}, clear_failures=False
+        )
+        assert same == made
+        changed = await users.update_user(
+            "t1",
+            "op",
+            enabled=False,
+            password_hash="new",
+            profile={"email": None, "last_name": "P"},
+            clear_failures=False,
+        )
+        assert (changed.enabled, changed.password_hash) == (False, "new")
+        assert (changed.email, changed.first_name, changed.last_name) == (None, "O", "P")
+        assert changed.last_password_change >= made.last_password_change
+        missing = await users.update_user(
+            "t1", "ghost", enabled=True, password_hash=None, profile={}, clear_failures=True
+        )
+        assert missing is None
+
+    async def test_roles_are_added_once_and_removed(self, ports: Ports) -> None:
+        users = self.store(ports)
+        await users.create_user("t1", "op", "hash", enabled=True, profile={})
+        await users.add_role("t1", "op", Role.INVENTORY_READ)
+        user = await users.add_role("t1", "op", Role.INVENTORY_READ)
+        assert user.roles == {Role.INVENTORY_READ}
+        user = await users.remove_role("t1", "op", Role.INVENTORY_READ)
+        assert user.roles == frozenset()
+        assert await users.add_role("t1", "ghost", Role.INVENTORY_READ) is None
+
+    async def test_failures_counted_at_once_all_count(self, ports: Ports) -> None:
+        users = self.store(ports)
+        await users.create_user("t1", "op", "hash", enabled=True, profile={})
+
+        def one_more(failures: LoginFailures) -> LoginFailures:
+            return LoginFailures(failures.count + 1, failures.first_at, failures.locked_until)
+
+        await asyncio.gather(*(users.update_failures("t1", "op", one_more) for _ in range(6)))
+        found = await users.find_user("t1", "op")
+        assert found[1].failures.count == 6
+        assert await users.update_failures("t1", "ghost", one_more) is None
+        await users.clear_failures("t1", "op")
+        assert (await users.find_user("t1", "op"))[1].failures == NO_FAILURES
+
+    async def test_a_lock_is_kept_and_cleared_by_an_update(self, ports: Ports) -> None:
+        users = self.store(ports)
+        await users.create_user("t1", "op", "hash", enabled=True, profile={})
+        until = datetime(2030, 1, 1, tzinfo=UTC)
+        locked = LoginFailures(5, datetime(2029, 12, 31, 23, 50, tzinfo=UTC), until)
+        await users.update_failures("t1", "op", lambda _: locked)
+        assert (await users.find_user("t1", "op"))[1].failures == locked
+        user = await users.update_user(
+            "t1", "op", enabled=True, password_hash=None, profile={}, clear_failures=True
+        )
+        assert user.failures == NO_FAILURES

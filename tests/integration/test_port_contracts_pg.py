@@ -32,6 +32,7 @@ from port_contracts import (
     OperationStoreContract,
     Ports,
     TenantOptionContract,
+    UserStoreContract,
 )
 
 pytestmark = pytest.mark.integration
@@ -99,4 +100,8 @@ class TestPgChildDevices(ChildDeviceContract):
 
 
 class TestPgInventoryTree(InventoryTreeContract):
+    pass
+
+
+class TestPgUsers(UserStoreContract):
     pass

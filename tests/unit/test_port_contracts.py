@@ -18,6 +18,7 @@ from port_contracts import (
     OperationStoreContract,
     Ports,
     TenantOptionContract,
+    UserStoreContract,
 )
 
 
@@ -83,4 +84,8 @@ class TestMemoryChildDevices(ChildDeviceContract):
 
 
 class TestMemoryInventoryTree(InventoryTreeContract):
+    pass
+
+
+class TestMemoryUsers(UserStoreContract):
     pass

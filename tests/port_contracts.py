@@ -1254,7 +1254,7 @@ class UserStoreContract:
         await users.add_role("t1", "op", Role.INVENTORY_READ)
         user = await users.add_role("t1", "op", Role.INVENTORY_READ)
         assert user.roles == {Role.INVENTORY_READ}
-        user = await users.remove_role("t1", "op", Role.INVENTORY_READ)
+        user = await users.remove_role("t1", "op", Role.INVENTORY_READ, keep_one_of=frozenset())
         assert user.roles == frozenset()
         assert await users.add_role("t1", "ghost", Role.INVENTORY_READ) is None
 
@@ -1283,3 +1283,17 @@ class UserStoreContract:
             "t1", "op", enabled=True, password_hash=None, profile={}, clear_failures=True
         )
         assert user.failures == NO_FAILURES
+
+    async def test_a_removal_that_would_leave_none_of_the_kept_roles_is_refused(
+        self, ports: Ports
+    ) -> None:
+        users = self.store(ports)
+        await users.create_user("t1", "op", "hash", enabled=True, profile={})
+        keep = frozenset({Role.TENANT_ADMIN, Role.USER_MANAGEMENT_ADMIN})
+        for role in keep:
+            await users.add_role("t1", "op", role)
+        done = await asyncio.gather(
+            *(users.remove_role("t1", "op", r, keep_one_of=keep) for r in sorted(keep))
+        )
+        assert sum(user is not None for user in done) == 1
+        assert len((await users.find_user("t1", "op"))[1].roles & keep) == 1

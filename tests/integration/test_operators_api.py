@@ -241,3 +241,13 @@ async def test_failures_counted_by_two_instances_add_up(api: WholeApi, pool: asy
     await asyncio.gather(*(fail(a) for a in (one, two, one, two, one)))
     with pytest.raises(AuthenticationFailed, match="locked"):
         await two.authenticate(Login("t1", "watcher", WATCHER[1]))
+
+
+async def test_removing_both_own_admin_roles_at_once_leaves_one(api: WholeApi) -> None:
+    client = api.client
+    answers = await asyncio.gather(
+        client.delete(f"{USERS}/admin/roles/ROLE_TENANT_ADMIN", auth=ADMIN),
+        client.delete(f"{USERS}/admin/roles/ROLE_USER_MANAGEMENT_ADMIN", auth=ADMIN),
+    )
+    assert sorted(a.status_code for a in answers) == [204, 422]
+    assert (await client.get(USERS, auth=ADMIN)).status_code == 200

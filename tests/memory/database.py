@@ -252,9 +252,11 @@ class MemoryUsers(InMemoryUsers):
         self.update(tenant_id, username, roles=user.roles | {role})
         return self.users[(tenant_id, username)]
 
-    async def remove_role(self, tenant_id: str, username: str, role: Role) -> User | None:
+    async def remove_role(
+        self, tenant_id: str, username: str, role: Role, *, keep_one_of: frozenset[Role]
+    ) -> User | None:
         user = self.users.get((tenant_id, username))
-        if user is None:
+        if user is None or (keep_one_of and not (user.roles - {role}) & keep_one_of):
             return None
         self.update(tenant_id, username, roles=user.roles - {role})
         return self.users[(tenant_id, username)]

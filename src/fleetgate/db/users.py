@@ -204,13 +204,21 @@ class PgUsers:
         )
         return _user(row) if row else None
 
-    async def remove_role(self, tenant_id: str, username: str, role: Role) -> User | None:
+    async def remove_role(
+        self, tenant_id: str, username: str, role: Role, *, keep_one_of: frozenset[Role]
+    ) -> User | None:
+        """Take ``role`` away, unless the user would then hold none of ``keep_one_of``
+        (checked on the row as it is when the update runs: two concurrent removals
+        cannot both pass); None when there is no such user or the check failed."""
         row = await self._pool.fetchrow(
             "UPDATE app_user SET roles = array_remove(roles, $3::text)"
-            " WHERE tenant_id = $1 AND username = $2 RETURNING *",
+            " WHERE tenant_id = $1 AND username = $2"
+            " AND (cardinality($4::text[]) = 0 OR array_remove(roles, $3::text) && $4::text[])"
+            " RETURNING *",
             tenant_id,
             username,
             role.value,
+            sorted(r.value for r in keep_one_of),
         )
         return _user(row) if row else None
 

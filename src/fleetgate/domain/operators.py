@@ -166,6 +166,12 @@ def check_role_assignment(role: Role, user: User, *, is_management: bool) -> Non
         raise ValidationFailed(f"{role.value} cannot be assigned to an operator of this tenant")
 
 
+def roles_to_keep(username: str, *, caller: str) -> frozenset[Role]:
+    """What a removal must leave the user one of: the caller keeps a user-administration
+    role; anyone else's roles may all go."""
+    return USER_ADMIN_ROLES if username == caller else frozenset()
+
+
 def check_role_removal(role: Role, user: User, *, caller: str) -> None:
     """An administrator cannot take away their own last user-administration role."""
     if is_device_user(user):

@@ -16,6 +16,7 @@ from fleetgate.domain.operators import (
     check_role_assignment,
     check_role_removal,
     is_device_user,
+    roles_to_keep,
 )
 from fleetgate.domain.passwords import hash_password
 from fleetgate.domain.users import Role, Tenant, User
@@ -100,7 +101,11 @@ class Operators:
             check_role_removal(role, user, caller=caller)
         else:
             raise NotFound(f"User {username} does not hold {role.value}", code="user/Not Found")
-        changed = await self._users.remove_role(tenant_id, username, role)
+        keep = roles_to_keep(username, caller=caller)
+        changed = await self._users.remove_role(tenant_id, username, role, keep_one_of=keep)
         if changed is None:
+            # Gone, or its other admin role went meanwhile: say which.
+            _, now = await self._find(tenant_id, username)
+            check_role_removal(role, now, caller=caller)
             raise _not_found(username)
         return changed

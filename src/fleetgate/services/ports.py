@@ -109,7 +109,11 @@ class OperatorStore(Protocol):
 
     async def add_role(self, tenant_id: str, username: str, role: Role) -> User | None: ...
 
-    async def remove_role(self, tenant_id: str, username: str, role: Role) -> User | None: ...
+    async def remove_role(
+        self, tenant_id: str, username: str, role: Role, *, keep_one_of: frozenset[Role]
+    ) -> User | None:
+        """Take ``role`` away unless the user would then hold none of ``keep_one_of``
+        (atomically); None when there is no such user or it would."""
 
 
 class DeviceUsers(Protocol):

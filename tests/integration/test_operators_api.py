@@ -216,6 +216,8 @@ async def test_failed_logins_lock_the_account_until_an_admin_enables_it(
     # A flood of guesses against the locked account costs no scrypt at all.
     await asyncio.gather(*(client.get("/devicecontrol/operations", auth=wrong) for _ in range(20)))
     assert counting.hashes == hashes
+    shown = (await client.get(f"{USERS}/watcher", auth=ADMIN)).json()
+    assert "fleetgate_lockedUntil" in shown
     row = await pool.fetchrow(
         "SELECT failed_logins, locked_until > now() AS locked FROM app_user"
         " WHERE tenant_id = 't1' AND username = 'watcher'"
@@ -223,6 +225,7 @@ async def test_failed_logins_lock_the_account_until_an_admin_enables_it(
     assert (row["failed_logins"], row["locked"]) == (5, True)
     unlocked = await client.put(f"{USERS}/watcher", auth=ADMIN, json={"enabled": True})
     assert unlocked.status_code == 200
+    assert "fleetgate_lockedUntil" not in unlocked.json()
     assert (await client.get("/devicecontrol/operations", auth=WATCHER)).status_code == 200
 
 
@@ -251,3 +254,21 @@ async def test_removing_both_own_admin_roles_at_once_leaves_one(api: WholeApi) -
     )
     assert sorted(a.status_code for a in answers) == [204, 422]
     assert (await client.get(USERS, auth=ADMIN)).status_code == 200
+
+
+async def test_enabling_a_device_user_also_unlocks_it(api: WholeApi, pool: asyncpg.Pool) -> None:
+    await PgUsers(pool).ensure_user("t1", "device_d1", "x", [Role.DEVICE])
+    await pool.execute(
+        "UPDATE app_user SET failed_logins = 5, locked_until = now() + interval '1 hour'"
+        " WHERE username = 'device_d1'"
+    )
+    assert (
+        "fleetgate_lockedUntil" in (await api.client.get(f"{USERS}/device_d1", auth=ADMIN)).json()
+    )
+    enabled = await api.client.put(f"{USERS}/device_d1", auth=ADMIN, json={"enabled": True})
+    assert enabled.status_code == 200
+    assert "fleetgate_lockedUntil" not in enabled.json()
+    row = await pool.fetchrow(
+        "SELECT failed_logins, locked_until FROM app_user WHERE username = 'device_d1'"
+    )
+    assert (row["failed_logins"], row["locked_until"]) == (0, None)

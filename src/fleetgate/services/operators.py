@@ -82,6 +82,15 @@ class Operators:
             raise _not_found(username)
         return user
 
+    async def unlock(self, tenant_id: str, username: str) -> User:
+        """Lift a lock after failed logins (and forget the failures) of any user."""
+        user = await self._users.update_user(
+            tenant_id, username, enabled=None, password_hash=None, profile={}, clear_failures=True
+        )
+        if user is None:
+            raise _not_found(username)
+        return user
+
     async def roles(self, tenant_id: str, username: str) -> frozenset[Role]:
         return (await self._find(tenant_id, username))[1].roles
 

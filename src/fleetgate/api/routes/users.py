@@ -3,6 +3,7 @@ roles and the role references that give them to operators (Cumulocity's user API
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -39,6 +40,10 @@ def user_body(user: User, base: str, self_url: str) -> dict[str, Any]:
         ],
         "devicePermissions": {},
     }
+    locked_until = user.failures.locked_until
+    if locked_until is not None and user.failures.locked(datetime.now(UTC)):
+        # fleetgate's own: until when failed logins lock the user (PUT enabled: true lifts it)
+        body["fleetgate_lockedUntil"] = locked_until.isoformat(timespec="milliseconds")
     for key, value in (
         ("email", user.email),
         ("firstName", user.first_name),
@@ -189,6 +194,8 @@ async def update_user(
     if is_device_user(user):
         assert changes.enabled is not None
         user = await devices(request).set_user_enabled(tenant_id, username, changes.enabled)
+        if changes.enabled:
+            user = await operators(request).unlock(tenant_id, username)
     else:
         user = await operators(request).update(
             tenant_id, username, changes, caller=principal.user.username

@@ -36,6 +36,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import signal
 import ssl
 import statistics
@@ -695,8 +696,11 @@ async def main() -> None:
         fleet = await run_fleetgate(args, root)
         plain = await run_baseline(args, root)
     except Failed as failure:
-        raise SystemExit(f"operations benchmark FAILED: {failure}") from None
+        raise SystemExit(
+            f"operations benchmark FAILED: {failure} (its logs are kept in {root})"
+        ) from None
     print(table(args, fleet, plain))
+    shutil.rmtree(root, ignore_errors=True)  # its PostgreSQL, broker and certificates (~100 MB)
 
 
 if __name__ == "__main__":

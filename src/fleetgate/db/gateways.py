@@ -32,7 +32,7 @@ from fleetgate.domain.gateways import (
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 #: The device id of the gateway that the object ``m`` is a child of, if any.
-_GATEWAY_OF = """
+GATEWAY_OF = """
 (SELECT g.value FROM managed_object_child c
    JOIN external_id g ON g.managed_object_id = c.parent_id AND g.type = 'c8y_Serial'
   WHERE c.child_id = m.id AND c.kind = 'childDevices')
@@ -69,7 +69,7 @@ class PgChildren:
             if found is None:
                 return None
             parent = await conn.fetchval(
-                f"SELECT {_GATEWAY_OF} FROM managed_object m WHERE m.id = $1",  # noqa: S608
+                f"SELECT {GATEWAY_OF} FROM managed_object m WHERE m.id = $1",  # noqa: S608
                 found["id"],
             )
             tenant_id: str = found["tenant_id"]
@@ -129,7 +129,7 @@ async def _claim(conn: Conn, tenant_id: str, child: str) -> bool:
 async def _holder(conn: Conn, tenant_id: str, child: str) -> Holder | None:
     row = await conn.fetchrow(
         f"""
-        SELECT m.id, {_GATEWAY_OF} AS gateway
+        SELECT m.id, {GATEWAY_OF} AS gateway
           FROM external_id e JOIN managed_object m ON m.id = e.managed_object_id
          WHERE e.tenant_id = $1 AND e.type = $2 AND e.value = $3
         """,  # noqa: S608 — fixed fragments

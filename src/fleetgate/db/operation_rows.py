@@ -10,14 +10,11 @@ from typing import Any
 
 import asyncpg
 
+from fleetgate.db.gateways import GATEWAY_OF
 from fleetgate.domain.operations import Operation, OperationFilter, OperationState, Status
 
 #: The gateway its device is a child of now, by device id (``m``: the device's object).
-GATEWAY = """
-(SELECT g.value FROM managed_object_child c
-   JOIN external_id g ON g.managed_object_id = c.parent_id AND g.type = 'c8y_Serial'
-  WHERE c.child_id = m.id AND c.kind = 'childDevices') AS gateway
-"""
+GATEWAY = f"{GATEWAY_OF} AS gateway"
 #: What an :class:`Operation` shows of its device, beside the operation's own columns.
 DEVICE_COLUMNS = f"m.name AS device_name, {GATEWAY}"
 

@@ -2,7 +2,7 @@
  * Control protocol (MOSQ_EVT_CONTROL on $CONTROL/fleetgate/v1): the grammar, `reset`,
  * `account`, `account-remove` and `sync` in docs/decisions/0001; `ca`, `ca-remove`,
  * `device`, `device-remove` and `clients` in 0002; device accounts in 0003; `child` and
- * `child-remove` in 0008. The Python
+ * `child-remove` in 0008; `tenant` in 0013. The Python
  * side is fleetgate.mqtt.control; tests/unit/test_plugin_constants.py reads the commands
  * and reply words below and checks them against it.
  */
@@ -182,6 +182,56 @@ static const char *fg_command_account(struct fg_state *st, char **f)
 	return NULL;
 }
 
+/* Kicks the live clients of the bootstrap accounts "<tenant>/<name>" of `tenant` (they
+ * have no session entry: mosquitto finds them by username). */
+static void fg_kick_bootstrap_clients(struct fg_state *st, const char *tenant, const char *reason)
+{
+	size_t len = strlen(tenant), count = 0;
+	char **names;
+
+	if(st->accounts.count == 0) return;
+	if(!(names = calloc(st->accounts.count, sizeof(*names)))){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "fleetgate: out of memory kicking bootstrap clients");
+		return;
+	}
+	FG_TABLE_FOREACH(&st->accounts, node){
+		const struct fg_account *a = node->value;
+		if(a->kind == FG_KIND_BOOTSTRAP && strncmp(node->key, tenant, len) == 0
+				&& node->key[len] == '/' && (names[count] = strdup(node->key))){
+			count++;
+		}
+	}
+	for(size_t i = 0; i < count; i++){
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "fleetgate: kicking clients of username '%s': %s",
+				names[i], reason);
+		mosquitto_kick_client_by_username(names[i], false);
+		free(names[i]);
+	}
+	free(names);
+}
+
+/* `tenant <tenant> <active 0|1>`: 0 suspends the tenant (its live sessions, bootstrap
+ * clients included, are kicked; its logins refused), 1 lifts it. `reset` lifts every one. */
+static const char *fg_command_tenant(struct fg_state *st, char **f)
+{
+	bool active;
+	char *marker;
+
+	if(!fg_is_topic_level(f[1])) return "tenant is not a single topic level";
+	if(!fg_parse_flag(f[2], &active)) return "active must be 0 or 1";
+	if(active){
+		fg_table_remove(&st->suspended, f[1]);
+		return NULL;
+	}
+	if(!(marker = strdup("suspended")) || !fg_table_put(&st->suspended, f[1], marker)){
+		free(marker);
+		return "out of memory";
+	}
+	fg_revalidate(st, NULL, NULL);
+	fg_kick_bootstrap_clients(st, f[1], fg_tenant_refusal(st, f[1]));
+	return NULL;
+}
+
 static void fg_reply_clients(struct fg_state *st, struct fg_text *reply)
 {
 	FG_TABLE_FOREACH(&st->sessions, node){
@@ -206,6 +256,7 @@ static const char *fg_apply_command(struct fg_state *st, char **f, size_t count,
 		fg_table_clear(&st->cas);
 		fg_table_clear(&st->devices);
 		fg_table_clear(&st->children);
+		fg_table_clear(&st->suspended);
 	}else if(strcmp(f[0], "account") == 0){
 		if(count != 4) return "usage: account <kind> <username> <hash>";
 		return fg_command_account(st, f);
@@ -239,6 +290,9 @@ static const char *fg_apply_command(struct fg_state *st, char **f, size_t count,
 		if(count != 2) return "usage: child-remove <client id>";
 		/* Idempotent; the device may log in by itself again, if it has credentials. */
 		fg_table_remove(&st->children, f[1]);
+	}else if(strcmp(f[0], "tenant") == 0){
+		if(count != 3) return "usage: tenant <tenant> <active 0|1>";
+		return fg_command_tenant(st, f);
 	}else if(strcmp(f[0], "clients") == 0){
 		if(count != 2) return "usage: clients <token>";
 		fg_reply_clients(st, reply);

@@ -9,13 +9,14 @@
  * Certificate devices: docs/decisions/0002-device-identity.md.
  * Password devices: docs/decisions/0003-password-devices.md.
  * Gateway children (no direct login while attached): docs/decisions/0008-gateway-children.md.
+ * Suspended tenants (every login of the tenant refused): docs/decisions/0013-tenants.md.
  *
  * Files:
  *   passwords.c  password hashes (parse, verify, cache)
  *   text.c       text buffers and percent-encoding, both ways
  *   table.c      the string-keyed hash table
  *   state.c      accounts, trusted CAs, devices, children, live sessions: names, frees,
- *                accounts, why a gateway's child may not log in
+ *                accounts, why a gateway's child or a suspended tenant may not log in
  *   login.c      MOSQ_EVT_BASIC_AUTH: certificates, password devices, bootstrap, service
  *   sessions.c   live sessions: events, kicks, re-validation, MOSQ_EVT_DISCONNECT
  *   acl.c        MOSQ_EVT_ACL_CHECK
@@ -172,6 +173,7 @@ struct fg_state {
 	struct fg_table devices;  /* client id -> fg_device */
 	struct fg_table children; /* client id -> fg_child (attached to a gateway) */
 	struct fg_table sessions; /* client id -> fg_session (device sessions); survives `reset` */
+	struct fg_table suspended; /* tenant -> (unused string): suspended tenants */
 	char epoch[FG_EPOCH_LEN + 1];
 	unsigned long long connections;
 };
@@ -213,6 +215,7 @@ void fg_device_free(void *value);
 void fg_child_free(void *value);
 void fg_session_free(void *value);
 const char *fg_child_refusal(struct fg_state *st, const char *client_id);
+const char *fg_tenant_refusal(struct fg_state *st, const char *tenant);
 const char *fg_parse_device_username(const char *username, char **tenant, char **device_id);
 bool fg_account_put(struct fg_state *st, enum fg_account_kind kind, const char *username,
 		const struct fg_password_hash *hash, char *tenant, char *device_id);

@@ -120,6 +120,8 @@ static const char *fg_authenticate_certificate(struct fg_state *st, struct mosqu
 	if(!fg_is_device_id(client_id)) return FG_NOT_A_DEVICE_ID;
 	fp = fg_find_issuer(st, leaf, &ca);
 	if(!ca) return "issuer not in the trust store";
+	/* Before auto-registration: a suspended tenant registers nothing. */
+	if((reason = fg_tenant_refusal(st, ca->tenant))) return reason;
 	/* OpenSSL already checked the validity period at the handshake; we do not rely
 	 * on the listener's configuration for it. 0 means unreadable: refuse. */
 	if(X509_cmp_current_time(X509_get0_notBefore(leaf)) >= 0) return "certificate not yet valid";
@@ -186,6 +188,8 @@ static const char *fg_authenticate_password_device(struct fg_state *st, struct m
 
 	/* Checked before scrypt: a wrong client id costs nothing. */
 	if(!client_id || strcmp(client_id, account->device_id) != 0) return "client id must be the device id";
+	/* Before scrypt too: refusing a suspended tenant's device costs nothing. */
+	if((reason = fg_tenant_refusal(st, account->tenant))) return reason;
 	if(!fg_password_verify(&account->hash, password)) return "wrong password";
 	if((reason = fg_password_device_admissible(st, account))) return reason;
 	if((reason = fg_child_refusal(st, client_id))) return reason;
@@ -211,6 +215,19 @@ static bool fg_is_device_of_tenant(struct fg_state *st, const char *client_id, c
 	if(!slash) return false;
 	len = (size_t)(slash - username);
 	return strlen(device->tenant) == len && strncmp(device->tenant, username, len) == 0;
+}
+
+/* The suspended-tenant refusal of a bootstrap account "<tenant>/<name>". */
+static const char *fg_bootstrap_tenant_refusal(struct fg_state *st, const char *username)
+{
+	const char *slash = strchr(username, '/'), *reason;
+	char *tenant;
+
+	if(!slash) return NULL; /* cannot be: `account bootstrap` requires <tenant>/<name> */
+	if(!(tenant = strndup(username, (size_t)(slash - username)))) return "out of memory";
+	reason = fg_tenant_refusal(st, tenant);
+	free(tenant);
+	return reason;
 }
 
 static bool fg_is_loopback(const char *address)
@@ -243,6 +260,7 @@ static const char *fg_authenticate(struct fg_state *st, struct mosquitto *client
 	if(!account) return "unknown username";
 	if(account->kind == FG_KIND_DEVICE) return fg_authenticate_password_device(st, client, account, password);
 	if(account->kind != FG_KIND_BOOTSTRAP) return "account kind cannot connect";
+	if((reason = fg_bootstrap_tenant_refusal(st, username))) return reason;
 	if(!fg_is_device_id(mosquitto_client_id(client))) return FG_NOT_A_DEVICE_ID;
 	if(!fg_password_verify(&account->hash, password)) return "wrong password";
 	/* A gateway's child has no login of its own while attached, bootstrap included. */

@@ -21,14 +21,15 @@ static const char *fg_option(struct mosquitto_opt *options, int count, const cha
 
 static void fg_state_free(struct fg_state *st)
 {
-	struct fg_table *tables[5];
+	struct fg_table *tables[6];
 	if(!st) return;
 	tables[0] = &st->accounts;
 	tables[1] = &st->cas;
 	tables[2] = &st->devices;
 	tables[3] = &st->children;
 	tables[4] = &st->sessions;
-	for(size_t i = 0; i < 5; i++){
+	tables[5] = &st->suspended;
+	for(size_t i = 0; i < 6; i++){
 		fg_table_clear(tables[i]);
 		free(tables[i]->buckets);
 	}
@@ -109,6 +110,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	st->devices.free_value = fg_device_free;
 	st->children.free_value = fg_child_free;
 	st->sessions.free_value = fg_session_free;
+	st->suspended.free_value = free;
 	if(!hash_file || !fg_read_hash_file(hash_file, &st->service_hash)){
 		mosquitto_log_printf(MOSQ_LOG_ERR, "fleetgate: plugin_opt_service_password_hash_file is "
 				"missing, or its first line is not a scrypt:<log2N>:<r>:<p>:<salt hex>:<key hex> string");

@@ -128,8 +128,10 @@ void fg_revalidate(struct fg_state *st, const char *fp, const char *client_id)
 
 		if(fp && (s->password || strcmp(s->ca_fingerprint, fp) != 0)) continue;
 		if(client_id && strcmp(node->key, client_id) != 0) continue;
+		/* A suspended tenant: none of its sessions stays, whatever else holds. */
+		reason = fg_tenant_refusal(st, s->tenant);
 		/* Attached to a gateway: whatever its login, it connects through the gateway. */
-		reason = fg_child_refusal(st, node->key);
+		if(!reason) reason = fg_child_refusal(st, node->key);
 		if(reason){
 			/* kicked below */
 		}else if(s->password){

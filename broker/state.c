@@ -90,6 +90,20 @@ const char *fg_child_refusal(struct fg_state *st, const char *client_id)
 	return reason;
 }
 
+/* NULL unless `tenant` is suspended; then why none of its clients may log in (or stay
+ * logged in): certificate and password devices, auto-registration under its CAs and its
+ * bootstrap accounts alike (docs/decisions/0013). Kept apart from the per-device rules so
+ * that both compose: a device must pass each. */
+const char *fg_tenant_refusal(struct fg_state *st, const char *tenant)
+{
+	/* Tenants are at most FG_MAX_CLIENT_ID bytes (checked when the line is applied). */
+	static char reason[FG_MAX_CLIENT_ID + 40];
+
+	if(!tenant || !fg_table_get(&st->suspended, tenant)) return NULL;
+	snprintf(reason, sizeof(reason), "tenant %s is suspended", tenant);
+	return reason;
+}
+
 void fg_session_free(void *value)
 {
 	struct fg_session *s = value;

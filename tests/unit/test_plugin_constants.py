@@ -119,6 +119,7 @@ def _service_commands() -> set[tuple[str, int]]:
         control.device_remove("dev-1"),
         control.child("child-1", "gw-1"),
         control.child_remove("child-1"),
+        control.tenant("t100", False),
         control.clients("token"),
         control.sync("token"),
     ]

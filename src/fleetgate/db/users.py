@@ -14,7 +14,12 @@ _PROFILE_COLUMNS = frozenset({"email", "first_name", "last_name"})
 
 
 def _tenant(row: asyncpg.Record) -> Tenant:
-    return Tenant(id=row["id"], is_management=row["is_management"], domain_name=row["domain_name"])
+    return Tenant(
+        id=row["id"],
+        is_management=row["is_management"],
+        domain_name=row["domain_name"],
+        suspended=row["status"] == "SUSPENDED",
+    )
 
 
 def _user(row: asyncpg.Record) -> User:
@@ -44,7 +49,7 @@ class PgUsers:
     async def find_user(self, tenant_id: str, username: str) -> tuple[Tenant, User] | None:
         row = await self._pool.fetchrow(
             """
-            SELECT t.id, t.is_management, t.domain_name, u.*
+            SELECT t.id, t.is_management, t.domain_name, t.status, u.*
               FROM app_user u JOIN tenant t ON t.id = u.tenant_id
              WHERE u.tenant_id = $1 AND u.username = $2
             """,

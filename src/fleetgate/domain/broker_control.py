@@ -3,7 +3,7 @@
 The service publishes a control message to :data:`CONTROL_TOPIC`; the plugin applies it
 and, when the message held a ``sync``/``clients`` line or a bad line, answers on
 :data:`RESPONSE_TOPIC` to the sender's client id. Grammar (docs/decisions/0001, 0002,
-0003, 0008)::
+0003, 0008, 0013)::
 
     message  = line *( "\\n" line )            ; empty lines are skipped
     line     = command *( " " field )
@@ -18,6 +18,9 @@ and, when the message held a ``sync``/``clients`` line or a bad line, answers on
     child <client id> <gateway id>             ; attached to that gateway: no login of its
                                                ; own (a live one is kicked)
     child-remove <client id>                   ; detached: may log in by itself again
+    tenant <tenant> <active 0|1>               ; 0: suspended: every login of the tenant
+                                               ; is refused, its live sessions (devices,
+                                               ; bootstrap clients) kicked; 1: lifted
     clients <token>
     sync <token>                               ; also re-validates live sessions
 
@@ -77,6 +80,7 @@ __all__ = [
     "parse_response",
     "reset",
     "sync",
+    "tenant",
 ]
 
 CONTROL_TOPIC = "$CONTROL/fleetgate/v1"
@@ -228,6 +232,15 @@ def child_remove(client_id: str) -> str:
     """The device ``client_id`` is no gateway's child (any more): it may log in by itself
     again, if it has a login (idempotent)."""
     return _line("child-remove", client_id)
+
+
+def tenant(tenant_id: str, active: bool) -> str:
+    """Suspend (``active`` False) or reactivate a tenant in the broker (decision 0013):
+    while suspended, every login of the tenant — certificate and password devices,
+    auto-registration under its CAs, its bootstrap accounts — is refused with the reason
+    "tenant <t> is suspended" and its live sessions are kicked. ``reset`` lifts it."""
+    _require_topic_level("tenant", tenant_id)
+    return _line("tenant", tenant_id, _flag(active))
 
 
 def clients(token: str) -> str:

@@ -54,6 +54,8 @@ class Tenant:
     id: str
     is_management: bool
     domain_name: str | None = None
+    #: A suspended tenant's users cannot log in (401) and its devices are refused.
+    suspended: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from fleetgate.domain.errors import AuthenticationFailed
 from fleetgate.domain.lockout import DEFAULT_POLICY, LockoutPolicy, after_failure
 from fleetgate.domain.passwords import verify_password
+from fleetgate.domain.tenants import suspended_message
 from fleetgate.domain.users import Login, Principal
 from fleetgate.services.ports import UserStore
 
@@ -84,6 +85,9 @@ class Authenticator:
             await self._users.clear_failures(tenant.id, user.username)
         if not user.enabled:
             raise AuthenticationFailed("Invalid credentials! : User account is locked")
+        if tenant.suspended:
+            # Said only to who knows a password of the tenant (checked above).
+            raise AuthenticationFailed(f"Invalid credentials! : {suspended_message(tenant.id)}")
         return Principal(tenant=tenant, user=user, roles=user.roles)
 
     async def _password_matches(self, password: str, stored: str) -> bool:

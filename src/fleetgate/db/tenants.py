@@ -1,0 +1,173 @@
+"""Tenants as the management tenant manages them, in PostgreSQL (``tenant``, migration 0019).
+
+Creating a tenant writes the tenant, its administrator and its bootstrap user in one
+transaction; deleting one deletes the tenant row, and with it (``ON DELETE CASCADE``) its
+users, trusted certificates, managed objects, external ids, operations, bulk operations,
+new device requests, binaries' rows and options, in one transaction. The device ids it
+held are left in ``device_session_release`` by the ``external_id`` trigger (migration
+0007), so the broker's sessions under them are discarded even after a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import asyncpg
+
+from fleetgate.domain.devices import DEVICE_ID_TYPE
+from fleetgate.domain.errors import Conflict
+from fleetgate.domain.tenants import PROFILE_FIELDS, TenantRecord, TenantStatus
+from fleetgate.domain.users import Role
+from fleetgate.services.ports import DeletedTenant, NewTenantRows
+
+_COLUMNS = {
+    "company": "company",
+    "domain": "domain_name",
+    "contact_name": "contact_name",
+    "contact_phone": "contact_phone",
+    "admin_email": "admin_email",
+}
+
+
+def _record(row: asyncpg.Record) -> TenantRecord:
+    return TenantRecord(
+        id=row["id"],
+        is_management=row["is_management"],
+        status=TenantStatus(row["status"]),
+        created_at=row["created_at"],
+        domain=row["domain_name"],
+        company=row["company"],
+        contact_name=row["contact_name"],
+        contact_phone=row["contact_phone"],
+        admin_email=row["admin_email"],
+        admin_name=row["admin_name"],
+    )
+
+
+def _domain_taken(domain: str | None) -> Conflict:
+    return Conflict(f"Domain {domain} is used by another tenant", code="tenants/Duplicate")
+
+
+def _roles(roles: Iterable[Role]) -> list[str]:
+    return sorted(r.value for r in roles)
+
+
+class PgTenants:
+    """The :class:`fleetgate.services.ports.TenantStore` on PostgreSQL."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def list_tenants(self, offset: int, limit: int) -> list[TenantRecord]:
+        rows = await self._pool.fetch(
+            "SELECT * FROM tenant ORDER BY created_at, id OFFSET $1 LIMIT $2", offset, limit
+        )
+        return [_record(r) for r in rows]
+
+    async def count_tenants(self) -> int:
+        return int(await self._pool.fetchval("SELECT count(*) FROM tenant"))
+
+    async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
+        row = await self._pool.fetchrow("SELECT * FROM tenant WHERE id = $1", tenant_id)
+        return _record(row) if row else None
+
+    async def suspended_tenants(self) -> list[str]:
+        rows = await self._pool.fetch(
+            "SELECT id FROM tenant WHERE status = 'SUSPENDED' ORDER BY id"
+        )
+        return [r["id"] for r in rows]
+
+    async def create_tenant(self, new: NewTenantRows) -> TenantRecord | None:
+        """The new tenant with its users; None when the id is taken; ``Conflict`` when
+        the domain is."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            try:
+                row = await conn.fetchrow(
+                    "INSERT INTO tenant (id, domain_name, company, contact_name, contact_phone,"
+                    " admin_email, admin_name) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    " ON CONFLICT (id) DO NOTHING RETURNING *",
+                    new.id,
+                    new.domain,
+                    new.company,
+                    new.contact_name,
+                    new.contact_phone,
+                    new.admin_email,
+                    new.admin_name,
+                )
+            except asyncpg.UniqueViolationError:
+                raise _domain_taken(new.domain) from None
+            if row is None:
+                return None
+            for username, password_hash, roles, email in (
+                (new.admin_name, new.admin_hash, new.admin_roles, new.admin_email),
+                (new.bootstrap_name, new.bootstrap_hash, new.bootstrap_roles, None),
+            ):
+                await conn.execute(
+                    "INSERT INTO app_user (tenant_id, username, password_hash, roles, email)"
+                    " VALUES ($1, $2, $3, $4, $5)",
+                    new.id,
+                    username,
+                    password_hash,
+                    _roles(roles),
+                    email,
+                )
+            return _record(row)
+
+    async def update_tenant(
+        self,
+        tenant_id: str,
+        profile: Mapping[str, str | None],
+        status: TenantStatus | None,
+    ) -> TenantRecord | None:
+        """Change what is given; None when there is no such tenant; ``Conflict`` when
+        the new domain is taken."""
+        unknown = set(profile) - set(PROFILE_FIELDS)
+        if unknown:
+            raise ValueError(f"not tenant profile fields: {sorted(unknown)}")
+        sets = [f"{_COLUMNS[name]} = ${i}" for i, name in enumerate(profile, start=3)]
+        sql = (
+            "UPDATE tenant SET status = coalesce($2, status)"
+            + "".join(", " + s for s in sets)
+            + " WHERE id = $1 RETURNING *"
+        )
+        try:
+            row = await self._pool.fetchrow(
+                sql, tenant_id, status.value if status else None, *profile.values()
+            )
+        except asyncpg.UniqueViolationError:
+            raise _domain_taken(profile.get("domain")) from None
+        return _record(row) if row else None
+
+    async def delete_tenant(self, tenant_id: str) -> DeletedTenant | None:
+        """Delete the tenant and everything it owns in one transaction; what the broker
+        and the file store must then forget. None when there is no such tenant (the
+        management tenant is never deleted here)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            found = await conn.fetchval(
+                "SELECT id FROM tenant WHERE id = $1 AND NOT is_management FOR UPDATE",
+                tenant_id,
+            )
+            if found is None:
+                return None
+            device_ids = await conn.fetch(
+                "SELECT value FROM external_id WHERE tenant_id = $1 AND type = $2",
+                tenant_id,
+                DEVICE_ID_TYPE,
+            )
+            files = await conn.fetch(
+                "SELECT DISTINCT b.sha256 FROM binary_file b"
+                " JOIN managed_object m ON m.id = b.managed_object_id WHERE m.tenant_id = $1",
+                tenant_id,
+            )
+            # bulk_operation_change has no foreign key (appended, folded by the scheduler)
+            await conn.execute(
+                "DELETE FROM bulk_operation_change WHERE bulk_operation_id IN"
+                " (SELECT id FROM bulk_operation WHERE tenant_id = $1)",
+                tenant_id,
+            )
+            await conn.execute("DELETE FROM tenant WHERE id = $1", tenant_id)
+            return DeletedTenant(
+                tenant_id=tenant_id,
+                device_ids=tuple(r["value"] for r in device_ids),
+                file_sha256s=tuple(r["sha256"] for r in files),
+            )

@@ -37,11 +37,13 @@ from fleetgate.db.operations import PgOperations
 from fleetgate.db.pool import BoundedPool, Timeouts, create_pool, ping, unbounded_connection
 from fleetgate.db.rollout_steps import PgRolloutSteps
 from fleetgate.db.tenant_options import PgTenantOptions
+from fleetgate.db.tenants import PgTenants
 from fleetgate.db.transient import is_transient
 from fleetgate.db.trust import PgTrustStore
 from fleetgate.db.users import PgUsers
 from fleetgate.domain.errors import ConfigurationError
 from fleetgate.domain.passwords import generate_secret
+from fleetgate.domain.tenants import DeletedTenant
 from fleetgate.domain.topics import BOOTSTRAP_REQUESTS, DEVICE_SUBSCRIPTIONS
 from fleetgate.files.store import FileStore
 from fleetgate.mqtt.bridge import BrokerBridge
@@ -65,6 +67,7 @@ from fleetgate.services.operators import Operators
 from fleetgate.services.profiles import Profiles
 from fleetgate.services.seed import InitialState, ensure_initial_state
 from fleetgate.services.tenant_options import TenantOptions
+from fleetgate.services.tenants import Tenants
 from fleetgate.services.trust import TrustedCertificates
 
 log = logging.getLogger(__name__)
@@ -107,6 +110,7 @@ class Services:
     url_secret: bytes
     groups: Groups
     profiles: Profiles
+    tenants: Tenants
 
 
 async def run_service(settings: Settings, *, on_ready: OnReady | None = None) -> None:
@@ -153,6 +157,7 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
                 groups=services.groups,
                 profiles=services.profiles,
                 operators=Operators(adapters.users),
+                tenants=services.tenants,
             ),
         )
         await _serve(settings, api, api_socket, adapters, services, on_ready)
@@ -235,6 +240,15 @@ def _services(settings: Settings, adapters: Adapters) -> Services:
         FileSigning(url_secret.encode(), base_url, settings.files.url_ttl),
         OperationFeed(),
     )
+
+    async def after_tenant_deletion(deleted: DeletedTenant) -> None:
+        # Each step is idempotent and redone from the database after a crash (decision
+        # 0013): the capath and the plugin's state at every start and bridge connect, the
+        # released sessions before each full sync, unused files at every start.
+        await trust_sync.trust_changed(deleted.tenant_id)
+        await devices.discard_released_sessions()
+        await binaries.release(deleted.file_sha256s)
+
     return Services(
         devices=devices,
         trust=TrustedCertificates(adapters.trust_store, trust_sync),
@@ -267,6 +281,12 @@ def _services(settings: Settings, adapters: Adapters) -> Services:
         url_secret=url_secret.encode(),
         groups=Groups(adapters.inventory, PgGroups(pool)),
         profiles=Profiles(adapters.inventory),
+        tenants=Tenants(
+            PgTenants(pool),
+            bridge,
+            bootstrap_username=settings.seed.bootstrap_username,
+            after_deletion=after_tenant_deletion,
+        ),
     )
 
 
@@ -276,6 +296,7 @@ def _wire(adapters: Adapters, services: Services) -> None:
         state=partial(
             full_state,
             adapters.users,
+            services.tenants.broker_state,
             services.trust.broker_state,
             services.devices.connections.broker_state,
         ),
@@ -306,6 +327,15 @@ def _capath_writer(settings: Settings) -> Callable[[Mapping[str, bytes]], Awaita
         await asyncio.to_thread(sync_capath, capath, certificates)
 
     return write_capath
+
+
+async def _collect_garbage(binaries: Binaries) -> None:
+    """Remove the files no binary uses; a failure is logged (the next start tries again),
+    never the end of the service."""
+    try:
+        await binaries.collect_garbage()
+    except Exception:
+        log.exception("could not remove unused files from the file store")
 
 
 async def _serve(
@@ -339,6 +369,8 @@ async def _serve(
         tg.create_task(
             services.bulk_operations.run_scheduler(limits.bulk_interval), name="bulk-operations"
         )
+        # files a crash left behind (a tenant deleted before its files went, …)
+        tg.create_task(_collect_garbage(services.binaries), name="file-garbage")
         log.info("fleetgate service ready")
         if on_ready is not None:
             await on_ready()

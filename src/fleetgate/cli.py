@@ -1,5 +1,5 @@
 """The ``fleetgate`` command: ``up`` (embedded stack), ``serve`` (production), ``simulate``
-(simulated devices) and ``ops watch`` (operations live)."""
+(simulated devices), ``ops watch`` (operations live) and ``tenants`` (tenant management)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetgate import __version__
+from fleetgate.admin import add_parser as add_tenants_parser
 from fleetgate.config import Settings
 from fleetgate.device.simulate_command import add_parser as add_simulate_parser
 from fleetgate.domain.errors import FleetgateError
@@ -101,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     hasher.add_argument("--output", type=Path, help="write the hash to this file (mode 0640)")
     add_ops_parser(commands)
     add_simulate_parser(commands)
+    add_tenants_parser(commands)
     return parser
 
 
@@ -207,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger("httpx").setLevel(logging.WARNING)
 
         return _run(watch_command(args))
+    if args.command == "tenants":
+        from fleetgate.admin import tenants_command
+
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        return _run(tenants_command(args))
     if args.command == "up":
         from fleetgate.up import run_stack
 

@@ -23,6 +23,7 @@ from fleetgate.api.routes import (
     profiles,
     tenant,
     tenant_options,
+    tenants,
     trust,
     users,
 )
@@ -44,6 +45,7 @@ def create_app(ctx: ApiContext, services: ApiServices | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(tenant.router)
+    app.include_router(tenants.router)
     app.include_router(tenant_options.router)
     app.include_router(users.router)
     app.include_router(inventory.router)

@@ -36,6 +36,8 @@ OPERATION = f"{_PREFIX}operation+json"
 OPERATION_COLLECTION = f"{_PREFIX}operationCollection+json"
 BULK_OPERATION = f"{_PREFIX}bulkoperation+json"
 BULK_OPERATION_COLLECTION = f"{_PREFIX}bulkoperationcollection+json"
+TENANT = f"{_PREFIX}tenant+json"
+TENANT_COLLECTION = f"{_PREFIX}tenantCollection+json"
 OPTION = f"{_PREFIX}option+json"
 OPTION_COLLECTION = f"{_PREFIX}optionCollection+json"
 #: fleetgate's own resources (no Cumulocity counterpart) keep Cumulocity's style.

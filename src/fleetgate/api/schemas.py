@@ -174,3 +174,22 @@ BULK_OPERATION: dict[str, Any] = {
     },
     "additionalProperties": True,
 }
+
+
+_TENANT_FIELDS: dict[str, Any] = {
+    "id": _STRING,
+    "company": _STRING,
+    "domain": _STRING,
+    "adminName": _STRING,
+    "adminPass": _STRING,
+    "adminEmail": _STRING,
+    "contactName": _STRING,
+    "contactPhone": _STRING,
+    "status": {"enum": ["ACTIVE", "SUSPENDED"]},
+}
+TENANT_CREATE: dict[str, Any] = {
+    "type": "object",
+    "properties": _TENANT_FIELDS,
+    "required": ["company", "domain", "adminName", "adminPass"],
+}
+TENANT_UPDATE: dict[str, Any] = {"type": "object", "properties": _TENANT_FIELDS}

@@ -27,6 +27,7 @@ from fleetgate.services.operations import Operations
 from fleetgate.services.operators import Operators
 from fleetgate.services.profiles import Profiles
 from fleetgate.services.tenant_options import TenantOptions
+from fleetgate.services.tenants import Tenants
 from fleetgate.services.trust import TrustedCertificates
 
 T = TypeVar("T")
@@ -48,6 +49,7 @@ class ApiServices:
     tenant_options: TenantOptions | None = None
     child_devices: ChildDevices | None = None
     operators: Operators | None = None
+    tenants: Tenants | None = None
     #: The key of signed file URLs (downloads and snapshot uploads).
     url_secret: bytes | None = None
 
@@ -124,3 +126,7 @@ def profiles(request: Request) -> Profiles:
 
 def operators(request: Request) -> Operators:
     return _wired(services_of(request.app).operators, "operators")
+
+
+def tenants(request: Request) -> Tenants:
+    return _wired(services_of(request.app).tenants, "tenants")

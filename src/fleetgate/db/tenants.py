@@ -16,17 +16,14 @@ import asyncpg
 
 from fleetgate.domain.devices import DEVICE_ID_TYPE
 from fleetgate.domain.errors import Conflict
-from fleetgate.domain.tenants import PROFILE_FIELDS, TenantRecord, TenantStatus
+from fleetgate.domain.tenants import (
+    PROFILE_FIELDS,
+    DeletedTenant,
+    NewTenantRows,
+    TenantRecord,
+    TenantStatus,
+)
 from fleetgate.domain.users import Role
-from fleetgate.services.ports import DeletedTenant, NewTenantRows
-
-_COLUMNS = {
-    "company": "company",
-    "domain": "domain_name",
-    "contact_name": "contact_name",
-    "contact_phone": "contact_phone",
-    "admin_email": "admin_email",
-}
 
 
 def _record(row: asyncpg.Record) -> TenantRecord:
@@ -124,15 +121,23 @@ class PgTenants:
         unknown = set(profile) - set(PROFILE_FIELDS)
         if unknown:
             raise ValueError(f"not tenant profile fields: {sorted(unknown)}")
-        sets = [f"{_COLUMNS[name]} = ${i}" for i, name in enumerate(profile, start=3)]
-        sql = (
-            "UPDATE tenant SET status = coalesce($2, status)"
-            + "".join(", " + s for s in sets)
-            + " WHERE id = $1 RETURNING *"
-        )
+        args: list[object] = [tenant_id, status.value if status else None]
+        for name in PROFILE_FIELDS:
+            args += [name in profile, profile.get(name)]
         try:
             row = await self._pool.fetchrow(
-                sql, tenant_id, status.value if status else None, *profile.values()
+                """
+                UPDATE tenant SET
+                       status = coalesce($2, status),
+                       company = CASE WHEN $3 THEN $4 ELSE company END,
+                       domain_name = CASE WHEN $5 THEN $6 ELSE domain_name END,
+                       contact_name = CASE WHEN $7 THEN $8 ELSE contact_name END,
+                       contact_phone = CASE WHEN $9 THEN $10 ELSE contact_phone END,
+                       admin_email = CASE WHEN $11 THEN $12 ELSE admin_email END
+                 WHERE id = $1
+                RETURNING *
+                """,
+                *args,
             )
         except asyncpg.UniqueViolationError:
             raise _domain_taken(profile.get("domain")) from None

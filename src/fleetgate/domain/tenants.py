@@ -19,6 +19,7 @@ from typing import Any
 
 from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.operators import check_password, check_username
+from fleetgate.domain.users import Role
 
 TENANT_ID = re.compile(r"[a-z][a-z0-9_-]{0,61}")
 MAX_TENANT_ID = 62
@@ -72,6 +73,33 @@ class NewTenant:
     contact_phone: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class NewTenantRows:
+    """A tenant to store with its administrator and bootstrap user (hashes made)."""
+
+    id: str
+    company: str
+    domain: str
+    admin_name: str
+    admin_hash: str
+    admin_roles: frozenset[Role]
+    bootstrap_name: str
+    bootstrap_hash: str
+    bootstrap_roles: frozenset[Role]
+    admin_email: str | None = None
+    contact_name: str | None = None
+    contact_phone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedTenant:
+    """What a committed tenant deletion leaves for the broker and the file store."""
+
+    tenant_id: str
+    device_ids: tuple[str, ...]
+    file_sha256s: tuple[str, ...]
+
+
 #: The columns a PUT may change, by their ``TenantRecord`` names.
 PROFILE_FIELDS = ("company", "domain", "contact_name", "contact_phone", "admin_email")
 
@@ -93,19 +121,14 @@ def check_tenant_id(value: object) -> str:
     """A valid tenant id, or :class:`ValidationFailed` saying what one must be."""
     if not is_tenant_id(value):
         raise ValidationFailed(
-            "id must be a lowercase letter followed by at most 61 lowercase letters,"
-            " digits, _ or -"
+            "id must be a lowercase letter followed by at most 61 lowercase letters, digits, _ or -"
         )
     assert isinstance(value, str)
     return value
 
 
 def check_domain(value: object) -> str:
-    if (
-        not isinstance(value, str)
-        or len(value) > MAX_DOMAIN
-        or _DOMAIN.fullmatch(value) is None
-    ):
+    if not isinstance(value, str) or len(value) > MAX_DOMAIN or _DOMAIN.fullmatch(value) is None:
         raise ValidationFailed(
             f"domain must be a DNS name of at most {MAX_DOMAIN} characters: letters, digits"
             " and hyphens in labels separated by dots"
@@ -169,8 +192,16 @@ def read_new_tenant(body: dict[str, Any]) -> NewTenant:
     """The tenant a POST body describes (Cumulocity's tenant fields)."""
     _unknown(
         body,
-        {"company", "domain", "adminPass", "adminEmail", "contactName", "contact_phone",
-         "contactPhone", *_READ_ONLY},
+        {
+            "company",
+            "domain",
+            "adminPass",
+            "adminEmail",
+            "contactName",
+            "contact_phone",
+            "contactPhone",
+            *_READ_ONLY,
+        },
     )
     tenant_id = check_tenant_id(body["id"]) if body.get("id") is not None else None
     if body.get("status") not in (None, TenantStatus.ACTIVE.value):
@@ -203,7 +234,7 @@ def read_new_tenant(body: dict[str, Any]) -> NewTenant:
 
 def _status(value: object) -> TenantStatus:
     try:
-        return TenantStatus(value)
+        return TenantStatus(str(value)) if isinstance(value, str) else TenantStatus("")
     except ValueError:
         raise ValidationFailed("status must be ACTIVE or SUSPENDED") from None
 
@@ -214,8 +245,15 @@ def read_tenant_changes(body: dict[str, Any], current: TenantRecord) -> TenantCh
     admin's name cannot change; an admin's password changes through ``/user``."""
     _unknown(
         body,
-        {"company", "domain", "adminEmail", "contactName", "contactPhone", "contact_phone",
-         *_READ_ONLY},
+        {
+            "company",
+            "domain",
+            "adminEmail",
+            "contactName",
+            "contactPhone",
+            "contact_phone",
+            *_READ_ONLY,
+        },
     )
     if "id" in body and body["id"] != current.id:
         raise ValidationFailed("id cannot change")

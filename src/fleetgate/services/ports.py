@@ -20,7 +20,6 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -51,7 +50,7 @@ from fleetgate.domain.operations import (
     Report,
 )
 from fleetgate.domain.tenant_options import TenantOption
-from fleetgate.domain.tenants import TenantRecord, TenantStatus
+from fleetgate.domain.tenants import DeletedTenant, NewTenantRows, TenantRecord, TenantStatus
 from fleetgate.domain.trust import TrustedCertificate
 from fleetgate.domain.users import Role, Tenant, User
 
@@ -80,33 +79,6 @@ class UserStore(Protocol):
         instances count together); None when there is no such user."""
 
     async def clear_failures(self, tenant_id: str, username: str) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class NewTenantRows:
-    """A tenant to store with its administrator and bootstrap user (hashes made)."""
-
-    id: str
-    company: str
-    domain: str
-    admin_name: str
-    admin_hash: str
-    admin_roles: frozenset[Role]
-    bootstrap_name: str
-    bootstrap_hash: str
-    bootstrap_roles: frozenset[Role]
-    admin_email: str | None = None
-    contact_name: str | None = None
-    contact_phone: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DeletedTenant:
-    """What a committed tenant deletion leaves for the broker and the file store."""
-
-    tenant_id: str
-    device_ids: tuple[str, ...]
-    file_sha256s: tuple[str, ...]
 
 
 class TenantStore(Protocol):

@@ -26,14 +26,16 @@ from fleetgate.domain import broker_control as control
 from fleetgate.domain.errors import Conflict, NotFound
 from fleetgate.domain.passwords import generate_secret, hash_password
 from fleetgate.domain.tenants import (
+    DeletedTenant,
     NewTenant,
+    NewTenantRows,
     TenantChanges,
     TenantRecord,
     TenantStatus,
     check_deletion,
 )
 from fleetgate.domain.users import ADMIN_ROLES, BOOTSTRAP_ROLES, mqtt_username
-from fleetgate.services.ports import BrokerPush, DeletedTenant, NewTenantRows, TenantStore
+from fleetgate.services.ports import BrokerPush, TenantStore
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,9 @@ class Tenants:
         self._after_deletion = after_deletion
         self._hash = hasher
 
-    async def list(self, offset: int, limit: int, *, count: bool) -> tuple[list[TenantRecord], int | None]:
+    async def list_tenants(
+        self, offset: int, limit: int, *, count: bool
+    ) -> tuple[list[TenantRecord], int | None]:
         tenants = await self._store.list_tenants(offset, limit)
         return tenants, (await self._store.count_tenants() if count else None)
 
@@ -131,7 +135,9 @@ class Tenants:
         if after is None:
             raise _not_found(tenant_id)
         if changes.status is not None and after.status is not before.status:
-            await self._broker.push([control.tenant(tenant_id, after.status is TenantStatus.ACTIVE)])
+            await self._broker.push(
+                [control.tenant(tenant_id, after.status is TenantStatus.ACTIVE)]
+            )
             log.info("tenant %s is now %s", tenant_id, after.status.value)
         return after
 

@@ -164,3 +164,18 @@ async def test_at_most_hash_slots_checks_run_at_once(
     await asyncio.gather(*(attempt(i) for i in range(8)))
     assert auth.hashes == 8
     assert most == 2
+
+
+async def test_a_suspended_tenants_user_is_told_so_once_the_password_matches(
+    users: InMemoryUsers,
+) -> None:
+    users.tenants["t1"] = Tenant("t1", is_management=False, suspended=True)
+    authenticator = Authenticator(users)
+    with pytest.raises(AuthenticationFailed, match="tenant t1 is suspended"):
+        await authenticator.authenticate(Login("t1", "admin", "s3cret"))
+    # a wrong password learns nothing about the tenant
+    with pytest.raises(AuthenticationFailed) as wrong:
+        await authenticator.authenticate(Login("t1", "admin", "wrong"))
+    assert "suspended" not in wrong.value.message
+    users.tenants["t1"] = Tenant("t1", is_management=False)
+    assert (await authenticator.authenticate(Login("t1", "admin", "s3cret"))).tenant.id == "t1"

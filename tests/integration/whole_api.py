@@ -31,10 +31,12 @@ from fleetgate.db.operations import PgOperations
 from fleetgate.db.pool import create_pool, drop_database, ensure_database, ping
 from fleetgate.db.rollout_steps import PgRolloutSteps
 from fleetgate.db.tenant_options import PgTenantOptions
+from fleetgate.db.tenants import PgTenants
 from fleetgate.db.transient import is_transient
 from fleetgate.db.trust import PgTrustStore
 from fleetgate.db.users import PgUsers
 from fleetgate.domain.passwords import hash_password
+from fleetgate.domain.tenants import DeletedTenant
 from fleetgate.files.store import FileStore
 from fleetgate.services.binaries import Binaries
 from fleetgate.services.bootstrap import Bootstrap
@@ -50,6 +52,7 @@ from fleetgate.services.operations import FileSigning, Operations
 from fleetgate.services.operators import Operators
 from fleetgate.services.profiles import Profiles
 from fleetgate.services.tenant_options import TenantOptions
+from fleetgate.services.tenants import Tenants
 from fleetgate.services.trust import TrustedCertificates
 
 from conftest import TEST_BASE_URL, api_client, seed_tenants
@@ -143,6 +146,22 @@ def wire(app: FastAPI, pool: asyncpg.Pool, files: Path, base_url: str = TEST_BAS
     services_of(app).groups = Groups(PgInventory(pool), PgGroups(pool))
     services_of(app).profiles = Profiles(PgInventory(pool))
     services_of(app).operators = Operators(PgUsers(pool), hasher=fast_hash)
+    devices = services_of(app).devices
+    assert devices is not None
+
+    async def after_tenant_deletion(deleted: DeletedTenant) -> None:
+        # as the composition root: capath and resync, released sessions, files
+        await trust_changes.trust_changed(deleted.tenant_id)
+        await devices.discard_released_sessions()
+        await binaries.release(deleted.file_sha256s)
+
+    services_of(app).tenants = Tenants(
+        PgTenants(pool),
+        broker,
+        bootstrap_username="devicebootstrap",
+        after_deletion=after_tenant_deletion,
+        hasher=fast_hash,
+    )
     return Fakes(broker, trust_changes, link)
 
 

@@ -131,7 +131,8 @@ async def test_a_taken_id_is_a_conflict_and_nothing_reaches_the_broker(
 async def test_without_an_id_one_is_made(store: InMemoryTenants) -> None:
     tenants = Tenants(store, RecordingBroker(), bootstrap_username="b", hasher=_plain)
     created = await tenants.create(replace(NEW, id=None))
-    assert created.tenant.id.startswith("t") and len(created.tenant.id) == 9
+    assert created.tenant.id.startswith("t")
+    assert len(created.tenant.id) == 9
 
 
 async def test_suspend_and_reactivate_push_one_line_each_and_only_on_a_change(
@@ -179,4 +180,5 @@ async def test_the_management_tenant_is_not_deleted(store: InMemoryTenants) -> N
     tenants = Tenants(store, broker, bootstrap_username="b", hasher=_plain)
     with pytest.raises(ValidationFailed, match="cannot be deleted"):
         await tenants.delete("management")
-    assert "management" in store.tenants and broker.lines == []
+    assert "management" in store.tenants
+    assert broker.lines == []

@@ -120,6 +120,18 @@ async def test_update_changes_what_is_given(api: WholeApi) -> None:
     body = changed.json()
     assert (body["company"], body["contactPhone"]) == ("ACME Ltd", "+48 123 456 7890")
     assert "contactName" not in body
+    # adminPass and adminEmail change the admin user too (Cumulocity); adminName is ignored
+    changed = await api.client.put(
+        f"{TENANTS}/acme",
+        json={"adminPass": "a new boss pw", "adminEmail": "new@acme.example", "adminName": "x"},
+        auth=MANAGER,
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["adminName"] == "boss"
+    assert (await api.client.get("/user/currentUser", auth=B_ADMIN)).status_code == 401
+    me = await api.client.get("/user/currentUser", auth=("acme/boss", "a new boss pw"))
+    assert me.status_code == 200
+    assert me.json()["email"] == "new@acme.example"
     assert body["domain"] == "acme.example"
 
 

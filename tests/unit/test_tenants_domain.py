@@ -135,14 +135,23 @@ def test_status_suspends_and_reactivates(status: str) -> None:
         ({"status": "GONE"}, "status must be ACTIVE or SUSPENDED"),
         ({"status": 1}, "status must be ACTIVE or SUSPENDED"),
         ({"id": "other"}, "id cannot change"),
-        ({"adminName": "other"}, "adminName cannot change"),
-        ({"adminPass": "new-password"}, "unknown or unsupported fields: adminPass"),
+        ({"adminPass": "short"}, "adminPass must have"),
+        ({"adminPass": "BOSS"}, "adminPass must have"),
+        ({"contact_phone": "+1 2"}, "unknown or unsupported fields: contact_phone"),
         ({"domain": "bad domain"}, "domain must be"),
     ],
 )
 def test_bad_updates_say_what_is_wrong(body: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationFailed, match=message):
         read_tenant_changes(body, _record())
+
+
+def test_an_update_sets_the_admins_password_and_ignores_its_name() -> None:
+    # Cumulocity: "updating adminPass and adminEmail updates these settings in the admin
+    # user of the tenant. Updating adminName has no effect."
+    changes = read_tenant_changes({"adminPass": "a new password", "adminName": "x"}, _record())
+    assert changes.admin_password == "a new password"
+    assert changes.profile == ()
 
 
 def test_the_management_tenant_is_never_suspended_nor_deleted() -> None:

@@ -30,6 +30,7 @@ class InMemoryTenants:
         self.tenants: dict[str, TenantRecord] = {}
         self.rows: dict[str, NewTenantRows] = {}
         self.owned: dict[str, DeletedTenant] = {}
+        self.admin_hashes: dict[str, str] = {}
 
     async def list_tenants(self, offset: int, limit: int) -> list[TenantRecord]:
         return sorted(self.tenants.values(), key=lambda t: t.id)[offset : offset + limit]
@@ -62,8 +63,14 @@ class InMemoryTenants:
         return record
 
     async def update_tenant(
-        self, tenant_id: str, profile: dict[str, str | None], status: TenantStatus | None
+        self,
+        tenant_id: str,
+        profile: dict[str, str | None],
+        status: TenantStatus | None,
+        admin_hash: str | None = None,
     ) -> TenantRecord | None:
+        if admin_hash is not None:
+            self.admin_hashes[tenant_id] = admin_hash
         found = self.tenants.get(tenant_id)
         if found is None:
             return None
@@ -153,6 +160,9 @@ async def test_suspend_and_reactivate_push_one_line_each_and_only_on_a_change(
     await tenants.update("acme", TenantChanges(profile=(("company", "New"),)))
     assert len(broker.lines) == 2
     assert (await tenants.get("acme")).company == "New"
+    await tenants.update("acme", TenantChanges(admin_password="another password"))
+    assert store.admin_hashes["acme"] == "hash:another password"
+    assert len(broker.lines) == 2
 
 
 async def test_delete_kicks_the_tenant_then_runs_the_cleanup(store: InMemoryTenants) -> None:

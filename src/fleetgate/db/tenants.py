@@ -115,33 +115,52 @@ class PgTenants:
         tenant_id: str,
         profile: Mapping[str, str | None],
         status: TenantStatus | None,
+        admin_hash: str | None = None,
     ) -> TenantRecord | None:
-        """Change what is given; None when there is no such tenant; ``Conflict`` when
-        the new domain is taken."""
+        """Change what is given, in one transaction: the tenant's columns, and its admin
+        user's e-mail (``admin_email``) and password (``admin_hash``) as Cumulocity does;
+        None when there is no such tenant; ``Conflict`` when the new domain is taken."""
         unknown = set(profile) - set(PROFILE_FIELDS)
         if unknown:
             raise ValueError(f"not tenant profile fields: {sorted(unknown)}")
         args: list[object] = [tenant_id, status.value if status else None]
         for name in PROFILE_FIELDS:
             args += [name in profile, profile.get(name)]
-        try:
-            row = await self._pool.fetchrow(
-                """
-                UPDATE tenant SET
-                       status = coalesce($2, status),
-                       company = CASE WHEN $3 THEN $4 ELSE company END,
-                       domain_name = CASE WHEN $5 THEN $6 ELSE domain_name END,
-                       contact_name = CASE WHEN $7 THEN $8 ELSE contact_name END,
-                       contact_phone = CASE WHEN $9 THEN $10 ELSE contact_phone END,
-                       admin_email = CASE WHEN $11 THEN $12 ELSE admin_email END
-                 WHERE id = $1
-                RETURNING *
-                """,
-                *args,
-            )
-        except asyncpg.UniqueViolationError:
-            raise _domain_taken(profile.get("domain")) from None
-        return _record(row) if row else None
+        async with self._pool.acquire() as conn, conn.transaction():
+            try:
+                row = await conn.fetchrow(
+                    """
+                    UPDATE tenant SET
+                           status = coalesce($2, status),
+                           company = CASE WHEN $3 THEN $4 ELSE company END,
+                           domain_name = CASE WHEN $5 THEN $6 ELSE domain_name END,
+                           contact_name = CASE WHEN $7 THEN $8 ELSE contact_name END,
+                           contact_phone = CASE WHEN $9 THEN $10 ELSE contact_phone END,
+                           admin_email = CASE WHEN $11 THEN $12 ELSE admin_email END
+                     WHERE id = $1
+                    RETURNING *
+                    """,
+                    *args,
+                )
+            except asyncpg.UniqueViolationError:
+                raise _domain_taken(profile.get("domain")) from None
+            if row is None:
+                return None
+            if row["admin_name"] is not None and (admin_hash or "admin_email" in profile):
+                await conn.execute(
+                    "UPDATE app_user SET"
+                    " email = CASE WHEN $3 THEN $4 ELSE email END,"
+                    " password_hash = coalesce($5, password_hash),"
+                    " last_password_change = CASE WHEN $5::text IS NULL"
+                    "   THEN last_password_change ELSE now() END"
+                    " WHERE tenant_id = $1 AND username = $2",
+                    tenant_id,
+                    row["admin_name"],
+                    "admin_email" in profile,
+                    profile.get("admin_email"),
+                    admin_hash,
+                )
+            return _record(row)
 
     async def delete_tenant(self, tenant_id: str) -> DeletedTenant | None:
         """Delete the tenant and everything it owns in one transaction; what the broker

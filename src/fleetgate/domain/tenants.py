@@ -107,10 +107,12 @@ PROFILE_FIELDS = ("company", "domain", "contact_name", "contact_phone", "admin_e
 @dataclass(frozen=True, slots=True)
 class TenantChanges:
     """What a PUT changes: ``profile`` lists the fields given (a JSON ``null`` clears an
-    optional one); ``status`` None leaves it."""
+    optional one); ``status`` None leaves it; ``admin_password`` is the administrator's
+    new password (Cumulocity's ``adminPass``)."""
 
     profile: tuple[tuple[str, str | None], ...] = ()
     status: TenantStatus | None = None
+    admin_password: str | None = None
 
 
 def is_tenant_id(value: object) -> bool:
@@ -188,6 +190,13 @@ def _unknown(body: dict[str, Any], known: set[str]) -> None:
         raise ValidationFailed(f"unknown or unsupported fields: {', '.join(unknown)}")
 
 
+def _admin_password(value: object, admin_name: str) -> str:
+    try:
+        return check_password(value, admin_name)
+    except ValidationFailed as exc:
+        raise ValidationFailed(exc.message.replace("password", "adminPass", 1)) from None
+
+
 def read_new_tenant(body: dict[str, Any]) -> NewTenant:
     """The tenant a POST body describes (Cumulocity's tenant fields)."""
     _unknown(
@@ -198,7 +207,6 @@ def read_new_tenant(body: dict[str, Any]) -> NewTenant:
             "adminPass",
             "adminEmail",
             "contactName",
-            "contact_phone",
             "contactPhone",
             *_READ_ONLY,
         },
@@ -216,10 +224,7 @@ def read_new_tenant(body: dict[str, Any]) -> NewTenant:
     admin_name = check_username(body["adminName"])
     if body.get("adminPass") is None:
         raise ValidationFailed("adminPass is required")
-    try:
-        admin_password = check_password(body["adminPass"], admin_name)
-    except ValidationFailed as exc:
-        raise ValidationFailed(exc.message.replace("password", "adminPass", 1)) from None
+    admin_password = _admin_password(body["adminPass"], admin_name)
     return NewTenant(
         id=tenant_id,
         company=company,
@@ -228,7 +233,7 @@ def read_new_tenant(body: dict[str, Any]) -> NewTenant:
         admin_password=admin_password,
         admin_email=_email(body, "adminEmail"),
         contact_name=_text(body, "contactName", MAX_CONTACT_NAME),
-        contact_phone=_phone(body, "contactPhone") or _phone(body, "contact_phone"),
+        contact_phone=_phone(body, "contactPhone"),
     )
 
 
@@ -241,8 +246,9 @@ def _status(value: object) -> TenantStatus:
 
 def read_tenant_changes(body: dict[str, Any], current: TenantRecord) -> TenantChanges:
     """What a PUT body changes for ``current``: ``company``, ``domain``, ``contactName``,
-    ``contactPhone``, ``adminEmail``, ``status`` (suspend / reactivate). The id and the
-    admin's name cannot change; an admin's password changes through ``/user``."""
+    ``contactPhone``, ``adminEmail`` (the admin user's too), ``adminPass`` (the admin
+    user's password), ``status`` (suspend / reactivate). The id cannot change;
+    ``adminName`` is ignored, as Cumulocity ignores it."""
     _unknown(
         body,
         {
@@ -251,14 +257,12 @@ def read_tenant_changes(body: dict[str, Any], current: TenantRecord) -> TenantCh
             "adminEmail",
             "contactName",
             "contactPhone",
-            "contact_phone",
+            "adminPass",
             *_READ_ONLY,
         },
     )
     if "id" in body and body["id"] != current.id:
         raise ValidationFailed("id cannot change")
-    if "adminName" in body and body["adminName"] != current.admin_name:
-        raise ValidationFailed("adminName cannot change")
     profile: list[tuple[str, str | None]] = []
     if "company" in body:
         profile.append(("company", _text(body, "company", MAX_COMPANY, required=True)))
@@ -266,15 +270,17 @@ def read_tenant_changes(body: dict[str, Any], current: TenantRecord) -> TenantCh
         profile.append(("domain", check_domain(body["domain"])))
     if "contactName" in body:
         profile.append(("contact_name", _text(body, "contactName", MAX_CONTACT_NAME)))
-    for key in ("contactPhone", "contact_phone"):
-        if key in body:
-            profile.append(("contact_phone", _phone(body, key)))
+    if "contactPhone" in body:
+        profile.append(("contact_phone", _phone(body, "contactPhone")))
     if "adminEmail" in body:
         profile.append(("admin_email", _email(body, "adminEmail")))
     status = _status(body["status"]) if "status" in body else None
     if status is TenantStatus.SUSPENDED and current.is_management:
         raise ValidationFailed("the management tenant cannot be suspended")
-    return TenantChanges(profile=tuple(profile), status=status)
+    admin_password = None
+    if body.get("adminPass") is not None:
+        admin_password = _admin_password(body["adminPass"], current.admin_name or "")
+    return TenantChanges(profile=tuple(profile), status=status, admin_password=admin_password)
 
 
 def check_deletion(tenant: TenantRecord) -> None:

@@ -97,8 +97,14 @@ class TenantStore(Protocol):
         the id is taken; ``Conflict`` when the domain is."""
 
     async def update_tenant(
-        self, tenant_id: str, profile: Mapping[str, str | None], status: TenantStatus | None
-    ) -> TenantRecord | None: ...
+        self,
+        tenant_id: str,
+        profile: Mapping[str, str | None],
+        status: TenantStatus | None,
+        admin_hash: str | None = None,
+    ) -> TenantRecord | None:
+        """Change the tenant, and its admin user's e-mail and password (``admin_hash``),
+        in one transaction; ``Conflict`` when the new domain is taken."""
 
     async def delete_tenant(self, tenant_id: str) -> DeletedTenant | None:
         """Delete the (non-management) tenant and all it owns in one transaction."""

@@ -129,9 +129,15 @@ class Tenants:
         return CreatedTenant(created, self._bootstrap_username, bootstrap_password)
 
     async def update(self, tenant_id: str, changes: TenantChanges) -> TenantRecord:
-        """Apply ``changes``; a status change reaches the broker at once."""
+        """Apply ``changes`` (``adminPass`` and ``adminEmail`` change the admin user too, as
+        in Cumulocity); a status change reaches the broker at once."""
         before = await self.get(tenant_id)
-        after = await self._store.update_tenant(tenant_id, dict(changes.profile), changes.status)
+        admin_hash = None
+        if changes.admin_password is not None:
+            admin_hash = await asyncio.to_thread(self._hash, changes.admin_password)
+        after = await self._store.update_tenant(
+            tenant_id, dict(changes.profile), changes.status, admin_hash
+        )
         if after is None:
             raise _not_found(tenant_id)
         if changes.status is not None and after.status is not before.status:

@@ -192,3 +192,18 @@ async def test_the_management_tenant_is_not_deleted(store: InMemoryTenants) -> N
         await tenants.delete("management")
     assert "management" in store.tenants
     assert broker.lines == []
+
+
+async def test_a_failed_cleanup_does_not_undo_nor_hide_the_deletion(
+    store: InMemoryTenants, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(deleted: DeletedTenant) -> None:
+        raise OSError("file store away")
+
+    tenants = Tenants(
+        store, RecordingBroker(), bootstrap_username="b", after_deletion=broken, hasher=_plain
+    )
+    await tenants.create(NEW)
+    await tenants.delete("acme")  # answered as done: it is committed
+    assert "acme" not in store.tenants
+    assert "left for later" in caplog.text

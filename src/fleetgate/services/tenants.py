@@ -160,9 +160,15 @@ class Tenants:
             len(deleted.device_ids),
             len(deleted.file_sha256s),
         )
-        await self._broker.push([control.tenant(tenant_id, False)])
-        if self._after_deletion is not None:
-            await self._after_deletion(deleted)
+        try:
+            await self._broker.push([control.tenant(tenant_id, False)])
+            if self._after_deletion is not None:
+                await self._after_deletion(deleted)
+        except Exception:
+            # The deletion is committed and the caller must hear so; every step is redone
+            # from the database later (decision 0013): the full state at the bridge's next
+            # connect, released sessions before it, unused files at the next start.
+            log.exception("the cleanup after deleting tenant %s is left for later", tenant_id)
 
     async def broker_state(self) -> list[str]:
         """The suspended tenants' lines, for every full state the bridge pushes."""

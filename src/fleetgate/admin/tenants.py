@@ -66,7 +66,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             command.add_argument("--yes", action="store_true", help="do not ask")
 
 
-def _endpoint(args: argparse.Namespace) -> tuple[str, str, str]:
+def endpoint_from(args: argparse.Namespace) -> tuple[str, str, str]:
     if args.url is not None:
         if args.user is None or args.password is None:
             raise ConfigurationError("--url needs --user tenant/username and --password")
@@ -114,7 +114,7 @@ def _row(tenant: dict[str, Any]) -> str:
 async def tenants_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> None:
     import httpx
 
-    url, user, password = _endpoint(args)
+    url, user, password = endpoint_from(args)
     if args.tenants_command == "delete" and not args.yes:
         question = f"delete tenant {args.tenant_id} and everything it owns? [y/N] "
         answer = await asyncio.to_thread(input, question)

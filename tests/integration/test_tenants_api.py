@@ -286,3 +286,82 @@ async def test_deleting_a_tenant_takes_all_it_owns_and_nothing_of_others(
     assert again["id"] == "acme"
     devices = await client.get("/inventory/managedObjects", auth=B_ADMIN)
     assert devices.json()["managedObjects"] == []
+
+
+async def test_a_crash_after_the_deletions_commit_is_repaired_from_the_database(
+    api: WholeApi, pool: asyncpg.Pool, scratch_dir: Path
+) -> None:
+    """Decision 0013's table: with the cleanup never run (the process died after the
+    commit), the next full state holds nothing of the tenant, the released device id is
+    still to discard, and the start's garbage collection removes its file."""
+    from test_binaries import stored_files, upload
+    from test_trust_api import pem
+
+    from fleetgate.api.services import services_of
+    from fleetgate.db.tenants import PgTenants
+    from fleetgate.domain.tenants import DeletedTenant
+    from fleetgate.pki import generate_ca
+    from fleetgate.services.broker import full_state
+    from fleetgate.services.tenants import Tenants
+
+    client, services = api.client, services_of(api.app)
+    await create_b(api)
+    trusted = await client.post(
+        "/tenant/tenants/acme/trusted-certificates",
+        auth=B_ADMIN,
+        json={"name": "ca", "certInPemFormat": pem(generate_ca("acme CA")), "status": "ENABLED"},
+    )
+    assert trusted.status_code == 201, trusted.text
+    device = await client.post(
+        "/inventory/managedObjects", json={"name": "d", "c8y_IsDevice": {}}, auth=B_ADMIN
+    )
+    ext = await client.post(
+        f"/identity/globalIds/{device.json()['id']}/externalIds",
+        json={"type": "c8y_Serial", "externalId": "acme-dev-2"},
+        auth=B_ADMIN,
+    )
+    assert ext.status_code == 201, ext.text
+    await upload(client, b"acme only", auth=B_ADMIN, name="a", type="t")
+    await upload(client, b"t1 only", name="b", type="t")
+    assert services.trust is not None
+    assert services.devices is not None
+    assert services.binaries is not None
+
+    async def state() -> list[str]:
+        assert services.trust is not None
+        tenants = Tenants(PgTenants(pool), api.fakes.broker, bootstrap_username="devicebootstrap")
+        return await full_state(PgUsers(pool), tenants.broker_state, services.trust.broker_state)
+
+    await client.put(f"{TENANTS}/acme", json={"status": "SUSPENDED"}, auth=MANAGER)
+    before = await state()
+    assert "tenant acme 0" in before
+    assert any(" acme/devicebootstrap " in line for line in before)
+    assert any(line.startswith("ca ") and " acme " in line for line in before)
+
+    async def crash(deleted: DeletedTenant) -> None:
+        raise SystemExit  # the process dies here: nothing after the commit runs
+
+    services.tenants = Tenants(
+        PgTenants(pool),
+        api.fakes.broker,
+        bootstrap_username="devicebootstrap",
+        after_deletion=crash,
+    )
+    with pytest.raises(SystemExit):
+        await services.tenants.delete("acme")
+    assert await pool.fetchval("SELECT count(*) FROM tenant WHERE id = 'acme'") == 0
+    files = scratch_dir / "files"
+    assert len(stored_files(files)) == 2  # the tenant's file is still there
+    # what the next start does: a full state without the tenant …
+    after = await state()
+    assert not [line for line in after if "acme" in line]
+    assert any(" t1/devicebootstrap " in line for line in after)
+    # … the released device id's broker session is discarded before it …
+    await services.devices.discard_released_sessions()
+    assert "acme-dev-2" in api.fakes.broker.discarded
+    assert await pool.fetchval("SELECT count(*) FROM device_session_release") == 0
+    # … and the file no binary names any more goes, the other tenant's stays
+    assert await services.binaries.collect_garbage() == 1
+    assert len(stored_files(files)) == 1
+    kept = await client.get("/inventory/binaries", auth=ADMIN)
+    assert [b["name"] for b in kept.json()["managedObjects"]] == ["b"]

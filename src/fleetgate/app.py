@@ -20,6 +20,7 @@ from fleetgate.api.app import create_app
 from fleetgate.api.auth import ApiContext
 from fleetgate.api.services import ApiServices
 from fleetgate.config import Settings, reveal
+from fleetgate.db.batch import PgBatchUpdates
 from fleetgate.db.binaries import PgBinaries
 from fleetgate.db.bootstrap import PgRequests
 from fleetgate.db.bulk import PgBulkCredentials
@@ -50,6 +51,7 @@ from fleetgate.mqtt.bridge import BrokerBridge
 from fleetgate.mqtt.device_link import DeviceLink
 from fleetgate.pki.capath import sync_capath
 from fleetgate.services.auth import Authenticator
+from fleetgate.services.batch import BatchUpdates
 from fleetgate.services.binaries import Binaries
 from fleetgate.services.bootstrap import Bootstrap
 from fleetgate.services.broker import TrustSync, full_state
@@ -69,6 +71,7 @@ from fleetgate.services.seed import InitialState, ensure_initial_state
 from fleetgate.services.tenant_options import TenantOptions
 from fleetgate.services.tenants import Tenants
 from fleetgate.services.trust import TrustedCertificates
+from fleetgate.sheets import XlsxWorkbooks
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +161,7 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
                 profiles=services.profiles,
                 operators=Operators(adapters.users),
                 tenants=services.tenants,
+                batch=BatchUpdates(PgBatchUpdates(pool), XlsxWorkbooks()),
             ),
         )
         await _serve(settings, api, api_socket, adapters, services, on_ready)

@@ -15,6 +15,7 @@ import httpx
 from fastapi import FastAPI
 
 from fleetgate.api.services import services_of
+from fleetgate.db.batch import PgBatchUpdates
 from fleetgate.db.binaries import PgBinaries
 from fleetgate.db.bootstrap import PgRequests
 from fleetgate.db.bulk import PgBulkCredentials
@@ -38,6 +39,7 @@ from fleetgate.db.users import PgUsers
 from fleetgate.domain.passwords import hash_password
 from fleetgate.domain.tenants import DeletedTenant
 from fleetgate.files.store import FileStore
+from fleetgate.services.batch import BatchUpdates
 from fleetgate.services.binaries import Binaries
 from fleetgate.services.bootstrap import Bootstrap
 from fleetgate.services.bulk import BulkCredentials, BulkLimits
@@ -54,6 +56,7 @@ from fleetgate.services.profiles import Profiles
 from fleetgate.services.tenant_options import TenantOptions
 from fleetgate.services.tenants import Tenants
 from fleetgate.services.trust import TrustedCertificates
+from fleetgate.sheets import XlsxWorkbooks
 
 from conftest import TEST_BASE_URL, api_client, seed_tenants
 from fakes import RecordingBroker, RecordingPublisher
@@ -162,6 +165,7 @@ def wire(app: FastAPI, pool: asyncpg.Pool, files: Path, base_url: str = TEST_BAS
         after_deletion=after_tenant_deletion,
         hasher=fast_hash,
     )
+    services_of(app).batch = BatchUpdates(PgBatchUpdates(pool), XlsxWorkbooks())
     return Fakes(broker, trust_changes, link)
 
 

@@ -8,6 +8,7 @@ from fleetgate.api import errors
 from fleetgate.api.auth import ApiContext
 from fleetgate.api.params import storable_parameters
 from fleetgate.api.routes import (
+    batch,
     binaries,
     bootstrap,
     bulk,
@@ -48,6 +49,8 @@ def create_app(ctx: ApiContext, services: ApiServices | None = None) -> FastAPI:
     app.include_router(tenants.router)
     app.include_router(tenant_options.router)
     app.include_router(users.router)
+    # Before inventory: /inventory/batchUpdates/template is not a managed object.
+    app.include_router(batch.router)
     app.include_router(inventory.router)
     app.include_router(groups.router)
     app.include_router(profiles.router)

@@ -43,4 +43,5 @@ OPTION_COLLECTION = f"{_PREFIX}optionCollection+json"
 #: fleetgate's own resources (no Cumulocity counterpart) keep Cumulocity's style.
 DEAD_LETTER = "application/vnd.fleetgate.deadLetter+json"
 DEAD_LETTER_COLLECTION = "application/vnd.fleetgate.deadLetterCollection+json"
+BATCH_UPDATE = "application/vnd.fleetgate.batchUpdate+json"
 BULK_TARGET_COLLECTION = "application/vnd.fleetgate.bulkOperationTargetCollection+json"

@@ -14,6 +14,7 @@ from typing import TypeVar
 from fastapi import FastAPI, Request
 from starlette.types import ASGIApp
 
+from fleetgate.services.batch import BatchUpdates
 from fleetgate.services.binaries import Binaries
 from fleetgate.services.bootstrap import Bootstrap
 from fleetgate.services.bulk import BulkCredentials
@@ -50,6 +51,7 @@ class ApiServices:
     child_devices: ChildDevices | None = None
     operators: Operators | None = None
     tenants: Tenants | None = None
+    batch: BatchUpdates | None = None
     #: The key of signed file URLs (downloads and snapshot uploads).
     url_secret: bytes | None = None
 
@@ -130,3 +132,5 @@ def operators(request: Request) -> Operators:
 
 def tenants(request: Request) -> Tenants:
     return _wired(services_of(request.app).tenants, "tenants")
+def batch(request: Request) -> BatchUpdates:
+    return _wired(services_of(request.app).batch, "batch updates")

@@ -10,6 +10,7 @@
     ├── NotFound                        no such resource (in this tenant) (HTTP 404)
     ├── Conflict                        the resource already exists       (HTTP 409)
     ├── TooLarge                        a body or file over its limit     (HTTP 413)
+    ├── UnsupportedMedia                a file of a kind we do not read    (HTTP 415)
     ├── ValidationFailed                well-formed but unacceptable input (HTTP 422)
     └── ServiceUnavailable              a part we depend on (the database) is away or
                                         does not answer in time; retry later (HTTP 503)
@@ -66,6 +67,14 @@ class Conflict(FleetgateError):
 class TooLarge(FleetgateError):
     status = 413
     code = "general/requestEntityTooLarge"
+
+
+class UnsupportedMedia(FleetgateError):
+    """An upload that is not of a kind we read (not a spreadsheet, a macro-enabled or
+    encrypted workbook)."""
+
+    status = 415
+    code = "general/unsupportedMediaType"
 
 
 class ValidationFailed(FleetgateError):

@@ -20,10 +20,12 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from fleetgate.domain.batch import StagedRecord
+from fleetgate.domain.batch_state import BatchState, Claim, NewBatch, RecordOutcome
 from fleetgate.domain.binaries import BinaryFile, NewContent, StagedFile, StoredFile
 from fleetgate.domain.bootstrap import NewDeviceRequest, RequestStatus
 from fleetgate.domain.bulk_operations import (
@@ -690,3 +692,37 @@ class RolloutSteps(Protocol):
     async def step(self, check: BulkCheck) -> StepReport | None:
         """One step of one due bulk operation, claimed so that no other scheduler takes
         it meanwhile; None when none is due."""
+
+
+class BatchStore(Protocol):
+    """Staged batch updates (``fleetgate.db.batch.PgBatchUpdates``)."""
+
+    async def devices(self, tenant_id: str, ids: list[int]) -> dict[int, ManagedObject]: ...
+
+    async def save(self, batch: NewBatch) -> int: ...
+
+    async def get(self, tenant_id: str, batch_id: int) -> BatchState | None: ...
+
+    async def claim(
+        self, tenant_id: str, batch_id: int, by: str, now: datetime, lease: timedelta
+    ) -> Claim: ...
+
+    async def pending(self, batch_id: int, limit: int) -> list[StagedRecord]: ...
+
+    async def apply(
+        self, tenant_id: str, batch_id: int, device_type: str, record: StagedRecord
+    ) -> RecordOutcome: ...
+
+    async def finish(self, batch_id: int, now: datetime) -> None: ...
+
+    async def discard(self, tenant_id: str, batch_id: int) -> bool: ...
+
+    async def purge(self, before: datetime) -> int: ...
+
+
+class Workbooks(Protocol):
+    """``.xlsx`` templates (``fleetgate.sheets.XlsxWorkbooks``); blocking calls."""
+
+    def read(self, data: bytes) -> list[list[str]]: ...
+
+    def write(self, rows: Sequence[Sequence[str | float | int]]) -> bytes: ...

@@ -57,7 +57,8 @@ class Kind(Enum):
 @dataclass(frozen=True, slots=True)
 class Column:
     """One editable attribute: ``name`` in the header; ``path`` where it lives (``("name",)``
-    for the managed object's name, else a fragment and its field)."""
+    for the managed object's name, a fragment that is a value (``c8y_Notes``), or a
+    fragment and its field)."""
 
     name: str
     kind: Kind
@@ -326,6 +327,8 @@ def current_value(obj: ManagedObject, column: Column) -> Any:
     """What ``column`` holds on ``obj`` now (None when absent)."""
     if column.name == "name":
         return obj.name
+    if len(column.path) == 1:
+        return obj.fragments.get(column.name)
     fragment, field = column.path
     held = obj.fragments.get(fragment)
     return held.get(field) if isinstance(held, dict) else None
@@ -389,6 +392,9 @@ def decide(
             continue
         if name == "name":
             plain["name"] = value
+            continue
+        if len(column.path) == 1:
+            fragments[name] = value
             continue
         fragment, field = column.path
         if fragment not in fragments:

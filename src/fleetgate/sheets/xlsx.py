@@ -22,6 +22,7 @@ from datetime import date, datetime, time
 from typing import Any
 
 from openpyxl import Workbook, load_workbook
+from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.read_only import EmptyCell
 
 from fleetgate.domain.batch import MAX_COLUMNS, MAX_RECORDS
@@ -141,6 +142,8 @@ class XlsxWorkbooks:
                         " write the value itself"
                     )
                 row.append(_text(cell.value))
+            while row and not row[-1]:
+                row.pop()  # max_col pads every row to READ_COLUMNS
             rows.append(row)
             if len(rows) > MAX_SHEET_ROWS:
                 raise TooLarge(
@@ -158,10 +161,20 @@ class XlsxWorkbooks:
         book = Workbook(write_only=True)
         sheet = book.create_sheet(_SHEET_TITLE)
         for row in rows:
-            sheet.append(list(row))
+            sheet.append([self._cell(sheet, value) for value in row])
         out = io.BytesIO()
         book.save(out)
         return out.getvalue()
+
+    @staticmethod
+    def _cell(sheet: Any, value: str | float | int) -> Any:
+        """A value as a cell; text that starts with ``=`` stays text (openpyxl would
+        write it as a formula, which the upload then refuses)."""
+        if isinstance(value, str) and value.startswith("="):
+            cell = WriteOnlyCell(sheet, value)
+            cell.data_type = "s"
+            return cell
+        return value
 
 
 def _cut(text: str, limit: int = 40) -> str:

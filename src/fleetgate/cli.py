@@ -1,5 +1,6 @@
 """The ``fleetgate`` command: ``up`` (embedded stack), ``serve`` (production), ``simulate``
-(simulated devices), ``ops watch`` (operations live) and ``tenants`` (tenant management)."""
+(simulated devices), ``ops watch`` (operations live), ``devices`` (batch updates from a
+template) and ``tenants`` (tenant management)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from fleetgate.config import Settings
 from fleetgate.device.simulate_command import add_parser as add_simulate_parser
 from fleetgate.domain.errors import FleetgateError
 from fleetgate.watch import add_parser as add_ops_parser
+from fleetgate.watch.command import tenant_user
+from fleetgate.watch.devices_command import add_parser as add_devices_parser
 
 log = logging.getLogger("fleetgate")
 
@@ -101,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     hasher.add_argument("--output", type=Path, help="write the hash to this file (mode 0640)")
     add_ops_parser(commands)
+    add_devices_parser(commands, tenant_user)
     add_simulate_parser(commands)
     add_tenants_parser(commands)
     return parser
@@ -184,6 +188,15 @@ def _fleetgate_errors(exc: BaseException) -> list[FleetgateError] | None:
     return None
 
 
+async def _endpoint_then(
+    args: argparse.Namespace,
+    endpoint_from: Callable[[argparse.Namespace], Any],
+    command: Callable[[argparse.Namespace, Any], Coroutine[Any, Any, None]],
+) -> None:
+    """Resolve the endpoint inside the run, so that its errors print as fleetgate's."""
+    await command(args, endpoint_from(args))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -214,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
 
         logging.getLogger("httpx").setLevel(logging.WARNING)
         return _run(tenants_command(args))
+    if args.command == "devices":
+        from fleetgate.watch.command import endpoint_from
+        from fleetgate.watch.devices_command import devices_command
+
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        return _run(_endpoint_then(args, endpoint_from, devices_command))
     if args.command == "up":
         from fleetgate.up import run_stack
 

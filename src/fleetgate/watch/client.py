@@ -255,8 +255,11 @@ async def _get_json(
     return body
 
 
-async def _check(response: httpx.Response) -> None:
-    """Raise the fleetgate error for an unsuccessful answer."""
+async def _check(
+    response: httpx.Response, roles: str = "ROLE_DEVICE_CONTROL_READ or ROLE_DEVICE_CONTROL_ADMIN"
+) -> None:
+    """Raise the fleetgate error for an unsuccessful answer (``roles``: what a 403 says
+    the user needs)."""
     if response.is_success:
         return
     await response.aread()
@@ -265,9 +268,7 @@ async def _check(response: httpx.Response) -> None:
     if response.status_code == 401:
         raise AuthenticationFailed(f"{said} (check --user tenant/username and --password)")
     if response.status_code == 403:
-        raise AccessDenied(
-            f"{said} (the user needs ROLE_DEVICE_CONTROL_READ or ROLE_DEVICE_CONTROL_ADMIN)"
-        )
+        raise AccessDenied(f"{said} (the user needs {roles})")
     if response.status_code == 404:
         raise NotFound(said)
     if response.status_code >= 500 or response.status_code in (408, 429):
@@ -361,3 +362,20 @@ def describe(exc: httpx.TransportError) -> str:
         return "no answer in time"
     text = str(exc)
     return text or type(exc).__name__
+
+
+async def batch_request(
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    *,
+    params: dict[str, str] | None = None,
+    files: dict[str, tuple[str, bytes]] | None = None,
+) -> httpx.Response:
+    """One request of ``fleetgate devices`` (``/inventory/batchUpdates…``), checked."""
+    try:
+        response = await client.request(method, path, params=params, files=files)
+    except httpx.TransportError as exc:
+        raise ApiUnavailable(f"cannot reach {client.base_url}: {describe(exc)}") from None
+    await _check(response, "ROLE_INVENTORY_READ to read, ROLE_INVENTORY_ADMIN to change")
+    return response

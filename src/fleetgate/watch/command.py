@@ -60,7 +60,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"stack file written by `fleetgate up` ({DEFAULT_STACK})",
     )
     watch.add_argument("--url", help="REST API address, e.g. http://127.0.0.1:8080")
-    watch.add_argument("--user", type=_tenant_user, help="tenant/username (with --url)")
+    watch.add_argument("--user", type=tenant_user, help="tenant/username (with --url)")
     watch.add_argument("--password", help="the user's password (with --url)")
     watch.add_argument("--device", metavar="ID", help="only this device's operations")
     watch.add_argument(
@@ -78,10 +78,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         " comma-separated)",
     )
     watch.add_argument("--once", action="store_true", help="print the table once and exit")
-    add_bulk_parser(sub, _tenant_user)
+    add_bulk_parser(sub, tenant_user)
 
 
-def _tenant_user(value: str) -> str:
+def tenant_user(value: str) -> str:
     tenant, slash, name = value.partition("/")
     if not (tenant and slash and name):
         raise argparse.ArgumentTypeError(f"expected tenant/username, not {value!r}")

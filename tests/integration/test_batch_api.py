@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import pytest
 
 from fleetgate.api.services import services_of
 from fleetgate.db.batch import PgBatchUpdates
+from fleetgate.domain.batch_state import Claim
 from fleetgate.services.batch import BatchUpdates
 from fleetgate.sheets import XlsxWorkbooks
 
@@ -299,3 +300,44 @@ async def test_a_watcher_reads_but_cannot_upload_confirm_or_discard(api: WholeAp
     assert (await get_object(client, a))["name"] == "sensor A"
     shown = await client.get(f"{BATCH}/{batch_id}", auth=ADMIN)
     assert shown.json()["status"] == "STAGED"
+
+
+async def test_a_confirmation_that_died_is_resumed_without_applying_twice(
+    api: WholeApi, pool: asyncpg.Pool
+) -> None:
+    a = await make_device(api.client, "sensor A")
+    b = await make_device(api.client, "sensor B")
+    staged = await upload(api.client, f"id,c8y_Notes\n{a},one\n{b},two\n".encode(), "x.csv")
+    batch_id = int(staged.json()["id"])
+    store = PgBatchUpdates(pool)
+    # An instance claims it, applies the first record and dies (its lease ends at once).
+    now = datetime.now(UTC)
+    assert await store.claim("t1", batch_id, "admin", now, timedelta(0)) is Claim.CLAIMED
+    [first, _] = await store.pending(batch_id, 10)
+    await store.apply("t1", batch_id, SENSOR, first)
+    # Someone changes A's notes after that: applying A again would now fail.
+    await api.client.put(f"{MO}/{a}", auth=ADMIN, json={"c8y_Notes": "by hand"})
+    shown = await api.client.get(f"{BATCH}/{batch_id}", auth=ADMIN)
+    assert shown.json()["status"] == "APPLYING"
+    confirmed = await api.client.post(f"{BATCH}/{batch_id}/confirm", auth=ADMIN)
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.json()["result"]["numberOfUpdated"] == 2
+    assert confirmed.json()["result"]["numberOfFailed"] == 0
+    assert (await get_object(api.client, a))["c8y_Notes"] == "by hand"
+    assert (await get_object(api.client, b))["c8y_Notes"] == "two"
+
+
+async def test_a_confirmation_under_way_is_not_taken_twice(
+    api: WholeApi, pool: asyncpg.Pool
+) -> None:
+    a = await make_device(api.client, "sensor A")
+    staged = await upload(api.client, f"id,name\n{a},x\n".encode(), "x.csv")
+    batch_id = int(staged.json()["id"])
+    now = datetime.now(UTC)
+    store = PgBatchUpdates(pool)
+    assert await store.claim("t1", batch_id, "admin", now, timedelta(hours=1)) is Claim.CLAIMED
+    busy = await api.client.post(f"{BATCH}/{batch_id}/confirm", auth=ADMIN)
+    assert busy.status_code == 409
+    assert "being applied" in busy.json()["message"]
+    assert (await api.client.delete(f"{BATCH}/{batch_id}", auth=ADMIN)).status_code == 409
+    assert (await get_object(api.client, a))["name"] == "sensor A"

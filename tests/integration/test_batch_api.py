@@ -341,3 +341,37 @@ async def test_a_confirmation_under_way_is_not_taken_twice(
     assert "being applied" in busy.json()["message"]
     assert (await api.client.delete(f"{BATCH}/{batch_id}", auth=ADMIN)).status_code == 409
     assert (await get_object(api.client, a))["name"] == "sensor A"
+
+
+async def test_a_nul_in_the_file_name_or_no_file_part_is_a_422(api: WholeApi) -> None:
+    boundary = "b0undary"
+
+    def body(disposition: str) -> bytes:
+        return (
+            f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\nid,name\r\n1,x\r\n"
+            f"--{boundary}--\r\n"
+        ).encode()
+
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    for disposition, words in (
+        ('form-data; name="file"; filename="dev\x00ices.csv"', "file name holds a NUL"),
+        ('form-data; name="other"; filename="x.csv"', "no file part named file"),
+    ):
+        refused = await api.client.post(
+            BATCH,
+            params={"type": SENSOR},
+            auth=ADMIN,
+            content=body(disposition),
+            headers=headers,
+        )
+        assert refused.status_code == 422, refused.text
+        assert words in refused.json()["message"]
+    not_multipart = await api.client.post(
+        BATCH,
+        params={"type": SENSOR},
+        auth=ADMIN,
+        content=b"id,name\n",
+        headers={"Content-Type": "text/csv"},
+    )
+    assert not_multipart.status_code == 415
+    assert not_multipart.json()["error"] == "general/unsupportedMediaType"

@@ -286,15 +286,18 @@ def parse_cell(column: Column, text: str) -> str | float | int | Problem:
     if column.kind is Kind.TEXT:
         return text
     stripped = text.strip()
+    # Python reads "1_000" and non-ASCII digits as numbers; a spreadsheet does not.
+    if "_" in stripped or not stripped.isascii():
+        stripped = "x"
     value: float | int
     if column.kind is Kind.INTEGER:
         try:
-            value = int(stripped, 10) if stripped.isascii() else int("x")
+            value = int(stripped, 10)
         except ValueError:
             return Problem(f"{_shown(text)} is not a whole number")
     else:
         try:
-            value = float(stripped) if stripped.isascii() else float("x")
+            value = float(stripped)
         except ValueError:
             return Problem(f"{_shown(text)} is not a number")
         if not math.isfinite(value):

@@ -30,6 +30,7 @@ from fleetgate.domain.batch import (
 from fleetgate.domain.batch_file import Format, detect_format, read_csv, write_csv
 from fleetgate.domain.batch_state import BatchState, Claim, NewBatch
 from fleetgate.domain.errors import Conflict, NotFound, ValidationFailed
+from fleetgate.domain.text import unstorable
 from fleetgate.services.ports import BatchStore, Workbooks
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,11 @@ class BatchUpdates:
         """Parse and check the upload and stage it; nothing is changed. Whole-file
         problems raise (415, 413, 422); each record is valid or has its problems."""
         _check_type(device_type)
+        if file_name is not None:
+            unusable = unstorable(file_name)
+            if unusable is not None:
+                raise ValidationFailed(f"the file part's file name {unusable}")
+            file_name = file_name[:255]
         fmt = detect_format(data, file_name)
         if fmt is Format.XLSX:
             rows = await asyncio.to_thread(self._workbooks.read, data)

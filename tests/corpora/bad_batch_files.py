@@ -85,6 +85,20 @@ def zip_of(entries: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
+def lone_cell_far_below(d: Devices) -> bytes:
+    """A header, one record, and one cell in the sheet's last row: openpyxl would make a
+    million empty rows of the gap."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["id", "name"])
+    sheet.append([d.sensor, "x"])
+    sheet.cell(1_048_576, 1, "far below")
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
 def csv(text: str) -> Callable[[Devices], bytes]:
     return lambda d: text.format(d=d).encode("utf-8")
 
@@ -94,6 +108,12 @@ def good_xlsx(d: Devices) -> bytes:
 
 
 CASES: list[BadFile] = [
+    BadFile(
+        "a lone cell in the last row",
+        "devices.xlsx",
+        lone_cell_far_below,
+        Refused(413, "more than 20001 rows"),
+    ),
     BadFile(
         "a PDF",
         "devices.xlsx",

@@ -5,6 +5,7 @@ check, staging that any instance can confirm, expiry, and who may do what."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -375,3 +376,20 @@ async def test_a_nul_in_the_file_name_or_no_file_part_is_a_422(api: WholeApi) ->
     )
     assert not_multipart.status_code == 415
     assert not_multipart.json()["error"] == "general/unsupportedMediaType"
+
+
+async def test_two_confirmations_at_once_apply_it_once(api: WholeApi) -> None:
+    ids = [await make_device(api.client, f"sensor {i}") for i in range(20)]
+    rows = "".join(f"{i},note {i}\n" for i in ids)
+    staged = await upload(api.client, f"id,c8y_Notes\n{rows}".encode(), "x.csv")
+    batch_id = staged.json()["id"]
+    answers = await asyncio.gather(
+        *(api.client.post(f"{BATCH}/{batch_id}/confirm", auth=ADMIN) for _ in range(2))
+    )
+    assert sorted(a.status_code for a in answers) == [200, 409]
+    [done] = [a for a in answers if a.status_code == 200]
+    assert done.json()["result"]["numberOfUpdated"] == 20
+    records = await api.pool.fetch(
+        "SELECT outcome FROM batch_update_record WHERE batch_id = $1", int(batch_id)
+    )
+    assert [r["outcome"] for r in records] == ["UPDATED"] * 20

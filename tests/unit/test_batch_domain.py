@@ -11,15 +11,17 @@ from fleetgate.domain.batch import (
     EDITABLE,
     Invalid,
     Record,
+    check_device,
+    errmsg_text,
+    parse_header,
+    read_records,
+)
+from fleetgate.domain.batch_apply import (
     Refusal,
     StagedRecord,
     Unchanged,
     Update,
-    check_device,
     decide,
-    errmsg_text,
-    parse_header,
-    read_records,
     staged,
     template_rows,
 )

@@ -10,7 +10,8 @@ from typing import Any
 import asyncpg
 
 from fleetgate.db.inventory import object_of_row, update_object
-from fleetgate.domain.batch import Invalid, Refusal, StagedRecord, Unchanged, decide
+from fleetgate.domain.batch import Invalid
+from fleetgate.domain.batch_apply import Refusal, StagedRecord, Unchanged, decide
 from fleetgate.domain.batch_state import (
     BatchState,
     Claim,
@@ -167,7 +168,7 @@ class PgBatchUpdates:
         self, tenant_id: str, batch_id: int, device_type: str, record: StagedRecord
     ) -> RecordOutcome:
         """Apply one record atomically: lock its device, decide against what it holds
-        now (:func:`fleetgate.domain.batch.decide`), write, and record the outcome in the
+        now (:func:`fleetgate.domain.batch_apply.decide`), write, and record the outcome in the
         same transaction."""
         async with self._pool.acquire() as conn, conn.transaction():
             found = await conn.fetchrow(

@@ -1,5 +1,5 @@
-"""Batch updates from a template: the columns, each record's decision, and applying it
-(pure, stdlib only).
+"""Batch updates from a template: the columns and each record's decision (pure, stdlib
+only).
 
 A template is one sheet: a header row naming the columns, then one device a row. The key
 column ``id`` (the managed object's id) says which device; every other column is one
@@ -19,9 +19,8 @@ into rows of text cells):
   (the first row wins). Whether the device exists, is a device and is of the template's
   type is decided against the inventory (:func:`check_device`).
 
-Applying (:func:`decide`) is optimistic: a record carries the values its columns had when
-the file was uploaded, and fails when any of them changed since, so that nobody's change
-is overwritten unseen.
+What a record does to its device, the template and the optimistic check are
+:mod:`fleetgate.domain.batch_apply`.
 """
 
 from __future__ import annotations
@@ -86,6 +85,12 @@ EDITABLE: tuple[Column, ...] = (
     Column("c8y_RequiredAvailability.responseInterval", Kind.INTEGER, -(2**31), 2**31 - 1),
 )
 _BY_NAME = {c.name.lower(): c for c in EDITABLE}
+
+
+def editable(name: str) -> Column:
+    """The editable column named ``name`` (as :data:`EDITABLE` spells it, or any case)."""
+    return _BY_NAME[name.lower()]
+
 
 #: Attributes a template names but cannot change: the managed object's own fields, its
 #: identity, and what the server or the device keeps (a column of one, or of a field of
@@ -155,16 +160,6 @@ class Record:
     changes: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class StagedRecord:
-    """A valid record as stored: its changes and what its columns held at the upload."""
-
-    row: int
-    object_id: int
-    changes: dict[str, Any]
-    before: dict[str, Any]
-
-
 def errmsg_text(invalid: Iterable[Invalid]) -> str:
     """``errmsg.txt``: one line per problem, by row."""
     return "".join(f"{i.line()}\n" for i in sorted(invalid, key=lambda i: i.row))
@@ -200,7 +195,7 @@ def parse_header(cells: Sequence[str]) -> Header:
             )
         else:
             raise ValidationFailed(
-                f"unknown column {_shown(name)}: a template has {KEY} and any of {editable}"
+                f"unknown column {shown(name)}: a template has {KEY} and any of {editable}"
             )
     if key is None:
         raise ValidationFailed(f"the header has no {KEY} column (the devices' managed object ids)")
@@ -294,18 +289,18 @@ def parse_cell(column: Column, text: str) -> str | float | int | Problem:
         try:
             value = int(stripped, 10)
         except ValueError:
-            return Problem(f"{_shown(text)} is not a whole number")
+            return Problem(f"{shown(text)} is not a whole number")
     else:
         try:
             value = float(stripped)
         except ValueError:
-            return Problem(f"{_shown(text)} is not a number")
+            return Problem(f"{shown(text)} is not a number")
         if not math.isfinite(value):
-            return Problem(f"{_shown(text)} is not a finite number")
+            return Problem(f"{shown(text)} is not a finite number")
     low = -math.inf if column.low is None else column.low
     high = math.inf if column.high is None else column.high
     if not low <= value <= high:
-        return Problem(f"{_shown(text)} is out of range ({_number(low)} to {_number(high)})")
+        return Problem(f"{shown(text)} is out of range ({_number(low)} to {_number(high)})")
     return value
 
 
@@ -320,128 +315,19 @@ def check_device(record: Record, found: ManagedObject | None, device_type: str) 
         return Invalid(
             record.row,
             KEY,
-            f"device {record.object_id} is of type {_shown(found.type or '')}, not"
-            f" {_shown(device_type)} (the template's type)",
+            f"device {record.object_id} is of type {shown(found.type or '')}, not"
+            f" {shown(device_type)} (the template's type)",
         )
     return None
-
-
-def current_value(obj: ManagedObject, column: Column) -> Any:
-    """What ``column`` holds on ``obj`` now (None when absent)."""
-    if column.name == "name":
-        return obj.name
-    if len(column.path) == 1:
-        return obj.fragments.get(column.name)
-    fragment, field = column.path
-    held = obj.fragments.get(fragment)
-    return held.get(field) if isinstance(held, dict) else None
-
-
-def staged(record: Record, obj: ManagedObject) -> StagedRecord:
-    """The record with its columns' values at the upload (the optimistic check's base)."""
-    before = {name: current_value(obj, _BY_NAME[name.lower()]) for name in record.changes}
-    return StagedRecord(record.row, record.object_id, dict(record.changes), before)
-
-
-@dataclass(frozen=True, slots=True)
-class Update:
-    """Write these: ``plain`` (``name``) and whole top-level fragments, merged."""
-
-    plain: dict[str, Any]
-    fragments: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Unchanged:
-    """The device already holds every value of the record."""
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    cause: str
-
-
-def decide(
-    record: StagedRecord, obj: ManagedObject | None, device_type: str
-) -> Update | Unchanged | Refusal:
-    """What confirming ``record`` does to the device as it is now (locked by the caller)."""
-    if obj is None or not obj.is_device:
-        return Refusal(f"device {record.object_id} was deleted since the upload")
-    if obj.type != device_type:
-        return Refusal(
-            f"device {record.object_id} is of type {_shown(obj.type or '')} since the upload,"
-            f" not {_shown(device_type)}"
-        )
-    changed = [
-        name
-        for name in record.changes
-        if current_value(obj, _BY_NAME[name.lower()]) != record.before.get(name)
-    ]
-    if changed:
-        return Refusal(
-            "changed since the upload: "
-            + "; ".join(
-                f"{name} was {_value(record.before.get(name))}, is now"
-                f" {_value(current_value(obj, _BY_NAME[name.lower()]))}"
-                for name in changed
-            )
-            + " (download a new template to see the current values)"
-        )
-    plain: dict[str, Any] = {}
-    fragments: dict[str, Any] = {}
-    for name, value in record.changes.items():
-        column = _BY_NAME[name.lower()]
-        if current_value(obj, column) == value:
-            continue
-        if name == "name":
-            plain["name"] = value
-            continue
-        if len(column.path) == 1:
-            fragments[name] = value
-            continue
-        fragment, field = column.path
-        if fragment not in fragments:
-            held = obj.fragments.get(fragment)
-            fragments[fragment] = dict(held) if isinstance(held, dict) else {}
-        fragments[fragment][field] = value
-    if not plain and not fragments:
-        return Unchanged()
-    return Update(plain, fragments)
-
-
-def template_rows(example: ManagedObject | None) -> list[list[str | float | int]]:
-    """The template: the header, and the example device's row when one is given."""
-    rows: list[list[str | float | int]] = [[KEY, *(c.name for c in EDITABLE)]]
-    if example is not None:
-        row: list[str | float | int] = [str(example.id)]
-        for column in EDITABLE:
-            value = current_value(example, column)
-            row.append(_cell_of(value))
-        rows.append(row)
-    return rows
-
-
-def _cell_of(value: Any) -> str | float | int:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int | float | str):
-        return value
-    return str(value)
 
 
 def _cell(cells: Sequence[str], position: int) -> str:
     return cells[position] if position < len(cells) else ""
 
 
-def _shown(text: str, limit: int = 40) -> str:
+def shown(text: str, limit: int = 40) -> str:
     """``text`` quoted for a message, cut at ``limit`` characters."""
     return repr(text if len(text) <= limit else text[:limit] + "…")
-
-
-def _value(value: Any) -> str:
-    return "empty" if value is None else _shown(str(value))
 
 
 def _number(value: float) -> str:

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from fleetgate.domain.batch import Invalid, StagedRecord
+from fleetgate.domain.batch import Invalid
+from fleetgate.domain.batch_apply import StagedRecord
 
 
 class Outcome(StrEnum):

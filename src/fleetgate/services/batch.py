@@ -19,14 +19,12 @@ from itertools import islice
 from fleetgate.domain.batch import (
     Invalid,
     Record,
-    StagedRecord,
     check_device,
     errmsg_text,
     parse_header,
     read_records,
-    staged,
-    template_rows,
 )
+from fleetgate.domain.batch_apply import StagedRecord, staged, template_rows
 from fleetgate.domain.batch_file import Format, detect_format, read_csv, write_csv
 from fleetgate.domain.batch_state import BatchState, Claim, NewBatch
 from fleetgate.domain.errors import Conflict, NotFound, ValidationFailed

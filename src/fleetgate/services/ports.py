@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from fleetgate.domain.batch import StagedRecord
+from fleetgate.domain.batch_apply import StagedRecord
 from fleetgate.domain.batch_state import BatchState, Claim, NewBatch, RecordOutcome
 from fleetgate.domain.binaries import BinaryFile, NewContent, StagedFile, StoredFile
 from fleetgate.domain.bootstrap import NewDeviceRequest, RequestStatus

@@ -99,6 +99,23 @@ def lone_cell_far_below(d: Devices) -> bytes:
     return out.getvalue()
 
 
+def entity_bomb(d: Devices) -> bytes:
+    """A workbook whose sheet XML declares nested entities ("billion laughs"): a few KB
+    that would expand to gigabytes."""
+    source = zipfile.ZipFile(io.BytesIO(xlsx([["id", "name"], [d.sensor, "x"]])))
+    levels = "".join(f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10))
+    doctype = f'<!DOCTYPE lolz [<!ENTITY lol0 "lollollollollol">{levels}]>'.encode()
+    out = io.BytesIO()
+    with source, zipfile.ZipFile(out, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                rest = data.partition(b"?>")[2] if data.startswith(b"<?xml") else data
+                data = b'<?xml version="1.0"?>' + doctype + rest.replace(b">x<", b">&lol9;<")
+            target.writestr(item, data)
+    return out.getvalue()
+
+
 def csv(text: str) -> Callable[[Devices], bytes]:
     return lambda d: text.format(d=d).encode("utf-8")
 
@@ -108,6 +125,7 @@ def good_xlsx(d: Devices) -> bytes:
 
 
 CASES: list[BadFile] = [
+    BadFile("an XML entity bomb", "devices.xlsx", entity_bomb, Refused(422, "amplification")),
     BadFile(
         "a lone cell in the last row",
         "devices.xlsx",

@@ -97,6 +97,7 @@ async def test_template_upload_errors_confirm(api: WholeApi, scratch_dir: Path) 
     assert await name_of(api, a) == "A2"
     shown = await run(api, "batch-show", batch_id)
     assert "updated 1, unchanged 0, failed 0" in shown
+    assert json.loads(await run(api, "batch-show", batch_id, "--json"))["id"] == batch_id
 
 
 async def test_a_watcher_is_told_which_role_it_lacks(api: WholeApi, scratch_dir: Path) -> None:

@@ -63,6 +63,16 @@ def add_parser(
     ):
         action = actions.add_parser(name, help=text)
         action.add_argument("id", metavar="ID")
+        if name != "batch-errors":
+            _json_flag(action)
+    _json_flag(upload)
+
+
+def _json_flag(action: argparse.ArgumentParser) -> None:
+    """``--json`` after the action too (SUPPRESS: not given here keeps the one before)."""
+    action.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print the JSON answer"
+    )
 
 
 def batch_lines(body: dict[str, Any]) -> list[str]:

@@ -132,5 +132,7 @@ def operators(request: Request) -> Operators:
 
 def tenants(request: Request) -> Tenants:
     return _wired(services_of(request.app).tenants, "tenants")
+
+
 def batch(request: Request) -> BatchUpdates:
     return _wired(services_of(request.app).batch, "batch updates")

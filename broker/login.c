@@ -230,6 +230,23 @@ static const char *fg_bootstrap_tenant_refusal(struct fg_state *st, const char *
 	return reason;
 }
 
+/* Why a device username with no account is refused: when the service disabled that
+ * device (it removes a disabled password device's account), say so in the log rather
+ * than "unknown username" — without spending a password hash on it. */
+static const char *fg_no_account_reason(struct fg_state *st, const char *username)
+{
+	char *tenant, *device_id;
+	const struct fg_device *device;
+	const char *reason = "unknown username";
+
+	if(fg_parse_device_username(username, &tenant, &device_id)) return reason;
+	device = fg_table_get(&st->devices, device_id);
+	if(device && !device->enabled && strcmp(device->tenant, tenant) == 0) reason = "device is disabled";
+	free(tenant);
+	free(device_id);
+	return reason;
+}
+
 static bool fg_is_loopback(const char *address)
 {
 	return address && (strcmp(address, "127.0.0.1") == 0 || strcmp(address, "::1") == 0);
@@ -257,7 +274,7 @@ static const char *fg_authenticate(struct fg_state *st, struct mosquitto *client
 		return NULL;
 	}
 	account = fg_table_get(&st->accounts, username);
-	if(!account) return "unknown username";
+	if(!account) return fg_no_account_reason(st, username);
 	if(account->kind == FG_KIND_DEVICE) return fg_authenticate_password_device(st, client, account, password);
 	if(account->kind != FG_KIND_BOOTSTRAP) return "account kind cannot connect";
 	if((reason = fg_bootstrap_tenant_refusal(st, username))) return reason;

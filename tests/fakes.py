@@ -154,8 +154,14 @@ class FakeChildren:
     """Gateways' children (a ``ChildSink``): ``attached`` holds (child, gateway) pairs; a
     declaration registers a child that nobody holds, refuses one another gateway holds."""
 
-    def __init__(self, attached: Iterable[tuple[str, str]] = ()) -> None:
+    def __init__(
+        self,
+        attached: Iterable[tuple[str, str]] = (),
+        disabled: Iterable[tuple[str, str]] = (),
+    ) -> None:
         self.pairs = set(attached)
+        #: (child, gateway) pairs of disabled children.
+        self.disabled = set(disabled)
         self.declared: list[Declaration] = []
         self.reached: list[ConnectivityReport] = []
 
@@ -181,6 +187,9 @@ class FakeChildren:
 
     async def attached(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         return set(pairs) & self.pairs
+
+    async def disabled_children(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        return set(pairs) & self.pairs & self.disabled
 
     async def on_connectivity(self, reports: Sequence[ConnectivityReport]) -> list[DeviceError]:
         """Applies reports about its children; answers the others ``devices/notAChild``."""

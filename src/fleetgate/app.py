@@ -29,6 +29,7 @@ from fleetgate.db.child_devices import PgChildDevices
 from fleetgate.db.connections import PgChildConnections
 from fleetgate.db.dead_letters import PgDeadLetters
 from fleetgate.db.devices import PgDevices
+from fleetgate.db.enablement import PgEnablement
 from fleetgate.db.gateways import PgChildren
 from fleetgate.db.groups import PgGroups
 from fleetgate.db.identity import PgIdentity
@@ -54,13 +55,14 @@ from fleetgate.services.auth import Authenticator
 from fleetgate.services.batch import BatchUpdates
 from fleetgate.services.binaries import Binaries
 from fleetgate.services.bootstrap import Bootstrap
-from fleetgate.services.broker import TrustSync, full_state
+from fleetgate.services.broker import DisabledDevices, TrustSync, full_state
 from fleetgate.services.bulk import BulkCredentials
 from fleetgate.services.bulk_operations import BulkOperations
 from fleetgate.services.child_devices import ChildDevices
 from fleetgate.services.dead_letters import DeadLetters
 from fleetgate.services.device_messages import DeviceMessages
 from fleetgate.services.devices import Devices
+from fleetgate.services.enablement import DeviceEnablement
 from fleetgate.services.gateways import Gateways
 from fleetgate.services.groups import Groups
 from fleetgate.services.health import Health
@@ -114,6 +116,8 @@ class Services:
     groups: Groups
     profiles: Profiles
     tenants: Tenants
+    enablement: DeviceEnablement
+    disabled_devices: DisabledDevices
 
 
 async def run_service(settings: Settings, *, on_ready: OnReady | None = None) -> None:
@@ -162,6 +166,7 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
                 operators=Operators(adapters.users),
                 tenants=services.tenants,
                 batch=BatchUpdates(PgBatchUpdates(pool), XlsxWorkbooks()),
+                enablement=services.enablement,
             ),
         )
         await _serve(settings, api, api_socket, adapters, services, on_ready)
@@ -253,7 +258,10 @@ def _services(settings: Settings, adapters: Adapters) -> Services:
         await devices.discard_released_sessions()
         await binaries.release(deleted.file_sha256s)
 
+    enablement_store = PgEnablement(pool)
     return Services(
+        enablement=DeviceEnablement(enablement_store, adapters.inventory, bridge, operations),
+        disabled_devices=enablement_store.disabled_devices,
         devices=devices,
         trust=TrustedCertificates(adapters.trust_store, trust_sync),
         trust_sync=trust_sync,
@@ -303,6 +311,7 @@ def _wire(adapters: Adapters, services: Services) -> None:
             services.tenants.broker_state,
             services.trust.broker_state,
             services.devices.connections.broker_state,
+            disabled=services.disabled_devices,
         ),
         on_event=services.devices.connections.on_events,
         on_live=services.devices.connections.reconcile,

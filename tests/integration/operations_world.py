@@ -18,6 +18,7 @@ from fleetgate.db.binaries import PgBinaries
 from fleetgate.db.connections import PgChildConnections
 from fleetgate.db.dead_letters import PgDeadLetters
 from fleetgate.db.devices import PgDevices
+from fleetgate.db.enablement import PgEnablement
 from fleetgate.db.gateways import PgChildren
 from fleetgate.db.groups import PgGroups
 from fleetgate.db.identity import PgIdentity
@@ -32,6 +33,7 @@ from fleetgate.services.binaries import Binaries
 from fleetgate.services.dead_letters import DeadLetters
 from fleetgate.services.device_messages import DeviceMessages
 from fleetgate.services.devices import Devices
+from fleetgate.services.enablement import DeviceEnablement
 from fleetgate.services.gateways import Gateways
 from fleetgate.services.groups import Groups
 from fleetgate.services.operations import FileSigning, OperationFeed, Operations
@@ -58,6 +60,7 @@ class World:
     pool: asyncpg.Pool
     messages: DeviceMessages
     app: Any = None
+    broker: RecordingBroker | None = None
 
     async def device(
         self, serial: str, *, tenant: str = "t1", type: str = "thermo", supported: Any = ALL_OPS
@@ -121,12 +124,13 @@ class World:
 async def world(pool: asyncpg.Pool, scratch_dir: Path) -> AsyncIterator[World]:
     await seed_tenants(pool, "t1", "t2")
     inventory = PgInventory(pool)
+    broker = RecordingBroker()
     devices = Devices(
         inventory,
         PgIdentity(pool),
         PgUsers(pool),
         PgDevices(pool),
-        RecordingBroker(),
+        broker,
         is_transient=is_transient,
         child_connections=PgChildConnections(pool),
     )
@@ -147,6 +151,9 @@ async def world(pool: asyncpg.Pool, scratch_dir: Path) -> AsyncIterator[World]:
         services_of(app).dead_letters = DeadLetters(PgDeadLetters(pool))
         services_of(app).groups = Groups(inventory, PgGroups(pool))
         services_of(app).profiles = Profiles(inventory)
+        services_of(app).enablement = DeviceEnablement(
+            PgEnablement(pool), inventory, broker, operations
+        )
         messages = DeviceMessages(
             operations,
             devices.declare,
@@ -155,4 +162,4 @@ async def world(pool: asyncpg.Pool, scratch_dir: Path) -> AsyncIterator[World]:
             children=Gateways(PgChildren(pool), devices.connections),
             is_transient=is_transient,
         )
-        yield World(client, operations, devices, link, pool, messages, app)
+        yield World(client, operations, devices, link, pool, messages, app, broker)

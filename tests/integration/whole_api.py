@@ -24,6 +24,7 @@ from fleetgate.db.child_devices import PgChildDevices
 from fleetgate.db.connections import PgChildConnections
 from fleetgate.db.dead_letters import PgDeadLetters
 from fleetgate.db.devices import PgDevices
+from fleetgate.db.enablement import PgEnablement
 from fleetgate.db.groups import PgGroups
 from fleetgate.db.identity import PgIdentity
 from fleetgate.db.inventory import PgInventory
@@ -47,6 +48,7 @@ from fleetgate.services.bulk_operations import BulkOperations
 from fleetgate.services.child_devices import ChildDevices
 from fleetgate.services.dead_letters import DeadLetters
 from fleetgate.services.devices import Devices
+from fleetgate.services.enablement import DeviceEnablement
 from fleetgate.services.groups import Groups
 from fleetgate.services.health import Health
 from fleetgate.services.operation_feed import OperationFeed
@@ -166,6 +168,9 @@ def wire(app: FastAPI, pool: asyncpg.Pool, files: Path, base_url: str = TEST_BAS
         hasher=fast_hash,
     )
     services_of(app).batch = BatchUpdates(PgBatchUpdates(pool), XlsxWorkbooks())
+    services_of(app).enablement = DeviceEnablement(
+        PgEnablement(pool), inventory, broker, operations
+    )
     return Fakes(broker, trust_changes, link)
 
 

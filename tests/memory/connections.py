@@ -114,6 +114,12 @@ class MemoryChildConnections:
                     ),
                     reported=Reported(report.connected, report.reason) if report else None,
                     own_connection=row.connection_id is not None,
+                    disabled=row.disabled,
+                    gateway_disabled=(
+                        gateway is not None
+                        and parent is not None
+                        and self._db.objects[parent].disabled
+                    ),
                 )
             )
             if wanted is not None:

@@ -107,6 +107,8 @@ class ObjectRow:
     last_updated: datetime
     #: The broker connection the device is on, when CONNECTED.
     connection_id: str | None = None
+    #: An operator disabled the device (decision 0012).
+    disabled: bool = False
 
     def shown(self) -> ManagedObject:
         return ManagedObject(

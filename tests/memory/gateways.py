@@ -64,7 +64,11 @@ class MemoryChildren:
             gateway_parent=self._db.gateway_of(gateway_id),
             held_elsewhere=held_elsewhere,
             holder=(
-                Holder(holder_object, self._db.gateway_of(holder_object))
+                Holder(
+                    holder_object,
+                    self._db.gateway_of(holder_object),
+                    self._db.objects[holder_object].disabled,
+                )
                 if holder_object is not None
                 else None
             ),
@@ -108,3 +112,10 @@ class MemoryChildren:
             if holder is not None and self._db.gateway_of(holder[1]) == gateway:
                 found.add((child, gateway))
         return found
+
+    async def disabled_children(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        return {
+            (child, gateway)
+            for child, gateway in await self.attached(pairs)
+            if (found := self._device(child)) is not None and self._db.objects[found[1]].disabled
+        }

@@ -22,6 +22,7 @@ from fleetgate.services.bulk_operations import BulkOperations
 from fleetgate.services.child_devices import ChildDevices
 from fleetgate.services.dead_letters import DeadLetters
 from fleetgate.services.devices import Devices
+from fleetgate.services.enablement import DeviceEnablement
 from fleetgate.services.groups import Groups
 from fleetgate.services.health import Health
 from fleetgate.services.operations import Operations
@@ -52,6 +53,7 @@ class ApiServices:
     operators: Operators | None = None
     tenants: Tenants | None = None
     batch: BatchUpdates | None = None
+    enablement: DeviceEnablement | None = None
     #: The key of signed file URLs (downloads and snapshot uploads).
     url_secret: bytes | None = None
 
@@ -72,6 +74,10 @@ def _wired(service: T | None, name: str) -> T:
 
 def devices(request: Request) -> Devices:
     return _wired(services_of(request.app).devices, "devices")
+
+
+def enablement(request: Request) -> DeviceEnablement:
+    return _wired(services_of(request.app).enablement, "enablement")
 
 
 def trust(request: Request) -> TrustedCertificates:

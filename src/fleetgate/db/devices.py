@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from fleetgate.db.device_ids import claim_device_id
-from fleetgate.db.inventory import insert_object
+from fleetgate.db.inventory import DISABLED_SHOWN, insert_object, keep_disabled
 from fleetgate.domain.devices import (
     DEFAULT_DEVICE_TYPE,
     DEVICE_ID_TYPE,
@@ -17,6 +17,7 @@ from fleetgate.domain.devices import (
     Registration,
     device_username,
 )
+from fleetgate.domain.enablement import effective_enabled
 from fleetgate.domain.users import Role
 
 
@@ -43,13 +44,15 @@ class PgDevices:
             object_id, created = await ensure_device(
                 conn, tenant_id, device_id, at, fragments=fragments
             )
+            shown = keep_disabled("managed_object", "$2", "$5")
             await conn.execute(
-                "UPDATE managed_object SET fragments = fragments || $2::jsonb,"
+                f"UPDATE managed_object SET fragments = {shown},"  # noqa: S608 — fixed
                 " connection_id = $3, last_updated = $4 WHERE id = $1",
                 object_id,
                 json.dumps(connection),
                 connection_id,
                 at,
+                json.dumps(DISABLED_SHOWN),
             )
             user_created, user_enabled = await _ensure_device_user(conn, tenant_id, device_id)
         return Registration(int(object_id), created, user_created, user_enabled)
@@ -72,20 +75,36 @@ class PgDevices:
             return await _ensure_device_user(conn, tenant_id, device_id)
 
 
+#: Whether an operator disabled the device with device id $2 in tenant $1.
+DEVICE_DISABLED = """
+coalesce((SELECT m.disabled FROM external_id e JOIN managed_object m ON m.id = e.managed_object_id
+           WHERE e.tenant_id = $1 AND e.type = 'c8y_Serial' AND e.value = $2), false)
+"""
+
+
 async def _ensure_device_user(conn: Conn, tenant_id: str, device_id: str) -> tuple[bool, bool]:
+    """Make the device user unless it exists (enabled unless its device is disabled):
+    (created, whether the device may log in — :func:`effective_enabled`)."""
     username = device_username(device_id)
     created = await conn.fetchval(
-        "INSERT INTO app_user (tenant_id, username, password_hash, roles)"
-        " VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, username) DO NOTHING RETURNING true",
+        "INSERT INTO app_user (tenant_id, username, password_hash, roles, enabled)"
+        f" SELECT $1, $3, $4, $5, NOT {DEVICE_DISABLED}"
+        " ON CONFLICT (tenant_id, username) DO NOTHING RETURNING true",
         tenant_id,
+        device_id,
         username,
         NO_PASSWORD,
         [Role.DEVICE.value, Role.USER_MANAGEMENT_OWN_READ.value],
     )
-    enabled = await conn.fetchval(
-        "SELECT enabled FROM app_user WHERE tenant_id = $1 AND username = $2", tenant_id, username
+    row = await conn.fetchrow(
+        f"SELECT enabled, {DEVICE_DISABLED} AS disabled FROM app_user"  # noqa: S608 — fixed
+        " WHERE tenant_id = $1 AND username = $3",
+        tenant_id,
+        device_id,
+        username,
     )
-    return bool(created), bool(enabled)
+    assert row is not None  # made above if it was missing
+    return bool(created), effective_enabled(bool(row["enabled"]), bool(row["disabled"]))
 
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -139,14 +158,16 @@ async def ensure_device(
 async def set_device_password(
     conn: Conn, tenant_id: str, device_id: str, password_hash: str
 ) -> None:
-    """Make or update the device user ``device_<id>`` with this password, enabled."""
+    """Make or update the device user ``device_<id>`` with this password, enabled —
+    unless its device is disabled (decision 0012: the user follows the device)."""
     await conn.execute(
-        "INSERT INTO app_user (tenant_id, username, password_hash, roles)"
-        " VALUES ($1, $2, $3, $4)"
+        "INSERT INTO app_user (tenant_id, username, password_hash, roles, enabled)"
+        f" SELECT $1, $3, $4, $5, NOT {DEVICE_DISABLED}"
         " ON CONFLICT (tenant_id, username) DO UPDATE"
         " SET password_hash = EXCLUDED.password_hash, last_password_change = now(),"
-        "     enabled = true",
+        "     enabled = EXCLUDED.enabled",
         tenant_id,
+        device_id,
         device_username(device_id),
         password_hash,
         [Role.DEVICE.value, Role.USER_MANAGEMENT_OWN_READ.value],

@@ -116,6 +116,26 @@ class PgChildren:
         )
         return {(r["child"], r["gateway"]) for r in rows}
 
+    async def disabled_children(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (child, gateway) pairs name a gateway's child that is disabled."""
+        if not pairs:
+            return set()
+        rows = await self._pool.fetch(
+            """
+            SELECT ce.value AS child, ge.value AS gateway
+              FROM unnest($1::text[], $2::text[]) AS p(child, gateway)
+              JOIN external_id ce ON ce.type = 'c8y_Serial' AND ce.value = p.child
+              JOIN managed_object m ON m.id = ce.managed_object_id AND m.disabled
+              JOIN managed_object_child c
+                ON c.child_id = m.id AND c.kind = 'childDevices'
+              JOIN external_id ge ON ge.managed_object_id = c.parent_id
+                                 AND ge.type = 'c8y_Serial' AND ge.value = p.gateway
+            """,
+            [child for child, _ in pairs],
+            [gateway for _, gateway in pairs],
+        )
+        return {(r["child"], r["gateway"]) for r in rows}
+
 
 async def _claim(conn: Conn, tenant_id: str, child: str) -> bool:
     """Lock the child's id for this transaction; False when another tenant holds it."""
@@ -129,7 +149,7 @@ async def _claim(conn: Conn, tenant_id: str, child: str) -> bool:
 async def _holder(conn: Conn, tenant_id: str, child: str) -> Holder | None:
     row = await conn.fetchrow(
         f"""
-        SELECT m.id, {GATEWAY_OF} AS gateway
+        SELECT m.id, m.disabled, {GATEWAY_OF} AS gateway
           FROM external_id e JOIN managed_object m ON m.id = e.managed_object_id
          WHERE e.tenant_id = $1 AND e.type = $2 AND e.value = $3
         """,  # noqa: S608 — fixed fragments
@@ -137,7 +157,7 @@ async def _holder(conn: Conn, tenant_id: str, child: str) -> Holder | None:
         DEVICE_ID_TYPE,
         child,
     )
-    return Holder(row["id"], row["gateway"]) if row else None
+    return Holder(row["id"], row["gateway"], row["disabled"]) if row else None
 
 
 async def _removal(conn: Conn, gateway_object_id: int, child: str) -> Removal | None:

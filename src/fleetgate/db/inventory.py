@@ -10,9 +10,26 @@ from typing import Any
 import asyncpg
 
 from fleetgate.db.inventory_query import compile_query
+from fleetgate.domain.connections import disabled_lifecycle
 from fleetgate.domain.devices import DEVICE_ID_TYPE, ManagedObject
 from fleetgate.domain.inventory import PARENT_KINDS, Deleted, ObjectFilter, Reference
+from fleetgate.domain.lifecycle import FRAGMENT as LIFECYCLE
 from fleetgate.domain.lifecycle import with_initial_lifecycle
+
+#: What a disabled device's lifecycle shows, whatever its connection does (a JSON object
+#: to merge last).
+DISABLED_SHOWN = {LIFECYCLE: disabled_lifecycle()}
+
+
+def keep_disabled(row: str, connection: str, shown: str) -> str:
+    """The SQL of ``row``'s fragments with the connection fragments (parameter
+    ``connection``) merged, its lifecycle staying DISABLED (``shown``:
+    :data:`DISABLED_SHOWN`) while the device is disabled: a disabled device's last
+    disconnect must not show it OFFLINE."""
+    return (
+        f"CASE WHEN {row}.disabled THEN {row}.fragments || {connection}::jsonb || {shown}::jsonb"
+        f" ELSE {row}.fragments || {connection}::jsonb END"
+    )
 
 
 def object_of_row(row: asyncpg.Record) -> ManagedObject:
@@ -433,20 +450,22 @@ class PgInventory:
         connection (a late disconnect of an older connection must not win).
         """
         status = await self._pool.execute(
-            """
+            f"""
             UPDATE managed_object m
-               SET fragments = m.fragments || $3::jsonb, connection_id = $4, last_updated = $6
+               SET fragments = {keep_disabled("m", "$3", "$7")}, connection_id = $4,
+                   last_updated = $6
               FROM external_id e
              WHERE e.tenant_id = $1 AND e.type = 'c8y_Serial' AND e.value = $2
                AND m.id = e.managed_object_id
                AND ($5::text IS NULL OR m.connection_id = $5)
-            """,
+            """,  # noqa: S608 — fixed fragments
             tenant_id,
             device_id,
             json.dumps(fragments),
             connection_id,
             only_if_connection,
             at,
+            json.dumps(DISABLED_SHOWN),
         )
         return not status.endswith(" 0")
 

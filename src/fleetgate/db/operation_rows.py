@@ -15,8 +15,14 @@ from fleetgate.domain.operations import Operation, OperationFilter, OperationSta
 
 #: The gateway its device is a child of now, by device id (``m``: the device's object).
 GATEWAY = f"{GATEWAY_OF} AS gateway"
+#: Whether the device ``m``, or its gateway, is disabled: its commands are held back.
+HELD = """
+(m.disabled OR EXISTS (SELECT 1 FROM managed_object_child c
+                         JOIN managed_object g ON g.id = c.parent_id
+                        WHERE c.child_id = m.id AND c.kind = 'childDevices' AND g.disabled))
+"""
 #: What an :class:`Operation` shows of its device, beside the operation's own columns.
-DEVICE_COLUMNS = f"m.name AS device_name, {GATEWAY}"
+DEVICE_COLUMNS = f"m.name AS device_name, {GATEWAY}, {HELD} AS held"
 
 SELECT = f"""
 SELECT o.*, {DEVICE_COLUMNS}
@@ -63,6 +69,7 @@ def operation_of_row(row: asyncpg.Record) -> Operation:
         creation_time=row["creation_time"],
         status_time=row["status_time"],
         gateway=row["gateway"],
+        held=row["held"],
     )
 
 

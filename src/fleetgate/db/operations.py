@@ -21,6 +21,7 @@ from fleetgate.db.operation_rows import (
     BOUND,
     DEVICE_COLUMNS,
     GATEWAY,
+    HELD,
     SELECT,
     operation_of_row,
     state_of_row,
@@ -340,7 +341,7 @@ class PgOperations:
     async def undispatched(self, limit: int) -> list[Operation]:
         rows = await self._pool.fetch(
             f"{SELECT} WHERE o.status = 'PENDING' AND o.dispatched_at IS NULL"
-            f" AND {BOUND} ORDER BY o.id LIMIT $1",
+            f" AND {BOUND} AND NOT {HELD} ORDER BY o.id LIMIT $1",
             limit,
         )
         return [operation_of_row(r) for r in rows]

@@ -22,7 +22,7 @@ def _tenant(row: asyncpg.Record) -> Tenant:
     )
 
 
-def _user(row: asyncpg.Record) -> User:
+def user_of_row(row: asyncpg.Record) -> User:
     known = {r.value for r in Role}
     return User(
         tenant_id=row["tenant_id"],
@@ -58,14 +58,14 @@ class PgUsers:
         )
         if row is None:
             return None
-        return _tenant(row), _user(row)
+        return _tenant(row), user_of_row(row)
 
     async def users_with_role(self, role: Role) -> list[User]:
         rows = await self._pool.fetch(
             "SELECT * FROM app_user WHERE $1 = ANY (roles) ORDER BY tenant_id, username",
             role.value,
         )
-        return [_user(r) for r in rows]
+        return [user_of_row(r) for r in rows]
 
     async def ensure_tenant(self, tenant: Tenant) -> bool:
         """Create the tenant unless it exists; True when it was created."""
@@ -104,7 +104,7 @@ class PgUsers:
             offset,
             limit,
         )
-        return [_user(r) for r in rows]
+        return [user_of_row(r) for r in rows]
 
     async def count_users(self, tenant_id: str, *, only_devices: bool) -> int:
         value = await self._pool.fetchval(
@@ -122,7 +122,7 @@ class PgUsers:
             username,
             enabled,
         )
-        return _user(row) if row else None
+        return user_of_row(row) if row else None
 
     async def delete_user(self, tenant_id: str, username: str) -> bool:
         status = await self._pool.execute(
@@ -152,7 +152,7 @@ class PgUsers:
             profile.get("first_name"),
             profile.get("last_name"),
         )
-        return _user(row) if row else None
+        return user_of_row(row) if row else None
 
     async def update_user(
         self,
@@ -197,7 +197,7 @@ class PgUsers:
             profile.get("last_name"),
             clear_failures,
         )
-        return _user(row) if row else None
+        return user_of_row(row) if row else None
 
     async def add_role(self, tenant_id: str, username: str, role: Role) -> User | None:
         row = await self._pool.fetchrow(
@@ -207,7 +207,7 @@ class PgUsers:
             username,
             role.value,
         )
-        return _user(row) if row else None
+        return user_of_row(row) if row else None
 
     async def remove_role(
         self, tenant_id: str, username: str, role: Role, *, keep_one_of: frozenset[Role]
@@ -225,7 +225,7 @@ class PgUsers:
             role.value,
             sorted(r.value for r in keep_one_of),
         )
-        return _user(row) if row else None
+        return user_of_row(row) if row else None
 
     async def update_failures(
         self, tenant_id: str, username: str, change: Callable[[LoginFailures], LoginFailures]

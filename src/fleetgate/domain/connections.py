@@ -22,7 +22,7 @@ writes nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -69,6 +69,11 @@ class Connection:
     reason: str | None = None
     #: The gateway it connects through (children only).
     gateway: str | None = None
+    #: An operator disabled the device (its lifecycle shows DISABLED; the connection
+    #: fragments keep telling the truth).
+    disabled: bool = False
+    #: The device id of its gateway, when that gateway is disabled (children only).
+    disabled_gateway: str | None = None
 
     def __post_init__(self) -> None:
         if self.reason is not None and self.status is ConnectionStatus.CONNECTED:
@@ -89,7 +94,9 @@ class Connection:
 
     def lifecycle(self) -> dict[str, str]:
         """``fleetgate_Lifecycle`` of a device with this connection."""
-        facts = lifecycle.LifecycleFacts(self.connected, self.reason)
+        facts = lifecycle.LifecycleFacts(
+            self.connected, self.reason, self.disabled, self.disabled_gateway
+        )
         return lifecycle.lifecycle(facts).fragment()
 
     def fragments(self, at: datetime) -> dict[str, Any]:
@@ -165,6 +172,10 @@ class ConnectionFacts:
     reported: Reported | None = None
     #: It is on a broker connection of its own.
     own_connection: bool = False
+    #: An operator disabled it.
+    disabled: bool = False
+    #: Its gateway (``gateway``) is disabled.
+    gateway_disabled: bool = False
 
 
 def decide(facts: ConnectionFacts) -> Connection | None:
@@ -175,13 +186,46 @@ def decide(facts: ConnectionFacts) -> Connection | None:
       gateway deleted) and has no connection of its own: DISCONNECTED, "detached from
       gateway <id>".
     - Anything else is the broker's events' business (its own connection) or none at all.
+
+    The lifecycle shown with it says DISABLED when the device, or its gateway, is.
     """
     if facts.gateway is not None:
-        wanted = child_connection(facts.gateway, facts.gateway_connected, facts.reported)
+        wanted = replace(
+            child_connection(facts.gateway, facts.gateway_connected, facts.reported),
+            disabled=facts.disabled,
+            disabled_gateway=facts.gateway if facts.gateway_disabled else None,
+        )
     else:
         shown = facts.shown.get(FRAGMENT)
         former = shown.get("gateway") if isinstance(shown, dict) else None
         if facts.own_connection or not isinstance(former, str):
             return None
-        wanted = Connection(ConnectionStatus.DISCONNECTED, detached_from(former))
+        wanted = Connection(
+            ConnectionStatus.DISCONNECTED, detached_from(former), disabled=facts.disabled
+        )
     return None if wanted.is_shown_by(facts.shown) else wanted
+
+
+def shown_lifecycle(
+    shown: dict[str, Any], *, disabled: bool, disabled_gateway: str | None = None
+) -> dict[str, str]:
+    """The ``fleetgate_Lifecycle`` of a device whose managed object shows ``shown`` (its
+    connection fragments as written), once it is (or no longer is) disabled, or its
+    gateway: DISABLED while either is; otherwise what its connection says — never
+    connected (no ``c8y_Connection``) INACTIVE, CONNECTED ONLINE, else OFFLINE with
+    ``fleetgate_Connection.reason``. Enabling a device restores exactly this."""
+    c8y = shown.get(C8Y_CONNECTION)
+    status = c8y.get("status") if isinstance(c8y, dict) else None
+    connected = None if status is None else status == ConnectionStatus.CONNECTED.value
+    reason = None
+    own = shown.get(FRAGMENT)
+    if connected is False and isinstance(own, dict) and isinstance(own.get("reason"), str):
+        reason = own["reason"]
+    facts = lifecycle.LifecycleFacts(connected, reason, disabled, disabled_gateway)
+    return lifecycle.lifecycle(facts).fragment()
+
+
+def disabled_lifecycle() -> dict[str, str]:
+    """The ``fleetgate_Lifecycle`` of a device an operator disabled (whatever its
+    connection): what a connection event of a disabled device writes."""
+    return lifecycle.lifecycle(lifecycle.LifecycleFacts(None, disabled=True)).fragment()

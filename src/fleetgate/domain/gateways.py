@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from fleetgate.domain.devices import device_username
+from fleetgate.domain.enablement import CHILD_DISABLED, child_disabled_reason
 
 #: The reference kind that makes a device a gateway's child (Cumulocity's).
 CHILD_DEVICES = "childDevices"
@@ -48,6 +49,8 @@ class Holder:
     object_id: int
     #: The device id of its gateway (None: it has none).
     gateway: str | None
+    #: An operator disabled it (decision 0012).
+    disabled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,8 @@ class Verdict(StrEnum):
 class ChildDecision:
     verdict: Verdict
     reason: str | None = None
+    #: The code the gateway receives with a refusal.
+    code: str = CHILD_REFUSED
 
 
 def decide_child(claim: ChildClaim, child: str) -> ChildDecision:
@@ -114,6 +119,10 @@ def decide_child(claim: ChildClaim, child: str) -> ChildDecision:
     holder = claim.holder
     if holder is not None:
         if holder.gateway == gateway:
+            if holder.disabled:
+                return ChildDecision(
+                    Verdict.REFUSED, child_disabled_reason(child, gateway), CHILD_DISABLED
+                )
             return ChildDecision(Verdict.KNOWN)
         if holder.gateway is not None:
             return refused(f"device {child} is a child of gateway {holder.gateway}")

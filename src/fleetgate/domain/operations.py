@@ -102,6 +102,9 @@ class Operation:
     #: The device id of the gateway its device is a child of now (None: no gateway): its
     #: command goes to ``fg/d/<gateway>/c/<serial>/op/cmd``.
     gateway: str | None = None
+    #: Its device, or that device's gateway, is disabled (decision 0012): the command is
+    #: not dispatched; the operation stays PENDING until the device is enabled.
+    held: bool = False
 
     @property
     def command(self) -> Any:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from fleetgate.domain import broker_control as control
 from fleetgate.domain.devices import NO_PASSWORD, device_id_of_user
+from fleetgate.domain.enablement import Enablement
 from fleetgate.domain.users import Role, User, mqtt_username
 from fleetgate.services.ports import BrokerPush, UserStore
 
@@ -19,13 +20,22 @@ log = logging.getLogger(__name__)
 
 #: Extra state sources (the trust store's CA lines, …), each returning control lines.
 LineSource = Callable[[], Awaitable[list[str]]]
+#: The device ids of the disabled devices (decision 0012).
+DisabledDevices = Callable[[], Awaitable[set[str]]]
 
 
-async def full_state(users: UserStore, *extra: LineSource) -> list[str]:
+async def _none_disabled() -> set[str]:
+    return set()
+
+
+async def full_state(
+    users: UserStore, *extra: LineSource, disabled: DisabledDevices = _none_disabled
+) -> list[str]:
     """Every control line that rebuilds the plugin's state after a ``reset``.
 
     CAs come before devices so that, inside the one message the bridge sends, the plugin
-    knows every CA before it learns the devices.
+    knows every CA before it learns the devices. A device is enabled at the broker when
+    its user is and the device itself is not disabled (:mod:`fleetgate.domain.enablement`).
     """
     lines: list[str] = []
     for source in extra:
@@ -34,21 +44,24 @@ async def full_state(users: UserStore, *extra: LineSource) -> list[str]:
         if user.enabled:
             name = mqtt_username(user.tenant_id, user.username)
             lines.append(control.account("bootstrap", name, user.password_hash))
+    kept_out = await disabled()
     for user in await users.users_with_role(Role.DEVICE):
-        lines.extend(device_lines(user))
+        lines.extend(device_lines(user, device_id_of_user(user.username) in kept_out))
     return lines
 
 
-def device_lines(user: User) -> list[str]:
+def device_lines(user: User, device_disabled: bool = False) -> list[str]:
     """What the broker must know of one device user: the device (any identity) and, for a
-    device with a password, its account — absent while the user is disabled."""
+    device with a password, its account — absent while the device may not log in (its
+    user disabled, or the device itself: :class:`Enablement`)."""
     device_id = device_id_of_user(user.username)
     if device_id is None or Role.DEVICE not in user.roles:
         return []
-    lines = [control.device(device_id, user.tenant_id, user.enabled)]
+    enabled = Enablement(user_enabled=user.enabled, device_disabled=device_disabled).enabled
+    lines = [control.device(device_id, user.tenant_id, enabled)]
     if user.password_hash != NO_PASSWORD:
         username = control.device_username(user.tenant_id, device_id)
-        if user.enabled:
+        if enabled:
             lines.append(control.device_account(user.tenant_id, device_id, user.password_hash))
         else:
             lines.append(control.account_remove(username))

@@ -38,6 +38,7 @@ from fleetgate.domain.device_messages import (
     SyncRequest,
     parse_device_message,
 )
+from fleetgate.domain.enablement import CHILD_DISABLED, child_disabled_reason
 from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.gateways import NOT_A_CHILD
 from fleetgate.services.ports import Publisher, TransientCheck
@@ -84,6 +85,9 @@ class ChildSink(Protocol):
 
     async def on_connectivity(self, reports: Sequence[ConnectivityReport]) -> list[DeviceError]:
         """Apply gateways' reports of reaching their children, in order; the errors."""
+
+    async def disabled_children(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (child, gateway) pairs name a gateway's child that is disabled."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +170,7 @@ class DeviceMessages:
     async def _apply_all(self, items: list[_Item]) -> _Applied:
         applied = _Applied()
         rejected = applied.rejected
+        items = await self._without_disabled_children(items, rejected)
         reports: list[StatusReport] = []
         reach: list[ConnectivityReport] = []
         syncs: list[_Item] = []
@@ -205,6 +210,45 @@ class DeviceMessages:
             if asked:
                 await self._operations.on_sync(asked)
         return applied
+
+    async def _without_disabled_children(
+        self, items: list[_Item], rejected: list[tuple[Incoming, Rejection]]
+    ) -> list[_Item]:
+        """The items to apply: a gateway's messages for a child that an operator disabled
+        are refused (``devices/childDisabled``, kept as dead letters) — nothing of them
+        is applied until the child is enabled (decision 0012)."""
+        pairs = sorted(
+            {
+                (item.message.device_id, item.message.gateway)
+                for item in items
+                if item.message.gateway is not None
+            }
+        )
+        if not pairs:
+            return items
+        disabled = await self._children.disabled_children(pairs)
+        if not disabled:
+            return items
+        kept: list[_Item] = []
+        for item in items:
+            gateway = item.message.gateway
+            if gateway is not None and (item.message.device_id, gateway) in disabled:
+                child = item.message.device_id
+                rejected.append(
+                    (
+                        item.incoming,
+                        Rejection(
+                            child,
+                            item.incoming.topic,
+                            CHILD_DISABLED,
+                            child_disabled_reason(child, gateway),
+                            gateway,
+                        ),
+                    )
+                )
+            else:
+                kept.append(item)
+        return kept
 
     async def _children_only(
         self, syncs: list[_Item], rejected: list[tuple[Incoming, Rejection]]

@@ -32,6 +32,9 @@ class ChildStore(Protocol):
     async def attached(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which (child, gateway) pairs are a gateway and its child now."""
 
+    async def disabled_children(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (child, gateway) pairs name a gateway's child that is disabled."""
+
 
 class ChildConnectivity(Protocol):
     """Children's connections and the broker's view of them (``services.connections``)."""
@@ -110,7 +113,7 @@ class Gateways:
             raise ValidationFailed(f"Gateway {gateway} is not registered", code=CHILD_REFUSED)
         if done.decision.verdict is Verdict.REFUSED:
             assert done.decision.reason is not None
-            raise ValidationFailed(done.decision.reason, code=CHILD_REFUSED)
+            raise ValidationFailed(done.decision.reason, code=done.decision.code)
         if not done.created:
             return True
         log.info(
@@ -128,3 +131,8 @@ class Gateways:
     async def attached(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which (child, gateway) pairs are a gateway and its child now."""
         return await self._children.attached(pairs)
+
+    async def disabled_children(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (child, gateway) pairs name a gateway's child that an operator disabled:
+        the gateway's messages for it are refused (decision 0012)."""
+        return await self._children.disabled_children(pairs)

@@ -82,8 +82,9 @@ class Operations:
             fragments=checked.fragments,
         )
         self.feed.publish([op])
-        await self._publish(op, checked.files)
-        await self._store.mark_dispatched([op.id])
+        if not op.held:  # a disabled device's stays PENDING, for when it is enabled
+            await self._publish(op, checked.files)
+            await self._store.mark_dispatched([op.id])
         return op
 
     async def get(self, tenant_id: str, operation_id: int) -> Operation:
@@ -151,16 +152,25 @@ class Operations:
     # --- devices ----------------------------------------------------------------------
 
     async def dispatch(self, operations: Iterable[Operation]) -> None:
-        """Publish the commands of ``operations`` (open ones) to their devices."""
+        """Publish the commands of ``operations`` (open ones) to their devices — except
+        those held back because their device (or its gateway) is disabled: they stay
+        PENDING and undispatched until it is enabled (:meth:`dispatch_open`)."""
         sent: list[int] = []
         lookups: dict[str, Lookups] = {}  # by tenant: a URL means a tenant's binary
         for op in operations:
-            if op.status in ops.OPEN:
+            if op.status in ops.OPEN and not op.held:
                 known = lookups.setdefault(op.tenant_id, Lookups())
                 await self._publish(op, await self.checks.files_of(op.tenant_id, op.command, known))
                 sent.append(op.id)
         if sent:
             await self._store.mark_dispatched(sent)
+
+    async def dispatch_open(
+        self, devices: Sequence[str], children: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        """Publish every open operation of these devices (a gateway's: its children's
+        too) and of these (child, gateway) pairs: a device was enabled."""
+        await self.dispatch(await self._store.open_for(devices, children))
 
     async def dispatch_undispatched(self) -> None:
         """At start-up: commands committed but never published (the service died between)."""

@@ -14,7 +14,7 @@ from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.schemas import IdPath, json_body
-from fleetgate.api.services import devices
+from fleetgate.api.services import devices, enablement
 from fleetgate.domain.devices import ManagedObject
 from fleetgate.domain.ids import parse_id
 from fleetgate.domain.inventory import PARENT_KINDS, ObjectFilter, Reference
@@ -257,6 +257,26 @@ async def update_object(
     body = await json_object(request)
     updated = await devices(request).update_object(principal.tenant.id, parse_id(object_id), body)
     return media.c8y_json(object_body(updated, context(request).base_url), media.MANAGED_OBJECT)
+
+
+@router.post("/inventory/managedObjects/{object_id}/disable")
+async def disable_device(
+    request: Request, object_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
+) -> JSONResponse:
+    """fleetgate's (EnOS's "disable device"): the device may not log in — a live session
+    is closed at once — its open operations wait PENDING, a gateway's messages for it are
+    refused, and it shows DISABLED (a gateway's children too). Idempotent."""
+    found = await enablement(request).disable(principal.tenant.id, parse_id(object_id))
+    return media.c8y_json(object_body(found, context(request).base_url), media.MANAGED_OBJECT)
+
+
+@router.post("/inventory/managedObjects/{object_id}/enable")
+async def enable_device(
+    request: Request, object_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
+) -> JSONResponse:
+    """fleetgate's: undo ``…/disable``; its waiting operations are dispatched."""
+    found = await enablement(request).enable(principal.tenant.id, parse_id(object_id))
+    return media.c8y_json(object_body(found, context(request).base_url), media.MANAGED_OBJECT)
 
 
 @router.delete("/inventory/managedObjects/{object_id}", status_code=204)

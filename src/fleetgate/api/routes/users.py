@@ -14,7 +14,7 @@ from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.schemas import json_body
-from fleetgate.api.services import devices, operators
+from fleetgate.api.services import devices, operators, services_of
 from fleetgate.domain.errors import AccessDenied, NotFound, ValidationFailed
 from fleetgate.domain.operators import (
     is_device_user,
@@ -193,7 +193,16 @@ async def update_user(
         raise ValidationFailed("you cannot disable your own user")
     if is_device_user(user):
         assert changes.enabled is not None
-        user = await devices(request).set_user_enabled(tenant_id, username, changes.enabled)
+        # A device's user: its device follows (decision 0012), and the user with it.
+        switch = services_of(request.app).enablement
+        followed = (
+            await switch.set_device_user_enabled(tenant_id, username, changes.enabled)
+            if switch is not None
+            else None
+        )
+        user = followed or await devices(request).set_user_enabled(
+            tenant_id, username, changes.enabled
+        )
         if changes.enabled:
             user = await operators(request).unlock(tenant_id, username)
     else:

@@ -38,6 +38,7 @@ from memory.child_devices import MemoryChildDevices
 from memory.connections import MemoryChildConnections
 from memory.database import ForeignKeyViolation, ManualClock, MemoryDatabase, MemoryUsers, utc_now
 from memory.devices import MemoryDeviceRegistry
+from memory.enablement import MemoryEnablement
 from memory.files import MemoryFiles
 from memory.gateways import MemoryChildren
 from memory.identity import MemoryIdentity
@@ -87,6 +88,7 @@ class MemoryStores:
     rollout_steps: MemoryRolloutSteps
     options: MemoryTenantOptions
     child_devices: MemoryChildDevices
+    enablement: MemoryEnablement
 
     @classmethod
     def make(
@@ -117,4 +119,5 @@ class MemoryStores:
             MemoryRolloutSteps(db),
             MemoryTenantOptions(db),
             MemoryChildDevices(db),
+            MemoryEnablement(db),
         )

@@ -18,6 +18,7 @@ from itertools import count
 from typing import Any, TypeVar
 
 from fleetgate.domain.bootstrap import RequestStatus
+from fleetgate.domain.connections import disabled_lifecycle
 from fleetgate.domain.devices import (
     DEFAULT_DEVICE_TYPE,
     DEVICE_ID_TYPE,
@@ -26,7 +27,9 @@ from fleetgate.domain.devices import (
     device_id_taken,
     device_username,
 )
+from fleetgate.domain.enablement import effective_enabled
 from fleetgate.domain.gateways import CHILD_DEVICES
+from fleetgate.domain.lifecycle import FRAGMENT as LIFECYCLE
 from fleetgate.domain.lifecycle import with_initial_lifecycle
 from fleetgate.domain.lockout import NO_FAILURES
 from fleetgate.domain.operations import Operation
@@ -442,27 +445,42 @@ class MemoryDatabase:
 
     # -- device users --------------------------------------------------------------------
 
+    def device_disabled(self, tenant_id: str, device_id: str) -> bool:
+        """``db.devices.DEVICE_DISABLED``: an operator disabled the device holding the id."""
+        object_id = self.external_ids.get((tenant_id, DEVICE_ID_TYPE, device_id))
+        return object_id is not None and self.objects[object_id].disabled
+
     def ensure_device_user(self, tenant_id: str, device_id: str) -> tuple[bool, bool]:
-        """Make ``device_<id>`` (no password) unless it exists: (created, enabled)."""
+        """Make ``device_<id>`` (no password; enabled unless its device is disabled) unless
+        it exists: (created, whether the device may log in)."""
         key = (tenant_id, device_username(device_id))
         created = key not in self.users.users
+        disabled = self.device_disabled(tenant_id, device_id)
         if created:
             self.require_tenant(tenant_id)
             self.users.users[key] = User(
-                tenant_id, key[1], NO_PASSWORD, True, DEVICE_USER_ROLES, self.clock()
+                tenant_id, key[1], NO_PASSWORD, not disabled, DEVICE_USER_ROLES, self.clock()
             )
-        return created, self.users.users[key].enabled
+        return created, effective_enabled(self.users.users[key].enabled, disabled)
 
     def set_device_password(self, tenant_id: str, device_id: str, password_hash: str) -> None:
-        """``db.devices.set_device_password``: make or update the device user, enabled."""
+        """``db.devices.set_device_password``: make or update the device user, enabled
+        unless its device is disabled."""
         key = (tenant_id, device_username(device_id))
+        enabled = not self.device_disabled(tenant_id, device_id)
         found = self.users.users.get(key)
         if found is None:
             self.require_tenant(tenant_id)
-            found = User(tenant_id, key[1], password_hash, True, DEVICE_USER_ROLES, self.clock())
+            found = User(tenant_id, key[1], password_hash, enabled, DEVICE_USER_ROLES, self.clock())
         self.users.users[key] = replace(
-            found, password_hash=password_hash, enabled=True, last_password_change=self.clock()
+            found, password_hash=password_hash, enabled=enabled, last_password_change=self.clock()
         )
+
+    def connection_shown(self, row: ObjectRow, connection: dict[str, Any]) -> dict[str, Any]:
+        """``db.inventory.keep_disabled``: connection fragments merged, a disabled device's
+        lifecycle staying DISABLED."""
+        shown = {**row.fragments, **jsonb(connection)}
+        return {**shown, LIFECYCLE: disabled_lifecycle()} if row.disabled else shown
 
     # -- operations ----------------------------------------------------------------------
 
@@ -480,12 +498,22 @@ class MemoryDatabase:
                 return self.serial_of(parent)
         return None
 
+    def held(self, object_id: int) -> bool:
+        """The device, or its gateway, is disabled (``db.operation_rows.HELD``)."""
+        if self.objects[object_id].disabled:
+            return True
+        return any(
+            child == object_id and kind == CHILD_DEVICES and self.objects[parent].disabled
+            for parent, kind, child in self.references
+        )
+
     def shown(self, row: OperationRow) -> Operation:
         return replace(
             row.op,
             device_name=self.objects[row.op.device_id].name,
             fragments=jsonb(row.op.fragments),
             gateway=self.gateway_of(row.op.device_id),
+            held=self.held(row.op.device_id),
         )
 
     def require_tenant(self, tenant_id: str) -> None:

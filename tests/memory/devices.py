@@ -7,7 +7,7 @@ from typing import Any
 
 from fleetgate.domain.devices import Registration
 
-from memory.database import MemoryDatabase, jsonb, queries
+from memory.database import MemoryDatabase, queries
 
 
 @queries
@@ -44,7 +44,7 @@ class MemoryDeviceRegistry:
                 tenant_id, device_id, at, fragments=fragments
             )
             row = self._db.objects[object_id]
-            row.fragments = {**row.fragments, **jsonb(connection)}
+            row.fragments = self._db.connection_shown(row, connection)
             row.connection_id = connection_id
             row.last_updated = at
             user_created, user_enabled = self._db.ensure_device_user(tenant_id, device_id)

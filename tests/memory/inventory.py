@@ -14,7 +14,6 @@ from memory.database import (
     MemoryDatabase,
     ObjectRow,
     RemovedChildRow,
-    jsonb,
     merged,
     page,
     queries,
@@ -248,7 +247,7 @@ class MemoryInventory:
             only_if_connection is not None and row.connection_id != only_if_connection
         ):
             return False
-        row.fragments = {**row.fragments, **jsonb(fragments)}
+        row.fragments = self._db.connection_shown(row, fragments)
         row.connection_id = connection_id
         row.last_updated = at
         return True

@@ -289,7 +289,10 @@ class MemoryOperations:
         waiting = [
             r
             for _, r in sorted(self._db.operations.items())
-            if r.op.status is Status.PENDING and r.dispatched_at is None and self._db.bound(r.op)
+            if r.op.status is Status.PENDING
+            and r.dispatched_at is None
+            and self._db.bound(r.op)
+            and not self._db.held(r.op.device_id)
         ]
         return [self._db.shown(r) for r in waiting[:limit]]
 

@@ -53,6 +53,7 @@ from fleetgate.domain.operations import (
 from fleetgate.domain.rollouts import Canary, Retries, Rollout
 from fleetgate.domain.tenant_options import TenantOption
 from fleetgate.domain.users import Role
+from fleetgate.services.enablement import EnablementStore
 from fleetgate.services.gateways import ChildStore
 from fleetgate.services.ports import (
     BulkOperationStore,
@@ -98,6 +99,7 @@ class Ports:
     make_due: Callable[[], Awaitable[None]]
     options: TenantOptionStore
     child_devices: ChildDeviceStore
+    enablement: EnablementStore
 
     async def device(self, serial: str, tenant: str = "t1") -> int:
         """A registered device; its object id."""
@@ -408,6 +410,96 @@ class DeviceIdContract:
         device = await ports.identity.device("hd1")
         assert device is not None
         assert device.tenant_id == "t1"
+
+
+class EnablementContract:
+    """Devices' disabled flag (:class:`~fleetgate.services.enablement.EnablementStore`)
+    with everything that follows it: the device user, the lifecycle shown (a gateway's
+    children's too), operations held back, what connection changes write afterwards."""
+
+    async def test_disabling_a_gateway_disables_it_and_its_children_shown(
+        self, ports: Ports
+    ) -> None:
+        gateway = await ports.device("gw")
+        await ports.children.declare_child(
+            Declaration("ch", {}, {}, gateway="gw"), {}, datetime.now(UTC)
+        )
+        child = await ports.identity.device("ch")
+        assert child is not None
+        child_id = child.managed_object_id
+        op = await ports.operation(child_id)
+        assert not op.held
+        done = await ports.enablement.set_disabled("t1", gateway, True, datetime.now(UTC))
+        assert done is not None
+        assert (done.device_id, done.gateway, done.is_device, done.changed) == (
+            "gw", None, True, True,
+        )  # fmt: skip
+        assert done.user is not None
+        assert not done.user.enabled
+        assert (await ports.fragments(gateway))["fleetgate_Lifecycle"] == {
+            "status": "DISABLED", "reason": "disabled",
+        }  # fmt: skip
+        by_parent = {"status": "DISABLED", "reason": "gateway gw disabled"}
+        assert (await ports.fragments(child_id))["fleetgate_Lifecycle"] == by_parent
+        assert await ports.enablement.disabled_devices() == {"gw"}
+        held = await ports.operations.get("t1", op.id)
+        assert held is not None
+        assert held.held
+        assert [o.id for o in await ports.operations.undispatched(10)] == []
+        # The children's connection brought up to date keeps them disabled by the parent.
+        await ports.connections.refresh([("t1", "gw")], datetime.now(UTC))
+        assert (await ports.fragments(child_id))["fleetgate_Lifecycle"] == by_parent
+        again = await ports.enablement.set_disabled("t1", gateway, True, datetime.now(UTC))
+        assert again is not None
+        assert not again.changed
+        back = await ports.enablement.set_disabled("t1", gateway, False, datetime.now(UTC))
+        assert back is not None
+        assert back.user is not None
+        assert back.user.enabled
+        assert (await ports.fragments(child_id))["fleetgate_Lifecycle"]["status"] != "DISABLED"
+        assert await ports.enablement.disabled_devices() == set()
+        assert [o.id for o in await ports.operations.undispatched(10)] == [op.id]
+
+    async def test_a_disabled_device_disconnecting_stays_disabled(self, ports: Ports) -> None:
+        device = await ports.device("d1")
+        await ports.enablement.set_disabled("t1", device, True, datetime.now(UTC))
+        await ports.inventory.set_connection(
+            "t1",
+            "d1",
+            connection_fragments(ConnectionStatus.DISCONNECTED, datetime.now(UTC)),
+            connection_id=None,
+            at=datetime.now(UTC),
+        )
+        shown = await ports.fragments(device)
+        assert shown["c8y_Connection"] == {"status": "DISCONNECTED"}
+        assert shown["fleetgate_Lifecycle"] == {"status": "DISABLED", "reason": "disabled"}
+        await ports.enablement.set_disabled("t1", device, False, datetime.now(UTC))
+        assert (await ports.fragments(device))["fleetgate_Lifecycle"] == {
+            "status": "OFFLINE", "reason": "connection closed",
+        }  # fmt: skip
+
+    async def test_only_the_tenants_devices_are_switched(self, ports: Ports) -> None:
+        device = await ports.device("d2")
+        assert await ports.enablement.set_disabled("t2", device, True, datetime.now(UTC)) is None
+        thing = await ports.inventory.create("t1", name="x", type=None, owner=None, fragments={})
+        done = await ports.enablement.set_disabled("t1", thing.id, True, datetime.now(UTC))
+        assert done is not None
+        assert not done.is_device
+        assert await ports.enablement.object_of("t1", "d2") == device
+        assert await ports.enablement.object_of("t2", "d2") is None
+        assert await ports.enablement.disabled_devices() == set()
+
+    async def test_a_disabled_child_is_named_as_such(self, ports: Ports) -> None:
+        await ports.device("gw-3")
+        for child in ("c1", "c2"):
+            await ports.children.declare_child(
+                Declaration(child, {}, {}, gateway="gw-3"), {}, datetime.now(UTC)
+            )
+        found = await ports.identity.device("c1")
+        assert found is not None
+        await ports.enablement.set_disabled("t1", found.managed_object_id, True, datetime.now(UTC))
+        pairs = [("c1", "gw-3"), ("c2", "gw-3"), ("c1", "other")]
+        assert await ports.children.disabled_children(pairs) == {("c1", "gw-3")}
 
 
 class ChildStoreContract:

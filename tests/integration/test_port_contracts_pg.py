@@ -11,6 +11,7 @@ from fleetgate.db.bulk_operations import PgBulkOperations
 from fleetgate.db.child_devices import PgChildDevices
 from fleetgate.db.connections import PgChildConnections
 from fleetgate.db.devices import PgDevices
+from fleetgate.db.enablement import PgEnablement
 from fleetgate.db.gateways import PgChildren
 from fleetgate.db.groups import PgGroups
 from fleetgate.db.identity import PgIdentity
@@ -27,6 +28,7 @@ from port_contracts import (
     ChildDeviceContract,
     ChildStoreContract,
     DeviceIdContract,
+    EnablementContract,
     GroupStoreContract,
     InventoryTreeContract,
     OperationStoreContract,
@@ -57,6 +59,7 @@ async def ports(pool: asyncpg.Pool) -> Ports:
         lambda: _make_due(pool),
         PgTenantOptions(pool),
         PgChildDevices(pool),
+        PgEnablement(pool),
     )
 
 
@@ -104,4 +107,8 @@ class TestPgInventoryTree(InventoryTreeContract):
 
 
 class TestPgUsers(UserStoreContract):
+    pass
+
+
+class TestPgEnablement(EnablementContract):
     pass

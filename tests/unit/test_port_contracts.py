@@ -13,6 +13,7 @@ from port_contracts import (
     ChildDeviceContract,
     ChildStoreContract,
     DeviceIdContract,
+    EnablementContract,
     GroupStoreContract,
     InventoryTreeContract,
     OperationStoreContract,
@@ -41,6 +42,7 @@ def ports() -> Ports:
         lambda: _make_due(stores),
         stores.options,
         stores.child_devices,
+        stores.enablement,
     )
 
 
@@ -88,4 +90,8 @@ class TestMemoryInventoryTree(InventoryTreeContract):
 
 
 class TestMemoryUsers(UserStoreContract):
+    pass
+
+
+class TestMemoryEnablement(EnablementContract):
     pass

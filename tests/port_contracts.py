@@ -489,6 +489,21 @@ class EnablementContract:
         assert await ports.enablement.object_of("t2", "d2") is None
         assert await ports.enablement.disabled_devices() == set()
 
+    async def test_credentials_issued_to_a_disabled_device_leave_it_disabled(
+        self, ports: Ports
+    ) -> None:
+        device = await ports.device("hd2")
+        await ports.enablement.set_disabled("t1", device, True, datetime.now(UTC))
+        await ports.requests.create("t1", "hd2")
+        await ports.requests.move("t1", "hd2", lambda _: RequestStatus.ACCEPTED)
+        issued = await ports.requests.issue("t1", "hd2", "hash")
+        assert issued is not None
+        assert not issued.enabled
+        found = await ports.users.find_user("t1", "device_hd2")
+        assert found is not None
+        assert (found[1].password_hash, found[1].enabled) == ("hash", False)
+        assert await ports.registry.ensure_user("t1", "hd2") == (False, False)
+
     async def test_a_disabled_child_is_named_as_such(self, ports: Ports) -> None:
         await ports.device("gw-3")
         for child in ("c1", "c2"):

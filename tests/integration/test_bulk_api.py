@@ -439,3 +439,21 @@ async def test_an_upload_over_the_limit_is_413(
 async def test_a_body_that_is_not_multipart_is_415(api: httpx.AsyncClient) -> None:
     response = await api.post(URL, content=SEED_EXAMPLE, auth=ADMIN)
     assert response.status_code == 415
+
+
+async def test_new_credentials_for_a_disabled_device_leave_it_disabled(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, broker: CommitCheckingBroker
+) -> None:
+    """Decision 0012: the device user follows its device, whatever path writes the user."""
+    made = await pool.fetchval(
+        "INSERT INTO managed_object (tenant_id, name, fragments, disabled)"
+        " VALUES ('t1', 'off-1', '{\"c8y_IsDevice\": {}}', true) RETURNING id"
+    )
+    await pool.execute("INSERT INTO external_id VALUES ('t1', 'c8y_Serial', 'off-1', $1)", made)
+    assert (await upload(api, "ID,CREDENTIALS\noff-1,newpass99\n")).status_code == 201
+    enabled = await pool.fetchval(
+        "SELECT enabled FROM app_user WHERE tenant_id = 't1' AND username = 'device_off-1'"
+    )
+    assert enabled is False
+    assert control.device("off-1", "t1", False) in broker.lines
+    assert not any(line.startswith("account device t1/device_off-1") for line in broker.lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fleetgate.domain.bootstrap import NewDeviceRequest, RequestStatus
+from fleetgate.domain.enablement import Enablement
 from fleetgate.domain.errors import Conflict, NotFound
 
 from memory.database import MemoryDatabase, RequestRow, page, queries
@@ -81,15 +82,16 @@ class MemoryRequests:
         if found is not None and found.status is RequestStatus.WAITING_FOR_CONNECTION:
             found.status = RequestStatus.PENDING_ACCEPTANCE
 
-    async def issue(self, tenant_id: str, request_id: str, password_hash: str) -> bool:
+    async def issue(self, tenant_id: str, request_id: str, password_hash: str) -> Enablement | None:
         """If the request is still ACCEPTED: make the device and its user with this password
         and delete the request, in one transaction (``Conflict`` when another tenant holds
         the id: nothing changes). False otherwise."""
         found = self._db.requests.get((tenant_id, request_id))
         if found is None or found.status is not RequestStatus.ACCEPTED:
-            return False
+            return None
         with self._db.transaction():
             del self._db.requests[(tenant_id, request_id)]
             self._db.ensure_device(tenant_id, request_id, self._db.clock())
             self._db.set_device_password(tenant_id, request_id, password_hash)
-        return True
+        disabled = self._db.device_disabled(tenant_id, request_id)
+        return Enablement(user_enabled=not disabled, device_disabled=disabled)

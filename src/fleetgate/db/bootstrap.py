@@ -10,6 +10,7 @@ import asyncpg
 from fleetgate.db.device_ids import claim_device_id
 from fleetgate.db.devices import ensure_device, set_device_password
 from fleetgate.domain.bootstrap import NewDeviceRequest, RequestStatus
+from fleetgate.domain.enablement import Enablement
 from fleetgate.domain.errors import Conflict, NotFound
 
 
@@ -124,10 +125,11 @@ class PgRequests:
             RequestStatus.WAITING_FOR_CONNECTION.value,
         )
 
-    async def issue(self, tenant_id: str, request_id: str, password_hash: str) -> bool:
+    async def issue(self, tenant_id: str, request_id: str, password_hash: str) -> Enablement | None:
         """If the request is still ACCEPTED: make the device and its user with this
-        password and delete the request, all in one transaction. False otherwise (another
-        ask got there first: credentials are handed out once)."""
+        password and delete the request, all in one transaction; whether the device may
+        log in. None otherwise (another ask got there first: credentials are handed out
+        once)."""
         async with self._pool.acquire() as conn, conn.transaction():
             deleted = await conn.fetchval(
                 "DELETE FROM new_device_request WHERE tenant_id = $1 AND id = $2"
@@ -137,7 +139,11 @@ class PgRequests:
                 RequestStatus.ACCEPTED.value,
             )
             if not deleted:
-                return False
-            await ensure_device(conn, tenant_id, request_id, datetime.now(UTC))
+                return None
+            object_id, _ = await ensure_device(conn, tenant_id, request_id, datetime.now(UTC))
             await set_device_password(conn, tenant_id, request_id, password_hash)
-        return True
+            disabled = await conn.fetchval(
+                "SELECT disabled FROM managed_object WHERE id = $1", object_id
+            )
+        # The user follows its device: enabled exactly when the device is not disabled.
+        return Enablement(user_enabled=not disabled, device_disabled=bool(disabled))

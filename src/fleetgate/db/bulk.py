@@ -19,6 +19,7 @@ from fleetgate.db.inventory import insert_object
 from fleetgate.db.locks import lock_group
 from fleetgate.domain.bulk import DeviceRow, Refused, Stored, device_values, group_values
 from fleetgate.domain.devices import DEVICE_ID_TYPE, device_username
+from fleetgate.domain.enablement import effective_enabled
 from fleetgate.domain.errors import Conflict
 from fleetgate.domain.users import Role
 
@@ -141,6 +142,15 @@ async def _store(
     )
     if enabled is None:
         raise _Refusal(f"the user {device_username(device_id)} exists and is not a device's user")
+    # The user follows its device (decision 0012): a disabled device's stays disabled.
+    disabled = await conn.fetchval("SELECT disabled FROM managed_object WHERE id = $1", object_id)
+    if disabled and enabled:
+        await conn.execute(
+            "UPDATE app_user SET enabled = false WHERE tenant_id = $1 AND username = $2",
+            tenant_id,
+            device_username(device_id),
+        )
+    enabled = effective_enabled(bool(enabled), bool(disabled))
     if row.path:
         group_id = await _group(conn, tenant_id, row.path, operator, at)
         await _link(conn, group_id, object_id)

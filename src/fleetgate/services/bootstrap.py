@@ -107,14 +107,21 @@ class Bootstrap:
             # request cannot be served, and says so to the operator (it stays ACCEPTED).
             log.warning("new device request %s of tenant %s: %s", device_id, tenant_id, taken)
             return Answer.NO_REQUEST
-        if not issued:
+        if issued is None:
             return Answer.NO_REQUEST  # another ask was handed the credentials first
-        await self._broker.push(
-            [
+        if issued.enabled:
+            lines = [
                 control.device_account(tenant_id, device_id, password_hash),
                 control.device(device_id, tenant_id, True),
             ]
-        )
+        else:
+            # An operator disabled this (existing) device: it gets its credentials, and
+            # logs in with them once it is enabled (as services/broker.device_lines).
+            lines = [
+                control.device(device_id, tenant_id, False),
+                control.account_remove(control.device_username(tenant_id, device_id)),
+            ]
+        await self._broker.push(lines)
         log.info("issued credentials to device %s of tenant %s", device_id, tenant_id)
         return IssuedCredentials(device_id, tenant_id, device_username(device_id), password)
 

@@ -41,6 +41,7 @@ from fleetgate.domain.bulk_operations import (
 from fleetgate.domain.child_devices import Attached, Detached, RemovedChild
 from fleetgate.domain.device_messages import ConnectivityReport
 from fleetgate.domain.devices import ManagedObject, Registration
+from fleetgate.domain.enablement import Enablement
 from fleetgate.domain.inventory import Deleted, ExternalId, ObjectFilter, Reference
 from fleetgate.domain.inventory_query import Query
 from fleetgate.domain.lockout import LoginFailures
@@ -472,9 +473,10 @@ class NewDeviceRequests(Protocol):
     async def mark_pending(self, tenant_id: str, request_id: str) -> None:
         """The device asked: WAITING_FOR_CONNECTION becomes PENDING_ACCEPTANCE."""
 
-    async def issue(self, tenant_id: str, request_id: str, password_hash: str) -> bool:
+    async def issue(self, tenant_id: str, request_id: str, password_hash: str) -> Enablement | None:
         """If the request is still ACCEPTED: make the device and its user with this password
-        and delete the request, in one transaction. False otherwise (handed out once)."""
+        and delete the request, in one transaction; whether the device may log in (an
+        existing device an operator disabled stays so). None otherwise (handed out once)."""
 
 
 # --- binaries -------------------------------------------------------------------------

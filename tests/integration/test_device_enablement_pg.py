@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from bulk_world import BulkWorld, bulk_body, bulk_world
 
 import fleetgate.db
 from fleetgate.api.services import services_of
@@ -23,7 +24,7 @@ from fleetgate.services.operators import Operators
 
 from operations_world import ADMIN, ALL_OPS, OTHER, World, world
 
-__all__ = ["world"]  # the fixture
+__all__ = ["bulk_world", "world"]  # the fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -264,3 +265,26 @@ async def test_migration_0018_disables_the_devices_of_disabled_users(pool: async
         "on": (False, {"status": "INACTIVE"}),
         "kid": (False, {"status": "DISABLED", "reason": "gateway m-off disabled"}),
     }
+
+
+async def test_a_bulk_operation_holds_back_a_disabled_devices_command(
+    bulk_world: BulkWorld,
+) -> None:
+    bw = bulk_world
+    ids = [await bw.w.device(f"b-{i}") for i in range(3)]
+    group = await bw.group("fleet", ids)
+    await switch(bw.w, ids[1], "disable")
+    created = await bw.post(bulk_body(group))
+    assert created.status_code == 201, created.text
+    await bw.run()
+    ops = await bw.operations(created.json()["id"])
+    assert sorted(o["deviceId"] for o in ops) == sorted(ids)  # every device gets one
+    assert {o["status"] for o in ops} == {"PENDING"}
+    assert len(bw.w.link.take("fg/d/b-0/op/cmd")) == 1
+    assert len(bw.w.link.take("fg/d/b-2/op/cmd")) == 1
+    assert bw.w.link.take("fg/d/b-1/op/cmd") == []
+    await bw.w.operations.dispatch_undispatched()
+    assert bw.w.link.take("fg/d/b-1/op/cmd") == []
+    await switch(bw.w, ids[1], "enable")
+    [held] = [o for o in ops if o["deviceId"] == ids[1]]
+    assert [c["id"] for c in bw.w.link.take("fg/d/b-1/op/cmd")] == [held["id"]]

@@ -441,7 +441,7 @@ class EnablementContract:
         }  # fmt: skip
         by_parent = {"status": "DISABLED", "reason": "gateway gw disabled"}
         assert (await ports.fragments(child_id))["fleetgate_Lifecycle"] == by_parent
-        assert await ports.enablement.disabled_devices() == {"gw"}
+        assert await ports.enablement.disabled_devices() == {"gw": "t1"}
         held = await ports.operations.get("t1", op.id)
         assert held is not None
         assert held.held
@@ -457,7 +457,7 @@ class EnablementContract:
         assert back.user is not None
         assert back.user.enabled
         assert (await ports.fragments(child_id))["fleetgate_Lifecycle"]["status"] != "DISABLED"
-        assert await ports.enablement.disabled_devices() == set()
+        assert await ports.enablement.disabled_devices() == {}
         assert [o.id for o in await ports.operations.undispatched(10)] == [op.id]
 
     async def test_a_disabled_device_disconnecting_stays_disabled(self, ports: Ports) -> None:
@@ -487,7 +487,7 @@ class EnablementContract:
         assert not done.is_device
         assert await ports.enablement.object_of("t1", "d2") == device
         assert await ports.enablement.object_of("t2", "d2") is None
-        assert await ports.enablement.disabled_devices() == set()
+        assert await ports.enablement.disabled_devices() == {}
 
     async def test_credentials_issued_to_a_disabled_device_leave_it_disabled(
         self, ports: Ports

@@ -79,9 +79,9 @@ class MemoryEnablement:
     async def object_of(self, tenant_id: str, device_id: str) -> int | None:
         return self._db.external_ids.get((tenant_id, DEVICE_ID_TYPE, device_id))
 
-    async def disabled_devices(self) -> set[str]:
+    async def disabled_devices(self) -> dict[str, str]:
         return {
-            value
-            for (_, kind, value), object_id in self._db.external_ids.items()
+            value: tenant
+            for (tenant, kind, value), object_id in self._db.external_ids.items()
             if kind == DEVICE_ID_TYPE and self._db.objects[object_id].disabled
         }

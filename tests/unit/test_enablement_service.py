@@ -167,12 +167,14 @@ async def test_the_full_state_pushes_disabled_devices_disabled() -> None:
     for name in ("on", "off"):
         users.users[("t1", f"device_{name}")] = _user(name)
 
-    async def disabled() -> set[str]:
-        return {"off"}
+    async def disabled() -> dict[str, str]:
+        return {"off": "t1", "child": "t2"}
 
     lines = await full_state(users, disabled=disabled)
     assert control.device("off", "t1", False) in lines
+    assert control.device("off", "t1", True) not in lines
     assert control.device("on", "t1", True) in lines
+    assert lines[-1] == control.device("child", "t2", False)  # no user: disabled all the same
 
 
 async def test_a_gateways_messages_for_its_disabled_child_are_refused() -> None:

@@ -124,15 +124,16 @@ class PgEnablement:
         )
         return found
 
-    async def disabled_devices(self) -> set[str]:
-        """The device ids of every disabled device, in every tenant (the broker's state)."""
+    async def disabled_devices(self) -> dict[str, str]:
+        """Every disabled device, in every tenant: device id -> tenant (the broker's
+        state)."""
         rows = await self._pool.fetch(
-            "SELECT e.value FROM managed_object m"
+            "SELECT e.value, e.tenant_id FROM managed_object m"
             " JOIN external_id e ON e.managed_object_id = m.id AND e.type = $1"
             " WHERE m.disabled",
             DEVICE_ID_TYPE,
         )
-        return {r["value"] for r in rows}
+        return {r["value"]: r["tenant_id"] for r in rows}
 
 
 async def _show_lifecycle(conn: Conn, ids: list[int], at: datetime) -> None:

@@ -20,12 +20,12 @@ log = logging.getLogger(__name__)
 
 #: Extra state sources (the trust store's CA lines, …), each returning control lines.
 LineSource = Callable[[], Awaitable[list[str]]]
-#: The device ids of the disabled devices (decision 0012).
-DisabledDevices = Callable[[], Awaitable[set[str]]]
+#: The disabled devices (decision 0012): device id -> tenant.
+DisabledDevices = Callable[[], Awaitable[dict[str, str]]]
 
 
-async def _none_disabled() -> set[str]:
-    return set()
+async def _none_disabled() -> dict[str, str]:
+    return {}
 
 
 async def full_state(
@@ -45,8 +45,17 @@ async def full_state(
             name = mqtt_username(user.tenant_id, user.username)
             lines.append(control.account("bootstrap", name, user.password_hash))
     kept_out = await disabled()
+    with_user: set[str] = set()
     for user in await users.users_with_role(Role.DEVICE):
-        lines.extend(device_lines(user, device_id_of_user(user.username) in kept_out))
+        device_id = device_id_of_user(user.username)
+        lines.extend(device_lines(user, device_id in kept_out))
+        if device_id is not None:
+            with_user.add(device_id)
+    # A disabled device without a user (never logged in, a child) is known disabled too,
+    # as services/enablement pushes it: its first login is refused as well.
+    for device_id, tenant_id in sorted(kept_out.items()):
+        if device_id not in with_user:
+            lines.append(control.device(device_id, tenant_id, False))
     return lines
 
 

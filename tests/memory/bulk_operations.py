@@ -351,6 +351,11 @@ class MemoryBulkOperations:
             for t in page(rows, offset, limit)
         ]  # fmt: skip
 
+    async def count_targets(self, tenant_id: str, bulk_id: int, state: TargetState | None) -> int:
+        if self._rows.row(tenant_id, bulk_id) is None:
+            return 0
+        return sum(state in (None, t.state) for t in self._db.bulk_targets[bulk_id].values())
+
 
 def _visible(bulk: BulkOperation) -> tuple[object, ...]:
     return (bulk.status, bulk.paused_reason, bulk.tally, bulk.created, bulk.skipped, bulk.retried)

@@ -64,13 +64,16 @@ def test_a_json_id_is_an_integer_in_range(raw: object) -> None:
 optional_numberish = st.one_of(st.none(), numberish)
 
 
-@given(optional_numberish, optional_numberish, st.one_of(st.none(), st.text()))
-@example(None, "9223372036854775807", None)
-@example("2000", str(MAX_CURRENT_PAGE), "TRUE")
+optional_flag = st.one_of(st.none(), st.sampled_from(["true", "FALSE", "True"]), st.text())
+
+
+@given(optional_numberish, optional_numberish, optional_flag, optional_flag)
+@example(None, "9223372036854775807", None, None)
+@example("2000", str(MAX_CURRENT_PAGE), "TRUE", None)
 def test_a_page_always_fits_postgresql_offsets(
-    size: str | None, current: str | None, total: str | None
+    size: str | None, current: str | None, total: str | None, elements: str | None
 ) -> None:
-    page = outcome(parse_page, size, current, total)
+    page = outcome(parse_page, size, current, total, elements)
     if isinstance(page, ValidationFailed):
         assert page.status == 422
         return
@@ -79,6 +82,8 @@ def test_a_page_always_fits_postgresql_offsets(
     assert page.offset >= 0
     assert page.offset + page.size <= MAX_ID
     assert page.with_total_pages == (total is not None and total.lower() == "true")
+    assert page.with_total_elements == (elements is not None and elements.lower() == "true")
+    assert page.counts == (page.with_total_pages or page.with_total_elements)
 
 
 def test_paging_defaults_and_bounds() -> None:
@@ -88,6 +93,8 @@ def test_paging_defaults_and_bounds() -> None:
             parse_page(size, current, None)
     with pytest.raises(ValidationFailed):
         parse_page(None, None, "yes")
+    with pytest.raises(ValidationFailed, match="withTotalElements"):
+        parse_page(None, None, None, "1")
 
 
 @given(st.text(), st.text(), st.one_of(st.none(), st.text()), st.one_of(st.none(), numberish))

@@ -308,6 +308,41 @@ async def test_inventory_refusals(world: World) -> None:
         await world.devices.update_object("t2", object_id, {"name": "theirs now"})
 
 
+async def test_an_update_ignores_the_read_only_fields_a_client_sends_back(world: World) -> None:
+    """Cumulocity's clients send the whole object back (@c8y/client's inventory.update, a
+    read-modify-write): the read-only fields are ignored, and the id must be the object's."""
+    object_id = await world.create(name="x", custom={"a": 1})
+    echoed = {
+        "id": str(object_id),
+        "self": "http://elsewhere/inventory/managedObjects/1",
+        "creationTime": "1999-01-01T00:00:00.000Z",
+        "lastUpdated": "anything",
+        "childDevices": {"references": []},
+        "childAssets": {"references": [{"managedObject": {"id": "5"}}]},
+        "childAdditions": {},
+        "deviceParents": {},
+        "assetParents": {},
+        "additionParents": {},
+        "name": "y",
+        "custom": {"a": 2},
+    }
+    updated = await world.devices.update_object("t1", object_id, echoed)
+    assert (updated.name, updated.fragments["custom"]) == ("y", {"a": 2})
+    assert not set(updated.fragments) & set(echoed) - {"custom"}
+    # As a JSON number, too.
+    await world.devices.update_object("t1", object_id, {"id": object_id, "name": "z"})
+    other = await world.create(name="other")
+    for wrong in (str(other), other, f"{object_id} ", True, None, [object_id]):
+        with pytest.raises(ValidationFailed, match="read-only properties cannot be set: id"):
+            await world.devices.update_object("t1", object_id, {"id": wrong, "name": "w"})
+    assert (await world.devices.get_object("t1", object_id)).name == "z"
+    assert (await world.devices.get_object("t1", other)).name == "other"
+    # A new object has no id to echo: every read-only field is refused.
+    for field in ("id", "self", "creationTime", "childDevices"):
+        with pytest.raises(ValidationFailed, match=f"read-only properties cannot be set: {field}"):
+            await world.devices.create_object("t1", {field: "1", "name": "n"})
+
+
 async def test_operators_switch_a_gateways_child_auto_registration(world: World) -> None:
     gateway = await world.create(name="gw", c8y_IsDevice={})
     off = {"fleetgate_Gateway": {"childAutoRegistration": False}}

@@ -1,5 +1,8 @@
-"""Cumulocity's paging: ``pageSize``, ``currentPage``, ``withTotalPages``, and the
-``statistics`` / ``next`` / ``prev`` of every collection.
+"""Cumulocity's paging: ``pageSize``, ``currentPage``, ``withTotalPages``,
+``withTotalElements``, and the ``statistics`` / ``next`` / ``prev`` of every collection.
+
+Either ``withTotal…`` flag makes the collection count its elements: ``statistics`` then
+holds ``totalElements`` (both flags) and ``totalPages`` (``withTotalPages``).
 
 Where Cumulocity is silent: ``pageSize`` above 2000 or below 1 and ``currentPage`` below 1
 are a 422 (Cumulocity clamps silently; a clear error is kinder to scripts that would
@@ -34,6 +37,12 @@ class Page:
     size: int
     current: int
     with_total_pages: bool
+    with_total_elements: bool = False
+
+    @property
+    def counts(self) -> bool:
+        """True when the collection must be counted (either ``withTotal…`` flag)."""
+        return self.with_total_pages or self.with_total_elements
 
     @property
     def offset(self) -> int:
@@ -51,6 +60,7 @@ class Page:
         statistics: dict[str, Any] = {"currentPage": self.current, "pageSize": self.size}
         if self.with_total_pages and total is not None:
             statistics["totalPages"] = max(1, -(-total // self.size))
+        if self.counts and total is not None:
             statistics["totalElements"] = total
         body: dict[str, Any] = {
             "self": self._link(request, base_url, self.current),
@@ -71,14 +81,26 @@ class Page:
 
 
 def parse_page(
-    page_size: str | None, current_page: str | None, with_total_pages: str | None
+    page_size: str | None,
+    current_page: str | None,
+    with_total_pages: str | None,
+    with_total_elements: str | None = None,
 ) -> Page:
     """The page that the raw query values ask for (None: not given), or ValidationFailed."""
     size = _whole_number("pageSize", page_size, DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
     current = _whole_number("currentPage", current_page, 1, 1, MAX_CURRENT_PAGE)
-    if with_total_pages is None or with_total_pages.lower() in ("true", "false"):
-        return Page(size, current, (with_total_pages or "").lower() == "true")
-    raise ValidationFailed(f"withTotalPages must be true or false, not {with_total_pages[:40]!r}")
+    return Page(
+        size,
+        current,
+        _flag("withTotalPages", with_total_pages),
+        _flag("withTotalElements", with_total_elements),
+    )
+
+
+def _flag(name: str, raw: str | None) -> bool:
+    if raw is None or raw.lower() in ("true", "false"):
+        return (raw or "").lower() == "true"
+    raise ValidationFailed(f"{name} must be true or false, not {raw[:40]!r}")
 
 
 def _whole_number(name: str, raw: str | None, default: int, low: int, high: int) -> int:
@@ -109,6 +131,9 @@ def paging(
     with_total_pages: Annotated[
         str | None, _shown_as({"type": "boolean"}), Query(alias="withTotalPages")
     ] = None,
+    with_total_elements: Annotated[
+        str | None, _shown_as({"type": "boolean"}), Query(alias="withTotalElements")
+    ] = None,
 ) -> Page:
     """FastAPI dependency reading the paging parameters (see :func:`parse_page`)."""
-    return parse_page(page_size, current_page, with_total_pages)
+    return parse_page(page_size, current_page, with_total_pages, with_total_elements)

@@ -287,6 +287,20 @@ class PgBulkOperations:
             for r in rows
         ]  # fmt: skip
 
+    async def count_targets(self, tenant_id: str, bulk_id: int, state: TargetState | None) -> int:
+        count: int = await self._pool.fetchval(
+            """
+            SELECT count(*) FROM bulk_operation_target t
+              JOIN bulk_operation b ON b.id = t.bulk_operation_id
+             WHERE b.tenant_id = $1 AND t.bulk_operation_id = $2
+               AND ($3::text IS NULL OR t.state = $3)
+            """,
+            tenant_id,
+            bulk_id,
+            str(state) if state is not None else None,
+        )
+        return count
+
 
 async def _lock(conn: Conn, tenant_id: str, bulk_id: int) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await conn.fetchrow(

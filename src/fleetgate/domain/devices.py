@@ -147,14 +147,42 @@ RESERVED_KEYS = frozenset(
 )
 
 
-def split_managed_object_body(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split a request body into (name/type/owner, fragments); read-only keys are refused."""
-    read_only = sorted(k for k in body if k in RESERVED_KEYS - {"name", "type", "owner"})
-    if read_only:
-        raise ValidationFailed(f"read-only properties cannot be set: {', '.join(read_only)}")
+#: Read-only keys that a client may send back (a read-modify-write round trip, or
+#: Cumulocity's own clients, which send the whole object): ignored whatever their value,
+#: as Cumulocity ignores them. ``id`` is not among them: it must name the object itself.
+ECHOED_KEYS = RESERVED_KEYS - {"id", "name", "type", "owner"}
+
+
+def split_managed_object_body(
+    body: dict[str, Any], object_id: int | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a request body into (name/type/owner, fragments).
+
+    For a new object (``object_id`` None) every read-only key is refused. For an update of
+    ``object_id`` the read-only keys a client echoes back (:data:`ECHOED_KEYS`) are
+    ignored, and ``id`` is accepted only when it is this object's own id (as a string or
+    an integer): a different id is refused, never silently taken for another object.
+    """
+    if object_id is None:
+        read_only = sorted(k for k in body if k in RESERVED_KEYS - {"name", "type", "owner"})
+        if read_only:
+            raise ValidationFailed(f"read-only properties cannot be set: {', '.join(read_only)}")
+    elif "id" in body and not _same_id(body["id"], object_id):
+        raise ValidationFailed(
+            f"read-only properties cannot be set: id (the body names {str(body['id'])[:40]!r},"
+            f" the object is {object_id})"
+        )
     plain = plain_fields(body, ("name", "type", "owner"))
-    fragments = {k: v for k, v in body.items() if k not in plain}
+    fragments = {k: v for k, v in body.items() if k not in plain and k not in RESERVED_KEYS}
     return plain, fragments
+
+
+def _same_id(sent: object, object_id: int) -> bool:
+    if isinstance(sent, bool):
+        return False
+    if isinstance(sent, int):
+        return sent == object_id
+    return isinstance(sent, str) and sent == str(object_id)
 
 
 def plain_fields(body: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:

@@ -161,6 +161,9 @@ class BulkOperations:
         await self.get(tenant_id, bulk_id)
         return await self._store.targets(tenant_id, bulk_id, state, offset, limit)
 
+    async def count_targets(self, tenant_id: str, bulk_id: int, state: TargetState | None) -> int:
+        return await self._store.count_targets(tenant_id, bulk_id, state)
+
     def _announce(self, bulk: BulkOperation) -> None:
         self.feed.publish([bulk])
         self.wake.set()

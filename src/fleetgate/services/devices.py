@@ -137,6 +137,9 @@ class Devices:
         total = await self._inventory.count(tenant_id, flt) if count else None
         return objects, total
 
+    async def count_objects(self, tenant_id: str, flt: ObjectFilter) -> int:
+        return await self._inventory.count(tenant_id, flt)
+
     async def lifecycle_counts(self, tenant_id: str) -> dict[LifecycleStatus, int]:
         """How many of the tenant's devices are in each lifecycle status (every status
         named, 0 included)."""
@@ -148,7 +151,7 @@ class Devices:
     async def update_object(
         self, tenant_id: str, object_id: int, body: dict[str, Any]
     ) -> ManagedObject:
-        plain, fragments = split_managed_object_body(body)
+        plain, fragments = split_managed_object_body(body, object_id)
         check_gateway_settings(fragments)
         current = await self.get_object(tenant_id, object_id)
         check_binary_update(current.fragments, fragments)

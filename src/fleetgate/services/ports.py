@@ -687,6 +687,10 @@ class BulkOperationStore(Protocol):
         self, tenant_id: str, bulk_id: int, state: TargetState | None, offset: int, limit: int
     ) -> list[Target]: ...
 
+    async def count_targets(self, tenant_id: str, bulk_id: int, state: TargetState | None) -> int:
+        """How many of the bulk operation's targets are in ``state`` (any: None)."""
+        ...
+
 
 class RolloutSteps(Protocol):
     """The scheduler's steps (db/rollout_steps.py)."""

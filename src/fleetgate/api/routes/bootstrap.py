@@ -57,7 +57,7 @@ async def list_requests(
     page: Annotated[Page, Depends(paging)],
 ) -> Response:
     items, total = await bootstrap(request).page(
-        principal.tenant.id, page.offset, page.size, count=page.with_total_pages
+        principal.tenant.id, page.offset, page.size, count=page.counts
     )
     base = context(request).base_url
     body = page.collection(

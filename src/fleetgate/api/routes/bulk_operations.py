@@ -134,7 +134,7 @@ async def list_bulk_operations(
         BulkFilter(_statuses(status or [])),
         page.offset,
         page.size,
-        count=page.with_total_pages,
+        count=page.counts,
     )
     base = context(request).base_url
     body = page.collection(
@@ -223,9 +223,10 @@ async def list_targets(
             raise ValidationFailed(
                 f"state must be one of {', '.join(TargetState)}, not {state!r}"
             ) from None
-    found = await bulk_operations(request).targets(
-        principal.tenant.id, parse_id(bulk_id, "bulk operation"), wanted, page.offset, page.size
-    )
+    service = bulk_operations(request)
+    tenant_id, bulk = principal.tenant.id, parse_id(bulk_id, "bulk operation")
+    found = await service.targets(tenant_id, bulk, wanted, page.offset, page.size)
+    total = await service.count_targets(tenant_id, bulk, wanted) if page.counts else None
     base = context(request).base_url
-    body = page.collection(request, base, "targets", [_target_body(t) for t in found])
+    body = page.collection(request, base, "targets", [_target_body(t) for t in found], total)
     return media.c8y_json(body, media.BULK_TARGET_COLLECTION)

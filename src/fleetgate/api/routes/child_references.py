@@ -61,7 +61,7 @@ def _list_route(kind: str) -> Callable[..., Awaitable[JSONResponse]]:
         parent_id = parse_id(object_id)
         children, total = await devices(request).children(
             principal.tenant.id, parent_id, kind, page.offset, page.size,
-            count=page.with_total_pages,
+            count=page.counts,
         )  # fmt: skip
         base = context(request).base_url
         references = [reference_body(parent_id, kind, c, base) for c in children]

@@ -82,7 +82,7 @@ async def list_dead_letters(
     """Newest first; ``deviceId`` (managed object) or ``externalId`` (the device id)."""
     flt = _filter(device_id, external_id, date_from, date_to)
     found, total = await dead_letters(request).find(
-        principal.tenant, flt, page.offset, page.size, count=page.with_total_pages
+        principal.tenant, flt, page.offset, page.size, count=page.counts
     )
     base = context(request).base_url
     body = page.collection(

@@ -41,7 +41,7 @@ async def list_child_assets(
 ) -> JSONResponse:
     parent_id = parse_id(object_id)
     found, total = await groups(request).child_assets(
-        principal.tenant.id, parent_id, page.offset, page.size, count=page.with_total_pages
+        principal.tenant.id, parent_id, page.offset, page.size, count=page.counts
     )
     base = context(request).base_url
     references = [reference_body(parent_id, CHILD_ASSETS, c, base) for c in found]

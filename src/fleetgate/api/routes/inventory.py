@@ -123,12 +123,7 @@ def _reference_filter(kind: str, raw: str | None) -> tuple[tuple[str, int], ...]
     return ((kind, parse_id(raw)),) if raw is not None else ()
 
 
-@router.get("/inventory/managedObjects")
-async def list_objects(
-    request: Request,
-    principal: Annotated[Principal, Depends(_READ)],
-    page: Annotated[Page, Depends(paging)],
-    shown: Annotated[Tree, Depends(tree)],
+def object_filter(
     type: str | None = None,
     fragment_type: Annotated[str | None, Query(alias="fragmentType")] = None,
     owner: str | None = None,
@@ -142,8 +137,10 @@ async def list_objects(
     has_child_devices: Annotated[bool | None, Query(alias="hasChildDevices")] = None,
     only_roots: Annotated[bool, Query(alias="onlyRoots")] = False,
     lifecycle_status: Annotated[str | None, Query(alias="lifecycleStatus")] = None,
-) -> JSONResponse:
-    """``query``: an inventory query (docs/api.md, "Inventory queries"); ``q``: the same
+) -> ObjectFilter:
+    """FastAPI dependency: the filter of a list (or count) of managed objects.
+
+    ``query``: an inventory query (docs/api.md, "Inventory queries"); ``q``: the same
     over devices only (``has(c8y_IsDevice)`` added), as Cumulocity's device lists ask;
     ``lifecycleStatus``: fleetgate's, the devices in that lifecycle status.
     The tree: Cumulocity's ``childAdditionId``/``childAssetId``/``childDeviceId`` (the
@@ -154,7 +151,7 @@ async def list_objects(
         all_of(Has(("c8y_IsDevice",)), parse_query(q)) if q is not None else None,
         devices_in(parse_status(lifecycle_status)) if lifecycle_status is not None else None,
     )
-    flt = ObjectFilter(
+    return ObjectFilter(
         type=type,
         fragment_type=fragment_type,
         owner=owner,
@@ -169,7 +166,33 @@ async def list_objects(
         has_child_devices=has_child_devices,
         only_roots=only_roots,
     )
+
+
+@router.get("/inventory/managedObjects")
+async def list_objects(
+    request: Request,
+    principal: Annotated[Principal, Depends(_READ)],
+    page: Annotated[Page, Depends(paging)],
+    shown: Annotated[Tree, Depends(tree)],
+    flt: Annotated[ObjectFilter, Depends(object_filter)],
+) -> JSONResponse:
+    """The tenant's managed objects that pass the filter (:func:`object_filter`)."""
     return await object_page(request, principal, flt, page, shown)
+
+
+@router.get(
+    "/inventory/managedObjects/count",
+    responses={200: {"content": {"text/plain": {"schema": {"type": "integer", "minimum": 0}}}}},
+)
+async def count_objects(
+    request: Request,
+    principal: Annotated[Principal, Depends(_READ)],
+    flt: Annotated[ObjectFilter, Depends(object_filter)],
+) -> Response:
+    """Cumulocity's ``inventory.count()``: how many managed objects pass the filter (the
+    list's parameters), as a plain integer (``text/plain``; it is valid JSON too)."""
+    total = await devices(request).count_objects(principal.tenant.id, flt)
+    return Response(str(total), media_type="text/plain;charset=UTF-8")
 
 
 def id_list(ids: str | None) -> tuple[int, ...] | None:
@@ -188,7 +211,7 @@ async def object_page(
     ``shown``, each with its references, read for the whole page in one more query."""
     service = devices(request)
     objects, total = await service.find_objects(
-        principal.tenant.id, flt, page.offset, page.size, count=page.with_total_pages
+        principal.tenant.id, flt, page.offset, page.size, count=page.counts
     )
     references: dict[int, list[Reference]] = {}
     if shown is not None and objects:

@@ -115,7 +115,7 @@ async def list_operations(
         page.offset,
         page.size,
         revert=revert,
-        count=page.with_total_pages,
+        count=page.counts,
     )
     base = context(request).base_url
     body = page.collection(

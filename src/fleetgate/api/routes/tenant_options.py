@@ -41,7 +41,7 @@ async def list_options(
     page: Annotated[Page, Depends(paging)],
 ) -> JSONResponse:
     found, total = await tenant_options(request).find(
-        principal.tenant.id, page.offset, page.size, count=page.with_total_pages
+        principal.tenant.id, page.offset, page.size, count=page.counts
     )
     base = context(request).base_url
     items = [option_body(o, base) for o in found]

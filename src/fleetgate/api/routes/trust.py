@@ -75,9 +75,7 @@ async def list_certificates(
     page: Annotated[Page, Depends(paging)],
 ) -> JSONResponse:
     tenant_id = _own_tenant(principal, tenantId)
-    found = await trust(request).page(
-        tenant_id, page.offset, page.size, with_total=page.with_total_pages
-    )
+    found = await trust(request).page(tenant_id, page.offset, page.size, with_total=page.counts)
     base = context(request).base_url
     items = [certificate_body(c, base) for c in found.items]
     return media.c8y_json(page.collection(request, base, COLLECTION_KEY, items, found.total), JSON)

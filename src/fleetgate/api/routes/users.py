@@ -131,7 +131,7 @@ async def list_users(
         only_devices=only_devices,
         offset=page.offset,
         limit=page.size,
-        count=page.with_total_pages,
+        count=page.counts,
     )
     base = context(request).base_url
     items = [user_body(u, base, _user_url(base, tenant_id, u.username)) for u in users]

@@ -12,8 +12,11 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /build
-COPY pyproject.toml README.md ./
+# setup.py ships broker/ (the plugin's sources and config template) in the package, as
+# fleetgate/_broker; `serve` does not need them, but the wheel is the same everywhere.
+COPY pyproject.toml setup.py MANIFEST.in README.md ./
 COPY src/ ./src/
+COPY broker/ ./broker/
 RUN pip install --no-cache-dir . && rm -rf /build
 
 # A fixed uid/gid: the broker image adds its mosquitto user to group 10001 so that it can

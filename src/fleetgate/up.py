@@ -31,7 +31,7 @@ from fleetgate.stack.broker import (
     write_service_password_hash,
 )
 from fleetgate.stack.home import STACK_FILE, HomeSecrets, exclusive, write_private_json
-from fleetgate.stack.plugin import build_plugin
+from fleetgate.stack.plugin import build_plugin, plugin_build_dir
 from fleetgate.stack.postgres import ClusterLocation, PostgresCluster
 from fleetgate.stack.processes import require_free_ports
 from fleetgate.stack.supervision import RestartPolicy, keep_running
@@ -153,7 +153,7 @@ async def _run_locked(settings: Settings, home: Path, stack_file: Path) -> None:
     require_free_ports(ports)
 
     pki = await asyncio.to_thread(ensure_dev_pki, settings.stack.certs_dir)
-    plugin = await asyncio.to_thread(build_plugin)
+    plugin = await asyncio.to_thread(build_plugin, None, plugin_build_dir(home))
     service_hash = await asyncio.to_thread(hash_password, secrets.service_password)
 
     async with contextlib.AsyncExitStack() as stack:

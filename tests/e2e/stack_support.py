@@ -32,13 +32,26 @@ def up_command(home: Path, certs: Path, ports: dict[str, int]) -> list[str]:
 class Up:
     """One `fleetgate up` child process and where its output goes."""
 
-    def __init__(self, home: Path, certs: Path, ports: dict[str, int]) -> None:
+    def __init__(
+        self,
+        home: Path,
+        certs: Path,
+        ports: dict[str, int],
+        *,
+        program: list[str] | None = None,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """``program``: what runs `fleetgate` (default: this Python's ``-m fleetgate.cli``)."""
         self.home = home
         self.log_path = home.parent / f"up-{time.monotonic_ns()}.log"
         self.ports = ports
         self._log = self.log_path.open("wb")
+        command = up_command(home, certs, ports)
+        if program is not None:
+            command = [*program, *command[3:]]
         self.process = subprocess.Popen(
-            up_command(home, certs, ports), stdout=self._log, stderr=subprocess.STDOUT
+            command, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd, env=env
         )
 
     @property

@@ -58,3 +58,17 @@ def test_a_directory_without_c_sources_is_named(tmp_path: Path) -> None:
     (broker / "login.c").unlink()
     with pytest.raises(ConfigurationError, match=r"plugin sources \(\*\.c\) not found"):
         build_plugin(repo_root=tmp_path)
+
+
+def test_a_build_directory_elsewhere_leaves_the_sources_untouched(tmp_path: Path) -> None:
+    """An installed package's sources are read-only: make writes only into ``build_dir``."""
+    broker = _broker(tmp_path)
+    (broker / "Makefile").write_text(
+        "BUILD := build\nall:\n\tmkdir -p $(BUILD)\n\ttouch $(BUILD)/fleetgate_plugin.so\n"
+    )
+    before = sorted(p.name for p in broker.iterdir())
+    out = tmp_path / "home" / "plugin"
+    plugin = build_plugin(repo_root=tmp_path, build_dir=out)
+    assert plugin == out.resolve() / "fleetgate_plugin.so"
+    assert plugin.is_file()
+    assert sorted(p.name for p in broker.iterdir()) == before

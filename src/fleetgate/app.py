@@ -38,6 +38,7 @@ from fleetgate.db.migrations import migrate
 from fleetgate.db.operations import PgOperations
 from fleetgate.db.pool import BoundedPool, Timeouts, create_pool, ping, unbounded_connection
 from fleetgate.db.rollout_steps import PgRolloutSteps
+from fleetgate.db.statistics import PgFleetStatistics
 from fleetgate.db.tenant_options import PgTenantOptions
 from fleetgate.db.tenants import PgTenants
 from fleetgate.db.transient import is_transient
@@ -48,6 +49,13 @@ from fleetgate.domain.passwords import generate_secret
 from fleetgate.domain.tenants import DeletedTenant
 from fleetgate.domain.topics import BOOTSTRAP_REQUESTS, DEVICE_SUBSCRIPTIONS
 from fleetgate.files.store import FileStore
+from fleetgate.metrics.instruments import (
+    CountedDeadLetters,
+    CountedReports,
+    TimedPush,
+    timed_batches,
+)
+from fleetgate.metrics.registry import PoolUsage, ServiceMetrics
 from fleetgate.mqtt.bridge import BrokerBridge
 from fleetgate.mqtt.device_link import DeviceLink
 from fleetgate.pki.capath import sync_capath
@@ -95,6 +103,7 @@ class Adapters:
     bridge: BrokerBridge
     link: DeviceLink
     pool: BoundedPool
+    metrics: ServiceMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +155,17 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
         services = _services(settings, adapters)
         _wire(adapters, services)
         await services.trust_sync.write_capath()
+        adapters.metrics.observe(
+            fleet=PgFleetStatistics(pool),
+            pool=partial(_pool_usage, pool),
+            watchers=lambda: services.operations.feed.watchers,
+        )
         api = create_app(
-            ApiContext(Authenticator(adapters.users), settings.api.base_url()),
+            ApiContext(
+                Authenticator(adapters.users),
+                settings.api.base_url(),
+                metrics_auth=settings.api.metrics_auth,
+            ),
             ApiServices(
                 devices=services.devices,
                 trust=services.trust,
@@ -167,6 +185,7 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
                 tenants=services.tenants,
                 batch=BatchUpdates(PgBatchUpdates(pool), XlsxWorkbooks()),
                 enablement=services.enablement,
+                metrics=adapters.metrics,
             ),
         )
         await _serve(settings, api, api_socket, adapters, services, on_ready)
@@ -206,22 +225,34 @@ async def _seed(settings: Settings, users: PgUsers) -> None:
     )
 
 
+def _pool_usage(pool: BoundedPool) -> PoolUsage:
+    idle = pool.get_idle_size()
+    return PoolUsage(in_use=pool.get_size() - idle, idle=idle, max_size=pool.get_max_size())
+
+
 def _adapters(settings: Settings, pool: BoundedPool) -> Adapters:
+    metrics = ServiceMetrics()
     return Adapters(
         users=PgUsers(pool),
         inventory=PgInventory(pool),
         trust_store=PgTrustStore(pool),
         dead_letters=PgDeadLetters(pool),
-        bridge=BrokerBridge(settings.mqtt, is_transient=is_transient),
+        bridge=BrokerBridge(
+            settings.mqtt, is_transient=is_transient, on_refusals=metrics.control_refusals.inc
+        ),
         link=DeviceLink(
             settings.mqtt, DEVICE_SUBSCRIPTIONS, client_id=settings.mqtt.device_link_client_id
         ),
         pool=pool,
+        metrics=metrics,
     )
 
 
 def _services(settings: Settings, adapters: Adapters) -> Services:
-    pool, bridge, link = adapters.pool, adapters.bridge, adapters.link
+    pool, link, metrics = adapters.pool, adapters.link, adapters.metrics
+    # Every push to the broker plugin is timed (the bridge itself stays the one to
+    # run, wire and ask whether it is synced).
+    bridge = TimedPush(adapters.bridge, metrics)
     base_url = settings.api.base_url()
     url_secret = reveal(settings.files.url_secret)
     if not url_secret:
@@ -273,9 +304,9 @@ def _services(settings: Settings, adapters: Adapters) -> Services:
             PgBulkOperations(pool), PgRolloutSteps(pool), PgGroups(pool), operations
         ),
         device_messages=DeviceMessages(
-            operations,
+            CountedReports(operations, metrics),
             devices.declare,
-            adapters.dead_letters,
+            CountedDeadLetters(adapters.dead_letters, metrics),
             link,
             children=Gateways(PgChildren(pool), devices.connections),
             is_transient=is_transient,
@@ -283,7 +314,7 @@ def _services(settings: Settings, adapters: Adapters) -> Services:
         dead_letters=DeadLetters(adapters.dead_letters),
         health=Health(
             partial(ping, pool, READINESS_TIMEOUT),
-            {"brokerBridge": bridge.synced.is_set, "deviceLink": link.ready.is_set},
+            {"brokerBridge": adapters.bridge.synced.is_set, "deviceLink": link.ready.is_set},
             database_timeout=READINESS_TIMEOUT,
         ),
         tenant_options=TenantOptions(PgTenantOptions(pool)),
@@ -318,7 +349,7 @@ def _wire(adapters: Adapters, services: Services) -> None:
         before_sync=services.devices.discard_released_sessions,
         handlers={BOOTSTRAP_REQUESTS: services.bootstrap.answer_mqtt_request},
     )
-    adapters.link.handle_with(services.device_messages.handle)
+    adapters.link.handle_with(timed_batches(services.device_messages.handle, adapters.metrics))
 
 
 def _enabled_cas(store: PgTrustStore) -> Callable[[], Awaitable[dict[str, bytes]]]:

@@ -18,6 +18,7 @@ from fleetgate.admin import add_parser as add_tenants_parser
 from fleetgate.config import Settings
 from fleetgate.device.simulate_command import add_parser as add_simulate_parser
 from fleetgate.domain.errors import FleetgateError
+from fleetgate.log_format import configure_logging
 from fleetgate.watch import add_parser as add_ops_parser
 from fleetgate.watch.command import tenant_user
 from fleetgate.watch.devices_command import add_parser as add_devices_parser
@@ -47,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fleetgate", description=__doc__)
     parser.add_argument("--version", action="version", version=f"fleetgate {__version__}")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING … (env FLEETGATE_LOG_LEVEL)")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="text lines, or one JSON object a line (env FLEETGATE_LOG_FORMAT)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser(
@@ -141,6 +147,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
             updates.setdefault(section, {})[field] = value
     if args.log_level:
         settings = settings.model_copy(update={"log_level": args.log_level})
+    if args.log_format:
+        settings = settings.model_copy(update={"log_format": args.log_format})
     for section, fields in updates.items():
         current = getattr(settings, section)
         merged = type(current).model_validate({**current.model_dump(), **fields})
@@ -204,10 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"fleetgate: error: invalid settings: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format)
     if args.command == "hash-password":
         return hash_password_command(args.output)
     if args.command == "simulate":

@@ -10,6 +10,7 @@ section (``settings.api``, ``settings.mqtt`` …), never the whole tree.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -81,6 +82,9 @@ class ApiSettings(BaseModel):
     port: Port = Field(default=8080, ge=1, le=65535)
     #: Base URL written into ``self`` links; derived from host and port when unset.
     public_url: str | None = None
+    #: Who may read ``GET /metrics`` (FLEETGATE_API_METRICS_AUTH): "management", a user
+    #: of the management tenant with ROLE_TENANT_MANAGEMENT_READ or _ADMIN; or "none".
+    metrics_auth: Literal["management", "none"] = "management"
 
     def base_url(self) -> str:
         if self.public_url:
@@ -153,3 +157,6 @@ class Settings(BaseSettings):
     operations: OperationsSettings = OperationsSettings()
     stack: StackSettings = StackSettings()
     log_level: str = "INFO"
+    #: "text" (one line a record, for people) or "json" (one JSON object a line, for
+    #: log collectors): FLEETGATE_LOG_FORMAT or ``--log-format``.
+    log_format: Literal["text", "json"] = "text"

@@ -81,3 +81,19 @@ def test_home_secrets_are_made_once_and_differ_between_homes(tmp_path: Path) -> 
     assert HomeSecrets.load_or_create(tmp_path / "a") == first
     assert HomeSecrets.load_or_create(tmp_path / "b") != first
     assert (tmp_path / "a" / "secrets.json").stat().st_mode & 0o077 == 0
+
+
+def test_log_format_and_metrics_access_from_the_environment_and_flags(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    defaults = Settings()
+    assert (defaults.log_format, defaults.api.metrics_auth) == ("text", "management")
+    monkeypatch.setenv("FLEETGATE_LOG_FORMAT", "json")
+    monkeypatch.setenv("FLEETGATE_API_METRICS_AUTH", "none")
+    settings = Settings()
+    assert (settings.log_format, settings.api.metrics_auth) == ("json", "none")
+    flagged = settings_from(_parser().parse_args(["--log-format", "text", "serve"]))
+    assert flagged.log_format == "text"
+    monkeypatch.setenv("FLEETGATE_API_METRICS_AUTH", "anyone")
+    with pytest.raises(ValueError, match="management"):
+        Settings()

@@ -20,6 +20,7 @@ from fleetgate.api.routes import (
     health,
     identity,
     inventory,
+    metrics,
     operations,
     profiles,
     tenant,
@@ -45,6 +46,7 @@ def create_app(ctx: ApiContext, services: ApiServices | None = None) -> FastAPI:
     app.state.services = services if services is not None else ApiServices()
     errors.install(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(tenant.router)
     app.include_router(tenants.router)
     app.include_router(tenant_options.router)

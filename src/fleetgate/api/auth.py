@@ -18,6 +18,9 @@ class ApiContext:
 
     authenticator: Authenticator
     base_url: str
+    #: ``GET /metrics``: "management" (a user of the management tenant with
+    #: ROLE_TENANT_MANAGEMENT_READ or _ADMIN) or "none" (no credentials asked).
+    metrics_auth: str = "management"
 
 
 def context(request: Request) -> ApiContext:

@@ -9,7 +9,7 @@ part of the API; the composition root (``fleetgate.app``) wires everything.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from fastapi import FastAPI, Request
 from starlette.types import ASGIApp
@@ -35,6 +35,14 @@ from fleetgate.services.trust import TrustedCertificates
 T = TypeVar("T")
 
 
+class MetricsExposition(Protocol):
+    """The service's Prometheus metrics (fleetgate.metrics.ServiceMetrics)."""
+
+    async def exposition(self) -> tuple[bytes, str]:
+        """The scrape's text and its Content-Type."""
+        ...
+
+
 @dataclass
 class ApiServices:
     devices: Devices | None = None
@@ -56,6 +64,7 @@ class ApiServices:
     enablement: DeviceEnablement | None = None
     #: The key of signed file URLs (downloads and snapshot uploads).
     url_secret: bytes | None = None
+    metrics: MetricsExposition | None = None
 
 
 def services_of(app: FastAPI | ASGIApp) -> ApiServices:
@@ -142,3 +151,7 @@ def tenants(request: Request) -> Tenants:
 
 def batch(request: Request) -> BatchUpdates:
     return _wired(services_of(request.app).batch, "batch updates")
+
+
+def metrics(request: Request) -> MetricsExposition:
+    return _wired(services_of(request.app).metrics, "metrics")

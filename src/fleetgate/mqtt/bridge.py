@@ -57,8 +57,11 @@ class BrokerBridge:
         handlers: Mapping[str, RequestHandler] | None = None,
         is_transient: Callable[[BaseException], bool] = lambda _: False,
         before_sync: Callable[[], Awaitable[None]] | None = None,
+        on_refusals: Callable[[int], None] | None = None,
     ) -> None:
         self._is_transient = is_transient
+        #: Told how many control lines the plugin refused, each time it refuses some.
+        self._on_refusals = on_refusals
         #: Runs after each connect, before the full state is pushed: while the plugin
         #: (after a broker restart) knows nobody and no device can log in.
         self._before_sync = before_sync
@@ -244,8 +247,7 @@ class BrokerBridge:
             response = await asyncio.wait_for(waiter, timeout=30)
         finally:
             self._waiting.pop(token, None)
-        for line_no, message in response.errors:
-            log.error("broker plugin refused control line %d: %s", line_no, message)
+        self._refused(response)
         return response
 
     async def _read(self, client: aiomqtt.Client) -> None:
@@ -274,8 +276,13 @@ class BrokerBridge:
                 waiter.set_result(response)
                 answered = True
         if not answered:  # the answer to a push: only errors are worth a word
-            for line_no, message in response.errors:
-                log.error("broker plugin refused control line %d: %s", line_no, message)
+            self._refused(response)
+
+    def _refused(self, response: control.ControlResponse) -> None:
+        for line_no, message in response.errors:
+            log.error("broker plugin refused control line %d: %s", line_no, message)
+        if response.errors and self._on_refusals is not None:
+            self._on_refusals(len(response.errors))
 
     async def _answer_requests(self, client: aiomqtt.Client) -> None:
         """Answer device requests, several at once; a failing one is logged, not fatal."""

@@ -40,6 +40,7 @@ from fleetgate.db.users import PgUsers
 from fleetgate.domain.passwords import hash_password
 from fleetgate.domain.tenants import DeletedTenant
 from fleetgate.files.store import FileStore
+from fleetgate.metrics.registry import ServiceMetrics
 from fleetgate.services.batch import BatchUpdates
 from fleetgate.services.binaries import Binaries
 from fleetgate.services.bootstrap import Bootstrap
@@ -171,6 +172,7 @@ def wire(app: FastAPI, pool: asyncpg.Pool, files: Path, base_url: str = TEST_BAS
     services_of(app).enablement = DeviceEnablement(
         PgEnablement(pool), inventory, broker, operations
     )
+    services_of(app).metrics = ServiceMetrics()
     return Fakes(broker, trust_changes, link)
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import Depends, FastAPI
+from functools import partial
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.routing import APIRoute
 
 from fleetgate.api import errors
 from fleetgate.api.auth import ApiContext
+from fleetgate.api.openapi import document, install_docs
 from fleetgate.api.params import storable_parameters
 from fleetgate.api.routes import (
     batch,
@@ -31,13 +35,46 @@ from fleetgate.api.routes import (
 )
 from fleetgate.api.services import ApiServices
 
+#: Every router of the API, in the order their routes match.
+ROUTERS: tuple[APIRouter, ...] = (
+    health.router,
+    metrics.router,
+    tenant.router,
+    tenants.router,
+    tenant_options.router,
+    users.router,
+    # Before inventory: /inventory/batchUpdates/template is not a managed object.
+    batch.router,
+    inventory.router,
+    groups.router,
+    profiles.router,
+    child_references.router,
+    binaries.router,
+    files.router,
+    identity.router,
+    trust.router,
+    bootstrap.router,
+    bulk.router,
+    operations.router,
+    bulk_operations.router,
+    dead_letters.router,
+)
+
+
+def api_routes() -> list[APIRoute]:
+    """Every route of the API (what the OpenAPI document must describe)."""
+    return [route for router in ROUTERS for route in router.routes if isinstance(route, APIRoute)]
+
 
 def create_app(ctx: ApiContext, services: ApiServices | None = None) -> FastAPI:
     """The API with its routes; ``services`` is what they use (a test may wire a part and
     fill in more through :func:`fleetgate.api.services.services_of`)."""
     app = FastAPI(
         title="fleetgate",
-        description="Device management REST API, following Cumulocity's where it overlaps.",
+        description=(
+            "Device management REST API, following Cumulocity's where it overlaps"
+            " (docs/api.md). HTTP Basic: `<tenant>/<user>` and the password."
+        ),
         docs_url=None,
         redoc_url=None,
         dependencies=[Depends(storable_parameters)],
@@ -45,25 +82,8 @@ def create_app(ctx: ApiContext, services: ApiServices | None = None) -> FastAPI:
     app.state.context = ctx
     app.state.services = services if services is not None else ApiServices()
     errors.install(app)
-    app.include_router(health.router)
-    app.include_router(metrics.router)
-    app.include_router(tenant.router)
-    app.include_router(tenants.router)
-    app.include_router(tenant_options.router)
-    app.include_router(users.router)
-    # Before inventory: /inventory/batchUpdates/template is not a managed object.
-    app.include_router(batch.router)
-    app.include_router(inventory.router)
-    app.include_router(groups.router)
-    app.include_router(profiles.router)
-    app.include_router(child_references.router)
-    app.include_router(binaries.router)
-    app.include_router(files.router)
-    app.include_router(identity.router)
-    app.include_router(trust.router)
-    app.include_router(bootstrap.router)
-    app.include_router(bulk.router)
-    app.include_router(operations.router)
-    app.include_router(bulk_operations.router)
-    app.include_router(dead_letters.router)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.openapi = partial(document, app, api_routes())  # type: ignore[method-assign]
+    install_docs(app)
     return app

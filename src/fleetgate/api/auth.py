@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -29,14 +28,22 @@ def context(request: Request) -> ApiContext:
     return ctx
 
 
-def require(*any_of: Role) -> Callable[[Request], Awaitable[Principal]]:
-    """A dependency: the caller must authenticate and hold at least one of ``any_of``."""
+class RoleGate:
+    """A dependency: the caller must authenticate and hold at least one of ``roles``.
+    The roles are kept on it, so that the OpenAPI document can name them
+    (fleetgate.api.openapi)."""
 
-    async def dependency(request: Request) -> Principal:
+    def __init__(self, roles: tuple[Role, ...]) -> None:
+        self.roles = roles
+
+    async def __call__(self, request: Request) -> Principal:
         login = parse_basic_authorization(request.headers.get("authorization"))
         principal = await context(request).authenticator.authenticate(login)
-        if not any(principal.has(role) for role in any_of):
+        if not any(principal.has(role) for role in self.roles):
             raise AccessDenied("Access is denied")
         return principal
 
-    return dependency
+
+def require(*any_of: Role) -> RoleGate:
+    """A dependency: the caller must authenticate and hold at least one of ``any_of``."""
+    return RoleGate(any_of)

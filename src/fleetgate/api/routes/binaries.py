@@ -17,6 +17,7 @@ from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import MAX_BODY, parse_json
 from fleetgate.api.file_responses import file_response
 from fleetgate.api.multipart import MultipartForm, PartHeaders, boundary_of
+from fleetgate.api.openapi import answers
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.routes.inventory import id_list, object_body, object_page
 from fleetgate.api.schemas import IdPath
@@ -90,7 +91,7 @@ async def _create_from_form(
         )
 
 
-@router.get("/inventory/binaries")
+@router.get("/inventory/binaries", **answers(200, media.MANAGED_OBJECT_COLLECTION))
 async def list_binaries(
     request: Request,
     principal: Annotated[Principal, Depends(_READ)],
@@ -105,7 +106,11 @@ async def list_binaries(
     return await object_page(request, principal, flt, page)
 
 
-@router.post("/inventory/binaries", openapi_extra=schemas.BINARY_UPLOAD)
+@router.post(
+    "/inventory/binaries",
+    openapi_extra=schemas.BINARY_UPLOAD,
+    **answers(201, media.MANAGED_OBJECT, 413, 415),
+)
 async def upload_binary(
     request: Request, principal: Annotated[Principal, Depends(_CREATE)]
 ) -> JSONResponse:
@@ -139,7 +144,18 @@ def send_file(request: Request, service: Binaries, found: BinaryFile) -> Respons
     )
 
 
-@router.get("/inventory/binaries/{binary_id}")
+@router.get(
+    "/inventory/binaries/{binary_id}",
+    **answers(
+        200,
+        "application/octet-stream",
+        404,
+        others={
+            206: {"description": "Partial content (Range)", "content": {"*/*": {}}},
+            416: {"description": "The Range selects nothing (no body)", "content": {}},
+        },
+    ),
+)
 async def download_binary(
     request: Request, binary_id: IdPath, principal: Annotated[Principal, Depends(_READ)]
 ) -> Response:
@@ -151,7 +167,11 @@ async def download_binary(
     return send_file(request, service, found)
 
 
-@router.put("/inventory/binaries/{binary_id}", openapi_extra=schemas.raw_body())
+@router.put(
+    "/inventory/binaries/{binary_id}",
+    openapi_extra=schemas.raw_body(),
+    **answers(201, media.MANAGED_OBJECT, 404, 413),
+)
 async def replace_binary(
     request: Request, binary_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:
@@ -187,7 +207,7 @@ async def _replace_from_form(
     raise ValidationFailed("the multipart body has no part named file")
 
 
-@router.delete("/inventory/binaries/{binary_id}", status_code=204)
+@router.delete("/inventory/binaries/{binary_id}", **answers(204, None, 404))
 async def delete_binary(
     request: Request, binary_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> Response:

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
+from fleetgate.api.openapi import answers
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.schemas import json_body
 from fleetgate.api.services import bootstrap
@@ -41,7 +42,11 @@ def _answer(request: Request, body: dict[str, Any], media_type: str, status: int
     return media.c8y_json(body, media_type, status)
 
 
-@router.post(_PATH, openapi_extra=json_body(schemas.DEVICE_REQUEST, media.NEW_DEVICE_REQUEST))
+@router.post(
+    _PATH,
+    openapi_extra=json_body(schemas.DEVICE_REQUEST, media.NEW_DEVICE_REQUEST),
+    **answers(201, media.NEW_DEVICE_REQUEST, 409),
+)
 async def create_request(
     request: Request, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> Response:
@@ -50,7 +55,7 @@ async def create_request(
     return _answer(request, body, media.NEW_DEVICE_REQUEST, 201)
 
 
-@router.get(_PATH)
+@router.get(_PATH, **answers(200, media.NEW_DEVICE_REQUEST_COLLECTION))
 async def list_requests(
     request: Request,
     principal: Annotated[Principal, Depends(_READ)],
@@ -66,7 +71,7 @@ async def list_requests(
     return media.c8y_json(body, media.NEW_DEVICE_REQUEST_COLLECTION)
 
 
-@router.get(_PATH + "/{request_id:path}")
+@router.get(_PATH + "/{request_id:path}", **answers(200, media.NEW_DEVICE_REQUEST, 404))
 async def get_request(
     request: Request, request_id: str, principal: Annotated[Principal, Depends(_READ)]
 ) -> Response:
@@ -77,6 +82,7 @@ async def get_request(
 @router.put(
     _PATH + "/{request_id:path}",
     openapi_extra=json_body(schemas.DEVICE_REQUEST_UPDATE, media.NEW_DEVICE_REQUEST),
+    **answers(200, media.NEW_DEVICE_REQUEST, 404),
 )
 async def update_request(
     request: Request, request_id: str, principal: Annotated[Principal, Depends(_READ)]
@@ -88,7 +94,7 @@ async def update_request(
     return _answer(request, body, media.NEW_DEVICE_REQUEST, 200)
 
 
-@router.delete(_PATH + "/{request_id:path}")
+@router.delete(_PATH + "/{request_id:path}", **answers(200, None, 404))
 async def delete_request(
     request: Request, request_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> Response:
@@ -96,7 +102,11 @@ async def delete_request(
     return Response(status_code=200)  # the seed answers 200 OK, not 204
 
 
-@router.post("/devicecontrol/deviceCredentials", openapi_extra=json_body(schemas.DEVICE_REQUEST))
+@router.post(
+    "/devicecontrol/deviceCredentials",
+    openapi_extra=json_body(schemas.DEVICE_REQUEST),
+    **answers(201, media.DEVICE_CREDENTIALS, 404),
+)
 async def device_credentials(
     request: Request, principal: Annotated[Principal, Depends(_BOOTSTRAP)]
 ) -> Response:

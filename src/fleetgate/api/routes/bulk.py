@@ -11,6 +11,7 @@ from starlette.types import Message
 
 from fleetgate.api import media, schemas
 from fleetgate.api.auth import require
+from fleetgate.api.openapi import answers
 from fleetgate.api.services import bulk
 from fleetgate.domain.bulk import BulkResult, BulkStatus
 from fleetgate.domain.errors import ValidationFailed
@@ -68,7 +69,11 @@ def result_body(result: BulkResult) -> dict[str, Any]:
     }
 
 
-@router.post("/devicecontrol/bulkNewDeviceRequests", openapi_extra=schemas.CSV_UPLOAD)
+@router.post(
+    "/devicecontrol/bulkNewDeviceRequests",
+    openapi_extra=schemas.CSV_UPLOAD,
+    **answers(201, BULK_NEW_DEVICE_REQUEST, 413, 415),
+)
 async def create_bulk_request(
     request: Request, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:

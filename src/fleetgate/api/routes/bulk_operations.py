@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
+from fleetgate.api.openapi import answers
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.routes.operations import iso_time
 from fleetgate.api.schemas import IdPath, json_body
@@ -113,7 +114,11 @@ def _statuses(values: list[str]) -> tuple[BulkStatus, ...]:
     return tuple(found)
 
 
-@router.post(_PATH, openapi_extra=json_body(schemas.BULK_OPERATION, media.BULK_OPERATION))
+@router.post(
+    _PATH,
+    openapi_extra=json_body(schemas.BULK_OPERATION, media.BULK_OPERATION),
+    **answers(201, media.BULK_OPERATION, 404),
+)
 async def create_bulk_operation(
     request: Request, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:
@@ -122,7 +127,7 @@ async def create_bulk_operation(
     return media.c8y_json(bulk_body(bulk, context(request).base_url), media.BULK_OPERATION, 201)
 
 
-@router.get(_PATH)
+@router.get(_PATH, **answers(200, media.BULK_OPERATION_COLLECTION))
 async def list_bulk_operations(
     request: Request,
     principal: Annotated[Principal, Depends(_READ)],
@@ -143,7 +148,7 @@ async def list_bulk_operations(
     return media.c8y_json(body, media.BULK_OPERATION_COLLECTION)
 
 
-@router.get(_PATH + "/{bulk_id}")
+@router.get(_PATH + "/{bulk_id}", **answers(200, media.BULK_OPERATION, 404))
 async def get_bulk_operation(
     request: Request, bulk_id: IdPath, principal: Annotated[Principal, Depends(_READ)]
 ) -> JSONResponse:
@@ -156,6 +161,7 @@ async def get_bulk_operation(
 @router.put(
     _PATH + "/{bulk_id}",
     openapi_extra=json_body(schemas.BULK_OPERATION, media.BULK_OPERATION),
+    **answers(200, media.BULK_OPERATION, 404, 409),
 )
 async def update_bulk_operation(
     request: Request, bulk_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
@@ -167,7 +173,7 @@ async def update_bulk_operation(
     return media.c8y_json(bulk_body(bulk, context(request).base_url), media.BULK_OPERATION)
 
 
-@router.delete(_PATH + "/{bulk_id}", status_code=204)
+@router.delete(_PATH + "/{bulk_id}", **answers(204, None, 404))
 async def delete_bulk_operation(
     request: Request, bulk_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> Response:
@@ -186,7 +192,7 @@ async def _reason(request: Request) -> str | None:
     return reason
 
 
-@router.post(_PATH + "/{bulk_id}/pause")
+@router.post(_PATH + "/{bulk_id}/pause", **answers(200, media.BULK_OPERATION, 404, 409))
 async def pause_bulk_operation(
     request: Request, bulk_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:
@@ -197,7 +203,7 @@ async def pause_bulk_operation(
     return media.c8y_json(bulk_body(bulk, context(request).base_url), media.BULK_OPERATION)
 
 
-@router.post(_PATH + "/{bulk_id}/resume")
+@router.post(_PATH + "/{bulk_id}/resume", **answers(200, media.BULK_OPERATION, 404, 409))
 async def resume_bulk_operation(
     request: Request, bulk_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:
@@ -207,7 +213,7 @@ async def resume_bulk_operation(
     return media.c8y_json(bulk_body(bulk, context(request).base_url), media.BULK_OPERATION)
 
 
-@router.get(_PATH + "/{bulk_id}/targets")
+@router.get(_PATH + "/{bulk_id}/targets", **answers(200, media.BULK_TARGET_COLLECTION, 404))
 async def list_targets(
     request: Request,
     bulk_id: IdPath,

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
+from fleetgate.api.openapi import answers
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.routes.inventory import (
     MANAGED_OBJECT_REFERENCE,
@@ -91,12 +92,16 @@ def _get_route(kind: str) -> Callable[..., Awaitable[JSONResponse]]:
 
 for _kind in (_ADDITIONS, CHILD_DEVICES):
     router.add_api_route(
-        f"/inventory/managedObjects/{{object_id}}/{_kind}", _list_route(_kind), methods=["GET"]
+        f"/inventory/managedObjects/{{object_id}}/{_kind}",
+        _list_route(_kind),
+        methods=["GET"],
+        **answers(200, MANAGED_OBJECT_REFERENCE_COLLECTION, 404),
     )
     router.add_api_route(
         f"/inventory/managedObjects/{{object_id}}/{_kind}/{{child_id}}",
         _get_route(_kind),
         methods=["GET"],
+        **answers(200, MANAGED_OBJECT_REFERENCE, 404),
     )
 
 
@@ -122,6 +127,7 @@ def _is_reference(request: Request, body: dict[str, Any]) -> bool:
 @router.post(
     "/inventory/managedObjects/{object_id}/childAdditions",
     openapi_extra=json_body({"anyOf": [schemas.REFERENCE, schemas.MANAGED_OBJECT]}),
+    **answers(201, MANAGED_OBJECT_REFERENCE, 404),
 )
 async def add_child_addition(
     request: Request, object_id: IdPath, principal: Annotated[Principal, Depends(_CREATE)]
@@ -139,7 +145,9 @@ async def add_child_addition(
     return _reference_response(request, parent_id, _ADDITIONS, child, 201)
 
 
-@router.delete("/inventory/managedObjects/{object_id}/childAdditions/{child_id}", status_code=204)
+@router.delete(
+    "/inventory/managedObjects/{object_id}/childAdditions/{child_id}", **answers(204, None, 404)
+)
 async def remove_child_addition(
     request: Request,
     object_id: IdPath,
@@ -159,6 +167,7 @@ async def remove_child_addition(
 @router.post(
     "/inventory/managedObjects/{object_id}/childDevices",
     openapi_extra=json_body(schemas.REFERENCE, MANAGED_OBJECT_REFERENCE),
+    **answers(201, MANAGED_OBJECT_REFERENCE, 404, 409),
 )
 async def attach_child_device(
     request: Request, object_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
@@ -177,7 +186,9 @@ async def attach_child_device(
     return _reference_response(request, gateway_id, CHILD_DEVICES, child, 201)
 
 
-@router.delete("/inventory/managedObjects/{object_id}/childDevices/{child_id}", status_code=204)
+@router.delete(
+    "/inventory/managedObjects/{object_id}/childDevices/{child_id}", **answers(204, None, 404)
+)
 async def detach_child_device(
     request: Request,
     object_id: IdPath,

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 
 from fleetgate.api import media
 from fleetgate.api.auth import context, require
+from fleetgate.api.openapi import answers
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.routes.operations import iso_time, optional_id, query_time
 from fleetgate.api.schemas import IdPath
@@ -69,7 +70,7 @@ def _filter(
     )
 
 
-@router.get("/devicecontrol/deadLetters")
+@router.get("/devicecontrol/deadLetters", **answers(200, media.DEAD_LETTER_COLLECTION))
 async def list_dead_letters(
     request: Request,
     principal: Annotated[Principal, Depends(_READ)],
@@ -91,7 +92,7 @@ async def list_dead_letters(
     return media.c8y_json(body, media.DEAD_LETTER_COLLECTION)
 
 
-@router.get("/devicecontrol/deadLetters/{letter_id}")
+@router.get("/devicecontrol/deadLetters/{letter_id}", **answers(200, media.DEAD_LETTER, 404))
 async def get_dead_letter(
     request: Request, letter_id: IdPath, principal: Annotated[Principal, Depends(_READ)]
 ) -> JSONResponse:
@@ -101,7 +102,7 @@ async def get_dead_letter(
     return media.c8y_json(body, media.DEAD_LETTER)
 
 
-@router.delete("/devicecontrol/deadLetters/{letter_id}", status_code=204)
+@router.delete("/devicecontrol/deadLetters/{letter_id}", **answers(204, None, 404))
 async def delete_dead_letter(
     request: Request, letter_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> Response:
@@ -109,7 +110,7 @@ async def delete_dead_letter(
     return Response(status_code=204)
 
 
-@router.delete("/devicecontrol/deadLetters", status_code=204)
+@router.delete("/devicecontrol/deadLetters", **answers(204, None))
 async def delete_dead_letters(
     request: Request,
     principal: Annotated[Principal, Depends(_ADMIN)],

@@ -13,6 +13,7 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from fleetgate.api.openapi import access, answers
 from fleetgate.api.routes.binaries import send_file
 from fleetgate.api.schemas import IdPath
 from fleetgate.api.services import binaries, url_secret
@@ -29,7 +30,19 @@ def _denied() -> AccessDenied:
     )
 
 
-@router.get("/files/{binary_id}")
+@router.get(
+    "/files/{binary_id}",
+    openapi_extra=access("a signed URL (device, expires, signature), from an operation"),
+    **answers(
+        200,
+        "application/octet-stream",
+        404,
+        others={
+            206: {"description": "Partial content (Range)", "content": {"*/*": {}}},
+            416: {"description": "The Range selects nothing (no body)", "content": {}},
+        },
+    ),
+)
 async def download_file(
     request: Request,
     binary_id: IdPath,

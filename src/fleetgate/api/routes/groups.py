@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
+from fleetgate.api.openapi import answers
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.routes.inventory import (
     MANAGED_OBJECT_REFERENCE,
@@ -32,7 +33,7 @@ _ADMIN = require(Role.INVENTORY_ADMIN)
 _PATH = "/inventory/managedObjects/{object_id}/childAssets"
 
 
-@router.get(_PATH)
+@router.get(_PATH, **answers(200, MANAGED_OBJECT_REFERENCE_COLLECTION, 404))
 async def list_child_assets(
     request: Request,
     object_id: IdPath,
@@ -49,7 +50,11 @@ async def list_child_assets(
     return media.c8y_json(body, MANAGED_OBJECT_REFERENCE_COLLECTION)
 
 
-@router.post(_PATH, openapi_extra=json_body(schemas.REFERENCE, MANAGED_OBJECT_REFERENCE))
+@router.post(
+    _PATH,
+    openapi_extra=json_body(schemas.REFERENCE, MANAGED_OBJECT_REFERENCE),
+    **answers(201, MANAGED_OBJECT_REFERENCE, 404, 409),
+)
 async def add_child_asset(
     request: Request, object_id: IdPath, principal: Annotated[Principal, Depends(_CREATE)]
 ) -> JSONResponse:
@@ -69,7 +74,7 @@ async def add_child_asset(
     )
 
 
-@router.get(_PATH + "/{child_id}")
+@router.get(_PATH + "/{child_id}", **answers(200, MANAGED_OBJECT_REFERENCE, 404))
 async def get_child_asset(
     request: Request,
     object_id: IdPath,
@@ -84,7 +89,7 @@ async def get_child_asset(
     )
 
 
-@router.delete(_PATH + "/{child_id}", status_code=204)
+@router.delete(_PATH + "/{child_id}", **answers(204, None, 404))
 async def remove_child_asset(
     request: Request,
     object_id: IdPath,

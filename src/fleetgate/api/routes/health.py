@@ -12,20 +12,30 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from fleetgate.api.openapi import access, answers
 from fleetgate.api.services import health
 
 router = APIRouter()
 
 _NO_STORE = {"Cache-Control": "no-store"}
+_OPEN = access("none: probes have no credentials")
 
 
-@router.get("/health/live")
+@router.get("/health/live", openapi_extra=_OPEN, **answers(200, "application/json"))
 async def live() -> JSONResponse:
     """The process answers: 200, always (whatever the database and the broker do)."""
     return JSONResponse({"status": "UP"}, headers=_NO_STORE)
 
 
-@router.get("/health/ready")
+@router.get(
+    "/health/ready",
+    openapi_extra=_OPEN,
+    **answers(
+        200,
+        "application/json",
+        others={503: {"description": "Not ready", "content": {"application/json": {}}}},
+    ),
+)
 async def ready(request: Request) -> JSONResponse:
     """200 when the database answers and both broker connections are up, else 503."""
     readiness = await health(request).readiness()

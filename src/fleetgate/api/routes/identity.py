@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
+from fleetgate.api.openapi import answers
 from fleetgate.api.schemas import IdPath, json_body
 from fleetgate.api.services import devices
 from fleetgate.domain.devices import check_external_id
@@ -35,7 +36,9 @@ def external_id_body(ext: ExternalId, base: str) -> dict[str, Any]:
     }
 
 
-@router.get("/identity/externalIds/{type}/{external_id:path}")
+@router.get(
+    "/identity/externalIds/{type}/{external_id:path}", **answers(200, media.EXTERNAL_ID, 404)
+)
 async def get_external_id(
     request: Request, type: str, external_id: str, principal: Annotated[Principal, Depends(_READ)]
 ) -> JSONResponse:
@@ -43,7 +46,7 @@ async def get_external_id(
     return media.c8y_json(external_id_body(found, context(request).base_url), media.EXTERNAL_ID)
 
 
-@router.delete("/identity/externalIds/{type}/{external_id:path}", status_code=204)
+@router.delete("/identity/externalIds/{type}/{external_id:path}", **answers(204, None, 404))
 async def delete_external_id(
     request: Request, type: str, external_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> Response:
@@ -51,7 +54,9 @@ async def delete_external_id(
     return Response(status_code=204)
 
 
-@router.get("/identity/globalIds/{object_id}/externalIds")
+@router.get(
+    "/identity/globalIds/{object_id}/externalIds", **answers(200, media.EXTERNAL_ID_COLLECTION, 404)
+)
 async def external_ids_of(
     request: Request, object_id: IdPath, principal: Annotated[Principal, Depends(_READ)]
 ) -> JSONResponse:
@@ -67,6 +72,7 @@ async def external_ids_of(
 @router.post(
     "/identity/globalIds/{object_id}/externalIds",
     openapi_extra=json_body(schemas.EXTERNAL_ID, media.EXTERNAL_ID),
+    **answers(201, media.EXTERNAL_ID, 404, 409),
 )
 async def add_external_id(
     request: Request, object_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
+from fleetgate.api.openapi import answers
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.schemas import IdPath, json_body
 from fleetgate.api.services import devices, enablement
@@ -168,7 +169,7 @@ def object_filter(
     )
 
 
-@router.get("/inventory/managedObjects")
+@router.get("/inventory/managedObjects", **answers(200, media.MANAGED_OBJECT_COLLECTION))
 async def list_objects(
     request: Request,
     principal: Annotated[Principal, Depends(_READ)],
@@ -182,7 +183,7 @@ async def list_objects(
 
 @router.get(
     "/inventory/managedObjects/count",
-    responses={200: {"content": {"text/plain": {"schema": {"type": "integer", "minimum": 0}}}}},
+    **answers(200, "text/plain", schema={"type": "integer", "minimum": 0}),
 )
 async def count_objects(
     request: Request,
@@ -227,6 +228,7 @@ async def object_page(
 @router.post(
     "/inventory/managedObjects",
     openapi_extra=json_body(schemas.MANAGED_OBJECT, media.MANAGED_OBJECT),
+    **answers(201, media.MANAGED_OBJECT),
 )
 async def create_object(
     request: Request, principal: Annotated[Principal, Depends(_CREATE)]
@@ -238,7 +240,7 @@ async def create_object(
     )
 
 
-@router.get("/inventory/lifecycle")
+@router.get("/inventory/lifecycle", **answers(200, "application/json"))
 async def lifecycle_counts(
     request: Request, principal: Annotated[Principal, Depends(_READ)]
 ) -> JSONResponse:
@@ -252,7 +254,7 @@ async def lifecycle_counts(
     return JSONResponse(body)
 
 
-@router.get("/inventory/managedObjects/{object_id}")
+@router.get("/inventory/managedObjects/{object_id}", **answers(200, media.MANAGED_OBJECT, 404))
 async def get_object(
     request: Request,
     object_id: IdPath,
@@ -273,6 +275,7 @@ async def get_object(
 @router.put(
     "/inventory/managedObjects/{object_id}",
     openapi_extra=json_body(schemas.MANAGED_OBJECT, media.MANAGED_OBJECT),
+    **answers(200, media.MANAGED_OBJECT, 404),
 )
 async def update_object(
     request: Request, object_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
@@ -282,7 +285,9 @@ async def update_object(
     return media.c8y_json(object_body(updated, context(request).base_url), media.MANAGED_OBJECT)
 
 
-@router.post("/inventory/managedObjects/{object_id}/disable")
+@router.post(
+    "/inventory/managedObjects/{object_id}/disable", **answers(200, media.MANAGED_OBJECT, 404)
+)
 async def disable_device(
     request: Request, object_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:
@@ -293,7 +298,9 @@ async def disable_device(
     return media.c8y_json(object_body(found, context(request).base_url), media.MANAGED_OBJECT)
 
 
-@router.post("/inventory/managedObjects/{object_id}/enable")
+@router.post(
+    "/inventory/managedObjects/{object_id}/enable", **answers(200, media.MANAGED_OBJECT, 404)
+)
 async def enable_device(
     request: Request, object_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:
@@ -302,7 +309,7 @@ async def enable_device(
     return media.c8y_json(object_body(found, context(request).base_url), media.MANAGED_OBJECT)
 
 
-@router.delete("/inventory/managedObjects/{object_id}", status_code=204)
+@router.delete("/inventory/managedObjects/{object_id}", **answers(204, None, 404))
 async def delete_object(
     request: Request,
     object_id: IdPath,

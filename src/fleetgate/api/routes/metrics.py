@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from fleetgate.api.auth import context, require
+from fleetgate.api.openapi import access, answers
 from fleetgate.api.services import metrics
 from fleetgate.domain.errors import AccessDenied
 from fleetgate.domain.users import Role
@@ -23,7 +24,13 @@ _MANAGEMENT = require(Role.TENANT_MANAGEMENT_READ, Role.TENANT_MANAGEMENT_ADMIN)
 
 @router.get(
     "/metrics",
-    responses={200: {"content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}}}}},
+    openapi_extra=access(
+        "HTTP Basic, a management-tenant user holding one of x-roles"
+        " (FLEETGATE_API_METRICS_AUTH=none: no credentials)",
+        Role.TENANT_MANAGEMENT_READ,
+        Role.TENANT_MANAGEMENT_ADMIN,
+    ),
+    **answers(200, "text/plain; version=0.0.4"),
 )
 async def scrape(request: Request) -> Response:
     """The metrics in Prometheus' text format, read now."""

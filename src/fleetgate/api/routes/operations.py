@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
+from fleetgate.api.openapi import access, answers
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.schemas import IdPath, json_body
 from fleetgate.api.services import operations, url_secret
@@ -88,7 +89,7 @@ def optional_id(value: str | None, what: str = "managed object") -> int | None:
     return parse_id(value, what) if value is not None else None
 
 
-@router.get("/devicecontrol/operations")
+@router.get("/devicecontrol/operations", **answers(200, media.OPERATION_COLLECTION))
 async def list_operations(
     request: Request,
     principal: Annotated[Principal, Depends(_READ)],
@@ -125,7 +126,9 @@ async def list_operations(
 
 
 @router.post(
-    "/devicecontrol/operations", openapi_extra=json_body(schemas.OPERATION, media.OPERATION)
+    "/devicecontrol/operations",
+    openapi_extra=json_body(schemas.OPERATION, media.OPERATION),
+    **answers(201, media.OPERATION, 404, 409),
 )
 async def create_operation(
     request: Request, principal: Annotated[Principal, Depends(_ADMIN)]
@@ -135,7 +138,7 @@ async def create_operation(
     return media.c8y_json(operation_body(created, context(request).base_url), media.OPERATION, 201)
 
 
-@router.get("/devicecontrol/operations/stream")
+@router.get("/devicecontrol/operations/stream", **answers(200, "text/event-stream"))
 async def stream_operations(
     request: Request,
     principal: Annotated[Principal, Depends(_READ)],
@@ -249,7 +252,7 @@ class _EventStream(StreamingResponse):
             self._subscription.close()
 
 
-@router.get("/devicecontrol/operations/{operation_id}")
+@router.get("/devicecontrol/operations/{operation_id}", **answers(200, media.OPERATION, 404))
 async def get_operation(
     request: Request, operation_id: IdPath, principal: Annotated[Principal, Depends(_READ)]
 ) -> JSONResponse:
@@ -260,6 +263,7 @@ async def get_operation(
 @router.put(
     "/devicecontrol/operations/{operation_id}",
     openapi_extra=json_body(schemas.OPERATION_UPDATE, media.OPERATION),
+    **answers(200, media.OPERATION, 404),
 )
 async def update_operation(
     request: Request, operation_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
@@ -271,7 +275,14 @@ async def update_operation(
     return media.c8y_json(operation_body(op, context(request).base_url), media.OPERATION)
 
 
-@router.put("/files/snapshots/{operation_id}", status_code=201, openapi_extra=schemas.raw_body())
+@router.put(
+    "/files/snapshots/{operation_id}",
+    openapi_extra={
+        **schemas.raw_body(),
+        **access("a signed URL (device, expires, signature), from the operation"),
+    },
+    **answers(201, "application/json", 404, 409, 413),
+)
 async def upload_snapshot(
     request: Request,
     operation_id: IdPath,

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from fleetgate.api import media
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
+from fleetgate.api.openapi import answers
 from fleetgate.api.routes.inventory import object_body
 from fleetgate.api.schemas import IdPath
 from fleetgate.api.services import profiles
@@ -34,6 +35,7 @@ _COPY_BODY: dict[str, Any] = {
     openapi_extra={
         "requestBody": {"required": False, "content": {"application/json": {"schema": _COPY_BODY}}}
     },
+    **answers(201, media.MANAGED_OBJECT, 404),
 )
 async def duplicate_profile(
     request: Request, profile_id: IdPath, principal: Annotated[Principal, Depends(_CREATE)]

@@ -9,12 +9,13 @@ from fastapi.responses import JSONResponse
 
 from fleetgate.api import media
 from fleetgate.api.auth import context, require
+from fleetgate.api.openapi import answers
 from fleetgate.domain.users import Principal, Role
 
 router = APIRouter()
 
 
-@router.get("/tenant/currentTenant")
+@router.get("/tenant/currentTenant", **answers(200, media.CURRENT_TENANT))
 async def current_tenant(
     request: Request,
     principal: Annotated[Principal, Depends(require(Role.USER_MANAGEMENT_OWN_READ, Role.DEVICE))],

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
+from fleetgate.api.openapi import answers
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.schemas import json_body
 from fleetgate.api.services import tenant_options
@@ -34,7 +35,7 @@ def option_body(option: TenantOption, base: str) -> dict[str, Any]:
     }
 
 
-@router.get("/tenant/options")
+@router.get("/tenant/options", **answers(200, media.OPTION_COLLECTION))
 async def list_options(
     request: Request,
     principal: Annotated[Principal, Depends(_READ)],
@@ -50,7 +51,11 @@ async def list_options(
     )
 
 
-@router.post("/tenant/options", openapi_extra=json_body(schemas.TENANT_OPTION, media.OPTION))
+@router.post(
+    "/tenant/options",
+    openapi_extra=json_body(schemas.TENANT_OPTION, media.OPTION),
+    **answers(200, media.OPTION),
+)
 async def create_option(
     request: Request, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:
@@ -60,7 +65,7 @@ async def create_option(
     return media.c8y_json(option_body(stored, context(request).base_url), media.OPTION)
 
 
-@router.get("/tenant/options/{category}")
+@router.get("/tenant/options/{category}", **answers(200, media.OPTION_COLLECTION))
 async def category_options(
     request: Request, category: str, principal: Annotated[Principal, Depends(_READ)]
 ) -> JSONResponse:
@@ -69,7 +74,7 @@ async def category_options(
     return media.c8y_json({o.key: o.value for o in found}, media.OPTION_COLLECTION)
 
 
-@router.get("/tenant/options/{category}/{key}")
+@router.get("/tenant/options/{category}/{key}", **answers(200, media.OPTION, 404))
 async def get_option(
     request: Request, category: str, key: str, principal: Annotated[Principal, Depends(_READ)]
 ) -> JSONResponse:
@@ -80,6 +85,7 @@ async def get_option(
 @router.put(
     "/tenant/options/{category}/{key}",
     openapi_extra=json_body(schemas.TENANT_OPTION_UPDATE, media.OPTION),
+    **answers(200, media.OPTION, 404),
 )
 async def update_option(
     request: Request, category: str, key: str, principal: Annotated[Principal, Depends(_ADMIN)]
@@ -89,7 +95,7 @@ async def update_option(
     return media.c8y_json(option_body(updated, context(request).base_url), media.OPTION)
 
 
-@router.delete("/tenant/options/{category}/{key}", status_code=204)
+@router.delete("/tenant/options/{category}/{key}", **answers(204, None, 404))
 async def delete_option(
     request: Request, category: str, key: str, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> Response:

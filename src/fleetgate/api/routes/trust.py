@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
+from fleetgate.api.openapi import answers
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.schemas import json_body
 from fleetgate.api.services import trust
@@ -58,6 +59,7 @@ def certificate_body(cert: TrustedCertificate, base: str) -> dict[str, Any]:
 @router.post(
     "/tenant/tenants/{tenantId}/trusted-certificates",
     openapi_extra=json_body(schemas.TRUSTED_CERTIFICATE),
+    **answers(201, JSON, 409),
 )
 async def upload_certificate(request: Request, tenantId: str, principal: Caller) -> JSONResponse:
     tenant_id = _own_tenant(principal, tenantId)
@@ -67,7 +69,7 @@ async def upload_certificate(request: Request, tenantId: str, principal: Caller)
     return media.c8y_json(certificate_body(cert, base), JSON, status_code=201)
 
 
-@router.get("/tenant/tenants/{tenantId}/trusted-certificates")
+@router.get("/tenant/tenants/{tenantId}/trusted-certificates", **answers(200, JSON))
 async def list_certificates(
     request: Request,
     tenantId: str,
@@ -81,7 +83,9 @@ async def list_certificates(
     return media.c8y_json(page.collection(request, base, COLLECTION_KEY, items, found.total), JSON)
 
 
-@router.get("/tenant/tenants/{tenantId}/trusted-certificates/{fingerprint}")
+@router.get(
+    "/tenant/tenants/{tenantId}/trusted-certificates/{fingerprint}", **answers(200, JSON, 404)
+)
 async def get_certificate(
     request: Request,
     tenantId: str,
@@ -96,6 +100,7 @@ async def get_certificate(
 @router.put(
     "/tenant/tenants/{tenantId}/trusted-certificates/{fingerprint}",
     openapi_extra=json_body(schemas.TRUSTED_CERTIFICATE_UPDATE),
+    **answers(200, JSON, 404),
 )
 async def update_certificate(
     request: Request,
@@ -109,7 +114,9 @@ async def update_certificate(
     return media.c8y_json(certificate_body(cert, context(request).base_url), JSON)
 
 
-@router.delete("/tenant/tenants/{tenantId}/trusted-certificates/{fingerprint}", status_code=204)
+@router.delete(
+    "/tenant/tenants/{tenantId}/trusted-certificates/{fingerprint}", **answers(204, None, 404)
+)
 async def delete_certificate(
     request: Request,
     tenantId: str,

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
+from fleetgate.api.openapi import answers
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.schemas import json_body
 from fleetgate.api.services import devices, operators, services_of
@@ -54,7 +55,7 @@ def user_body(user: User, base: str, self_url: str) -> dict[str, Any]:
     return body
 
 
-@router.get("/user/currentUser")
+@router.get("/user/currentUser", **answers(200, media.CURRENT_USER))
 async def current_user(
     request: Request,
     principal: Annotated[Principal, Depends(require(Role.USER_MANAGEMENT_OWN_READ, Role.DEVICE))],
@@ -94,7 +95,7 @@ def _role_named(name: str) -> Role:
         raise NotFound(f"Role {name} not found", code="user/Not Found") from None
 
 
-@router.get("/user/roles")
+@router.get("/user/roles", **answers(200, media.ROLE_COLLECTION))
 async def list_roles(
     request: Request,
     principal: Annotated[Principal, Depends(_USERS_READ)],
@@ -108,14 +109,14 @@ async def list_roles(
     return media.c8y_json(body, media.ROLE_COLLECTION)
 
 
-@router.get("/user/roles/{name}")
+@router.get("/user/roles/{name}", **answers(200, media.ROLE, 404))
 async def get_role(
     request: Request, name: str, principal: Annotated[Principal, Depends(_USERS_READ)]
 ) -> JSONResponse:
     return media.c8y_json(_role_body(_role_named(name), context(request).base_url), media.ROLE)
 
 
-@router.get("/user/{tenant_id}/users")
+@router.get("/user/{tenant_id}/users", **answers(200, media.USER_COLLECTION))
 async def list_users(
     request: Request,
     tenant_id: str,
@@ -141,8 +142,8 @@ async def list_users(
 
 @router.post(
     "/user/{tenant_id}/users",
-    status_code=201,
     openapi_extra=json_body(schemas.USER_CREATE, media.USER),
+    **answers(201, media.USER, 409),
 )
 async def create_user(
     request: Request,
@@ -160,7 +161,7 @@ async def create_user(
     return response
 
 
-@router.get("/user/{tenant_id}/users/{username}")
+@router.get("/user/{tenant_id}/users/{username}", **answers(200, media.USER, 404))
 async def get_user(
     request: Request,
     tenant_id: str,
@@ -174,7 +175,9 @@ async def get_user(
 
 
 @router.put(
-    "/user/{tenant_id}/users/{username}", openapi_extra=json_body(schemas.USER_UPDATE, media.USER)
+    "/user/{tenant_id}/users/{username}",
+    openapi_extra=json_body(schemas.USER_UPDATE, media.USER),
+    **answers(200, media.USER, 404),
 )
 async def update_user(
     request: Request,
@@ -213,7 +216,7 @@ async def update_user(
     return media.c8y_json(user_body(user, base, _user_url(base, tenant_id, username)), media.USER)
 
 
-@router.delete("/user/{tenant_id}/users/{username}", status_code=204)
+@router.delete("/user/{tenant_id}/users/{username}", **answers(204, None, 404))
 async def delete_user(
     request: Request,
     tenant_id: str,
@@ -227,7 +230,9 @@ async def delete_user(
     return Response(status_code=204)
 
 
-@router.get("/user/{tenant_id}/users/{username}/roles")
+@router.get(
+    "/user/{tenant_id}/users/{username}/roles", **answers(200, media.ROLE_REFERENCE_COLLECTION, 404)
+)
 async def list_user_roles(
     request: Request,
     tenant_id: str,
@@ -265,8 +270,8 @@ def _role_of_reference(body: dict[str, Any]) -> Role:
 
 @router.post(
     "/user/{tenant_id}/users/{username}/roles",
-    status_code=201,
     openapi_extra=json_body(schemas.ROLE_REFERENCE, media.ROLE_REFERENCE),
+    **answers(201, media.ROLE_REFERENCE, 404),
 )
 async def assign_role(
     request: Request,
@@ -283,7 +288,7 @@ async def assign_role(
     return media.c8y_json(body, media.ROLE_REFERENCE, status_code=201)
 
 
-@router.delete("/user/{tenant_id}/users/{username}/roles/{role_id}", status_code=204)
+@router.delete("/user/{tenant_id}/users/{username}/roles/{role_id}", **answers(204, None, 404))
 async def unassign_role(
     request: Request,
     tenant_id: str,

@@ -213,7 +213,8 @@ def _print_endpoints(settings: Settings, ca_file: Path, stack_file: Path, elapse
     seed = settings.seed
     print(
         f"fleetgate is ready ({elapsed:.1f} s)\n"
-        f"  REST API                  {settings.api.base_url()}\n"
+        f"  REST API                  {settings.api.base_url()}"
+        f" (browse it: {settings.api.base_url()}/docs)\n"
         f"  MQTT, client certificate  mqtts://{mqtt.public_host}:{mqtt.cert_port}\n"
         f"  MQTT, username/password   mqtts://{mqtt.public_host}:{mqtt.password_port}\n"
         f"  broker CA for devices     {ca_file.resolve()}\n"

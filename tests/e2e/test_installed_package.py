@@ -63,6 +63,7 @@ def test_the_installed_wheel_runs_fleetgate_up(scratch: Path) -> None:
     assert "fleetgate/_broker/mosquitto.conf.template" in names
     assert "fleetgate/_broker/Makefile" in names
     assert "fleetgate/_broker/plugin.c" in names
+    assert "fleetgate/api/swagger_ui/swagger-ui-bundle.js" in names
     assert not [n for n in names if n.endswith(".so")]
 
     venv = scratch / "venv"
@@ -84,6 +85,10 @@ def test_the_installed_wheel_runs_fleetgate_up(scratch: Path) -> None:
         stack = up.wait_ready()
         ready = httpx.get(f"{stack['api_url']}/health/ready", timeout=30)
         assert ready.status_code == 200, ready.text
+        # The API docs' assets come from the installed package too.
+        css = httpx.get(f"{stack['api_url']}/docs/assets/swagger-ui.css", timeout=30)
+        assert css.status_code == 200
+        assert css.headers["content-type"].startswith("text/css")
         # Built from the package's sources into the home, not into the package.
         assert (home / "plugin" / "fleetgate_plugin.so").is_file()
         assert not list((venv / "lib").rglob("fleetgate_plugin.so"))

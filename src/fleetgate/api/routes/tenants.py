@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
+from fleetgate.api.openapi import answers
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.schemas import json_body
 from fleetgate.api.services import tenants
@@ -54,16 +55,14 @@ def tenant_body(tenant: TenantRecord, base: str) -> dict[str, Any]:
     return body
 
 
-@router.get("/tenant/tenants")
+@router.get("/tenant/tenants", **answers(200, media.TENANT_COLLECTION))
 async def list_tenants(
     request: Request,
     principal: Annotated[Principal, Depends(_READ)],
     page: Annotated[Page, Depends(paging)],
 ) -> JSONResponse:
     _management(principal)
-    found, total = await tenants(request).list_tenants(
-        page.offset, page.size, count=page.with_total_pages
-    )
+    found, total = await tenants(request).list_tenants(page.offset, page.size, count=page.counts)
     base = context(request).base_url
     body = page.collection(request, base, "tenants", [tenant_body(t, base) for t in found], total)
     return media.c8y_json(body, media.TENANT_COLLECTION)
@@ -71,8 +70,8 @@ async def list_tenants(
 
 @router.post(
     "/tenant/tenants",
-    status_code=201,
     openapi_extra=json_body(schemas.TENANT_CREATE, media.TENANT),
+    **answers(201, media.TENANT, 409),
 )
 async def create_tenant(
     request: Request, principal: Annotated[Principal, Depends(_ADMIN)]
@@ -93,7 +92,7 @@ async def create_tenant(
     return response
 
 
-@router.get("/tenant/tenants/{tenant_id}")
+@router.get("/tenant/tenants/{tenant_id}", **answers(200, media.TENANT, 404))
 async def get_tenant(
     request: Request, tenant_id: str, principal: Annotated[Principal, Depends(_READ)]
 ) -> JSONResponse:
@@ -103,7 +102,9 @@ async def get_tenant(
 
 
 @router.put(
-    "/tenant/tenants/{tenant_id}", openapi_extra=json_body(schemas.TENANT_UPDATE, media.TENANT)
+    "/tenant/tenants/{tenant_id}",
+    openapi_extra=json_body(schemas.TENANT_UPDATE, media.TENANT),
+    **answers(200, media.TENANT, 404),
 )
 async def update_tenant(
     request: Request, tenant_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
@@ -118,7 +119,7 @@ async def update_tenant(
     return media.c8y_json(tenant_body(updated, context(request).base_url), media.TENANT)
 
 
-@router.delete("/tenant/tenants/{tenant_id}", status_code=204)
+@router.delete("/tenant/tenants/{tenant_id}", **answers(204, None, 404))
 async def delete_tenant(
     request: Request, tenant_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> Response:

@@ -24,6 +24,8 @@ NOT_CUMULOCITY_TYPES = {
     "text/plain",  # the managed object count
     "text/plain; version=0.0.4",  # Prometheus' exposition format
     "text/event-stream",  # the operations' live stream
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",  # batch template
+    "text/csv",  # the batch template as CSV
 }
 
 

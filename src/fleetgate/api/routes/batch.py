@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.multipart import MultipartForm, boundary_of
+from fleetgate.api.openapi import answers
 from fleetgate.api.routes.operations import iso_time
 from fleetgate.api.schemas import IdPath
 from fleetgate.api.services import batch
@@ -77,7 +78,23 @@ def _format(value: str) -> Format:
         raise ValidationFailed(f"format must be xlsx or csv, not {value[:20]!r}") from None
 
 
-@router.get(f"{PATH}/template")
+@router.get(
+    f"{PATH}/template",
+    **answers(
+        200,
+        None,
+        404,
+        others={
+            200: {
+                "description": "The template, as .xlsx or CSV (format=)",
+                "content": {
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {},
+                    "text/csv": {},
+                },
+            }
+        },
+    ),
+)
 async def download_template(
     request: Request,
     principal: Annotated[Principal, Depends(_READ)],
@@ -95,7 +112,7 @@ async def download_template(
     )
 
 
-@router.post(PATH, openapi_extra=schemas.CSV_UPLOAD)
+@router.post(PATH, openapi_extra=schemas.CSV_UPLOAD, **answers(201, media.BATCH_UPDATE, 413, 415))
 async def upload(
     request: Request,
     principal: Annotated[Principal, Depends(_ADMIN)],
@@ -124,7 +141,7 @@ async def upload(
     return response
 
 
-@router.get(f"{PATH}/{{batch_id}}")
+@router.get(f"{PATH}/{{batch_id}}", **answers(200, media.BATCH_UPDATE, 404))
 async def get_batch(
     request: Request, batch_id: IdPath, principal: Annotated[Principal, Depends(_READ)]
 ) -> JSONResponse:
@@ -135,7 +152,7 @@ async def get_batch(
     )
 
 
-@router.get(f"{PATH}/{{batch_id}}/errmsg.txt")
+@router.get(f"{PATH}/{{batch_id}}/errmsg.txt", **answers(200, "text/plain", 404))
 async def errmsg(
     request: Request, batch_id: IdPath, principal: Annotated[Principal, Depends(_READ)]
 ) -> Response:
@@ -148,7 +165,7 @@ async def errmsg(
     )
 
 
-@router.post(f"{PATH}/{{batch_id}}/confirm")
+@router.post(f"{PATH}/{{batch_id}}/confirm", **answers(200, media.BATCH_UPDATE, 404, 409))
 async def confirm(
     request: Request, batch_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:
@@ -162,7 +179,7 @@ async def confirm(
     )
 
 
-@router.delete(f"{PATH}/{{batch_id}}", status_code=204)
+@router.delete(f"{PATH}/{{batch_id}}", **answers(204, None, 404))
 async def discard(
     request: Request, batch_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> Response:

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from fleetgate.domain.errors import AuthenticationFailed
 from fleetgate.domain.lockout import DEFAULT_POLICY, LockoutPolicy, after_failure
 from fleetgate.domain.passwords import verify_password
+from fleetgate.domain.sessions import password_stamp
 from fleetgate.domain.tenants import suspended_message
 from fleetgate.domain.users import Login, Principal
 from fleetgate.services.ports import UserStore
@@ -88,6 +89,24 @@ class Authenticator:
         if tenant.suspended:
             # Said only to who knows a password of the tenant (checked above).
             raise AuthenticationFailed(f"Invalid credentials! : {suspended_message(tenant.id)}")
+        return Principal(tenant=tenant, user=user, roles=user.roles)
+
+    async def resume(self, tenant_id: str, username: str, stamp: str) -> Principal:
+        """The principal of a console session (:mod:`fleetgate.domain.sessions`) that
+        logged in as this user: the user is read again, so a disabled or locked user, a
+        suspended tenant or a changed password (``stamp``) ends the session at once;
+        :class:`AuthenticationFailed` then."""
+        found = await self._users.find_user(tenant_id, username)
+        if found is None:
+            raise AuthenticationFailed(_BAD_CREDENTIALS)
+        tenant, user = found
+        if (
+            not user.enabled
+            or tenant.suspended
+            or user.failures.locked(self._clock())
+            or not hmac.compare_digest(password_stamp(user.password_hash), stamp)
+        ):
+            raise AuthenticationFailed("Invalid credentials! : the session has ended")
         return Principal(tenant=tenant, user=user, roles=user.roles)
 
     async def _password_matches(self, password: str, stored: str) -> bool:

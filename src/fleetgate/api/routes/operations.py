@@ -3,20 +3,19 @@ signed URL devices PUT configuration snapshots to."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.types import Receive, Scope, Send
 
 from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
+from fleetgate.api.event_stream import EventStream, Subscription
 from fleetgate.api.openapi import access, answers
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.schemas import IdPath, json_body
@@ -27,7 +26,6 @@ from fleetgate.domain.errors import AccessDenied, ValidationFailed
 from fleetgate.domain.ids import parse_id
 from fleetgate.domain.operations import Operation, OperationFilter, Status, parse_status
 from fleetgate.domain.users import Principal, Role
-from fleetgate.services.operation_feed import Change
 from fleetgate.services.operations import FeedFilter, FeedOverflow
 
 router = APIRouter()
@@ -162,7 +160,7 @@ async def stream_operations(
     after = feed.resume_point(last_event_id) if last_event_id else None
     # Subscribe before the response starts: a change right after the client sees the
     # headers must not be missed.
-    subscription = _Subscription(feed.watch(flt, after=after))
+    subscription = Subscription(feed.watch(flt, after=after))
 
     async def events() -> AsyncIterator[bytes]:
         yield b": stream of operation changes\n\n"
@@ -186,7 +184,7 @@ async def stream_operations(
             data = json.dumps(body, separators=(",", ":"))
             yield f"event: {kind}\nid: {event_id}\ndata: {data}\n\n".encode()
 
-    return _EventStream(events(), subscription)
+    return EventStream(events(), subscription)
 
 
 def _bulk_body(bulk: BulkOperation, base: str) -> dict[str, Any]:
@@ -194,62 +192,6 @@ def _bulk_body(bulk: BulkOperation, base: str) -> dict[str, Any]:
     from fleetgate.api.routes.bulk_operations import bulk_body
 
     return bulk_body(bulk, base)
-
-
-class _Subscription:
-    """A watcher's place in the feed. The next change is always awaited in a task of its
-    own, so that waiting can time out for a keep-alive without ending the feed's
-    generator (a timeout that cancelled ``anext`` itself would end it)."""
-
-    def __init__(self, changes: AsyncGenerator[tuple[int, Change]]) -> None:
-        self._changes = changes
-        self._next = asyncio.ensure_future(anext(changes))
-        self._closing: asyncio.Future[None] | None = None
-
-    async def next(self, timeout: float) -> tuple[int, Change] | None:
-        """The next change, or None when none came within ``timeout`` seconds; raises
-        :class:`FeedOverflow` when the watcher fell behind."""
-        done, _ = await asyncio.wait({self._next}, timeout=timeout)
-        if not done:
-            return None
-        change = self._next.result()
-        self._next = asyncio.ensure_future(anext(self._changes))
-        return change
-
-    def close(self) -> None:
-        """Give the place back, without waiting.
-
-        The generator is ended by whoever runs it: a pending ``anext`` is cancelled, and
-        the cancellation ends the generator inside that task (its ``finally``
-        unsubscribes). Closing it from here instead, while that task still runs it, is
-        what failed with "aclose(): asynchronous generator is already running" at every
-        disconnect. Nothing here awaits: the request of a client that left is being
-        cancelled, and an await would be interrupted.
-        """
-        if not self._next.done():
-            self._next.cancel()
-        elif not self._next.cancelled() and self._next.exception() is None:
-            # A change was taken but not sent: the generator waits at its yield.
-            self._closing = asyncio.ensure_future(self._changes.aclose())
-
-
-class _EventStream(StreamingResponse):
-    """The SSE response; it gives its subscription back however it ends: the stream is
-    over, the client left, or the request was cancelled before the first event."""
-
-    def __init__(self, events: AsyncIterator[bytes], subscription: _Subscription) -> None:
-        super().__init__(
-            events,
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-        self._subscription = subscription
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._subscription.close()
 
 
 @router.get("/devicecontrol/operations/{operation_id}", **answers(200, media.OPERATION, 404))

@@ -1,0 +1,107 @@
+"""Bulk operations and rollouts: progress per status, pause, resume, cancel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+
+from fleetgate.api.console.session import Viewer, acting, require_sight, viewer
+from fleetgate.api.console.views import attempt, render
+from fleetgate.api.services import bulk_operations
+from fleetgate.domain.bulk_operations import (
+    BulkFilter,
+    BulkOperation,
+    general_status,
+    rollout_state,
+)
+from fleetgate.domain.errors import NotFound
+from fleetgate.domain.ids import parse_id
+
+router = APIRouter()
+
+PAGE_SIZE = 25
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What a bulk operation's bars show: each status's count and share of the targets."""
+
+    bulk: BulkOperation
+    general: str
+    state: str
+    parts: tuple[tuple[str, int, float], ...]
+    total: int
+
+    @property
+    def command(self) -> str:
+        keys = [k for k in self.bulk.prototype if k.startswith("c8y_")]
+        return ", ".join(keys) or "—"
+
+
+def progress(bulk: BulkOperation) -> Progress:
+    t = bulk.tally
+    total = max(bulk.targets, 1)
+    counts = (
+        ("successful", t.successful),
+        ("failed", t.failed),
+        ("executing", t.executing),
+        ("pending", t.pending),
+        ("skipped", bulk.skipped),
+        ("waiting", bulk.waiting),
+    )
+    return Progress(
+        bulk=bulk,
+        general=str(general_status(bulk, datetime.now(UTC))),
+        state=rollout_state(bulk),
+        parts=tuple((name, n, round(100 * n / total, 1)) for name, n in counts),
+        total=bulk.targets,
+    )
+
+
+@router.get("/bulk", response_class=HTMLResponse)
+async def bulk_page(
+    request: Request, who: Annotated[Viewer, Depends(viewer)], page: int = 1
+) -> Response:
+    require_sight(who, "bulk")
+    page = max(1, page)
+    found, total = await bulk_operations(request).find(
+        who.tenant, BulkFilter(), (page - 1) * PAGE_SIZE, PAGE_SIZE, count=True
+    )
+    return render(
+        request,
+        "bulk.html",
+        who,
+        items=[progress(b) for b in sorted(found, key=lambda b: -b.id)],
+        page=page,
+        pages=max(1, -(-(total or 0) // PAGE_SIZE)),
+    )
+
+
+@router.post("/bulk/{bulk_id}/{action}")
+async def bulk_action(
+    request: Request, bulk_id: str, action: str, who: Annotated[Viewer, Depends(viewer)]
+) -> Response:
+    form = await acting(request, who, "bulk")
+    number = parse_id(bulk_id, "bulk operation")
+    reason = str(form.get("reason") or "").strip() or None
+    service = bulk_operations(request)
+    back = str(form.get("back") or "/bulk")
+    if not back.startswith("/") or back.startswith("//"):
+        back = "/bulk"
+    if action == "pause":
+        return await attempt(
+            back, f"Bulk operation {number} paused", service.pause(who.tenant, number, reason)
+        )
+    if action == "resume":
+        return await attempt(
+            back, f"Bulk operation {number} resumed", service.resume(who.tenant, number)
+        )
+    if action == "cancel":
+        return await attempt(
+            back, f"Bulk operation {number} cancelled", service.cancel(who.tenant, number, reason)
+        )
+    raise NotFound(f"no action {action!r} on a bulk operation")

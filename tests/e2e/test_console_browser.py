@@ -1,0 +1,254 @@
+"""The web console in a real browser (headless Chromium driven by Playwright) against
+`fleetgate serve` on a real PostgreSQL and mosquitto with the plugin, with 20 simulated
+devices: log in, see them, create a firmware operation and watch it turn SUCCESSFUL
+without reloading, accept a device request, upload a CA; a watcher sees but cannot act.
+
+Every wait is Playwright's (an element, a text, an attribute), bounded generously; no
+sleeps."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, expect
+
+from fleetgate.domain import sessions
+
+from console_support import chromium, live, log_in, logged_in
+from corpora.certificates import make_ca
+from serve_support import ADMIN, TENANT, Stack, running, serve_stack
+
+pytestmark = pytest.mark.e2e
+
+PREFIX = "cw"
+DEVICES = 20
+BOOTSTRAP = (f"{TENANT}/devicebootstrap", "boot-secret-77")
+WATCHER_PASSWORD = "watcher-secret-1"
+
+
+@pytest.fixture(scope="module")
+async def stack(postgres_admin_url: str) -> AsyncIterator[Stack]:
+    async with (
+        serve_stack(postgres_admin_url) as running_stack,
+        running(running_stack.simulation(PREFIX, DEVICES, delay=0.3)),
+    ):
+        yield running_stack
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture(scope="module")
+async def admin(stack: Stack, browser: Browser) -> AsyncIterator[BrowserContext]:
+    context = await logged_in(browser, stack.serve.api_url, TENANT, "admin", ADMIN[1])
+    yield context
+    await context.close()
+
+
+@pytest.fixture
+async def page(admin: BrowserContext) -> AsyncIterator[Page]:
+    opened = await admin.new_page()
+    yield opened
+    await opened.close()
+
+
+async def test_a_wrong_password_is_refused_on_the_page_and_the_right_one_logs_in(
+    stack: Stack, browser: Browser
+) -> None:
+    context = await browser.new_context(base_url=stack.serve.api_url)
+    page = await context.new_page()
+    try:
+        await page.goto("/console/devices")
+        await expect(page).to_have_url(f"{stack.serve.api_url}/console/login?next=/console/devices")
+        await log_in(page, TENANT, "admin", "not the password")
+        await expect(page.get_by_role("alert")).to_contain_text("Bad credentials")
+        await log_in(page, TENANT, "admin", ADMIN[1])
+        # back where the login was asked for
+        await expect(page.get_by_role("heading", name="Devices", exact=True)).to_be_visible()
+        cookie = next(c for c in await context.cookies() if c["name"] == "fleetgate_console")
+        assert cookie["httpOnly"]
+        assert cookie["sameSite"] == "Strict"
+    finally:
+        await context.close()
+
+
+async def test_the_devices_page_shows_the_20_simulated_devices(page: Page) -> None:
+    await page.goto(f"/console/devices?name={PREFIX}-")
+    await expect(page.locator("[data-total]")).to_have_text(str(DEVICES))
+    rows = page.locator("#devices tbody tr")
+    await expect(rows).to_have_count(DEVICES)
+    await expect(rows.filter(has_text=f"{PREFIX}-0001")).to_contain_text("ONLINE")
+    await page.get_by_role("combobox", name="Lifecycle").select_option("OFFLINE")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(page.locator("[data-total]")).to_have_text("0")
+
+
+async def _upload_firmware(page: Page, tmp_path: Path, version: str) -> None:
+    image = tmp_path / f"console-fw-{version}.bin"
+    image.write_bytes(bytes(range(256)) * 32)
+    await page.goto("/console/repositories")
+    form = page.locator("form", has=page.get_by_role("heading", name="Upload a firmware file"))
+    await form.get_by_label("Firmware name").fill("console-fw")
+    await form.get_by_label("Version").fill(version)
+    await form.get_by_label("File").set_input_files(image)
+    await form.get_by_role("button", name="Upload").click()
+    await expect(page.get_by_role("status")).to_have_text(f"Firmware console-fw {version} uploaded")
+
+
+async def test_a_firmware_operation_turns_successful_without_reloading(
+    stack: Stack, page: Page, tmp_path: Path
+) -> None:
+    await _upload_firmware(page, tmp_path, "2.0")
+    device = await stack.object_id(f"{PREFIX}-0003")
+    await page.goto(f"/console/devices/{device}")
+    await page.get_by_label("Firmware version").select_option(label="console-fw 2.0")
+    await page.get_by_role("button", name="Create firmware operation").click()
+    await expect(page.get_by_role("heading", level=1)).to_contain_text("c8y_Firmware")
+    await live(page)
+    # a mark that a reload would wipe out
+    await page.evaluate("window.notReloaded = true")
+    status = page.locator("[data-operation-status] [data-field=status]")
+    await expect(status).to_have_text("SUCCESSFUL")
+    await expect(page.locator("[data-history]")).to_contain_text("SUCCESSFUL")
+    assert await page.evaluate("window.notReloaded === true")
+    await page.get_by_role("link", name=f"{PREFIX}-0003").first.click()
+    await expect(page.locator("[data-field=firmware]")).to_have_text("console-fw 2.0")
+
+
+async def test_the_operations_table_shows_a_new_operation_and_its_statuses_live(
+    stack: Stack, page: Page
+) -> None:
+    await page.goto(f"/console/operations?device={PREFIX}-0007&type=c8y_UploadConfigFile")
+    await live(page)
+    await page.evaluate("window.notReloaded = true")
+    upload = {"c8y_UploadConfigFile": {"type": "ssh"}}
+    created = await stack.create(f"{PREFIX}-0007", upload)
+    row = page.locator(f'tr[data-operation="{created["id"]}"]')
+    await expect(row).to_be_visible()
+    await expect(row.locator("[data-field=status]")).to_have_text("SUCCESSFUL")
+    assert await page.evaluate("window.notReloaded === true")
+    # the filters hold live too: another device's operation does not come in (the
+    # stream's next change after it, our own device's, shows it was passed over)
+    other = await stack.create(f"{PREFIX}-0008", upload)
+    later = await stack.create(f"{PREFIX}-0007", upload)
+    await expect(page.locator(f'tr[data-operation="{later["id"]}"]')).to_be_visible()
+    await expect(page.locator(f'tr[data-operation="{other["id"]}"]')).to_have_count(0)
+
+
+async def test_accepting_a_device_request_lets_the_device_have_its_credentials(
+    stack: Stack, page: Page
+) -> None:
+    device_id = "console-req-1"
+    made = await stack.api.post(
+        "/devicecontrol/newDeviceRequests", json={"id": device_id}, auth=ADMIN
+    )
+    assert made.status_code == 201, made.text
+    asking = await stack.api.post(
+        "/devicecontrol/deviceCredentials", json={"id": device_id}, auth=BOOTSTRAP
+    )
+    assert asking.status_code == 404, asking.text  # not accepted yet: now pending
+    await page.goto("/console/requests")
+    row = page.locator(f'tr[data-request="{device_id}"]')
+    await expect(row).to_contain_text("PENDING_ACCEPTANCE")
+    await row.get_by_role("button", name=f"Accept {device_id}").click()
+    await expect(page.get_by_role("status")).to_contain_text(f"Request of {device_id} accepted")
+    await expect(row).to_contain_text("ACCEPTED")
+    issued = await stack.api.post(
+        "/devicecontrol/deviceCredentials", json={"id": device_id}, auth=BOOTSTRAP
+    )
+    assert issued.status_code == 201, issued.text
+    assert issued.json()["username"] == f"device_{device_id}"
+
+
+async def test_an_uploaded_ca_is_trusted_and_can_be_disabled(
+    stack: Stack, page: Page, tmp_path: Path
+) -> None:
+    ca = make_ca("Console test CA")
+    pem = tmp_path / "console-ca.pem"
+    pem.write_text(ca.pem())
+    await page.goto("/console/certificates")
+    await page.get_by_label("PEM file").set_input_files(pem)
+    await page.get_by_label("Auto-registration of its devices").check()
+    await page.get_by_role("button", name="Upload").click()
+    await expect(page.get_by_role("status")).to_have_text("Certificate uploaded")
+    row = page.locator("tr", has_text="Console test CA")
+    await expect(row).to_contain_text("ENABLED")
+    await row.get_by_role("button", name="Disable Console test CA").click()
+    await expect(page.get_by_role("status")).to_have_text("Certificate updated")
+    await expect(row).to_contain_text("DISABLED")
+    listed = await stack.api.get(f"/tenant/tenants/{TENANT}/trusted-certificates", auth=ADMIN)
+    found = next(c for c in listed.json()["certificates"] if c["name"] == "Console test CA")
+    assert found["status"] == "DISABLED"
+    assert found["autoRegistrationEnabled"] is True
+    # the same PEM again: the service's refusal, on the page
+    await page.get_by_label("PEM file").set_input_files(pem)
+    await page.get_by_role("button", name="Upload").click()
+    await expect(page.get_by_role("alert")).to_contain_text("already")
+
+
+async def _watcher(stack: Stack) -> tuple[str, str]:
+    users = f"/user/{TENANT}/users"
+    made = await stack.api.post(
+        users, json={"userName": "console-watcher", "password": WATCHER_PASSWORD}, auth=ADMIN
+    )
+    assert made.status_code == 201, made.text
+    for role in ("ROLE_DEVICE_CONTROL_READ", "ROLE_INVENTORY_READ"):
+        reference = {"role": {"id": role}}
+        given = await stack.api.post(f"{users}/console-watcher/roles", json=reference, auth=ADMIN)
+        assert given.status_code == 201, given.text
+    return "console-watcher", WATCHER_PASSWORD
+
+
+async def test_a_watcher_sees_but_is_refused_an_action_even_when_posting_it(
+    stack: Stack, browser: Browser
+) -> None:
+    username, password = await _watcher(stack)
+    context = await logged_in(browser, stack.serve.api_url, TENANT, username, password)
+    try:
+        page = await context.new_page()
+        device = await stack.object_id(f"{PREFIX}-0001")
+        await page.goto(f"/console/devices/{device}")
+        await expect(page.get_by_role("heading", name="Operations")).to_be_visible()
+        await expect(page.get_by_role("button", name="Create firmware operation")).to_have_count(0)
+        await expect(page.get_by_role("link", name="Certificates")).to_have_count(0)
+        await page.goto("/console/requests")
+        await expect(page.get_by_role("button", name="Register")).to_have_count(0)
+        # The form is not shown; posted anyway, with the watcher's own valid token, the
+        # server refuses it.
+        token = await _csrf(context, stack, page)
+        posted = await page.request.post(
+            "/console/requests", form={"csrf": token, "id": "console-watcher-dev"}
+        )
+        assert posted.status == 403
+        assert "do not include changing requests" in await posted.text()
+    finally:
+        await context.close()
+
+
+async def _csrf(context: BrowserContext, stack: Stack, page: Page) -> str:
+    """The watcher's own valid CSRF token: no page shows it a form that carries one, so
+    it is made from its session cookie with the service's secret, as the service does."""
+    cookies = {c["name"]: c["value"] for c in await context.cookies()}
+    async with httpx.AsyncClient(base_url=stack.serve.api_url, cookies=cookies) as client:
+        html = (await client.get("/console/operations")).text
+    assert 'name="csrf"' not in html  # nothing to post for a watcher there
+    secret = stack.serve.env["FLEETGATE_FILES_URL_SECRET"].encode()
+    key = sessions.session_key(secret)
+    session = sessions.unseal(key, cookies["fleetgate_console"], time.time())
+    assert session is not None
+    return sessions.csrf_token(key, session)
+
+
+async def test_a_form_without_its_csrf_token_is_refused(stack: Stack, page: Page) -> None:
+    await page.goto("/console/requests")
+    posted = await page.request.post("/console/requests", form={"id": "console-csrf-dev"})
+    assert posted.status == 403
+    listed = await stack.api.get("/devicecontrol/newDeviceRequests/console-csrf-dev", auth=ADMIN)
+    assert listed.status_code == 404

@@ -8,6 +8,7 @@ sleeps."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from fleetgate.domain import sessions
 
-from console_support import chromium, live, log_in, logged_in
+from console_support import VIEWPORT, chromium, live, log_in, logged_in
 from corpora.certificates import make_ca
 from serve_support import ADMIN, TENANT, Stack, running, serve_stack
 
@@ -252,3 +253,87 @@ async def test_a_form_without_its_csrf_token_is_refused(stack: Stack, page: Page
     assert posted.status == 403
     listed = await stack.api.get("/devicecontrol/newDeviceRequests/console-csrf-dev", auth=ADMIN)
     assert listed.status_code == 404
+
+
+async def _bulk_operation(stack: Stack, devices: int, ramp: float) -> str:
+    ids = [await stack.object_id(f"{PREFIX}-{n:04d}") for n in range(1, devices + 1)]
+    group = await stack.group(f"console group {ramp}", ids)
+    made = await stack.api.post(
+        "/devicecontrol/bulkoperations",
+        json={
+            "groupId": group,
+            "startDate": "2026-01-01T00:00:00Z",
+            "creationRamp": ramp,
+            "note": "configuration snapshot",
+            "operationPrototype": {"c8y_UploadConfigFile": {"type": "ssh"}},
+        },
+        auth=ADMIN,
+    )
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
+async def test_a_bulk_operation_is_paused_and_resumed_and_its_progress_is_live(
+    stack: Stack, page: Page
+) -> None:
+    bulk = await _bulk_operation(stack, 12, ramp=1.0)
+    await page.goto("/console/bulk")
+    await live(page)
+    card = page.locator(f'[data-bulk="{bulk}"]')
+    await card.get_by_role("button", name="Pause").click()
+    await expect(page.get_by_role("status")).to_have_text(f"Bulk operation {bulk} paused")
+    await expect(card).to_contain_text("PAUSED")
+    await page.evaluate("window.notReloaded = true")
+    await card.get_by_role("button", name="Resume").click()
+    await expect(page.get_by_role("status")).to_have_text(f"Bulk operation {bulk} resumed")
+    await page.evaluate("window.notReloaded = true")
+    # the counts move by themselves until every device's operation succeeded
+    await expect(card.locator('[data-count="successful"]')).to_have_text("12")
+    await expect(card).to_contain_text("DONE")
+    assert await page.evaluate("window.notReloaded === true")
+
+
+#: The main pages, for docs/console.md: (file name, path, heading that shows it is there).
+PAGES = [
+    ("operations", "/console/operations", "Operations"),
+    ("bulk", "/console/bulk", "Bulk operations and rollouts"),
+    ("devices", "/console/devices", "Devices"),
+    ("gateway", None, None),
+    ("requests", "/console/requests", "New device requests"),
+    ("certificates", "/console/certificates", "Trusted certificates"),
+    ("repositories", "/console/repositories", "Repositories and profiles"),
+]
+
+
+async def test_the_main_pages_render_and_are_captured(
+    stack: Stack, browser: Browser, admin: BrowserContext, tmp_path: Path
+) -> None:
+    """Every main page renders its heading; the screenshots go to
+    ``FLEETGATE_CONSOLE_SCREENSHOTS`` when set (scripts/console-screenshots: docs/console/)."""
+    target = Path(os.environ.get("FLEETGATE_CONSOLE_SCREENSHOTS") or tmp_path)
+    target.mkdir(parents=True, exist_ok=True)
+    login = await browser.new_context(viewport=VIEWPORT, base_url=stack.serve.api_url)
+    page = await login.new_page()
+    await page.goto("/console/login")
+    await page.screenshot(path=target / "login.png")
+    await login.close()
+    await _bulk_operation(stack, 20, ramp=30.0)  # one that is still in progress
+    async with running(stack.simulation("cwg", 0, gateways=1, children=4, delay=0.3)):
+        gateway = await stack.object_id("cwg-gw-0001")
+        page = await admin.new_page()
+        for name, path, heading in PAGES:
+            await page.goto(path or f"/console/devices/{gateway}")
+            await expect(page.get_by_role("heading", level=1)).to_contain_text(
+                heading or "cwg-gw-0001"
+            )
+            if await page.locator("[data-live-source]").count():
+                await live(page)
+            await page.screenshot(path=target / f"{name}.png", full_page=True)
+        operation = page.locator("table[data-live-table] tbody tr a").first
+        await page.goto("/console/operations")
+        await operation.click()
+        await expect(page.get_by_role("heading", name="History")).to_be_visible()
+        await page.screenshot(path=target / "operation.png", full_page=True)
+        await page.close()
+    wanted = {f"{name}.png" for name, _, _ in PAGES} | {"login.png", "operation.png"}
+    assert wanted <= {p.name for p in target.glob("*.png")}

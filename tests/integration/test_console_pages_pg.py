@@ -136,3 +136,9 @@ async def test_disabling_the_user_ends_its_session_at_once(
         "UPDATE app_user SET enabled = false WHERE tenant_id = 't9' AND username = 'admin'"
     )
     assert (await console.get("/console/requests")).status_code == 303
+
+
+async def test_the_console_root_leads_to_the_login(console: httpx.AsyncClient) -> None:
+    response = await console.get("/console", follow_redirects=True)
+    assert response.status_code == 200
+    assert str(response.url).startswith(f"{TEST_BASE_URL}/console/login")

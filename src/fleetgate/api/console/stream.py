@@ -49,10 +49,10 @@ async def console_stream(
     given: Annotated[Filters, Depends(filters)],
     only: str = "",
 ) -> StreamingResponse:
-    """Changes of the operations that pass the table's filters (and of bulk operations,
-    unless a device is chosen; ``only=bulk``: those alone) from now on; with a
-    ``Last-Event-ID``, those since first, or ``event: reset`` when they are not at hand
-    (the page reloads)."""
+    """Changes of the operations that pass the table's filters, and of bulk operations
+    unless a device is chosen (``only=bulk``: those alone; ``only=operations``: none of
+    them), from now on; with a ``Last-Event-ID``, those since first, or ``event: reset``
+    when they are not at hand (the page reloads)."""
     require_sight(who, "operations")
     flt = await operation_filter(request, who.tenant, given)
     feed = operations(request).feed
@@ -86,7 +86,7 @@ async def console_stream(
                 continue
             sequence, op = change
             if isinstance(op, BulkOperation):
-                if not sees_bulk:
+                if not sees_bulk or only == "operations":
                     continue
                 kind, body = "bulkOperation", bulk_event(op, acts_bulk, who.csrf)
             else:

@@ -81,6 +81,9 @@ async def test_a_wrong_password_is_refused_on_the_page_and_the_right_one_logs_in
 
 
 async def test_the_devices_page_shows_the_20_simulated_devices(page: Page) -> None:
+    await page.goto("/console/")
+    online = page.get_by_role("link").filter(has_text="ONLINE")
+    await expect(online.locator(".count")).to_have_text(str(DEVICES))
     await page.goto(f"/console/devices?name={PREFIX}-")
     await expect(page.locator("[data-total]")).to_have_text(str(DEVICES))
     rows = page.locator("#devices tbody tr")
@@ -276,7 +279,7 @@ async def _bulk_operation(stack: Stack, devices: int, ramp: float) -> str:
 async def test_a_bulk_operation_is_paused_and_resumed_and_its_progress_is_live(
     stack: Stack, page: Page
 ) -> None:
-    bulk = await _bulk_operation(stack, 12, ramp=1.0)
+    bulk = await _bulk_operation(stack, 12, ramp=2.0)  # 24 s to pause it in
     await page.goto("/console/bulk")
     await live(page)
     card = page.locator(f'[data-bulk="{bulk}"]')

@@ -83,6 +83,15 @@ async def devices_page(
         found, total = await devices(request).find_objects(
             who.tenant, flt, (page - 1) * PAGE_SIZE, PAGE_SIZE, count=True
         )
+    references = (
+        await devices(request).references_of_page(who.tenant, [d.id for d in found], children=True)
+        if found
+        else {}
+    )
+    children = {
+        object_id: sum(1 for r in refs if r.kind == "childDevices")
+        for object_id, refs in references.items()
+    }
     counts = await devices(request).lifecycle_counts(who.tenant)
     return render(
         request,
@@ -95,6 +104,7 @@ async def devices_page(
         filters={"lifecycle": lifecycle, "type": type, "name": name, "gateways": gateways},
         statuses=list(LifecycleStatus),
         counts=counts,
+        children=children,
         lifecycle_of=lifecycle_of,
         error=error,
     )

@@ -146,6 +146,24 @@ async def test_the_operations_table_shows_a_new_operation_and_its_statuses_live(
     await expect(page.locator(f'tr[data-operation="{other["id"]}"]')).to_have_count(0)
 
 
+async def test_a_failed_operation_shows_its_reason_live_and_in_its_detail(
+    stack: Stack, page: Page
+) -> None:
+    async with running(stack.simulation("cwf", 1, delay=0.3, failure_rate=1.0)):
+        device = await stack.object_id("cwf-0001")
+        await page.goto(f"/console/devices/{device}")
+        await live(page)
+        created = await stack.create("cwf-0001", {"c8y_UploadConfigFile": {"type": "ssh"}})
+        row = page.locator(f'tr[data-operation="{created["id"]}"]')
+        await expect(row.locator("[data-field=status]")).to_have_text("FAILED")
+    reason = (await stack.operation(created["id"]))["failureReason"]
+    assert reason
+    await expect(row).to_contain_text(reason)
+    await row.get_by_role("link", name=created["id"], exact=True).click()
+    await expect(page.locator("[data-field=failure]")).to_have_text(reason)
+    await expect(page.locator("[data-history]")).to_contain_text(f"FAILED: {reason}")
+
+
 async def test_accepting_a_device_request_lets_the_device_have_its_credentials(
     stack: Stack, page: Page
 ) -> None:

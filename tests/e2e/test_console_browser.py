@@ -80,6 +80,30 @@ async def test_a_wrong_password_is_refused_on_the_page_and_the_right_one_logs_in
         await context.close()
 
 
+async def test_the_console_works_from_the_keyboard(stack: Stack, browser: Browser) -> None:
+    context = await browser.new_context(base_url=stack.serve.api_url)
+    page = await context.new_page()
+    try:
+        await page.goto("/console/login")
+        await expect(page.get_by_label("Tenant")).to_be_focused()  # autofocus
+        await page.keyboard.type(TENANT)
+        await page.keyboard.press("Tab")
+        await page.keyboard.type("admin")
+        await page.keyboard.press("Tab")
+        await page.keyboard.type(ADMIN[1])
+        await page.keyboard.press("Enter")
+        await expect(page.get_by_role("heading", name="Operations", exact=True)).to_be_visible()
+        await page.keyboard.press("Tab")  # the first stop of a page is the skip link
+        await expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+        for _ in range(4):  # the brand, then Operations, Bulk operations, Devices
+            await page.keyboard.press("Tab")
+        await expect(page.get_by_role("link", name="Devices", exact=True)).to_be_focused()
+        await page.keyboard.press("Enter")
+        await expect(page.get_by_role("heading", name="Devices", exact=True)).to_be_visible()
+    finally:
+        await context.close()
+
+
 async def test_the_devices_page_shows_the_20_simulated_devices(page: Page) -> None:
     await page.goto("/console/")
     online = page.get_by_role("link").filter(has_text="ONLINE")
@@ -314,6 +338,15 @@ async def test_a_bulk_operation_is_paused_and_resumed_and_its_progress_is_live(
     assert await page.evaluate("window.notReloaded === true")
 
 
+#: The form controls of the page that have no label (a <label>, aria-label or
+#: aria-labelledby): a screen reader could not name them.
+UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea, button')]
+  .filter(e => e.type !== 'hidden')
+  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+               && !e.getAttribute('aria-labelledby') && !(e.tagName === 'BUTTON'
+               && e.textContent.trim()))
+  .map(e => e.outerHTML)"""
+
 #: The main pages, for docs/console.md: (file name, path, heading that shows it is there).
 PAGES = [
     ("operations", "/console/operations", "Operations"),
@@ -349,6 +382,7 @@ async def test_the_main_pages_render_and_are_captured(
             )
             if await page.locator("[data-live-source]").count():
                 await live(page)
+            assert await page.evaluate(UNLABELLED) == [], name
             await page.screenshot(path=target / f"{name}.png", full_page=True)
         operation = page.locator("table[data-live-table] tbody tr a").first
         await page.goto("/console/operations")

@@ -22,6 +22,7 @@ from fleetgate.domain import sessions
 from console_support import VIEWPORT, chromium, live, log_in, logged_in
 from corpora.certificates import make_ca
 from serve_support import ADMIN, TENANT, Stack, running, serve_stack
+from waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -35,8 +36,10 @@ WATCHER_PASSWORD = "watcher-secret-1"
 async def stack(postgres_admin_url: str) -> AsyncIterator[Stack]:
     async with (
         serve_stack(postgres_admin_url) as running_stack,
-        running(running_stack.simulation(PREFIX, DEVICES, delay=0.3)),
+        running(running_stack.simulation(PREFIX, DEVICES, delay=0.3)) as simulation,
     ):
+        ids = list(simulation.config.device_ids)
+        await eventually(lambda: running_stack.declared(ids), "the 20 devices registered")
         yield running_stack
 
 
@@ -174,6 +177,7 @@ async def test_a_failed_operation_shows_its_reason_live_and_in_its_detail(
     stack: Stack, page: Page
 ) -> None:
     async with running(stack.simulation("cwf", 1, delay=0.3, failure_rate=1.0)):
+        await eventually(lambda: stack.declared(["cwf-0001"]), "the device registered")
         device = await stack.object_id("cwf-0001")
         await page.goto(f"/console/devices/{device}")
         await live(page)
@@ -336,6 +340,10 @@ async def test_a_bulk_operation_is_paused_and_resumed_and_its_progress_is_live(
     await expect(card.locator('[data-count="successful"]')).to_have_text("12")
     await expect(card).to_contain_text("DONE")
     assert await page.evaluate("window.notReloaded === true")
+    await card.get_by_role("link", name=f"Bulk operation {bulk}").click()
+    targets = page.locator("#targets tbody tr")
+    await expect(targets).to_have_count(12)
+    await expect(targets.filter(has_text="SUCCESSFUL")).to_have_count(12)
 
 
 #: The form controls of the page that have no label (a <label>, aria-label or
@@ -351,6 +359,7 @@ UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea, bu
 PAGES = [
     ("operations", "/console/operations", "Operations"),
     ("bulk", "/console/bulk", "Bulk operations and rollouts"),
+    ("bulk-operation", "/console/bulk/{bulk}", "Bulk operation {bulk}"),
     ("devices", "/console/devices", "Devices"),
     ("gateway", None, None),
     ("requests", "/console/requests", "New device requests"),
@@ -371,14 +380,16 @@ async def test_the_main_pages_render_and_are_captured(
     await page.goto("/console/login")
     await page.screenshot(path=target / "login.png")
     await login.close()
-    await _bulk_operation(stack, 20, ramp=30.0)  # one that is still in progress
+    bulk = await _bulk_operation(stack, 20, ramp=30.0)  # one that is still in progress
     async with running(stack.simulation("cwg", 0, gateways=1, children=4, delay=0.3)):
+        children = [f"cwg-gw-0001-c-{n:04d}" for n in range(1, 5)]
+        await eventually(lambda: stack.declared(["cwg-gw-0001", *children]), "the gateway")
         gateway = await stack.object_id("cwg-gw-0001")
         page = await admin.new_page()
         for name, path, heading in PAGES:
-            await page.goto(path or f"/console/devices/{gateway}")
+            await page.goto(path.format(bulk=bulk) if path else f"/console/devices/{gateway}")
             await expect(page.get_by_role("heading", level=1)).to_contain_text(
-                heading or "cwg-gw-0001"
+                heading.format(bulk=bulk) if heading else "cwg-gw-0001"
             )
             if await page.locator("[data-live-source]").count():
                 await live(page)

@@ -15,15 +15,18 @@ from fleetgate.api.services import bulk_operations
 from fleetgate.domain.bulk_operations import (
     BulkFilter,
     BulkOperation,
+    TargetState,
     general_status,
     rollout_state,
 )
-from fleetgate.domain.errors import NotFound
+from fleetgate.domain.errors import NotFound, ValidationFailed
 from fleetgate.domain.ids import parse_id
+from fleetgate.domain.rollout_fragment import rollout_json
 
 router = APIRouter()
 
 PAGE_SIZE = 25
+TARGETS_PAGE = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,44 @@ async def bulk_page(
         items=[progress(b) for b in sorted(found, key=lambda b: -b.id)],
         page=page,
         pages=max(1, -(-(total or 0) // PAGE_SIZE)),
+    )
+
+
+@router.get("/bulk/{bulk_id}", response_class=HTMLResponse)
+async def bulk_detail(
+    request: Request,
+    bulk_id: str,
+    who: Annotated[Viewer, Depends(viewer)],
+    state: str = "",
+    page: int = 1,
+) -> Response:
+    """One bulk operation: its progress and each device's state (created, waiting,
+    skipped with the reason, cancelled) with its operation."""
+    require_sight(who, "bulk")
+    page = max(1, page)
+    number = parse_id(bulk_id, "bulk operation")
+    service = bulk_operations(request)
+    bulk = await service.get(who.tenant, number)
+    wanted = None
+    if state:
+        try:
+            wanted = TargetState(state)
+        except ValueError:
+            raise ValidationFailed(f"state must be one of {', '.join(TargetState)}") from None
+    targets = await service.targets(
+        who.tenant, number, wanted, (page - 1) * TARGETS_PAGE, TARGETS_PAGE + 1
+    )
+    return render(
+        request,
+        "bulk_detail.html",
+        who,
+        p=progress(bulk),
+        rollout=rollout_json(bulk.rollout) if bulk.rollout is not None else None,
+        targets=targets[:TARGETS_PAGE],
+        states=list(TargetState),
+        state=state,
+        page=page,
+        pages=page + 1 if len(targets) > TARGETS_PAGE else page,
     )
 
 

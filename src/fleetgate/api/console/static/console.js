@@ -49,7 +49,19 @@ function onOperation(source, change) {
 
 function onBulk(change) {
   const card = document.querySelector(`[data-bulk="${change.id}"]`);
-  if (card) setBars(replaceWith(card, change.html));
+  if (!card) return;
+  const back = card.dataset.back;
+  const fresh = replaceWith(card, change.html);
+  setBars(fresh);
+  if (back) {
+    // the page the card's forms come back to (the stream renders it for the list)
+    fresh.dataset.back = back;
+    for (const form of fresh.querySelectorAll("form")) {
+      const input = document.createElement("input");
+      Object.assign(input, { type: "hidden", name: "back", value: back });
+      form.append(input);
+    }
+  }
 }
 
 function connect(source) {

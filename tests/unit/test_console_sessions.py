@@ -100,3 +100,12 @@ async def test_a_disabled_user_or_a_changed_password_ends_the_session(
         await auth.resume("t1", "admin", await _stamp(users))
     with pytest.raises(AuthenticationFailed):
         await auth.resume("t1", "nobody", stamp)
+
+
+async def test_suspending_the_tenant_ends_its_users_sessions(users: InMemoryUsers) -> None:
+    auth = Authenticator(users)
+    stamp = await _stamp(users)
+    await auth.resume("t1", "admin", stamp)
+    users.tenants["t1"] = Tenant("t1", is_management=False, suspended=True)
+    with pytest.raises(AuthenticationFailed, match="session has ended"):
+        await auth.resume("t1", "admin", stamp)

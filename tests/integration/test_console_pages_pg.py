@@ -142,3 +142,11 @@ async def test_the_console_root_leads_to_the_login(console: httpx.AsyncClient) -
     response = await console.get("/console", follow_redirects=True)
     assert response.status_code == 200
     assert str(response.url).startswith(f"{TEST_BASE_URL}/console/login")
+
+
+async def test_a_malformed_parameter_is_a_422_page(console: httpx.AsyncClient) -> None:
+    await _logged_in(console)
+    response = await console.get("/console/requests?page=many")
+    assert response.status_code == 422
+    assert "text/html" in response.headers["content-type"]
+    assert "page:" in response.text

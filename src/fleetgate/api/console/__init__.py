@@ -12,6 +12,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -53,6 +54,7 @@ def create_console(ctx: ApiContext, services: ApiServices) -> FastAPI:
     console.add_exception_handler(LoginRequired, _login_required)
     console.add_exception_handler(FleetgateError, _refused)
     console.add_exception_handler(StarletteHTTPException, _http_error)
+    console.add_exception_handler(RequestValidationError, _bad_parameter)
 
     @console.middleware("http")
     async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
@@ -88,3 +90,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         status=exc.status_code,
         message=str(exc.detail),
     )
+
+
+async def _bad_parameter(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(
+        f"{err.get('loc', ('?',))[-1]}: {err.get('msg', 'invalid')}" for err in exc.errors()
+    )
+    return render(request, "error.html", None, status_code=422, status=422, message=problems)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, expect
+from playwright.async_api import Browser, BrowserContext, Dialog, Page, expect
 
 from fleetgate.domain import sessions
 
@@ -192,6 +192,39 @@ async def test_a_failed_operation_shows_its_reason_live_and_in_its_detail(
     await expect(page.locator("[data-history]")).to_contain_text(f"FAILED: {reason}")
 
 
+async def _connection(stack: Stack, device_id: str) -> str:
+    found = await stack.api.get(
+        f"/inventory/managedObjects/{await stack.object_id(device_id)}", auth=ADMIN
+    )
+    return str(found.json().get("c8y_Connection", {}).get("status"))
+
+
+async def test_an_admin_disables_and_enables_a_device_from_its_page(
+    stack: Stack, page: Page
+) -> None:
+    device_id = f"{PREFIX}-0020"
+    await page.goto(f"/console/devices/{await stack.object_id(device_id)}")
+
+    async def accept(dialog: Dialog) -> None:
+        await dialog.accept()
+
+    page.once("dialog", accept)  # "Disable …? Its session is closed …"
+    await page.get_by_role("button", name="Disable device").click()
+    await expect(page.get_by_role("status")).to_contain_text("Device disabled")
+    await expect(page.get_by_role("heading", level=1)).to_contain_text("DISABLED")
+    await eventually(
+        lambda: _is(_connection(stack, device_id), "DISCONNECTED"), "the device kicked"
+    )
+    await page.get_by_role("button", name="Enable device").click()
+    await expect(page.get_by_role("status")).to_contain_text("Device enabled")
+    await expect(page.get_by_role("button", name="Disable device")).to_be_visible()
+    await eventually(lambda: _is(_connection(stack, device_id), "CONNECTED"), "it back")
+
+
+async def _is(value: Awaitable[str], expected: str) -> bool:
+    return await value == expected
+
+
 async def test_accepting_a_device_request_lets_the_device_have_its_credentials(
     stack: Stack, page: Page
 ) -> None:
@@ -267,6 +300,7 @@ async def test_a_watcher_sees_but_is_refused_an_action_even_when_posting_it(
         await page.goto(f"/console/devices/{device}")
         await expect(page.get_by_role("heading", name="Operations")).to_be_visible()
         await expect(page.get_by_role("button", name="Create firmware operation")).to_have_count(0)
+        await expect(page.get_by_role("button", name="Disable device")).to_have_count(0)
         await expect(page.get_by_role("link", name="Certificates")).to_have_count(0)
         await page.goto("/console/requests")
         await expect(page.get_by_role("button", name="Register")).to_have_count(0)

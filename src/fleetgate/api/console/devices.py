@@ -10,15 +10,15 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
 from fleetgate.api.console.repositories import firmware_versions
-from fleetgate.api.console.session import Viewer, require_sight, viewer
-from fleetgate.api.console.views import render
-from fleetgate.api.services import devices, operations
+from fleetgate.api.console.session import Viewer, acting, require_sight, viewer
+from fleetgate.api.console.views import attempt, render
+from fleetgate.api.services import devices, enablement, operations
 from fleetgate.domain.devices import ManagedObject
-from fleetgate.domain.errors import ValidationFailed
+from fleetgate.domain.errors import NotFound, ValidationFailed
 from fleetgate.domain.ids import parse_id
 from fleetgate.domain.inventory import ObjectFilter
 from fleetgate.domain.inventory_query import Compare, Has, all_of
-from fleetgate.domain.lifecycle import LifecycleStatus, devices_in
+from fleetgate.domain.lifecycle import DISABLED, LifecycleStatus, devices_in
 from fleetgate.domain.operations import Operation, OperationFilter
 from fleetgate.services.devices import Devices
 
@@ -41,6 +41,12 @@ class Node:
 def lifecycle_of(device: ManagedObject) -> str:
     found = device.fragments.get("fleetgate_Lifecycle")
     return str(found.get("status", "")) if isinstance(found, dict) else ""
+
+
+def disabled_itself(device: ManagedObject) -> bool:
+    """Whether an operator disabled this very device (not only its gateway)."""
+    found = device.fragments.get("fleetgate_Lifecycle")
+    return isinstance(found, dict) and found.get("reason") == DISABLED
 
 
 def serial_of(device: ManagedObject) -> str:
@@ -155,6 +161,7 @@ async def device_page(
         who,
         device=device,
         lifecycle=lifecycle_of(device),
+        disabled=disabled_itself(device),
         parents=parents,
         tree=node,
         operations=ops,
@@ -164,3 +171,26 @@ async def device_page(
         versions=versions,
         lifecycle_of=lifecycle_of,
     )
+
+
+@router.post("/devices/{device_id}/{switch}")
+async def switch_device(
+    request: Request, device_id: str, switch: str, who: Annotated[Viewer, Depends(viewer)]
+) -> Response:
+    """Disable or enable the device (``POST …/disable``, ``…/enable`` of the REST API)."""
+    await acting(request, who, "inventory")
+    object_id = parse_id(device_id, "device")
+    back = f"/devices/{object_id}"
+    if switch == "disable":
+        return await attempt(
+            back,
+            "Device disabled: it may not log in and its operations wait",
+            enablement(request).disable(who.tenant, object_id),
+        )
+    if switch == "enable":
+        return await attempt(
+            back,
+            "Device enabled: it may log in again and its waiting operations are sent",
+            enablement(request).enable(who.tenant, object_id),
+        )
+    raise NotFound(f"no switch {switch!r} on a device")

@@ -87,26 +87,6 @@ def create_app(ctx: ApiContext, services: ApiServices | None = None) -> FastAPI:
         app.include_router(router)
     app.openapi = partial(document, app, api_routes())  # type: ignore[method-assign]
     install_docs(app)
-    app.include_router(health.router)
-    app.include_router(tenant.router)
-    app.include_router(tenants.router)
-    app.include_router(tenant_options.router)
-    app.include_router(users.router)
-    # Before inventory: /inventory/batchUpdates/template is not a managed object.
-    app.include_router(batch.router)
-    app.include_router(inventory.router)
-    app.include_router(groups.router)
-    app.include_router(profiles.router)
-    app.include_router(child_references.router)
-    app.include_router(binaries.router)
-    app.include_router(files.router)
-    app.include_router(identity.router)
-    app.include_router(trust.router)
-    app.include_router(bootstrap.router)
-    app.include_router(bulk.router)
-    app.include_router(operations.router)
-    app.include_router(bulk_operations.router)
-    app.include_router(dead_letters.router)
     # The web console (decision 0019): the same services, its own pages and login.
     app.mount("/console", create_console(ctx, app.state.services))
     return app

@@ -64,6 +64,8 @@ def test_the_installed_wheel_runs_fleetgate_up(scratch: Path) -> None:
     assert "fleetgate/_broker/Makefile" in names
     assert "fleetgate/_broker/plugin.c" in names
     assert "fleetgate/api/swagger_ui/swagger-ui-bundle.js" in names
+    assert "fleetgate/api/console/templates/base.html" in names
+    assert "fleetgate/api/console/static/console.js" in names
     assert not [n for n in names if n.endswith(".so")]
 
     venv = scratch / "venv"
@@ -89,6 +91,12 @@ def test_the_installed_wheel_runs_fleetgate_up(scratch: Path) -> None:
         css = httpx.get(f"{stack['api_url']}/docs/assets/swagger-ui.css", timeout=30)
         assert css.status_code == 200
         assert css.headers["content-type"].startswith("text/css")
+        # So do the console's templates and stylesheet.
+        login = httpx.get(f"{stack['api_url']}/console/login", timeout=30)
+        assert login.status_code == 200
+        assert 'href="/console/static/console.css"' in login.text
+        style = httpx.get(f"{stack['api_url']}/console/static/console.css", timeout=30)
+        assert style.status_code == 200
         # Built from the package's sources into the home, not into the package.
         assert (home / "plugin" / "fleetgate_plugin.so").is_file()
         assert not list((venv / "lib").rglob("fleetgate_plugin.so"))

@@ -23,7 +23,23 @@ from fastapi import FastAPI
 
 from fleetgate.db.migrations import migrate
 from fleetgate.db.pool import create_pool, drop_database, ensure_database
-from fleetgate.stack.processes import pick_free_ports
+from fleetgate.stack.processes import PORT_RANGE_ENV, pick_free_ports
+
+
+def _worker_port_range() -> None:
+    """Under pytest-xdist, each worker (and every process it starts) chooses free ports in
+    a range of its own: two workers never pick the same port between choosing and binding."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or not worker[2:].isdigit() or PORT_RANGE_ENV in os.environ:
+        return
+    first, last = 20000, 32767  # below the kernel's usual ephemeral range
+    size = (last - first + 1) // workers
+    start = first + int(worker[2:]) * size
+    os.environ[PORT_RANGE_ENV] = f"{start}-{start + size - 1}"
+
+
+_worker_port_range()
 
 
 def free_port() -> int:

@@ -75,15 +75,34 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
+#: ``<first>-<last>``: where :func:`pick_free_ports` chooses (default: from 20000 up to the
+#: ephemeral range). Parallel test workers each get a range of their own, so that a port one
+#: of them chose and has not bound yet is never chosen by another (children inherit it).
+PORT_RANGE_ENV = "FLEETGATE_PORT_RANGE"
+
+
+def _port_range(count: int) -> tuple[int, int]:
+    configured = os.environ.get(PORT_RANGE_ENV, "")
+    if configured:
+        first, sep, last = configured.partition("-")
+        if not (
+            sep and first.isdigit() and last.isdigit() and 1024 <= int(first) < int(last) < 65536
+        ):
+            raise ConfigurationError(f"{PORT_RANGE_ENV} must be <first>-<last>: {configured!r}")
+        return int(first), int(last) + 1
+    low, _ = _ephemeral_range()
+    return 20000, max(20000 + 4 * count + 1000, low)
+
+
 def pick_free_ports(count: int) -> list[int]:
     """``count`` distinct ports free right now, for tests, benchmarks and scripts.
 
     Chosen below the kernel's ephemeral range: a port from that range can be taken by any
     outgoing connection (a thousand simulated devices make a thousand) between choosing
-    it and binding it. All are held at once while chosen, so none repeats.
+    it and binding it. All are held at once while chosen, so none repeats. Only inside
+    :data:`PORT_RANGE_ENV` when it is set.
     """
-    low, _ = _ephemeral_range()
-    start, stop = 20000, max(20000 + 4 * count + 1000, low)
+    start, stop = _port_range(count)
     rng = secrets.SystemRandom()
     chosen: list[int] = []
     with contextlib.ExitStack() as held:

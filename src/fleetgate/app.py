@@ -25,6 +25,7 @@ from fleetgate.db.binaries import PgBinaries
 from fleetgate.db.bootstrap import PgRequests
 from fleetgate.db.bulk import PgBulkCredentials
 from fleetgate.db.bulk_operations import PgBulkOperations
+from fleetgate.db.changes import PgChangeLog
 from fleetgate.db.child_devices import PgChildDevices
 from fleetgate.db.connections import PgChildConnections
 from fleetgate.db.dead_letters import PgDeadLetters
@@ -34,6 +35,7 @@ from fleetgate.db.gateways import PgChildren
 from fleetgate.db.groups import PgGroups
 from fleetgate.db.identity import PgIdentity
 from fleetgate.db.inventory import PgInventory
+from fleetgate.db.link_slots import PgLinkSlots
 from fleetgate.db.migrations import migrate
 from fleetgate.db.operations import PgOperations
 from fleetgate.db.pool import BoundedPool, Timeouts, create_pool, ping, unbounded_connection
@@ -44,6 +46,7 @@ from fleetgate.db.tenants import PgTenants
 from fleetgate.db.transient import is_transient
 from fleetgate.db.trust import PgTrustStore
 from fleetgate.db.users import PgUsers
+from fleetgate.domain.device_messages import Incoming
 from fleetgate.domain.errors import ConfigurationError
 from fleetgate.domain.passwords import generate_secret
 from fleetgate.domain.tenants import DeletedTenant
@@ -74,6 +77,7 @@ from fleetgate.services.enablement import DeviceEnablement
 from fleetgate.services.gateways import Gateways
 from fleetgate.services.groups import Groups
 from fleetgate.services.health import Health
+from fleetgate.services.operation_feed import follow
 from fleetgate.services.operations import FileSigning, OperationFeed, Operations
 from fleetgate.services.operators import Operators
 from fleetgate.services.profiles import Profiles
@@ -104,6 +108,9 @@ class Adapters:
     link: DeviceLink
     pool: BoundedPool
     metrics: ServiceMetrics
+    #: Which broker session this instance's device link uses (decision 0018).
+    slots: PgLinkSlots
+    changes: PgChangeLog
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +158,7 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
         raise
     try:
         await _seed(settings, PgUsers(pool))
-        adapters = _adapters(settings, pool)
+        adapters = _adapters(settings, pool, url)
         services = _services(settings, adapters)
         _wire(adapters, services)
         await services.trust_sync.write_capath()
@@ -230,7 +237,7 @@ def _pool_usage(pool: BoundedPool) -> PoolUsage:
     return PoolUsage(in_use=pool.get_size() - idle, idle=idle, max_size=pool.get_max_size())
 
 
-def _adapters(settings: Settings, pool: BoundedPool) -> Adapters:
+def _adapters(settings: Settings, pool: BoundedPool, url: str) -> Adapters:
     metrics = ServiceMetrics()
     return Adapters(
         users=PgUsers(pool),
@@ -245,6 +252,12 @@ def _adapters(settings: Settings, pool: BoundedPool) -> Adapters:
         ),
         pool=pool,
         metrics=metrics,
+        slots=PgLinkSlots(
+            url,
+            settings.mqtt.device_link_client_id,
+            connect_timeout=settings.database.connect_timeout,
+        ),
+        changes=PgChangeLog(pool),
     )
 
 
@@ -398,7 +411,13 @@ async def _serve(
     async with asyncio.TaskGroup() as tg:
         tg.create_task(server.serve(api, api_socket, api_started), name="rest-api")
         tg.create_task(bridge.run(), name="mqtt-bridge")
-        tg.create_task(link.run(), name="mqtt-device-link")
+        tg.create_task(_device_link(adapters.slots, link), name="mqtt-device-link")
+        tg.create_task(
+            _drain_orphans(settings, adapters.slots, services.device_messages.handle),
+            name="mqtt-orphaned-sessions",
+        )
+        tg.create_task(follow(operations.feed, adapters.changes), name="operation-feed")
+        tg.create_task(_forget_old_changes(adapters.changes), name="operation-feed-pruning")
         tg.create_task(
             operations.sweep_forever(
                 limits.pending_timeout, limits.executing_timeout, limits.sweep_interval
@@ -418,3 +437,73 @@ async def _serve(
         log.info("fleetgate service ready")
         if on_ready is not None:
             await on_ready()
+
+
+#: Seconds between looks for an instance's orphaned broker session (one that died).
+ORPHAN_CHECK = 2.0
+#: Changes of the live stream kept for resuming, beyond those of the last hour.
+CHANGES_KEPT, CHANGES_AGE = 10_000, 3600.0
+
+
+async def _device_link(slots: PgLinkSlots, link: DeviceLink) -> None:
+    """Serve device traffic on a slot of our own, for ever: when the slot is lost (the
+    database connection that holds it ended), leave the broker session at once (another
+    instance may drain it) and claim a slot anew."""
+    delay = 0.5
+    while True:
+        try:
+            async with slots.claim() as slot:
+                log.info("the device link uses slot %d (%s)", slot.number, slot.client_id)
+                delay = 0.5
+                await link.run(slot.client_id, until=slot.lost)
+            log.warning("the device link lost its slot (the database went away?)")
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("the device link waits for the database to hold a slot: %s", exc)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 10.0)
+
+
+async def _drain_orphans(
+    settings: Settings, slots: PgLinkSlots, handle: Callable[..., Awaitable[list[Incoming]]]
+) -> None:
+    """Adopt the broker session of an instance that died, handle what it holds (what
+    the dead one had not acknowledged, and what the broker dealt it since), and drop it;
+    every ``ORPHAN_CHECK`` seconds."""
+    while True:
+        await asyncio.sleep(ORPHAN_CHECK)
+        try:
+            async with slots.adopt() as slot:
+                if slot is None:
+                    continue
+                log.warning(
+                    "draining the device link session %s (its instance died)", slot.client_id
+                )
+                drainer = DeviceLink(
+                    settings.mqtt, DEVICE_SUBSCRIPTIONS, handle, client_id=slot.client_id
+                )
+                draining = asyncio.create_task(drainer.drain(), name="mqtt-drain")
+                lost = asyncio.create_task(slot.lost.wait())
+                try:
+                    await asyncio.wait({draining, lost}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    lost.cancel()
+                if not draining.done():
+                    draining.cancel()
+                    raise ConnectionError("the slot lock was lost while draining")
+                log.info("drained %s: %d messages", slot.client_id, draining.result())
+        except Exception as exc:
+            if not is_transient(exc):
+                log.exception("draining an orphaned device link session failed")
+            else:
+                log.warning("draining an orphaned session waits for the database: %s", exc)
+
+
+async def _forget_old_changes(changes: PgChangeLog) -> None:
+    while True:
+        await asyncio.sleep(60)
+        try:
+            await changes.forget_before(CHANGES_AGE, CHANGES_KEPT)
+        except Exception as exc:
+            log.warning("could not prune the operation change log: %s", exc)

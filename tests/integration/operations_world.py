@@ -3,6 +3,8 @@ device-message handler on the real PostgreSQL, with a recording device link."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ import pytest
 
 from fleetgate.api.services import services_of
 from fleetgate.db.binaries import PgBinaries
+from fleetgate.db.changes import PgChangeLog
 from fleetgate.db.connections import PgChildConnections
 from fleetgate.db.dead_letters import PgDeadLetters
 from fleetgate.db.devices import PgDevices
@@ -36,6 +39,7 @@ from fleetgate.services.devices import Devices
 from fleetgate.services.enablement import DeviceEnablement
 from fleetgate.services.gateways import Gateways
 from fleetgate.services.groups import Groups
+from fleetgate.services.operation_feed import follow
 from fleetgate.services.operations import FileSigning, OperationFeed, Operations
 from fleetgate.services.profiles import Profiles
 
@@ -162,4 +166,12 @@ async def world(pool: asyncpg.Pool, scratch_dir: Path) -> AsyncIterator[World]:
             children=Gateways(PgChildren(pool), devices.connections),
             is_transient=is_transient,
         )
-        yield World(client, operations, devices, link, pool, messages, app, broker)
+        # The live feed follows the database's change log, as in the service.
+        following = asyncio.create_task(follow(operations.feed, PgChangeLog(pool)))
+        try:
+            await asyncio.wait_for(operations.feed.following.wait(), 30)
+            yield World(client, operations, devices, link, pool, messages, app, broker)
+        finally:
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following

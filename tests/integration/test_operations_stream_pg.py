@@ -106,7 +106,7 @@ async def test_a_watcher_that_leaves_ends_its_stream_quietly(
             lines = stream.aiter_lines()
             assert (await anext(lines)).startswith(":")  # the opening comment: it is live
             for op_id in range(1, events_first + 1):
-                api.feed.publish([change(op_id)])
+                api.feed.deliver([(op_id, change(op_id))], op_id)
                 while not (line := await anext(lines)).startswith("data:"):
                     pass
                 assert f'"id":"{op_id}"' in line

@@ -3,7 +3,8 @@ rule, with what success changes in the device record."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -295,6 +296,25 @@ class MemoryOperations:
             and not self._db.held(r.op.device_id)
         ]
         return [self._db.shown(r) for r in waiting[:limit]]
+
+    @contextlib.asynccontextmanager
+    async def claim_undispatched(
+        self, limit: int, older_than: float
+    ) -> AsyncIterator[list[Operation]]:
+        """One process here: nobody to skip; the age is measured on the fake clock."""
+        now = self._db.clock()
+        waiting = [
+            r
+            for _, r in sorted(self._db.operations.items())
+            if r.op.status is Status.PENDING
+            and r.dispatched_at is None
+            and self._db.bound(r.op)
+            and not self._db.held(r.op.device_id)
+            and (now - r.op.creation_time).total_seconds() >= older_than
+        ]
+        claimed = [self._db.shown(r) for r in waiting[:limit]]
+        yield claimed
+        await self.mark_dispatched([op.id for op in claimed])
 
     async def mark_dispatched(self, ids: Sequence[int]) -> None:
         now = self._db.clock()

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from test_operations_service import World, world
 
-from fleetgate.domain.bulk_operations import BulkFilter, BulkOperation, BulkStatus, TargetState
+from fleetgate.domain.bulk_operations import BulkFilter, BulkStatus, TargetState
 from fleetgate.domain.errors import NotFound, ValidationFailed
-from fleetgate.domain.operations import Operation, OperationFilter, Status
+from fleetgate.domain.operations import OperationFilter, Status
 from fleetgate.services.bulk_operations import BulkOperations
 
 from memory.groups import MemoryGroups
@@ -89,11 +89,9 @@ async def test_a_group_and_its_subgroups_get_one_dispatched_operation_each(
         assert command["type"] == "c8y_Restart"
     done = await bw.bulk.get("t1", bulk.id)
     assert (done.status, done.tally.pending, done.created) == (BulkStatus.COMPLETED, 3, 3)
-    announced = bw.w.feed.announced  # the operations and the bulk operation's changes
-    ops = [c for c in announced if isinstance(c, Operation)]
+    ops = await bw.w.stores.operations.find("t1", OperationFilter(), 0, 10, revert=False)
     assert sorted(op.device_id for op in ops) == [d1, d2, d3]
     assert {op.bulk_operation_id for op in ops} == {bulk.id}
-    assert any(isinstance(c, BulkOperation) and c.id == bulk.id for c in announced)
 
 
 async def test_a_query_narrows_the_group_to_the_devices_that_have_not_applied_a_profile(

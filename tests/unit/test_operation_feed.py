@@ -1,4 +1,6 @@
-"""The live feed of operation changes: fan-out, overflow, resuming after a reconnect."""
+"""The live feed of operation changes: fan-out, overflow, resuming after a reconnect.
+The changes' positions (their ids in the database's change log) are the operation ids
+here."""
 
 from __future__ import annotations
 
@@ -34,6 +36,12 @@ def change(op_id: int, device: int = 1, status: Status = Status.PENDING) -> Oper
     )
 
 
+def deliver(feed: OperationFeed, changed: list[Operation]) -> None:
+    """As ``follow`` hands the feed what it read from the log."""
+    feed.deliver([(op.id, op) for op in changed], max(op.id for op in changed))
+    feed.following.set()
+
+
 async def take(changes: AsyncGenerator[tuple[int, Operation]], count: int) -> list[tuple[int, int]]:
     """(sequence, operation id) of the next ``count`` changes."""
     got = []
@@ -45,11 +53,11 @@ async def take(changes: AsyncGenerator[tuple[int, Operation]], count: int) -> li
 
 async def test_a_watcher_sees_matching_changes_from_now_on() -> None:
     feed = OperationFeed()
-    feed.publish([change(1)])
+    deliver(feed, [change(1)])
     changes = feed.watch(FeedFilter("t1", device_id=2))
     pending = asyncio.ensure_future(anext(changes))
     await asyncio.sleep(0)  # subscribed
-    feed.publish([change(2, device=1), change(3, device=2)])
+    deliver(feed, [change(2, device=1), change(3, device=2)])
     assert (await pending)[0] == 3
     await changes.aclose()
     assert feed.watchers == 0
@@ -57,39 +65,58 @@ async def test_a_watcher_sees_matching_changes_from_now_on() -> None:
 
 async def test_a_resumed_watcher_gets_what_it_missed_then_the_live_changes() -> None:
     feed = OperationFeed()
-    feed.publish([change(1), change(2, device=2), change(3)])
+    deliver(feed, [change(1), change(2, device=2), change(3)])
     after = feed.resume_point(feed.event_id(1))
     assert after == 1
     changes = feed.watch(FeedFilter("t1", device_id=1), after=after)
     assert await take(changes, 1) == [(3, 3)]  # op 2 is another device's
-    feed.publish([change(4)])
+    deliver(feed, [change(4)])
     assert await take(changes, 1) == [(4, 4)]
     await changes.aclose()
 
 
 @pytest.mark.parametrize(
     "last_event_id",
-    ["other-3", "3", "", "x-y", "-1"],
+    ["other-3", "", "x-y", "-1", "3" * 40],
 )
 def test_ids_that_are_not_this_feeds_cannot_be_resumed(last_event_id: str) -> None:
     feed = OperationFeed()
-    feed.publish([change(1), change(2), change(3)])
+    deliver(feed, [change(1), change(2), change(3)])
     assert feed.resume_point(last_event_id) is None
 
 
-def test_an_id_older_than_the_history_or_from_the_future_cannot_be_resumed() -> None:
+def test_an_id_older_than_the_history_cannot_be_resumed() -> None:
     feed = OperationFeed(history=2)
-    feed.publish([change(i) for i in range(1, 6)])  # keeps 4 and 5
+    deliver(feed, [change(i) for i in range(1, 6)])  # keeps 4 and 5
     assert feed.resume_point(feed.event_id(2)) is None  # 3 is gone
     assert feed.resume_point(feed.event_id(3)) == 3
     assert feed.resume_point(feed.event_id(5)) == 5  # nothing missed
-    assert feed.resume_point(feed.event_id(6)) is None
-    assert OperationFeed().resume_point(feed.event_id(3)) is None  # a restarted service
+    # Not yet following the database's log: nothing can be resumed yet.
+    assert OperationFeed().resume_point(feed.event_id(3)) is None
+
+
+async def test_an_id_ahead_of_this_instance_resumes_without_repeating() -> None:
+    """Another instance read further already: the changes up to its id are not repeated
+    here when they arrive."""
+    feed = OperationFeed()
+    deliver(feed, [change(1)])
+    assert feed.resume_point("3") == 3
+    changes = feed.watch(FeedFilter("t1"), after=3)
+    deliver(feed, [change(2), change(3), change(4)])
+    assert await take(changes, 1) == [(4, 4)]
+    await changes.aclose()
+
+
+def test_a_change_read_twice_is_delivered_once() -> None:
+    feed = OperationFeed()
+    deliver(feed, [change(1), change(2)])
+    deliver(feed, [change(2), change(3)])  # read again after a reconnect
+    assert feed.position == 3
 
 
 async def test_a_replay_larger_than_the_queue_overflows() -> None:
     feed = OperationFeed(queue_size=3, history=10)
-    feed.publish([change(i) for i in range(1, 8)])
+    deliver(feed, [change(i) for i in range(1, 8)])
     changes = feed.watch(FeedFilter("t1"), after=0)
     with pytest.raises(FeedOverflow):
         await take(changes, 7)
@@ -105,7 +132,7 @@ def test_resuming_never_loses_nor_repeats_a_change(
 ) -> None:
     async def run() -> None:
         feed = OperationFeed(history=history)
-        feed.publish([change(i + 1, device=d) for i, d in enumerate(devices)])
+        deliver(feed, [change(i + 1, device=d) for i, d in enumerate(devices)])
         after = feed.resume_point(feed.event_id(min(seen, len(devices))))
         missed = [
             i + 1 for i, d in enumerate(devices) if i + 1 > min(seen, len(devices)) and d == 1
@@ -115,7 +142,7 @@ def test_resuming_never_loses_nor_repeats_a_change(
             return
         changes = feed.watch(FeedFilter("t1", device_id=1), after=after)
         got = await take(changes, len(missed))
-        feed.publish([change(100)])
+        deliver(feed, [change(100)])
         got += await take(changes, 1)
         await changes.aclose()
         assert [op_id for _, op_id in got] == [*missed, 100]

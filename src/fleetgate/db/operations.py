@@ -9,8 +9,9 @@ How a row reads is :mod:`fleetgate.db.operation_rows`.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -345,6 +346,26 @@ class PgOperations:
             limit,
         )
         return [operation_of_row(r) for r in rows]
+
+    @contextlib.asynccontextmanager
+    async def claim_undispatched(
+        self, limit: int, older_than: float
+    ) -> AsyncIterator[list[Operation]]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"{SELECT} WHERE o.status = 'PENDING' AND o.dispatched_at IS NULL"
+                " AND o.creation_time <= now() - make_interval(secs => $2)"
+                f" AND {BOUND} AND NOT {HELD} ORDER BY o.id LIMIT $1 FOR UPDATE OF o SKIP LOCKED",
+                limit,
+                older_than,
+            )
+            claimed = [operation_of_row(r) for r in rows]
+            yield claimed
+            if claimed:
+                await conn.execute(
+                    "UPDATE operation SET dispatched_at = now() WHERE id = ANY($1::bigint[])",
+                    [op.id for op in claimed],
+                )
 
     async def mark_dispatched(self, ids: Sequence[int]) -> None:
         await self._pool.execute(

@@ -12,6 +12,12 @@ Acknowledgements carry the connection they were received on: after a reconnect t
 broker renumbers what it redelivers, so a late acknowledgement of the old connection's
 packet id must not be sent on the new one (it could acknowledge a different message).
 
+Several service instances split device traffic: the link subscribes to the device
+topics through the shared subscription ``$share/fleetgate/…``, and the broker deals each
+message to one member. Each instance's link has its own client id (a *slot*, held in
+PostgreSQL: ``fleetgate.db.link_slots``); a killed instance's session, with what it did
+not acknowledge, is *drained* by a live one (:meth:`DeviceLink.drain`, decision 0018).
+
 paho runs its network loop in its own thread; messages cross into asyncio with
 ``call_soon_threadsafe``, and the asyncio side calls paho's thread-safe ``publish``/``ack``.
 """
@@ -19,9 +25,11 @@ paho runs its network loop in its own thread; messages cross into asyncio with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -49,6 +57,15 @@ _MAX_BATCH = 500
 #: Commands published and not yet acknowledged by the broker; more wait (paho would
 #: otherwise queue without bound, and reuse packet ids past 65,535).
 _MAX_OUTSTANDING = 5000
+#: The shared subscription group of every service instance's device link.
+SHARE = "$share/fleetgate/"
+#: A drained session is done once nothing arrived for this many seconds.
+DRAIN_QUIET = 2.0
+
+
+def shared(patterns: Sequence[str]) -> list[str]:
+    """The shared subscriptions of ``patterns``."""
+    return [SHARE + p for p in patterns]
 
 
 def reconnect_delays(settings: MqttSettings) -> tuple[int, int]:
@@ -81,22 +98,15 @@ class DeviceLink:
         self._settings = settings
         self._subscriptions = list(subscriptions)
         self._handler = handler
-        self._client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=False,
-            protocol=paho.MQTTv311,
-            manual_ack=True,
-        )
-        self._client.username_pw_set(settings.service_username, reveal(settings.service_password))
-        self._client.max_inflight_messages_set(1000)
-        low, high = reconnect_delays(settings)
-        self._client.reconnect_delay_set(min_delay=low, max_delay=high)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_message = self._on_message
-        self._client.on_publish = self._on_publish
+        self._client_id = client_id
+        #: Draining an orphaned session: leave the shared group instead of joining it.
+        self._draining = False
+        self._client = self._new_client(client_id)
+        #: When the last message arrived (the loop's clock), for :meth:`drain`.
+        self._last_message = 0.0
+        self._busy = False
+        #: Messages handled (acknowledged or rejected for good) so far.
+        self._handled = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[_Received] = asyncio.Queue()
         #: Incremented at every connect; acknowledgements of older ones are dropped.
@@ -106,6 +116,31 @@ class DeviceLink:
         self._capacity.set()
         #: Set while connected and subscribed.
         self.ready = asyncio.Event()
+
+    def _new_client(self, client_id: str, *, clean: bool = False) -> paho.Client:
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=clean,
+            protocol=paho.MQTTv311,
+            manual_ack=True,
+        )
+        settings = self._settings
+        client.username_pw_set(settings.service_username, reveal(settings.service_password))
+        client.max_inflight_messages_set(1000)
+        low, high = reconnect_delays(settings)
+        client.reconnect_delay_set(min_delay=low, max_delay=high)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        return client
+
+    @property
+    def client_id(self) -> str:
+        return self._client_id
 
     # --- paho's thread ----------------------------------------------------------------
 
@@ -121,12 +156,26 @@ class DeviceLink:
             return
         self._generation += 1  # in paho's thread, before any message of this connection
         self._call(self._connected)
-        client.subscribe([(topic, 1) for topic in self._subscriptions])
+        if self._draining:
+            # Out of the shared group: the broker deals this session nothing new; what
+            # it holds already (unacknowledged, queued) still comes.
+            client.unsubscribe(shared(self._subscriptions))
+            return
+        # Plain subscriptions of a session from before the shared group: they would
+        # deliver every message to this instance besides the group's share.
+        client.unsubscribe(list(self._subscriptions))
+        client.subscribe([(topic, 1) for topic in shared(self._subscriptions)])
 
     def _on_subscribe(
         self, _c: object, _u: object, _mid: object, codes: object, _p: object
     ) -> None:
         self._call(self.ready.set)
+
+    def _on_unsubscribe(
+        self, _c: object, _u: object, _mid: object, _codes: object, _p: object
+    ) -> None:
+        if self._draining:  # out of the group: what the session holds is coming
+            self._call(self.ready.set)
 
     def _on_disconnect(
         self, _c: object, _u: object, _f: object, reason: object, _p: object
@@ -135,6 +184,7 @@ class DeviceLink:
         self._call(self._disconnected, str(reason))
 
     def _on_message(self, _c: object, _u: object, msg: paho.MQTTMessage) -> None:
+        self._call(self._arrived)
         received = _Received(Incoming(msg.topic, bytes(msg.payload)), msg.mid, self._generation)
         self._call(self._queue.put_nowait, received)
 
@@ -144,7 +194,10 @@ class DeviceLink:
     # --- asyncio's side ---------------------------------------------------------------
 
     def _connected(self) -> None:
-        log.info("device link connected (session %d)", self._generation)
+        log.info("device link %s connected (connection %d)", self._client_id, self._generation)
+
+    def _arrived(self) -> None:
+        self._last_message = asyncio.get_running_loop().time()
 
     def _disconnected(self, reason: str) -> None:
         self.ready.clear()
@@ -174,25 +227,98 @@ class DeviceLink:
         Before :meth:`run`."""
         self._handler = handler
 
-    async def run(self) -> None:
-        """Connect and handle device messages until cancelled."""
+    async def run(self, client_id: str | None = None, until: asyncio.Event | None = None) -> None:
+        """Connect (as ``client_id``, else the id it was made with) and handle device
+        messages until cancelled, or until ``until`` is set (the slot was lost: another
+        instance may take this session over now, so this one leaves at once, leaving
+        what it did not acknowledge to the broker)."""
         if self._handler is None:
             raise RuntimeError("the device link runs before it has a handler")
+        if client_id is not None and client_id != self._client_id:
+            self._client_id = client_id
+            self._client = self._new_client(client_id)
         self._loop = asyncio.get_running_loop()
         self._client.connect_async(self._settings.host, self._settings.service_port, keepalive=30)
         self._client.loop_start()
+        consuming = asyncio.create_task(self._consume(), name="device-link-consume")
         try:
-            await self._consume()
+            if until is None:
+                await consuming
+            else:
+                stopped = asyncio.create_task(until.wait())
+                try:
+                    await asyncio.wait({consuming, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stopped.cancel()
+                if consuming.done():
+                    consuming.result()
         finally:
+            consuming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consuming
+            self.ready.clear()
             self._client.disconnect()
             await asyncio.to_thread(self._client.loop_stop)
+            self._generation += 1  # nothing received before may be acknowledged any more
+
+    async def drain(self) -> int:
+        """Take over an orphaned session (this link's client id), leave the shared group,
+        handle and acknowledge whatever the session holds until nothing arrived for
+        ``DRAIN_QUIET`` seconds, then drop the session. How many messages it handled."""
+        if self._handler is None:
+            raise RuntimeError("the device link drains before it has a handler")
+        self._draining = True
+        self._loop = asyncio.get_running_loop()
+        self._client.connect_async(self._settings.host, self._settings.service_port, keepalive=30)
+        self._client.loop_start()
+        handled = 0
+        consuming = asyncio.create_task(self._consume(), name="device-link-drain")
+        try:
+            await self.ready.wait()
+            self._last_message = self._loop.time()
+            while True:
+                await asyncio.sleep(DRAIN_QUIET / 4)
+                quiet = self._loop.time() - self._last_message >= DRAIN_QUIET
+                if quiet and self._queue.empty() and not self._busy:
+                    break
+            handled = self._handled
+        finally:
+            consuming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consuming
+            self._client.disconnect()
+            await asyncio.to_thread(self._client.loop_stop)
+        # A clean session of the same id: the broker forgets the drained one.
+        cleaner = self._new_client(self._client_id, clean=True)
+        cleaner.on_message = None
+        await asyncio.to_thread(self._forget, cleaner)
+        return handled
+
+    def _forget(self, client: paho.Client) -> None:
+        client.on_connect = client.on_disconnect = client.on_subscribe = None
+        client.on_unsubscribe = client.on_publish = None
+        client.connect(self._settings.host, self._settings.service_port, keepalive=30)
+        client.loop_start()
+        try:
+            deadline = 50
+            while not client.is_connected() and deadline:
+                deadline -= 1
+                time.sleep(0.1)
+        finally:
+            client.disconnect()
+            client.loop_stop()
 
     async def _consume(self) -> None:
         while True:
             batch = [await self._queue.get()]
             while not self._queue.empty() and len(batch) < _MAX_BATCH:
                 batch.append(self._queue.get_nowait())
-            deferred = await self._handle(batch)
+            self._busy = True
+            try:
+                deferred = await self._handle(batch)
+            finally:
+                self._busy = False
+            self._handled += len(batch) - len(deferred)
             for item in batch:
                 if id(item.message) in deferred:
                     later = _Received(

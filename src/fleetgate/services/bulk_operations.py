@@ -77,7 +77,7 @@ class BulkOperations:
             else []
         )
         bulk = await self._store.create(tenant_id, new, devices, canary_group)
-        self._announce(bulk)
+        self.wake.set()
         return bulk
 
     async def _precheck(self, tenant_id: str, prototype: dict[str, Any]) -> None:
@@ -126,10 +126,8 @@ class BulkOperations:
         done = await self._store.reschedule(tenant_id, bulk_id, merged)
         if done is None:
             raise _not_found(bulk_id)
-        bulk, replaced = done
-        if replaced is not None:
-            self._announce(replaced)
-        self._announce(bulk)
+        bulk, _replaced = done
+        self.wake.set()  # the feed hears of both from the database's change log
         return bulk
 
     async def cancel(
@@ -138,21 +136,21 @@ class BulkOperations:
         bulk = await self._store.cancel(tenant_id, bulk_id, reason or "Cancelled by an operator")
         if bulk is None:
             raise _not_found(bulk_id)
-        self._announce(bulk)
+        self.wake.set()
         return bulk
 
     async def pause(self, tenant_id: str, bulk_id: int, reason: str | None = None) -> BulkOperation:
         bulk = await self._store.pause(tenant_id, bulk_id, reason or "Paused by an operator")
         if bulk is None:
             raise _not_found(bulk_id)
-        self._announce(bulk)
+        self.wake.set()
         return bulk
 
     async def resume(self, tenant_id: str, bulk_id: int) -> BulkOperation:
         bulk = await self._store.resume(tenant_id, bulk_id)
         if bulk is None:
             raise _not_found(bulk_id)
-        self._announce(bulk)
+        self.wake.set()
         return bulk
 
     async def targets(
@@ -164,10 +162,6 @@ class BulkOperations:
     async def count_targets(self, tenant_id: str, bulk_id: int, state: TargetState | None) -> int:
         return await self._store.count_targets(tenant_id, bulk_id, state)
 
-    def _announce(self, bulk: BulkOperation) -> None:
-        self.feed.publish([bulk])
-        self.wake.set()
-
     # --- the scheduler ---------------------------------------------------------------
 
     async def step(self) -> StepReport | None:
@@ -177,7 +171,6 @@ class BulkOperations:
         if report is None:
             return None
         if report.created:
-            self.feed.publish(report.created)
             await self._operations.dispatch(report.created)
         if report.refused:
             log.info(
@@ -186,8 +179,6 @@ class BulkOperations:
                 len(report.refused),
                 report.refused[0].reason,
             )
-        if report.changed:
-            self.feed.publish([report.bulk])
         return report
 
     async def _check(

@@ -5,7 +5,8 @@ every open operation when the device asks (``op/sync``, after each of its connec
 at start-up for whatever was committed but never published. Status reports arrive in
 batches on the device link and are committed before the broker gets its PUBACK
 (``fleetgate.mqtt.device_link``); the transition table makes a redelivered or late report
-harmless. Every change is announced on the :class:`OperationFeed` the live views read.
+harmless. Every committed change reaches the :class:`OperationFeed` the live views read
+through the database's change log (``operation_feed.follow``), whichever instance made it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ from fleetgate.services.operation_feed import FeedFilter, FeedOverflow, Operatio
 from fleetgate.services.ports import FileResolver, OperationStore, Publisher
 
 log = logging.getLogger(__name__)
+
+#: Seconds after which a command committed and not yet sent is another instance's to
+#: send: its creator died between (it publishes within milliseconds when alive).
+UNDISPATCHED_AFTER = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +86,6 @@ class Operations:
             description=checked.description,
             fragments=checked.fragments,
         )
-        self.feed.publish([op])
         if not op.held:  # a disabled device's stays PENDING, for when it is enabled
             await self._publish(op, checked.files)
             await self._store.mark_dispatched([op.id])
@@ -144,10 +148,7 @@ class Operations:
                 raise NotFound(
                     f"Operation {operation_id} not found", code="devicecontrol/Not Found"
                 )
-        if changed is None:
-            return op  # nothing changed: nothing to announce
-        self.feed.publish([changed])
-        return changed
+        return changed or op
 
     # --- devices ----------------------------------------------------------------------
 
@@ -172,10 +173,24 @@ class Operations:
         too) and of these (child, gateway) pairs: a device was enabled."""
         await self.dispatch(await self._store.open_for(devices, children))
 
-    async def dispatch_undispatched(self) -> None:
-        """At start-up: commands committed but never published (the service died between)."""
-        while batch := await self._store.undispatched(1000):
-            await self.dispatch(batch)
+    async def dispatch_undispatched(self, older_than: float = 0.0) -> int:
+        """Commands committed but never published (an instance died between), created
+        more than ``older_than`` seconds ago: at start-up, and on every sweep (with an
+        age that leaves the creating instance time to publish its own). Each is claimed
+        by one instance (the others skip it) and marked dispatched once published. How
+        many it sent."""
+        sent = 0
+        while True:
+            async with self._store.claim_undispatched(1000, older_than) as batch:
+                lookups: dict[str, Lookups] = {}
+                for op in batch:
+                    known = lookups.setdefault(op.tenant_id, Lookups())
+                    await self._publish(
+                        op, await self.checks.files_of(op.tenant_id, op.command, known)
+                    )
+            sent += len(batch)
+            if len(batch) < 1000:
+                return sent
 
     async def _publish(self, op: Operation, files: dict[str, BinaryFile]) -> None:
         command = self.command(op, files)
@@ -205,7 +220,6 @@ class Operations:
                 for r in reports
             ]
         )
-        self.feed.publish([o.operation for o in outcomes if o.operation is not None])
         errors: list[DeviceError] = []
         for report, outcome in zip(reports, outcomes, strict=True):
             topic = str(DeviceTopic(report.device_id, DeviceLeaf.OP_STATUS, report.gateway))
@@ -276,15 +290,19 @@ class Operations:
         timed_out = await self._store.time_out(pending_after, executing_after)
         if timed_out:
             log.info("%d operations timed out", len(timed_out))
-            self.feed.publish(timed_out)
         return timed_out
 
     async def sweep_forever(
         self, pending_after: float, executing_after: float, every: float
     ) -> None:
+        """Time out what stayed open too long, and send what an instance that died
+        committed and never published, every ``every`` seconds; any number of service
+        instances may run it at once (each row is claimed by one)."""
         while True:
             try:
                 await self.sweep(pending_after, executing_after)
+                if sent := await self.dispatch_undispatched(UNDISPATCHED_AFTER):
+                    log.warning("sent %d commands an instance committed and never sent", sent)
             except ServiceUnavailable as exc:
                 log.warning("the operation timeout sweep waits for the database: %s", exc)
             except Exception:

@@ -630,6 +630,14 @@ class OperationStore(Protocol):
 
     async def mark_dispatched(self, ids: Sequence[int]) -> None: ...
 
+    def claim_undispatched(
+        self, limit: int, older_than: float
+    ) -> AbstractAsyncContextManager[list[Operation]]:
+        """PENDING operations never published, created more than ``older_than`` seconds
+        ago, oldest first (bound, and not held back, as for ``undispatched``), reserved
+        for this caller alone while the block runs (another service instance skips them)
+        and marked dispatched when it ends normally."""
+
     async def time_out(self, pending_after: float, executing_after: float) -> list[Operation]:
         """FAIL every operation open past its limit; returns them."""
 

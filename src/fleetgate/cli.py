@@ -41,6 +41,7 @@ _OTHER_FLAGS = {
     "api_host": ("api", "host"),
     "bind_address": ("mqtt", "bind_address"),
     "public_host": ("mqtt", "public_host"),
+    "instances": ("stack", "instances"),
 }
 
 
@@ -87,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
         "--postgres-port",
         type=int,
         help="private PostgreSQL port [FLEETGATE_STACK_POSTGRES_PORT] (15432)",
+    )
+    up.add_argument(
+        "--instances",
+        type=int,
+        help="service processes, on API ports --api-port, --api-port + 1 …"
+        " [FLEETGATE_STACK_INSTANCES] (1)",
     )
     up.add_argument(
         "--bind-address", help="device listeners' address [FLEETGATE_MQTT_BIND_ADDRESS] (0.0.0.0)"

@@ -139,6 +139,9 @@ class StackSettings(BaseModel):
     home: Path = Path(".fleetgate")
     certs_dir: Path = Path("certs")
     postgres_port: Port = Field(default=15432, ge=1, le=65535)
+    #: Service processes ``up`` runs (decision 0018): 1 runs the service inside ``up``;
+    #: more run ``fleetgate serve`` children on API ports ``api.port``, ``api.port + 1`` …
+    instances: int = Field(default=1, ge=1, le=64)
 
 
 class Settings(BaseSettings):

@@ -31,6 +31,7 @@ from fleetgate.stack.broker import (
     write_service_password_hash,
 )
 from fleetgate.stack.home import STACK_FILE, HomeSecrets, exclusive, write_private_json
+from fleetgate.stack.instances import ServiceInstance
 from fleetgate.stack.plugin import build_plugin, plugin_build_dir
 from fleetgate.stack.postgres import ClusterLocation, PostgresCluster
 from fleetgate.stack.processes import require_free_ports
@@ -142,8 +143,15 @@ async def _run_locked(settings: Settings, home: Path, stack_file: Path) -> None:
     secrets = HomeSecrets.load_or_create(home)
     external_db = settings.database.url is not None
     mqtt = settings.mqtt
+    instances = settings.stack.instances
     ports = {
-        "REST API": (settings.api.host, settings.api.port),
+        **{
+            f"REST API of instance {i}" if i else "REST API": (
+                settings.api.host,
+                settings.api.port + i,
+            )
+            for i in range(instances)
+        },
         "MQTT service listener": ("127.0.0.1", mqtt.service_port),
         "MQTT certificate listener": (mqtt.bind_address, mqtt.cert_port),
         "MQTT password listener": (mqtt.bind_address, mqtt.password_port),
@@ -194,13 +202,35 @@ async def _run_locked(settings: Settings, home: Path, stack_file: Path) -> None:
         )
         await stack.enter_async_context(broker)
 
+        children = (
+            [ServiceInstance(settings, i, home / "instances") for i in range(instances)]
+            if instances > 1
+            else []
+        )
+
         async def announce() -> None:
-            write_private_json(stack_file, stack_description(settings, pki.ca_file))
+            description = stack_description(settings, pki.ca_file)
+            if children:
+                description["api_urls"] = [c.api_url for c in children]
+            write_private_json(stack_file, description)
             elapsed = asyncio.get_running_loop().time() - started
             _print_endpoints(settings, pki.ca_file, stack_file, elapsed)
 
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(run_service(settings, on_ready=announce), name="service")
+            if children:
+                for child in children:
+                    stack.push_async_callback(child.stop)
+                # The first migrates and seeds; the others then start together.
+                await children[0].start()
+                await asyncio.gather(*(c.start() for c in children[1:]))
+                for child in children:
+                    tg.create_task(
+                        keep_running(f"service instance {child.index}", child, RESTARTS),
+                        name=f"keep-service-{child.index}",
+                    )
+                await announce()
+            else:
+                tg.create_task(run_service(settings, on_ready=announce), name="service")
             tg.create_task(keep_running("mosquitto", broker, RESTARTS), name="keep-mosquitto")
             if cluster is not None:
                 tg.create_task(

@@ -2,10 +2,9 @@
 service instance for its live stream.
 
 A deferred trigger numbers each committed change in commit order and notifies
-``fleetgate_changes``; :class:`PgChangeLog` listens on a connection of its own and reads
-the rows after a position, with each object as it is *now* (a change's position is its
-SSE event id, the same on every instance). Several changes of one object in one read are
-given once, at the last position: the stream shows states, not every step between.
+``fleetgate_changes``; :class:`PgChangeLog` listens on a connection of the pool and reads
+the changes after a position (a change's position is its SSE event id, the same on every
+instance), each object as that change committed it.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 
 from fleetgate.db.bulk_operations import bulk_from_row
-from fleetgate.db.operation_rows import SELECT, operation_of_row
+from fleetgate.db.operation_rows import DEVICE_COLUMNS, operation_of_row
 from fleetgate.db.pool import holds_session_state
 from fleetgate.domain.bulk_operations import BulkOperation
 from fleetgate.domain.operations import Operation
@@ -25,6 +24,23 @@ from fleetgate.domain.operations import Operation
 CHANNEL = "fleetgate_changes"
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+#: The operations' changes in a range of positions, as committed (with what an
+#: :class:`Operation` shows of its device now).
+_OPERATIONS = f"""
+SELECT c.position, o.*, {DEVICE_COLUMNS}
+  FROM operation_change c
+ CROSS JOIN LATERAL jsonb_populate_record(NULL::operation, c.state) o
+  JOIN managed_object m ON m.id = o.device_id
+ WHERE c.kind = 'operation' AND c.position > $1 AND c.position <= $2
+"""  # noqa: S608 — fixed fragments
+_BULKS = """
+SELECT c.position, b.*
+  FROM operation_change c
+ CROSS JOIN LATERAL jsonb_populate_record(NULL::bulk_operation, c.state) b
+ WHERE c.kind = 'bulk_operation' AND c.position > $1 AND c.position <= $2
+   AND EXISTS (SELECT 1 FROM bulk_operation x WHERE x.id = c.object_id)
+"""
 
 Change = Operation | BulkOperation
 #: Changes read in order (position, object), and the position the next read starts after.
@@ -87,37 +103,26 @@ class PgChangeLog:
         return await self.after(int(start), count)
 
     async def after(self, position: int, limit: int) -> ChangeBatch:
-        """Up to ``limit`` changes after ``position``, in order (objects deleted since are
-        left out, their positions too)."""
-        rows = await self._pool.fetch(
-            "SELECT position, kind, object_id FROM operation_change"
-            " WHERE position > $1 ORDER BY position LIMIT $2",
+        """Up to ``limit`` changes after ``position``, in order, each object as that
+        change committed it (changes of objects deleted since are left out)."""
+        last = await self._pool.fetchval(
+            "SELECT max(position) FROM (SELECT position FROM operation_change"
+            " WHERE position > $1 ORDER BY position LIMIT $2) c",
             position,
             limit,
         )
-        if not rows:
+        if last is None:
             return [], position
-        last: dict[tuple[str, int], int] = {}
-        for r in rows:
-            last[(r["kind"], r["object_id"])] = r["position"]
-        ops = [k[1] for k in last if k[0] == "operation"]
-        bulks = [k[1] for k in last if k[0] == "bulk_operation"]
-        found: dict[tuple[str, int], Change] = {}
-        if ops:
-            for row in await self._pool.fetch(
-                f"{SELECT} WHERE o.id = ANY($1::bigint[])",
-                ops,
-            ):
-                found[("operation", row["id"])] = operation_of_row(row)
-        if bulks:
-            for row in await self._pool.fetch(
-                "SELECT * FROM bulk_operation WHERE id = ANY($1::bigint[])", bulks
-            ):
-                found[("bulk_operation", row["id"])] = bulk_from_row(row)
-        changes = [(pos, found[key]) for key, pos in last.items() if key in found]
+        changes: list[tuple[int, Change]] = [
+            (r["position"], operation_of_row(r))
+            for r in await self._pool.fetch(_OPERATIONS, position, last)
+        ]
+        changes += [
+            (r["position"], bulk_from_row(r))
+            for r in await self._pool.fetch(_BULKS, position, last)
+        ]
         changes.sort(key=lambda c: c[0])
-        # The reader goes on from the last row read, even when its object is gone.
-        return changes, rows[-1]["position"]
+        return changes, int(last)
 
     async def forget_before(self, age_seconds: float, keep: int) -> int:
         """Delete changes older than ``age_seconds`` beyond the last ``keep``; how many."""

@@ -8,12 +8,17 @@
 -- change n never finds a change below n committed later. Every instance LISTENs on
 -- 'fleetgate_changes' (one empty notification per committing transaction) and reads the
 -- rows after the last it saw; an SSE event id is a position here, so Last-Event-ID
--- resumes on any instance.
+-- resumes on any instance. A deferred trigger sees each row as its statement left it: an
+-- operation updated twice in one transaction is two changes (the service's batches
+-- update each operation once, to where the batch took it).
 CREATE TABLE operation_change (
     position   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     tenant_id  text NOT NULL,
     kind       text NOT NULL CHECK (kind IN ('operation', 'bulk_operation')),
     object_id  bigint NOT NULL,
+    -- The row as this change committed it: each event shows its own state, never a
+    -- later one (read back with jsonb_populate_record).
+    state      jsonb NOT NULL,
     at         timestamptz NOT NULL DEFAULT now()
 );
 
@@ -29,8 +34,8 @@ BEGIN
     END IF;
     -- Key 0x66676368 ('fgch'): the numbering lock, held from here until the commit.
     PERFORM pg_advisory_xact_lock(1718051688);
-    INSERT INTO operation_change (tenant_id, kind, object_id)
-         VALUES (NEW.tenant_id, TG_ARGV[0], NEW.id);
+    INSERT INTO operation_change (tenant_id, kind, object_id, state)
+         VALUES (NEW.tenant_id, TG_ARGV[0], NEW.id, to_jsonb(NEW));
     PERFORM pg_notify('fleetgate_changes', '');
     RETURN NULL;
 END $$;

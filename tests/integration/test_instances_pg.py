@@ -19,9 +19,10 @@ from fleetgate.domain.operations import Report, Status
 from fleetgate.services.operation_feed import FeedFilter, OperationFeed, follow
 
 from conftest import TEST_BASE_URL
-from operations_world import World, world  # noqa: F401 — the fixture
+from operations_world import World, world
 
 pytestmark = pytest.mark.integration
+__all__ = ["world"]  # the fixture
 
 
 @contextlib.asynccontextmanager
@@ -91,10 +92,12 @@ async def test_an_undispatched_command_is_claimed_by_one_instance(
     op = (await world.create({"deviceId": device, "c8y_Restart": {}})).json()
     await pool.execute("UPDATE operation SET dispatched_at = NULL")  # as if its creator died
     a, b = PgOperations(pool, TEST_BASE_URL), PgOperations(pool, TEST_BASE_URL)
-    async with a.claim_undispatched(10, 0.0) as claimed_a:
-        async with b.claim_undispatched(10, 0.0) as claimed_b:
-            assert [o.id for o in claimed_a] == [int(op["id"])]
-            assert claimed_b == []  # skipped while the first holds it
+    async with (
+        a.claim_undispatched(10, 0.0) as claimed_a,
+        b.claim_undispatched(10, 0.0) as claimed_b,
+    ):
+        assert [o.id for o in claimed_a] == [int(op["id"])]
+        assert claimed_b == []  # skipped while the first holds it
     async with b.claim_undispatched(10, 0.0) as again:
         assert again == []  # marked dispatched when the first block ended
     # Too young: the instance that created it is still sending it.
@@ -127,7 +130,8 @@ async def test_a_slot_is_held_by_one_instance_and_orphaned_when_it_dies(
         # The second's connection ended (as when its process is killed): its slot is
         # orphaned, and adopted by whoever looks first.
         async with one.adopt() as orphan:
-            assert orphan is not None and orphan.client_id == "fg:t:1"
+            assert orphan is not None
+            assert orphan.client_id == "fg:t:1"
         async with one.adopt() as orphan:
             assert orphan is None  # drained and forgotten
         async with two.claim() as again:

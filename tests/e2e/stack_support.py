@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -20,13 +21,15 @@ from fleetgate.cli import UP_PORT_OPTIONS
 from conftest import free_ports
 
 
-def up_command(home: Path, certs: Path, ports: dict[str, int]) -> list[str]:
+def up_command(
+    home: Path, certs: Path, ports: dict[str, int], extra: Sequence[str] = ()
+) -> list[str]:
     """The `fleetgate up` command line for ``home`` on ``ports`` (flag → port)."""
     args = [sys.executable, "-m", "fleetgate.cli", "up", "--home", str(home)]
     args += ["--certs-dir", str(certs)]
     for flag, port in ports.items():
         args += [f"--{flag}", str(port)]
-    return args
+    return [*args, *extra]
 
 
 class Up:
@@ -37,6 +40,7 @@ class Up:
         home: Path,
         certs: Path,
         ports: dict[str, int],
+        extra: Sequence[str] = (),
         *,
         program: list[str] | None = None,
         cwd: Path | None = None,
@@ -47,7 +51,7 @@ class Up:
         self.log_path = home.parent / f"up-{time.monotonic_ns()}.log"
         self.ports = ports
         self._log = self.log_path.open("wb")
-        command = up_command(home, certs, ports)
+        command = up_command(home, certs, ports, extra)
         if program is not None:
             command = [*program, *command[3:]]
         self.process = subprocess.Popen(

@@ -39,6 +39,7 @@ from fleetgate.db.link_slots import PgLinkSlots
 from fleetgate.db.migrations import migrate
 from fleetgate.db.operations import PgOperations
 from fleetgate.db.pool import BoundedPool, Timeouts, create_pool, ping, unbounded_connection
+from fleetgate.db.push_order import PgPushOrder
 from fleetgate.db.rollout_steps import PgRolloutSteps
 from fleetgate.db.statistics import PgFleetStatistics
 from fleetgate.db.tenant_options import PgTenantOptions
@@ -245,7 +246,10 @@ def _adapters(settings: Settings, pool: BoundedPool, url: str) -> Adapters:
         trust_store=PgTrustStore(pool),
         dead_letters=PgDeadLetters(pool),
         bridge=BrokerBridge(
-            settings.mqtt, is_transient=is_transient, on_refusals=metrics.control_refusals.inc
+            settings.mqtt,
+            is_transient=is_transient,
+            on_refusals=metrics.control_refusals.inc,
+            order=PgPushOrder(pool),
         ),
         link=DeviceLink(
             settings.mqtt, DEVICE_SUBSCRIPTIONS, client_id=settings.mqtt.device_link_client_id

@@ -15,6 +15,7 @@ import pytest
 from fleetgate.db.changes import PgChangeLog
 from fleetgate.db.link_slots import PgLinkSlots
 from fleetgate.db.operations import PgOperations
+from fleetgate.db.push_order import PgPushOrder
 from fleetgate.domain.operations import Report, Status
 from fleetgate.services.operation_feed import FeedFilter, OperationFeed, follow
 
@@ -136,3 +137,26 @@ async def test_a_slot_is_held_by_one_instance_and_orphaned_when_it_dies(
             assert orphan is None  # drained and forgotten
         async with two.claim() as again:
             assert again.client_id == "fg:t:1"  # the lowest free one
+
+
+async def test_a_whole_state_push_waits_for_no_change_and_changes_wait_for_it(
+    pool: asyncpg.Pool,
+) -> None:
+    """Two instances' pushes: a change's push waits while a whole state is being read
+    and pushed; changes do not wait for each other."""
+    one, other = PgPushOrder(pool), PgPushOrder(pool)
+    async with one.change(), other.change():
+        pass  # two changes at once: neither waits
+    order: list[str] = []
+    async with one.whole_state():
+        pushing = asyncio.create_task(_push(other, order))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(pushing), 0.5)
+        order.append("whole state pushed")
+    await asyncio.wait_for(pushing, 30)
+    assert order == ["whole state pushed", "change pushed"]
+
+
+async def _push(order_of: PgPushOrder, order: list[str]) -> None:
+    async with order_of.change():
+        order.append("change pushed")

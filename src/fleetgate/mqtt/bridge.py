@@ -9,6 +9,10 @@ calls the broker ready. Changes are pushed as single lines in between; a lock or
 pushes and full syncs, so a change committed while a sync reads the database is either
 in that sync or pushed after it. Between connection attempts it backs off with jitter.
 
+Several service instances push to one plugin: their pushes are ordered through
+PostgreSQL (``PushOrder``: a whole state excludes changes being pushed), so no whole
+state read before a change can overwrite it (decision 0018).
+
 Events from the plugin (device connected / disconnected) arrive on a shared
 subscription, so several service instances split them.
 """
@@ -16,10 +20,13 @@ subscription, so several service instances split them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
 
 import aiomqtt
 
@@ -37,6 +44,27 @@ EventSink = Callable[[list[Event]], Awaitable[None]]
 LiveSink = Callable[[tuple[control.LiveClient, ...]], Awaitable[None]]
 #: Answers a device's message: the reply (topic, payload) to publish, or None.
 RequestHandler = Callable[[str, bytes], Awaitable[tuple[str, bytes] | None]]
+
+
+class PushOrder(Protocol):
+    """Orders pushes across service instances (``fleetgate.db.push_order``)."""
+
+    def whole_state(self) -> AbstractAsyncContextManager[None]: ...
+
+    def change(self) -> AbstractAsyncContextManager[None]: ...
+
+
+class _OneProcess:
+    """Without other instances the bridge's own lock is order enough."""
+
+    @contextlib.asynccontextmanager
+    async def whole_state(self) -> AsyncIterator[None]:
+        yield
+
+    @contextlib.asynccontextmanager
+    async def change(self) -> AsyncIterator[None]:
+        yield
+
 
 _SHARED_EVENTS = f"$share/fleetgate/{control.EVENTS_TOPIC}"
 _MAX_BATCH = 1000
@@ -58,10 +86,13 @@ class BrokerBridge:
         is_transient: Callable[[BaseException], bool] = lambda _: False,
         before_sync: Callable[[], Awaitable[None]] | None = None,
         on_refusals: Callable[[int], None] | None = None,
+        order: PushOrder | None = None,
     ) -> None:
         self._is_transient = is_transient
         #: Told how many control lines the plugin refused, each time it refuses some.
         self._on_refusals = on_refusals
+        #: Orders this bridge's pushes with the other instances' (decision 0018).
+        self._order: PushOrder = order or _OneProcess()
         #: Runs after each connect, before the full state is pushed: while the plugin
         #: (after a broker restart) knows nobody and no device can log in.
         self._before_sync = before_sync
@@ -146,7 +177,18 @@ class BrokerBridge:
             if client is None or not self.synced.is_set():
                 return
             try:
-                await client.publish(control.CONTROL_TOPIC, control.message(lines), qos=1)
+                try:
+                    async with self._order.change():
+                        await client.publish(control.CONTROL_TOPIC, control.message(lines), qos=1)
+                except aiomqtt.MqttError:
+                    raise
+                except Exception as exc:
+                    if not self._is_transient(exc):
+                        raise
+                    # The database that orders pushes is away: push anyway (a whole state
+                    # cannot be pushed meanwhile either: it is read from there).
+                    log.warning("pushing without the instances' order (%s)", exc)
+                    await client.publish(control.CONTROL_TOPIC, control.message(lines), qos=1)
             except aiomqtt.MqttError as exc:
                 raise_if_cancelling(exc)
                 log.warning("could not push %d control lines (next sync will): %s", len(lines), exc)
@@ -230,10 +272,11 @@ class BrokerBridge:
         the plugin's one answer lists the live sessions (ending in ``ok <token>``)."""
         if self._state is None:
             raise RuntimeError("the broker bridge runs before it was wired")
-        state = await self._state()
-        token = secrets.token_hex(8)
-        body = [control.reset(), *state, control.clients(token)]
-        return len(state), (await self._request(client, body, token)).clients
+        async with self._order.whole_state():
+            state = await self._state()
+            token = secrets.token_hex(8)
+            body = [control.reset(), *state, control.clients(token)]
+            return len(state), (await self._request(client, body, token)).clients
 
     async def _request(
         self, client: aiomqtt.Client, body: list[str], token: str

@@ -9,7 +9,7 @@ the 2D status messages (EXECUTING for all, then SUCCESSFUL for all; QoS 1, at mo
 in flight) as fast as one paho client can, on the broker's service listener — the
 devices' own topics, so the service handles them exactly as a device's, without the
 load generator paying for D TLS connections. Measured from the first publish until the
-API counts D SUCCESSFUL operations: statuses persisted per second, the service's CPU
+database counts D SUCCESSFUL operations: statuses persisted per second, the service's CPU
 per status (every instance's process, read from ``/proc``), and each instance's share
 of that CPU (the broker deals the shared subscription round-robin: each should be near
 1/N). On 2 cores, 2 instances cannot be twice as fast: the point is that the work
@@ -32,12 +32,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from fleetgate.cli import UP_PORT_OPTIONS
 from fleetgate.stack.home import HomeSecrets
+from fleetgate.stack.postgres import DATABASE, SUPERUSER
 from fleetgate.stack.processes import pick_free_ports, port_is_free
 
 PARALLEL = 16
@@ -157,20 +159,26 @@ async def run(instances: int, devices: int, root: Path) -> dict[str, Any]:
             before = [cpu_seconds(p) for p in pids]
             started = time.monotonic()
             publishing = asyncio.create_task(
-                asyncio.to_thread(
-                    publish_statuses, ports["mqtt-service-port"], password, messages
-                )
+                asyncio.to_thread(publish_statuses, ports["mqtt-service-port"], password, messages)
             )
-            while True:
-                counted = await api.get(
-                    "/devicecontrol/operations",
-                    params={"status": "SUCCESSFUL", "pageSize": "1", "withTotalPages": "true"},
-                )
-                if counted.json()["statistics"]["totalPages"] >= devices:
-                    break
-                if time.monotonic() - started > 600:
-                    raise SystemExit("not every operation became SUCCESSFUL within 600 s")
-                await asyncio.sleep(0.05)
+            # Counted in PostgreSQL itself: asking an instance's API would add its CPU
+            # to one instance only.
+            database = await asyncpg.connect(
+                f"postgresql://{SUPERUSER}:{HomeSecrets.load_or_create(home).database_password}"
+                f"@127.0.0.1:{ports['postgres-port']}/{DATABASE}"
+            )
+            try:
+                while True:
+                    done = await database.fetchval(
+                        "SELECT count(*) FROM operation WHERE status = 'SUCCESSFUL'"
+                    )
+                    if done >= devices:
+                        break
+                    if time.monotonic() - started > 600:
+                        raise SystemExit("not every operation became SUCCESSFUL within 600 s")
+                    await asyncio.sleep(0.05)
+            finally:
+                await database.close()
             elapsed = time.monotonic() - started
             after = [cpu_seconds(p) for p in pids]
             await publishing

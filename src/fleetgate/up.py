@@ -215,6 +215,8 @@ async def _run_locked(settings: Settings, home: Path, stack_file: Path) -> None:
             write_private_json(stack_file, description)
             elapsed = asyncio.get_running_loop().time() - started
             _print_endpoints(settings, pki.ca_file, stack_file, elapsed)
+            for child in children[1:]:
+                print(f"  REST API, instance {child.index}  {child.api_url}", flush=True)
 
         async with asyncio.TaskGroup() as tg:
             if children:

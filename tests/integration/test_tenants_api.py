@@ -265,6 +265,7 @@ async def test_deleting_a_tenant_takes_all_it_owns_and_nothing_of_others(
         "managed_object",
         "external_id",
         "operation",
+        "operation_change",
         "tenant_option",
         "new_device_request",
         "trusted_certificate",

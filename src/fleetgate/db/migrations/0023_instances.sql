@@ -13,7 +13,8 @@
 -- update each operation once, to where the batch took it).
 CREATE TABLE operation_change (
     position   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    tenant_id  text NOT NULL,
+    -- A deleted tenant's changes go with it (they hold its operations' content).
+    tenant_id  text NOT NULL REFERENCES tenant (id) ON DELETE CASCADE,
     kind       text NOT NULL CHECK (kind IN ('operation', 'bulk_operation')),
     object_id  bigint NOT NULL,
     -- The row as this change committed it: each event shows its own state, never a
@@ -21,6 +22,7 @@ CREATE TABLE operation_change (
     state      jsonb NOT NULL,
     at         timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX operation_change_tenant ON operation_change (tenant_id);
 
 CREATE FUNCTION record_operation_change() RETURNS trigger
 LANGUAGE plpgsql AS $$

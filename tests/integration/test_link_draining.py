@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from fleetgate.config import MqttSettings
 from fleetgate.domain.device_messages import Incoming
+from fleetgate.mqtt import device_link
 from fleetgate.mqtt.device_link import DeviceLink
 from integration.broker_support import running_broker, service_client
 
@@ -27,6 +28,40 @@ FILTERS = ["fg/d/+/inventory"]
 async def publish(client: aiomqtt.Client, numbers: range) -> None:
     for n in numbers:
         await client.publish(f"fg/d/d-{n}/inventory", str(n).encode(), qos=1)
+
+
+async def test_a_drain_waits_for_what_it_put_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A message the handler cannot take yet (a device still being registered) waits
+    ``DEFER_DELAY``; a drain must not end meanwhile, or the session it drops takes the
+    message with it."""
+    monkeypatch.setattr(device_link, "DEFER_DELAY", 3 * device_link.DRAIN_QUIET)
+    async with running_broker() as broker:
+        settings = MqttSettings(
+            service_port=broker.config.service_port,
+            service_password=SecretStr(broker.service_password),
+        )
+        orphan = DeviceLink(settings, FILTERS, _never, client_id="fleetgate:t:2")
+        task = asyncio.create_task(orphan.run())
+        await asyncio.wait_for(orphan.ready.wait(), 30)
+        task.cancel()  # a member that is gone: the broker queues its share
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        async with service_client(broker) as publisher:
+            await publish(publisher, range(5))
+        handled: list[str] = []
+
+        async def later_once(batch: list[Incoming]) -> list[Incoming]:
+            handled.extend(m.payload.decode() for m in batch if m.deferrals)
+            return [m for m in batch if not m.deferrals]
+
+        drainer = DeviceLink(settings, FILTERS, later_once, client_id="fleetgate:t:2")
+        assert await asyncio.wait_for(drainer.drain(), 60) == 5
+        assert sorted(handled) == [str(n) for n in range(5)]
+
+
+async def _never(batch: list[Incoming]) -> list[Incoming]:
+    await asyncio.Event().wait()
+    return []
 
 
 async def test_a_dead_links_session_is_drained_by_another() -> None:

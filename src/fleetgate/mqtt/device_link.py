@@ -59,8 +59,11 @@ _MAX_BATCH = 500
 _MAX_OUTSTANDING = 5000
 #: The shared subscription group of every service instance's device link.
 SHARE = "$share/fleetgate/"
-#: A drained session is done once nothing arrived for this many seconds.
+#: A drained session is done once nothing arrived for this many seconds (and nothing
+#: received waits to be handled).
 DRAIN_QUIET = 2.0
+#: Seconds a drain waits to be connected and out of the shared group.
+DRAIN_CONNECT_TIMEOUT = 30.0
 
 
 def shared(patterns: Sequence[str]) -> list[str]:
@@ -105,6 +108,8 @@ class DeviceLink:
         #: When the last message arrived (the loop's clock), for :meth:`drain`.
         self._last_message = 0.0
         self._busy = False
+        #: Messages waiting out ``DEFER_DELAY`` before they are handled again.
+        self._deferred = 0
         #: Messages handled (acknowledged or rejected for good) so far.
         self._handled = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -274,12 +279,13 @@ class DeviceLink:
         handled = 0
         consuming = asyncio.create_task(self._consume(), name="device-link-drain")
         try:
-            await self.ready.wait()
+            # The broker away: give the slot back (someone retries later).
+            await asyncio.wait_for(self.ready.wait(), DRAIN_CONNECT_TIMEOUT)
             self._last_message = self._loop.time()
             while True:
                 await asyncio.sleep(DRAIN_QUIET / 4)
                 quiet = self._loop.time() - self._last_message >= DRAIN_QUIET
-                if quiet and self._queue.empty() and not self._busy:
+                if quiet and self._queue.empty() and not self._busy and not self._deferred:
                     break
             handled = self._handled
         finally:
@@ -326,11 +332,14 @@ class DeviceLink:
                         item.mid,
                         item.generation,
                     )
-                    asyncio.get_running_loop().call_later(
-                        DEFER_DELAY, self._queue.put_nowait, later
-                    )
+                    self._deferred += 1
+                    asyncio.get_running_loop().call_later(DEFER_DELAY, self._requeue, later)
                 elif item.generation == self._generation:
                     self._client.ack(item.mid, 1)
+
+    def _requeue(self, item: _Received) -> None:
+        self._deferred -= 1
+        self._queue.put_nowait(item)
 
     async def _handle(self, batch: list[_Received]) -> set[int]:
         messages = [item.message for item in batch]

@@ -5,7 +5,8 @@ here."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fleetgate.domain.operations import Operation, Status
+from fleetgate.services.operation_feed import follow
 from fleetgate.services.operations import FeedFilter, FeedOverflow, OperationFeed
 
 T0 = datetime(2026, 11, 22, tzinfo=UTC)
@@ -148,3 +150,63 @@ def test_resuming_never_loses_nor_repeats_a_change(
         assert [op_id for _, op_id in got] == [*missed, 100]
 
     asyncio.run(run())
+
+
+class FakeLog:
+    """A change log in memory: ``commit`` appends; a listening connection can be cut."""
+
+    def __init__(self) -> None:
+        self.changes: list[tuple[int, Operation]] = []
+        self.listens = 0
+        self._wake = asyncio.Event()
+        self._cut = False
+
+    def commit(self, op: Operation) -> None:
+        self.changes.append((len(self.changes) + 1, op))
+        self._wake.set()
+
+    def cut(self) -> None:
+        self._cut = True
+        self._wake.set()
+
+    @contextlib.asynccontextmanager
+    async def listening(self) -> AsyncIterator[FakeLog]:
+        self.listens += 1
+        self._cut = False
+        yield self
+
+    async def wait(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        self._wake.clear()
+        if self._cut:
+            raise ConnectionError("cut")
+
+    async def last(self, count: int) -> tuple[list[tuple[int, Operation]], int]:
+        kept = self.changes[-count:]
+        return kept, len(self.changes)
+
+    async def after(self, position: int, limit: int) -> tuple[list[tuple[int, Operation]], int]:
+        found = self.changes[position : position + limit]
+        return found, found[-1][0] if found else position
+
+
+async def test_the_feed_follows_the_log_across_a_lost_connection() -> None:
+    log = FakeLog()
+    log.commit(change(1))  # before this instance started: history, resumable
+    feed = OperationFeed()
+    following = asyncio.create_task(follow(feed, log, retry_max=0.01))
+    await asyncio.wait_for(feed.following.wait(), 5)
+    assert feed.resume_point("0") == 0
+    watcher = feed.watch(FeedFilter("t1"), after=0)
+    assert await take(watcher, 1) == [(1, 1)]
+    log.commit(change(2))
+    assert await take(watcher, 1) == [(2, 2)]
+    log.cut()
+    log.commit(change(3))  # committed while nobody listened: read after reconnecting
+    assert await take(watcher, 1) == [(3, 3)]
+    assert log.listens >= 2
+    following.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await following
+    await watcher.aclose()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -116,6 +117,7 @@ async def pair(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pair]:
     finally:
         assert await asyncio.to_thread(up.terminate) == 0, up.output
         assert processes_under(workdir) == []
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def test_the_stream_of_one_instance_shows_what_the_other_committed(pair: Pair) -> None:

@@ -11,6 +11,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 
 from fastapi import FastAPI
@@ -29,6 +30,7 @@ from fleetgate.db.changes import PgChangeLog
 from fleetgate.db.child_devices import PgChildDevices
 from fleetgate.db.connections import PgChildConnections
 from fleetgate.db.dead_letters import PgDeadLetters
+from fleetgate.db.device_migrations import PgDeviceMigrations
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.enablement import PgEnablement
 from fleetgate.db.gateways import PgChildren
@@ -73,6 +75,7 @@ from fleetgate.services.bulk_operations import BulkOperations
 from fleetgate.services.child_devices import ChildDevices
 from fleetgate.services.dead_letters import DeadLetters
 from fleetgate.services.device_messages import DeviceMessages
+from fleetgate.services.device_migrations import DeviceMigrations
 from fleetgate.services.devices import Devices
 from fleetgate.services.enablement import DeviceEnablement
 from fleetgate.services.gateways import Gateways
@@ -135,6 +138,7 @@ class Services:
     tenants: Tenants
     enablement: DeviceEnablement
     disabled_devices: DisabledDevices
+    device_migrations: DeviceMigrations
 
 
 async def run_service(settings: Settings, *, on_ready: OnReady | None = None) -> None:
@@ -194,6 +198,7 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
                 batch=BatchUpdates(PgBatchUpdates(pool), XlsxWorkbooks()),
                 enablement=services.enablement,
                 metrics=adapters.metrics,
+                device_migrations=services.device_migrations,
             ),
         )
         await _serve(settings, api, api_socket, adapters, services, on_ready)
@@ -346,6 +351,12 @@ def _services(settings: Settings, adapters: Adapters) -> Services:
             bridge,
             bootstrap_username=settings.seed.bootstrap_username,
             after_deletion=after_tenant_deletion,
+        ),
+        device_migrations=DeviceMigrations(
+            PgDeviceMigrations(pool),
+            bridge,
+            devices.connections.children_changed,
+            ttl=timedelta(seconds=settings.migrations.code_ttl),
         ),
     )
 

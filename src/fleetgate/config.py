@@ -133,6 +133,14 @@ class OperationsSettings(BaseModel):
     bulk_interval: float = Field(default=0.2, gt=0)
 
 
+class MigrationsSettings(BaseModel):
+    """Device migrations between tenants (decision 0014)."""
+
+    #: Seconds a migration request and its verification code stay valid (10 minutes;
+    #: shorter only to test expiry end to end).
+    code_ttl: float = Field(default=600.0, gt=0, le=86400)
+
+
 class StackSettings(BaseModel):
     """``fleetgate up`` only: where the embedded stack lives and what it runs on."""
 
@@ -158,6 +166,7 @@ class Settings(BaseSettings):
     seed: SeedSettings = SeedSettings()
     files: FilesSettings = FilesSettings()
     operations: OperationsSettings = OperationsSettings()
+    migrations: MigrationsSettings = MigrationsSettings()
     stack: StackSettings = StackSettings()
     log_level: str = "INFO"
     #: "text" (one line a record, for people) or "json" (one JSON object a line, for

@@ -20,6 +20,7 @@ from fleetgate.api.routes import (
     bulk_operations,
     child_references,
     dead_letters,
+    device_migrations,
     files,
     groups,
     health,
@@ -46,6 +47,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     users.router,
     # Before inventory: /inventory/batchUpdates/template is not a managed object.
     batch.router,
+    device_migrations.router,
     inventory.router,
     groups.router,
     profiles.router,

@@ -21,6 +21,7 @@ from fleetgate.services.bulk import BulkCredentials
 from fleetgate.services.bulk_operations import BulkOperations
 from fleetgate.services.child_devices import ChildDevices
 from fleetgate.services.dead_letters import DeadLetters
+from fleetgate.services.device_migrations import DeviceMigrations
 from fleetgate.services.devices import Devices
 from fleetgate.services.enablement import DeviceEnablement
 from fleetgate.services.groups import Groups
@@ -62,6 +63,7 @@ class ApiServices:
     tenants: Tenants | None = None
     batch: BatchUpdates | None = None
     enablement: DeviceEnablement | None = None
+    device_migrations: DeviceMigrations | None = None
     #: The key of signed file URLs (downloads and snapshot uploads).
     url_secret: bytes | None = None
     metrics: MetricsExposition | None = None
@@ -155,3 +157,7 @@ def batch(request: Request) -> BatchUpdates:
 
 def metrics(request: Request) -> MetricsExposition:
     return _wired(services_of(request.app).metrics, "metrics")
+
+
+def device_migrations(request: Request) -> DeviceMigrations:
+    return _wired(services_of(request.app).device_migrations, "device migrations")

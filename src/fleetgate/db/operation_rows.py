@@ -24,9 +24,14 @@ HELD = """
 #: What an :class:`Operation` shows of its device, beside the operation's own columns.
 DEVICE_COLUMNS = f"m.name AS device_name, {GATEWAY}, {HELD} AS held"
 
+#: The device's columns come from its managed object only while it is in the operation's
+#: tenant: the history of a device that moved to another tenant stays with the source
+#: (decision 0014) and shows nothing of the device's life in the target.
+DEVICE_JOIN = "LEFT JOIN managed_object m ON m.id = o.device_id AND m.tenant_id = o.tenant_id"
+
 SELECT = f"""
 SELECT o.*, {DEVICE_COLUMNS}
-  FROM operation o JOIN managed_object m ON m.id = o.device_id
+  FROM operation o {DEVICE_JOIN}
 """  # noqa: S608 — fixed fragments
 
 #: True for an operation whose device still holds the device id the operation was made

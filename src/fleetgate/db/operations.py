@@ -21,6 +21,7 @@ from fleetgate.db.inventory import insert_object, object_of_row
 from fleetgate.db.operation_rows import (
     BOUND,
     DEVICE_COLUMNS,
+    DEVICE_JOIN,
     GATEWAY,
     HELD,
     SELECT,
@@ -185,7 +186,7 @@ class PgOperations:
                    SET fragments = (fragments || $3::jsonb) - $4::text[],
                        description = COALESCE($5, description)
                  WHERE tenant_id = $1 AND id = $2 RETURNING *)
-            SELECT o.*, {DEVICE_COLUMNS} FROM o JOIN managed_object m ON m.id = o.device_id
+            SELECT o.*, {DEVICE_COLUMNS} FROM o {DEVICE_JOIN}
             """,  # noqa: S608 — fixed fragments
             tenant_id,
             operation_id,

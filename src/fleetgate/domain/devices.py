@@ -121,10 +121,15 @@ class ManagedObject:
 
 def registration_fragments(ca_fingerprint: str | None) -> dict[str, Any]:
     """Fragments of a device registered on its first certificate connection."""
-    fragments: dict[str, Any] = {"c8y_IsDevice": {}}
-    if ca_fingerprint:
-        fragments["fleetgate_CertificateAuthority"] = {"fingerprint": ca_fingerprint}
-    return fragments
+    return {"c8y_IsDevice": {}, **ca_fragment(ca_fingerprint)}
+
+
+def ca_fragment(ca_fingerprint: str | None) -> dict[str, Any]:
+    """``fleetgate_CertificateAuthority``: the CA of a device's last certificate login
+    (nothing for a password login)."""
+    if not ca_fingerprint:
+        return {}
+    return {"fleetgate_CertificateAuthority": {"fingerprint": ca_fingerprint}}
 
 
 #: Keys of the managed object representation that are not fragments.

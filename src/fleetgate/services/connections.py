@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from fleetgate.domain import broker_control as control
 from fleetgate.domain.connections import ConnectionStatus, connection_fragments
 from fleetgate.domain.device_messages import ConnectivityReport, DeviceError
-from fleetgate.domain.devices import registration_fragments
+from fleetgate.domain.devices import ca_fragment, registration_fragments
 from fleetgate.domain.errors import Conflict
 from fleetgate.domain.gateways import NOT_A_CHILD
 from fleetgate.domain.topics import DeviceLeaf, DeviceTopic
@@ -162,7 +162,10 @@ class Connections:
             event.tenant,
             event.client_id,
             fragments=registration_fragments(event.ca_fingerprint),
-            connection=connection_fragments(ConnectionStatus.CONNECTED, now),
+            # The CA of every certificate login is kept (a migration checks that the
+            # target tenant trusts it: decision 0014).
+            connection=connection_fragments(ConnectionStatus.CONNECTED, now)
+            | ca_fragment(event.ca_fingerprint),
             connection_id=event.connection_id,
             at=now,
         )

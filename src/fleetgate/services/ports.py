@@ -40,6 +40,7 @@ from fleetgate.domain.bulk_operations import (
 )
 from fleetgate.domain.child_devices import Attached, Detached, RemovedChild
 from fleetgate.domain.device_messages import ConnectivityReport
+from fleetgate.domain.device_migrations import Entered, Migration
 from fleetgate.domain.devices import ManagedObject, Registration
 from fleetgate.domain.enablement import Enablement
 from fleetgate.domain.inventory import Deleted, ExternalId, ObjectFilter, Reference
@@ -740,3 +741,51 @@ class Workbooks(Protocol):
     def read(self, data: bytes) -> list[list[str]]: ...
 
     def write(self, rows: Sequence[Sequence[str | float | int]]) -> bytes: ...
+
+
+# --- device migrations between tenants ---------------------------------------------------
+
+
+class DeviceMigrationStore(Protocol):
+    """Migrations of devices between tenants (see db/device_migrations.py). Every method
+    that takes a tenant sees only the migrations of which it is the source or the target;
+    the decisions are fleetgate.domain.device_migrations'."""
+
+    async def get(self, tenant_id: str, migration_id: int) -> Migration | None: ...
+
+    async def find(
+        self, tenant_id: str, offset: int, limit: int, *, count: bool
+    ) -> tuple[list[Migration], int | None]: ...
+
+    async def request(
+        self,
+        source: str,
+        target: str,
+        object_id: int,
+        *,
+        with_children: bool,
+        by: str,
+        now: datetime,
+        ttl: timedelta,
+        max_attempts: int,
+    ) -> Migration:
+        """A new request, refused (raised) when the device cannot move to ``target``."""
+
+    async def issue_code(
+        self, tenant_id: str, migration_id: int, by: str, code_hash: str, now: datetime
+    ) -> Migration: ...
+
+    async def enter_code(
+        self,
+        tenant_id: str,
+        migration_id: int,
+        by: str,
+        code: str,
+        verify: Callable[[str, str], Awaitable[bool]],
+        now: datetime,
+    ) -> Entered:
+        """Check the code; move the device in the same transaction when it is right."""
+
+    async def cancel(
+        self, tenant_id: str, migration_id: int, by: str, now: datetime
+    ) -> Migration: ...

@@ -23,6 +23,7 @@ from fleetgate.db.bulk_operations import PgBulkOperations
 from fleetgate.db.child_devices import PgChildDevices
 from fleetgate.db.connections import PgChildConnections
 from fleetgate.db.dead_letters import PgDeadLetters
+from fleetgate.db.device_migrations import PgDeviceMigrations
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.enablement import PgEnablement
 from fleetgate.db.groups import PgGroups
@@ -48,6 +49,7 @@ from fleetgate.services.bulk import BulkCredentials, BulkLimits
 from fleetgate.services.bulk_operations import BulkOperations
 from fleetgate.services.child_devices import ChildDevices
 from fleetgate.services.dead_letters import DeadLetters
+from fleetgate.services.device_migrations import DeviceMigrations
 from fleetgate.services.devices import Devices
 from fleetgate.services.enablement import DeviceEnablement
 from fleetgate.services.groups import Groups
@@ -173,6 +175,9 @@ def wire(app: FastAPI, pool: asyncpg.Pool, files: Path, base_url: str = TEST_BAS
         PgEnablement(pool), inventory, broker, operations
     )
     services_of(app).metrics = ServiceMetrics()
+    services_of(app).device_migrations = DeviceMigrations(
+        PgDeviceMigrations(pool), broker, devices.connections.children_changed
+    )
     return Fakes(broker, trust_changes, link)
 
 

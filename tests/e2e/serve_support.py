@@ -173,8 +173,11 @@ async def running(simulation: Simulation) -> AsyncIterator[Simulation]:
 
 
 @contextlib.asynccontextmanager
-async def serve_stack(postgres_admin_url: str) -> AsyncIterator[Stack]:
-    """A fresh database, a broker with the plugin and `fleetgate serve` on them."""
+async def serve_stack(
+    postgres_admin_url: str, extra_env: dict[str, str] | None = None
+) -> AsyncIterator[Stack]:
+    """A fresh database, a broker with the plugin and `fleetgate serve` on them
+    (``extra_env``: more settings for the service)."""
     name = f"fleetgate_e2e_{secrets.token_hex(6)}"
     await ensure_database(postgres_admin_url, name)
     workdir = shared_tmpdir("fleetgate-e2e-ops-")
@@ -196,6 +199,7 @@ async def serve_stack(postgres_admin_url: str) -> AsyncIterator[Stack]:
                 "FLEETGATE_FILES_STORE": str(workdir / "files"),
                 "FLEETGATE_FILES_URL_SECRET": secrets.token_hex(32),
                 "FLEETGATE_LOG_LEVEL": "INFO",
+                **(extra_env or {}),
             }
             serve = Serve(env, workdir)
             await serve.start()

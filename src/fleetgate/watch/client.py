@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 OPERATIONS_PATH = "/devicecontrol/operations"
 STREAM_PATH = "/devicecontrol/operations/stream"
 BULK_PATH = "/devicecontrol/bulkoperations"
+MIGRATIONS_PATH = "/inventory/migrations"
 LOAD_LIMIT = 2000
 PAGE_SIZE = 500
 # The server sends a keepalive every 15 s: three missed ones mean the connection is gone.
@@ -344,11 +345,40 @@ async def bulk_request(
     client: httpx.AsyncClient, method: str, path: str, body: dict[str, Any] | None = None
 ) -> dict[str, Any] | None:
     """Create, pause, resume or cancel a bulk operation; its JSON (None for a 204)."""
+    return await api_request(client, method, f"{BULK_PATH}{path}", body)
+
+
+async def migration_request(
+    client: httpx.AsyncClient, method: str, path: str, body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Request, show, confirm or cancel a device migration, or get its code; its JSON."""
+    answer = await api_request(
+        client,
+        method,
+        f"{MIGRATIONS_PATH}{path}",
+        body,
+        roles="ROLE_TENANT_ADMIN of the migration's source or target tenant, as the message says",
+    )
+    if answer is None:
+        raise FleetgateError(f"{client.base_url}{MIGRATIONS_PATH}{path}: an empty answer")
+    return answer
+
+
+async def api_request(
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    *,
+    roles: str = "ROLE_DEVICE_CONTROL_READ or ROLE_DEVICE_CONTROL_ADMIN",
+) -> dict[str, Any] | None:
+    """One request to the API; the answer's JSON object (None for a 204). ``roles``: what
+    a 403 says the user needs."""
     try:
-        response = await client.request(method, f"{BULK_PATH}{path}", json=body)
+        response = await client.request(method, path, json=body)
     except httpx.TransportError as exc:
         raise ApiUnavailable(f"cannot reach {client.base_url}: {describe(exc)}") from None
-    await _check(response)
+    await _check(response, roles)
     if response.status_code == 204:
         return None
     answer = response.json()

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 from fleetgate.domain.errors import ConfigurationError
 from fleetgate.watch.bulk import BulkProgress, plain_progress, progress_lines
 from fleetgate.watch.bulk_command import add_bulk_parser
+from fleetgate.watch.migration_command import add_migration_parser
 from fleetgate.watch.render import plain_line, render_table
 from fleetgate.watch.table import STATUSES, Change, OperationTable
 
@@ -79,6 +80,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     watch.add_argument("--once", action="store_true", help="print the table once and exit")
     add_bulk_parser(sub, tenant_user)
+    add_migration_parser(sub, tenant_user)
 
 
 def tenant_user(value: str) -> str:
@@ -143,6 +145,11 @@ async def watch_command(args: argparse.Namespace) -> None:
         from fleetgate.watch.bulk_command import bulk_command
 
         await bulk_command(args, endpoint_from(args))
+        return
+    if args.ops_command == "migration":
+        from fleetgate.watch.migration_command import migration_command
+
+        await migration_command(args, endpoint_from(args))
         return
     from fleetgate.watch.client import OperationFilter, load_bulk, load_operations, open_client
 

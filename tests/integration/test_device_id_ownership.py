@@ -1,8 +1,11 @@
 """Device ids are global (docs/decisions/0006-global-device-ids.md): the identity matrix.
 
 Every way a tenant can come to hold a device id, against every way another tenant could
-try to take it: each attempt is refused, and nothing of the holder changes. Rows for
-gateway children and migration between tenants join this matrix when those paths exist.
+try to take it: each attempt is refused, and nothing of the holder changes. A migration
+(decision 0014) is among the ways of taking: another tenant cannot ask to move the
+holder's device to itself (only the holder's administrator requests a move, and only the
+target's confirms it: tests/integration/test_device_migrations_pg.py). Gateway children
+join this matrix when that path is added.
 
 (``POST /inventory/managedObjects`` is not a path: a managed object gets a device id only
 through ``/identity``, a bulk import, bootstrap or registration.)
@@ -20,6 +23,7 @@ import pytest
 from fleetgate.api.services import services_of
 from fleetgate.db.bootstrap import PgRequests
 from fleetgate.db.bulk import PgBulkCredentials
+from fleetgate.db.device_migrations import PgDeviceMigrations
 from fleetgate.db.devices import PgDevices
 from fleetgate.db.identity import PgIdentity
 from fleetgate.db.inventory import PgInventory
@@ -30,6 +34,7 @@ from fleetgate.domain import broker_control as control
 from fleetgate.domain.operations import Report, Status
 from fleetgate.services.bootstrap import Bootstrap
 from fleetgate.services.bulk import BulkCredentials
+from fleetgate.services.device_migrations import DeviceMigrations
 from fleetgate.services.devices import Devices
 
 from conftest import TEST_BASE_URL, api_client, seed_tenants
@@ -97,6 +102,9 @@ async def world(pool: asyncpg.Pool) -> AsyncIterator[World]:
         services_of(app).devices = devices
         services_of(app).bootstrap = Bootstrap(PgRequests(pool), broker)
         services_of(app).bulk = BulkCredentials(PgBulkCredentials(pool), broker)
+        services_of(app).device_migrations = DeviceMigrations(
+            PgDeviceMigrations(pool), broker, devices.connections.children_changed
+        )
         yield World(pool, api, devices, broker)
 
 
@@ -208,11 +216,25 @@ async def take_by_registration(world: World, tenant: str) -> None:
     assert world.broker.resyncs == resyncs + 1
 
 
+async def take_by_migration(world: World, tenant: str) -> None:
+    """Ask to move the holder's device (or, for a request, any object) into ``tenant``."""
+    object_id = await world.pool.fetchval(
+        "SELECT managed_object_id FROM external_id WHERE type = 'c8y_Serial' AND value = $1",
+        DEVICE,
+    )
+    for source in (tenant, "t1"):
+        body = {"deviceId": str(object_id or 1), "targetTenant": source}
+        taken = await world.api.post("/inventory/migrations", json=body, auth=ADMINS[tenant])
+        assert taken.status_code in (404, 422), taken.text
+    assert await world.pool.fetchval("SELECT count(*) FROM device_migration") == 0
+
+
 TAKE: dict[str, Callable[[World, str], Awaitable[None]]] = {
     "external id": take_by_external_id,
     "bulk import": take_by_bulk_import,
     "new device request": take_by_request,
     "registration": take_by_registration,
+    "migration": take_by_migration,
 }
 
 

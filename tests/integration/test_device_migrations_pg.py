@@ -18,6 +18,7 @@ import pytest
 
 from fleetgate.api.services import services_of
 from fleetgate.db.device_migrations import PgDeviceMigrations
+from fleetgate.db.devices import set_device_password
 from fleetgate.db.users import PgUsers
 from fleetgate.domain import broker_control as control
 from fleetgate.domain.users import Role
@@ -379,3 +380,24 @@ async def test_what_cannot_move_is_refused_with_the_reason(
     cancelled = await api.delete(f"{MIGRATIONS}/{mid}", auth=ADMIN)
     assert cancelled.json()["status"] == "CANCELLED"
     assert (await api.post(f"{MIGRATIONS}/{mid}/code", auth=B_ADMIN)).status_code == 409
+
+
+async def test_a_password_device_keeps_its_password_and_logs_in_to_the_target_from_now_on(
+    world: tuple[WholeApi, Clock], pool: asyncpg.Pool
+) -> None:
+    w, _ = world
+    api = w.client
+    object_id = await device(api, "pw-dev")
+    hashed = fast_hash("device-secret")
+    async with pool.acquire() as conn:
+        await set_device_password(conn, "t1", "pw-dev", hashed)
+    mid = (await request(api, object_id)).json()["id"]
+    await enter(api, mid, await code_of(api, mid))
+    moved = await pool.fetchrow(
+        "SELECT tenant_id, password_hash FROM app_user WHERE username = 'device_pw-dev'"
+    )
+    assert (moved["tenant_id"], moved["password_hash"]) == ("t2", hashed)
+    lines = w.fakes.broker.lines
+    assert control.account_remove("t1/device_pw-dev") in lines  # its session in t1 ends
+    assert control.device_account("t2", "pw-dev", hashed) in lines
+    assert control.device("pw-dev", "t2", True) in lines

@@ -17,6 +17,7 @@ from fleetgate.domain.device_migrations import (
     TreeNode,
     TrustFacts,
     cancel,
+    check_target_tenant,
     confirm,
     issue_code,
     moved_fragments,
@@ -233,3 +234,10 @@ def test_a_moved_device_is_offline_with_the_reason_and_a_never_connected_one_ina
         {"c8y_Connection": {}, "fleetgate_Lifecycle": {"status": "DISABLED"}}, "b", T0
     )
     assert "fleetgate_Lifecycle" not in disabled
+
+
+@pytest.mark.parametrize("raw", [None, "", 7, "T2", "t2/x", "t\x002", "a" * 63, "2t"])
+def test_a_target_tenant_must_be_a_tenant_id(raw: object) -> None:
+    with pytest.raises(ValidationFailed):
+        check_target_tenant(raw)
+    assert check_target_tenant("t2_b-c") == "t2_b-c"

@@ -41,6 +41,10 @@ def test_bad_file_names_and_duplicate_versions_are_errors(tmp_path: Path, names:
 
 
 def test_the_shipped_migrations_load() -> None:
+    """In ascending order from 0001. Numbers are handed out to parallel branches ahead of
+    time (decision 0014's branch got 0020 while 0018 and 0019 were elsewhere), so a gap is
+    allowed: the runner applies whatever is unapplied, in version order."""
     loaded = load_migrations()
-    assert loaded
-    assert [m.version for m in loaded] == list(range(1, len(loaded) + 1))
+    versions = [m.version for m in loaded]
+    assert versions[0] == 1
+    assert versions == sorted(set(versions))

@@ -193,3 +193,17 @@ TENANT_CREATE: dict[str, Any] = {
     "required": ["company", "domain", "adminName", "adminPass"],
 }
 TENANT_UPDATE: dict[str, Any] = {"type": "object", "properties": _TENANT_FIELDS}
+MIGRATION: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "deviceId": _STRING,
+        "targetTenant": _STRING,
+        "withChildren": {"type": "boolean"},
+    },
+    "required": ["deviceId", "targetTenant"],
+}
+MIGRATION_CODE: dict[str, Any] = {
+    "type": "object",
+    "properties": {"code": {"type": "string", "pattern": "^[0-9]{8}$"}},
+    "required": ["code"],
+}

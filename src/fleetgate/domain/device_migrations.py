@@ -20,6 +20,7 @@ caller's verifier (scrypt, constant time) and handed in as a boolean.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -76,6 +77,19 @@ TRANSITIONS: dict[tuple[MigrationStatus, Step], MigrationStatus] = {
     (MigrationStatus.REQUESTED, Step.EXPIRE): MigrationStatus.EXPIRED,
     (MigrationStatus.REQUESTED, Step.CANCEL): MigrationStatus.CANCELLED,
 }
+
+
+#: What a tenant id can be (the ``tenant`` table's CHECK).
+_TENANT_ID = re.compile(r"[a-z][a-z0-9_-]{0,61}")
+
+
+def check_target_tenant(raw: Any) -> str:
+    """The ``targetTenant`` of a request: a tenant id, or 422."""
+    if not isinstance(raw, str) or not raw:
+        raise ValidationFailed("targetTenant (the id of the tenant to move to) is required")
+    if not _TENANT_ID.fullmatch(raw):
+        raise ValidationFailed(f"Tenant {raw[:70]!r} does not exist")
+    return raw
 
 
 def migration_not_found(migration_id: int) -> NotFound:

@@ -17,6 +17,7 @@ from fleetgate.domain.device_migrations import (
     MAX_ATTEMPTS,
     Migration,
     Moved,
+    check_target_tenant,
     migration_not_found,
     new_code,
     normalise_code,
@@ -54,9 +55,7 @@ def request_fields(body: dict[str, Any]) -> tuple[int, str, bool]:
     if "deviceId" not in body:
         raise ValidationFailed("deviceId (the device's managed object id) is required")
     object_id = parse_id(body["deviceId"], "device")
-    target = body.get("targetTenant")
-    if not isinstance(target, str) or not target:
-        raise ValidationFailed("targetTenant (the id of the tenant to move to) is required")
+    target = check_target_tenant(body.get("targetTenant"))
     with_children = body.get("withChildren", True)
     if not isinstance(with_children, bool):
         raise ValidationFailed("withChildren must be true or false")

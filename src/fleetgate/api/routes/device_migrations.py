@@ -11,10 +11,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from fleetgate.api import media
+from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
 from fleetgate.api.paging import Page, paging
+from fleetgate.api.schemas import json_body
 from fleetgate.api.services import device_migrations
 from fleetgate.domain.device_migrations import Migration, MigrationStatus
 from fleetgate.domain.ids import parse_id
@@ -74,7 +75,11 @@ async def list_migrations(
     )
 
 
-@router.post("/inventory/migrations", status_code=201)
+@router.post(
+    "/inventory/migrations",
+    status_code=201,
+    openapi_extra=json_body(schemas.MIGRATION, media.MIGRATION),
+)
 async def request_migration(
     request: Request, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:
@@ -112,7 +117,10 @@ async def issue_code(
     return media.c8y_json(body, media.MIGRATION_CODE, 201)
 
 
-@router.post("/inventory/migrations/{migration_id}/confirmation")
+@router.post(
+    "/inventory/migrations/{migration_id}/confirmation",
+    openapi_extra=json_body(schemas.MIGRATION_CODE, media.MIGRATION),
+)
 async def confirm_migration(
     request: Request, migration_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:

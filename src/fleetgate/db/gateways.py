@@ -55,10 +55,12 @@ class PgChildren:
         async with self._pool.acquire() as conn, conn.transaction():
             # The gateway's row is locked first (an operator attaching the gateway below
             # another one waits, and vice versa), and its parent read after the lock:
-            # nobody makes it a child while it registers one (one level).
+            # nobody makes it a child while it registers one (one level). Its tenant is
+            # read from the locked row (the newest version once the lock is ours): a
+            # migration that moved it meanwhile (decision 0014) is seen.
             found = await conn.fetchrow(
                 """
-                SELECT e.tenant_id, m.id, m.fragments
+                SELECT m.tenant_id, m.id, m.fragments
                   FROM external_id e JOIN managed_object m ON m.id = e.managed_object_id
                  WHERE e.type = $1 AND e.value = $2
                    FOR NO KEY UPDATE OF m

@@ -112,6 +112,24 @@ async def test_a_first_connection_registers_the_device_its_user_and_tells_the_br
     assert "ROLE_DEVICE" in user.roles
 
 
+async def test_every_certificate_login_records_its_ca_for_a_later_migration(
+    world: World,
+) -> None:
+    """fleetgate_CertificateAuthority names the CA of the last certificate login (decision
+    0014 checks a migration's target against it), not only the first one's."""
+    await world.devices.connections.on_connected(connected("sensor-ca"))
+    await world.devices.connections.on_connected(
+        control.Connected("sensor-ca", "t1", "cd" * 20, False, "e-2")
+    )
+    mo = await world.devices.get_object("t1", await world.object_of("sensor-ca"))
+    assert mo.fragments["fleetgate_CertificateAuthority"] == {"fingerprint": "cd" * 20}
+    await world.devices.connections.on_connected(
+        control.Connected("sensor-ca", "t1", control.NO_CA, False, "e-3")
+    )
+    mo = await world.devices.get_object("t1", await world.object_of("sensor-ca"))
+    assert mo.fragments["fleetgate_CertificateAuthority"] == {"fingerprint": "cd" * 20}
+
+
 async def test_a_password_device_is_registered_without_a_certificate_authority(
     world: World,
 ) -> None:

@@ -357,6 +357,7 @@ def _services(settings: Settings, adapters: Adapters) -> Services:
             bridge,
             devices.connections.children_changed,
             ttl=timedelta(seconds=settings.migrations.code_ttl),
+            operations_ended=operations.feed.publish,
         ),
     )
 

@@ -60,7 +60,7 @@ def moved(device_id: str, password_hash: str, children: tuple[str, ...] = ()) ->
         finished_at=NOW, moved=(device_id, *children),
     )  # fmt: skip
     user = User("t2", f"device_{device_id}", password_hash, True, frozenset({Role.DEVICE}), NOW)
-    return Moved(migration, device_id, (user,), children, (), 0)
+    return Moved(migration, device_id, (user,), children, ())
 
 
 async def test_a_password_devices_session_is_closed_and_it_logs_in_to_the_target(

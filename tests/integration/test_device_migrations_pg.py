@@ -21,6 +21,7 @@ from fleetgate.db.device_migrations import PgDeviceMigrations
 from fleetgate.db.devices import set_device_password
 from fleetgate.db.users import PgUsers
 from fleetgate.domain import broker_control as control
+from fleetgate.domain.operations import Operation
 from fleetgate.domain.users import Role
 from fleetgate.pki import Issued, generate_ca
 from fleetgate.services.device_migrations import DeviceMigrations
@@ -37,8 +38,11 @@ MIGRATIONS = "/inventory/migrations"
 
 
 class Clock:
+    """The injected clock, and the operations a move ended (told to the live feed)."""
+
     def __init__(self) -> None:
         self.now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+        self.ended: list[Operation] = []
 
     def __call__(self) -> datetime:
         return self.now
@@ -60,6 +64,7 @@ async def world(pool: asyncpg.Pool, tmp_path: Path) -> AsyncIterator[tuple[Whole
             api.fakes.broker,
             services.devices.connections.children_changed,
             clock=clock,
+            operations_ended=clock.ended.extend,
         )
         yield api, clock
 
@@ -149,7 +154,7 @@ def wrong(code: str) -> str:
 async def test_a_certificate_gateway_moves_with_its_children_only_with_the_targets_code(
     world: tuple[WholeApi, Clock], pool: asyncpg.Pool
 ) -> None:
-    w, _ = world
+    w, clock = world
     api = w.client
     ca = generate_ca("Migrating Fleet CA")
     gateway, (kid1, kid2) = await certificate_gateway(w, ca, 2)
@@ -253,6 +258,9 @@ async def test_a_certificate_gateway_moves_with_its_children_only_with_the_targe
         assert (
             await api.get(f"/devicecontrol/operations/{op_id}", auth=B_ADMIN)
         ).status_code == 404
+
+    assert sorted(o.id for o in clock.ended) == sorted(op_ids)  # the live feed is told
+    assert {o.status.value for o in clock.ended} == {"FAILED"}
 
     # The broker learns the devices' new tenant (which closes a session in t1).
     assert control.device("gw", "t2", True) in w.fakes.broker.lines

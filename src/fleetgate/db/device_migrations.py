@@ -22,6 +22,7 @@ import asyncpg
 
 from fleetgate.db.gateways import GATEWAY_OF
 from fleetgate.db.locks import lock_device_id
+from fleetgate.db.operation_rows import SELECT, operation_of_row
 from fleetgate.db.users import user_of_row
 from fleetgate.domain.device_migrations import (
     CA_FRAGMENT,
@@ -459,7 +460,13 @@ async def _move(conn: Conn, migration: Migration, now: datetime) -> Moved:
         users=tuple(user_of_row(u) for u in users),
         children=moving_children,
         detached=tuple(d for d in detached if d is not None),
-        ended_operations=len(ended),
+        ended=tuple(
+            operation_of_row(r)
+            for r in await conn.fetch(
+                f"{SELECT} WHERE o.id = ANY($1::bigint[]) ORDER BY o.id",
+                [r["id"] for r in ended],
+            )
+        ),
     )
 
 

@@ -38,6 +38,7 @@ from fleetgate.domain.errors import (
     NotFound,
     ValidationFailed,
 )
+from fleetgate.domain.operations import Operation
 from fleetgate.domain.trust import subject_key
 from fleetgate.domain.users import User
 
@@ -389,7 +390,8 @@ class Moved:
     users: tuple[User, ...]
     children: tuple[str, ...]
     detached: tuple[str, ...]
-    ended_operations: int
+    #: The source's operations the move ended (FAILED), as they now stand.
+    ended: tuple[Operation, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -409,3 +409,59 @@ async def test_a_password_device_keeps_its_password_and_logs_in_to_the_target_fr
     assert control.account_remove("t1/device_pw-dev") in lines  # its session in t1 ends
     assert control.device_account("t2", "pw-dev", hashed) in lines
     assert control.device("pw-dev", "t2", True) in lines
+
+
+async def test_the_sources_bulk_operations_make_no_more_operations_for_a_moved_device(
+    world: tuple[WholeApi, Clock], pool: asyncpg.Pool
+) -> None:
+    w, _ = world
+    api = w.client
+    waiting, failed = await device(api, "bulk-waiting"), await device(api, "bulk-failed")
+    bulk = await pool.fetchval(
+        "INSERT INTO bulk_operation (tenant_id, group_id, start_date, creation_ramp, prototype,"
+        " next_creation_at, next_step_at, targets) VALUES ('t1', 1, now(), 0, '{}', now(),"
+        " now(), 2) RETURNING id"
+    )
+    op = await pool.fetchval(
+        "INSERT INTO operation (tenant_id, device_id, serial, fragment_type, status,"
+        " failure_reason, bulk_operation_id, bulk_attempt) VALUES ('t1', $1, 'bulk-failed',"
+        " 'c8y_Restart', 'FAILED', 'it broke', $2, 1) RETURNING id",
+        int(failed),
+        bulk,
+    )
+    await pool.execute(
+        "INSERT INTO bulk_operation_target (bulk_operation_id, device_id, position, state,"
+        " operation_id, attempts) VALUES ($1, $2, 0, 'WAITING', NULL, 0),"
+        " ($1, $3, 1, 'CREATED', $4, 1)",
+        bulk,
+        int(waiting),
+        int(failed),
+        op,
+    )
+    for object_id in (waiting, failed):
+        mid = (await request(api, object_id)).json()["id"]
+        assert (await enter(api, mid, await code_of(api, mid))).status_code == 200
+    targets = await pool.fetch(
+        "SELECT state, attempts, reason FROM bulk_operation_target WHERE bulk_operation_id = $1"
+        " ORDER BY position",
+        bulk,
+    )
+    assert [(t["state"], t["attempts"] >= 1000) for t in targets] == [
+        ("SKIPPED", False),
+        ("CREATED", True),
+    ]
+    assert all("moved to tenant t2" in t["reason"] for t in targets)
+    assert await pool.fetchval("SELECT skipped FROM bulk_operation WHERE id = $1", bulk) == 1
+    retry = await api.post(
+        "/devicecontrol/bulkoperations",
+        json={
+            "failedParentId": str(bulk),
+            "startDate": "2026-12-01T00:00:00Z",
+            "creationRamp": 0,
+            "operationPrototype": {"c8y_Restart": {}},
+        },
+        auth=ADMIN,
+    )
+    # Retrying the failed devices finds none of the source's: the one that failed moved.
+    assert retry.status_code == 201, retry.text
+    assert retry.json()["fleetgate_RolloutStatus"]["targets"] == 0

@@ -384,6 +384,9 @@ async def _move(conn: Conn, migration: Migration, now: datetime) -> Moved:
     await _check_target_free(conn, target, object_ids, device_ids)
     reason = failed_reason(target, migration.id)
 
+    # Bulk targets first: a scheduler creating an operation for one of them right now
+    # holds its row; once it has committed, the statement below sees that operation too.
+    await _end_bulk_targets(conn, object_ids, reason)
     ended = await conn.fetch(
         "UPDATE operation SET status = 'FAILED', failure_reason = $3, status_time = $4"
         " WHERE tenant_id = $1 AND device_id = ANY($2::bigint[])"
@@ -393,7 +396,6 @@ async def _move(conn: Conn, migration: Migration, now: datetime) -> Moved:
         reason,
         now,
     )
-    await _end_bulk_targets(conn, object_ids, reason)
     # References with one end moving and one staying: the source's groups lose the
     # device, the gateway loses the children that stay, the device its source assets.
     detached_rows = await conn.fetch(

@@ -388,6 +388,12 @@ async def test_what_cannot_move_is_refused_with_the_reason(
     cancelled = await api.delete(f"{MIGRATIONS}/{mid}", auth=ADMIN)
     assert cancelled.json()["status"] == "CANCELLED"
     assert (await api.post(f"{MIGRATIONS}/{mid}/code", auth=B_ADMIN)).status_code == 409
+    await w.pool.execute("UPDATE tenant SET status = 'SUSPENDED' WHERE id = 't3'")
+    suspended = await api.post(
+        MIGRATIONS, json={"deviceId": gateway, "targetTenant": "t3"}, auth=ADMIN
+    )
+    assert suspended.status_code == 422
+    assert "t3 is suspended" in suspended.json()["message"]
 
 
 async def test_a_password_device_keeps_its_password_and_logs_in_to_the_target_from_now_on(

@@ -1,8 +1,8 @@
 """Isolation, proved: every resource of tenant B (inventory, identity, operations, bulk
 operations, binaries, trusted certificates, users, new device requests, tenant options,
-the tenant itself) by reading and writing from tenant A's admin, a watcher of A (read roles
-only) and a device account of A → 403 or 404, and B, read back by its own admin, is
-exactly as it was. The whole API on PostgreSQL, one database for the module."""
+device migrations, the tenant itself) by reading and writing from tenant A's admin, a
+watcher of A (read roles only) and a device account of A → 403 or 404, and B, read back
+by its own admin, is exactly as it was. The whole API on PostgreSQL, one database for the module."""
 
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ class TenantB:
     bulk: str
     binary: str
     fingerprint: str
+    migration: str
     request: str = "acme-req-1"
     serial: str = "acme-dev-1"
 
@@ -167,6 +168,14 @@ async def world(
                 "/tenant/options", auth=OWNER, json={"category": "c", "key": "k", "value": "v"}
             )
         )
+        # B asks to move its device to the management tenant: a migration A has no part in.
+        migration = await _made(
+            await client.post(
+                "/inventory/migrations",
+                auth=OWNER,
+                json={"deviceId": device["id"], "targetTenant": "management"},
+            )
+        )
         yield World(
             api,
             TenantB(
@@ -176,6 +185,7 @@ async def world(
                 bulk=bulk["id"],
                 binary=binary["id"],
                 fingerprint=fingerprint(ca),
+                migration=migration["id"],
             ),
         )
 
@@ -259,6 +269,13 @@ def requests(b: TenantB) -> dict[str, list[tuple[str, str, Any]]]:
             ("GET", "/tenant/options/c/k", None),
             ("DELETE", "/tenant/options/c/k", None),
         ],
+        "migrations": [
+            ("GET", f"/inventory/migrations/{b.migration}", None),
+            ("POST", f"/inventory/migrations/{b.migration}/code", None),
+            ("POST", f"/inventory/migrations/{b.migration}/confirmation", {"code": "12345678"}),
+            ("DELETE", f"/inventory/migrations/{b.migration}", None),
+            ("POST", "/inventory/migrations", {"deviceId": b.device, "targetTenant": "t1"}),
+        ],
         "tenant": [
             ("GET", "/tenant/tenants/acme", None),
             ("PUT", "/tenant/tenants/acme", {"status": "SUSPENDED"}),
@@ -284,6 +301,7 @@ async def snapshot(world: World) -> dict[str, Any]:
         "/user/acme/users/ops/roles",
         f"/devicecontrol/newDeviceRequests/{b.request}",
         "/tenant/options/c/k",
+        f"/inventory/migrations/{b.migration}",
     ]
     seen: dict[str, Any] = {}
     for path in paths:
@@ -306,6 +324,7 @@ RESOURCES = [
     "users",
     "new device requests",
     "tenant options",
+    "migrations",
     "tenant",
 ]
 
@@ -338,6 +357,7 @@ async def test_another_tenant_can_neither_read_nor_change(
         "/devicecontrol/newDeviceRequests?pageSize=2000",
         "/tenant/options?pageSize=2000",
         "/user/t1/users?pageSize=2000",
+        "/inventory/migrations?pageSize=2000",
     ],
 )
 async def test_another_tenants_lists_hold_nothing_of_b(world: World, path: str) -> None:

@@ -151,12 +151,18 @@ class PgDeviceMigrations:
         """A new REQUESTED migration of the source's device ``object_id``, after checking
         that it can move: a device that is no child, the target exists and trusts the CA
         of the device's certificate. An open request for the device is a 409."""
-        if target == source:
-            raise ValidationFailed("The target tenant is the device's own tenant")
         async with self._pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval("SELECT 1 FROM tenant WHERE id = $1", target):
-                raise ValidationFailed(f"Tenant {target} does not exist")
+            # The device first: another tenant's is a 404 whatever the rest says.
             plan = await _plan(conn, source, object_id, with_children)
+            if target == source:
+                raise ValidationFailed("The target tenant is the device's own tenant")
+            status = await conn.fetchval("SELECT status FROM tenant WHERE id = $1", target)
+            if status is None:
+                raise ValidationFailed(f"Tenant {target} does not exist")
+            if status != "ACTIVE":
+                raise ValidationFailed(
+                    f"Tenant {target} is suspended: its administrators cannot confirm a move"
+                )
             refusal = await _trust_refusal(conn, plan, target)
             if refusal is not None:
                 raise refusal

@@ -20,7 +20,6 @@ caller's verifier (scrypt, constant time) and handed in as a boolean.
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -39,6 +38,7 @@ from fleetgate.domain.errors import (
     ValidationFailed,
 )
 from fleetgate.domain.operations import Operation
+from fleetgate.domain.tenants import is_tenant_id
 from fleetgate.domain.trust import subject_key
 from fleetgate.domain.users import User
 
@@ -80,15 +80,11 @@ TRANSITIONS: dict[tuple[MigrationStatus, Step], MigrationStatus] = {
 }
 
 
-#: What a tenant id can be (the ``tenant`` table's CHECK).
-_TENANT_ID = re.compile(r"[a-z][a-z0-9_-]{0,61}")
-
-
 def check_target_tenant(raw: Any) -> str:
-    """The ``targetTenant`` of a request: a tenant id, or 422."""
+    """The ``targetTenant`` of a request: a tenant id (:func:`is_tenant_id`), or 422."""
     if not isinstance(raw, str) or not raw:
         raise ValidationFailed("targetTenant (the id of the tenant to move to) is required")
-    if not _TENANT_ID.fullmatch(raw):
+    if not is_tenant_id(raw):
         raise ValidationFailed(f"Tenant {raw[:70]!r} does not exist")
     return raw
 

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
+from fleetgate.api.openapi import answers
 from fleetgate.api.paging import Page, paging
 from fleetgate.api.schemas import json_body
 from fleetgate.api.services import device_migrations
@@ -59,14 +60,14 @@ def migration_body(m: Migration, base: str) -> dict[str, Any]:
     return body
 
 
-@router.get("/inventory/migrations")
+@router.get("/inventory/migrations", **answers(200, media.MIGRATION_COLLECTION))
 async def list_migrations(
     request: Request,
     principal: Annotated[Principal, Depends(_ADMIN)],
     page: Annotated[Page, Depends(paging)],
 ) -> JSONResponse:
     found, total = await device_migrations(request).find(
-        principal.tenant.id, page.offset, page.size, count=page.with_total_pages
+        principal.tenant.id, page.offset, page.size, count=page.counts
     )
     base = context(request).base_url
     items = [migration_body(m, base) for m in found]
@@ -77,8 +78,8 @@ async def list_migrations(
 
 @router.post(
     "/inventory/migrations",
-    status_code=201,
     openapi_extra=json_body(schemas.MIGRATION, media.MIGRATION),
+    **answers(201, media.MIGRATION, 404, 409),
 )
 async def request_migration(
     request: Request, principal: Annotated[Principal, Depends(_ADMIN)]
@@ -91,7 +92,7 @@ async def request_migration(
     return media.c8y_json(migration_body(made, context(request).base_url), media.MIGRATION, 201)
 
 
-@router.get("/inventory/migrations/{migration_id}")
+@router.get("/inventory/migrations/{migration_id}", **answers(200, media.MIGRATION, 404))
 async def get_migration(
     request: Request, migration_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:
@@ -101,7 +102,10 @@ async def get_migration(
     return media.c8y_json(migration_body(found, context(request).base_url), media.MIGRATION)
 
 
-@router.post("/inventory/migrations/{migration_id}/code", status_code=201)
+@router.post(
+    "/inventory/migrations/{migration_id}/code",
+    **answers(201, media.MIGRATION_CODE, 404, 409),
+)
 async def issue_code(
     request: Request, migration_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:
@@ -120,6 +124,7 @@ async def issue_code(
 @router.post(
     "/inventory/migrations/{migration_id}/confirmation",
     openapi_extra=json_body(schemas.MIGRATION_CODE, media.MIGRATION),
+    **answers(200, media.MIGRATION, 404, 409),
 )
 async def confirm_migration(
     request: Request, migration_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
@@ -132,7 +137,7 @@ async def confirm_migration(
     return media.c8y_json(migration_body(done, context(request).base_url), media.MIGRATION)
 
 
-@router.delete("/inventory/migrations/{migration_id}")
+@router.delete("/inventory/migrations/{migration_id}", **answers(200, media.MIGRATION, 404, 409))
 async def cancel_migration(
     request: Request, migration_id: str, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:

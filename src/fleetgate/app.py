@@ -357,7 +357,6 @@ def _services(settings: Settings, adapters: Adapters) -> Services:
             bridge,
             devices.connections.children_changed,
             ttl=timedelta(seconds=settings.migrations.code_ttl),
-            operations_ended=operations.feed.publish,
         ),
     )
 

@@ -25,7 +25,6 @@ from fleetgate.domain.device_migrations import (
 from fleetgate.domain.devices import NO_PASSWORD, device_id_of_user
 from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.ids import parse_id
-from fleetgate.domain.operations import Operation
 from fleetgate.domain.passwords import hash_password, verify_password
 from fleetgate.services.broker import device_lines
 from fleetgate.services.ports import BrokerPush, DeviceMigrationStore
@@ -74,7 +73,6 @@ class DeviceMigrations:
         ttl: timedelta = CODE_TTL,
         max_attempts: int = MAX_ATTEMPTS,
         code: Callable[[], str] = new_code,
-        operations_ended: Callable[[Sequence[Operation]], None] | None = None,
     ) -> None:
         self._store = store
         self._broker = broker
@@ -83,7 +81,6 @@ class DeviceMigrations:
         self._ttl = ttl
         self._max_attempts = max_attempts
         self._code = code
-        self._operations_ended = operations_ended
 
     async def request(self, tenant_id: str, by: str, body: dict[str, Any]) -> Migration:
         """The source's administrator asks to move a device to another tenant."""
@@ -149,8 +146,6 @@ class DeviceMigrations:
             target,
             len(moved.ended),
         )
-        if moved.ended and self._operations_ended is not None:
-            self._operations_ended(moved.ended)  # live watchers see them end
         try:
             await self._broker.push(moved_lines(source, moved))
             if moved.detached:

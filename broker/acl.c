@@ -52,14 +52,11 @@ static bool fg_in_bootstrap_namespace(const char *topic, const char *username,
 	return inside;
 }
 
-int fg_on_acl_check(int event, void *event_data, void *userdata)
+static int fg_acl_decide(struct fg_state *st, struct mosquitto_evt_acl_check *ev)
 {
-	struct mosquitto_evt_acl_check *ev = event_data;
-	struct fg_state *st = userdata;
 	const char *username = mosquitto_client_username(ev->client);
 	const char *client_id = mosquitto_client_id(ev->client);
 	struct fg_account *account;
-	(void)event;
 
 	/* The service may do anything: the control topic, and the only reader of events. */
 	if(fg_is_service(st, username)) return MOSQ_ERR_SUCCESS;
@@ -79,4 +76,14 @@ int fg_on_acl_check(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_SUCCESS;
 	}
 	return MOSQ_ERR_ACL_DENIED;
+}
+
+int fg_on_acl_check(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_acl_check *ev = event_data;
+	int rc = fg_acl_decide(userdata, ev);
+	(void)event;
+
+	fg_trace_access(userdata, ev, rc == MOSQ_ERR_SUCCESS);
+	return rc;
 }

@@ -2,7 +2,8 @@
  * Control protocol (MOSQ_EVT_CONTROL on $CONTROL/fleetgate/v1): the grammar, `reset`,
  * `account`, `account-remove` and `sync` in docs/decisions/0001; `ca`, `ca-remove`,
  * `device`, `device-remove` and `clients` in 0002; device accounts in 0003; `child` and
- * `child-remove` in 0008; `tenant` in 0013. The Python
+ * `child-remove` in 0008; `tenant` in 0013; `trace` and `trace-stats` in trace.c (0016).
+ * The Python
  * side is fleetgate.mqtt.control; tests/unit/test_plugin_constants.py reads the commands
  * and reply words below and checks them against it.
  */
@@ -248,6 +249,8 @@ static void fg_reply_clients(struct fg_state *st, struct fg_text *reply)
 /* Applies one decoded command; NULL on success, otherwise the error message. */
 static const char *fg_apply_command(struct fg_state *st, char **f, size_t count, struct fg_text *reply)
 {
+	const char *error;
+
 	if(strcmp(f[0], "reset") == 0){
 		if(count != 1) return "usage: reset";
 		/* Live sessions stay: the full sync that follows ends with `sync`, which
@@ -257,6 +260,7 @@ static const char *fg_apply_command(struct fg_state *st, char **f, size_t count,
 		fg_table_clear(&st->devices);
 		fg_table_clear(&st->children);
 		fg_table_clear(&st->suspended);
+		fg_table_clear(&st->traced); /* the full sync names the traced clients again */
 	}else if(strcmp(f[0], "account") == 0){
 		if(count != 4) return "usage: account <kind> <username> <hash>";
 		return fg_command_account(st, f);
@@ -281,6 +285,7 @@ static const char *fg_apply_command(struct fg_state *st, char **f, size_t count,
 		 * that of an unknown device and goes through registration again. */
 		if(fg_table_get(&st->sessions, f[1])){
 			mosquitto_log_printf(MOSQ_LOG_NOTICE, "fleetgate: kicking client '%s': device removed", f[1]);
+			fg_trace_kick(st, f[1], "device removed");
 			fg_kick(st, f[1]);
 		}
 	}else if(strcmp(f[0], "child") == 0){
@@ -305,6 +310,8 @@ static const char *fg_apply_command(struct fg_state *st, char **f, size_t count,
 		fg_text_field(reply, "ok");
 		fg_text_field(reply, f[1]);
 		fg_text_append(reply, "\n");
+	}else if(fg_trace_command(st, f, count, reply, &error)){
+		return error;
 	}else{
 		return "unknown command";
 	}

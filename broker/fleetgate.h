@@ -21,6 +21,7 @@
  *   sessions.c   live sessions: events, kicks, re-validation, MOSQ_EVT_DISCONNECT
  *   acl.c        MOSQ_EVT_ACL_CHECK
  *   control.c    MOSQ_EVT_CONTROL: the control protocol
+ *   trace.c      message tracing: the traced client ids and what is told of them
  *   plugin.c     plugin entry points
  * A function used in one file only is static there; this header declares the others.
  *
@@ -44,6 +45,8 @@
 #define FG_CONTROL_TOPIC "$CONTROL/fleetgate/v1"
 #define FG_RESPONSE_TOPIC FG_CONTROL_TOPIC "/response"
 #define FG_EVENTS_TOPIC "fleetgate/v1/events"
+#define FG_TRACE_TOPIC "fleetgate/v1/trace"
+#define FG_TRACE_PREVIEW 64 /* payload bytes a trace event shows */
 #define FG_BOOTSTRAP_ROOT "fg/bootstrap/"
 #define FG_DEVICE_ROOT "fg/d/"
 #define FG_DEVICE_USER_PREFIX "device_" /* username "<tenant>/device_<device id>" */
@@ -176,6 +179,8 @@ struct fg_state {
 	struct fg_table suspended; /* tenant -> (unused string): suspended tenants */
 	char epoch[FG_EPOCH_LEN + 1];
 	unsigned long long connections;
+	struct fg_table traced;   /* client id -> (nothing): traced clients (trace.c) */
+	unsigned long long trace_events; /* trace events published since the start */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -240,6 +245,17 @@ int fg_on_acl_check(int event, void *event_data, void *userdata);
 
 /* control.c */
 int fg_on_control(int event, void *event_data, void *userdata);
+
+/* trace.c */
+void fg_trace_init(struct fg_state *st);
+bool fg_is_traced(const struct fg_state *st, const char *client_id);
+void fg_trace_connect(struct fg_state *st, struct mosquitto *client, const char *username,
+		const char *reason);
+void fg_trace_disconnect(struct fg_state *st, struct mosquitto *client, int reason);
+void fg_trace_kick(struct fg_state *st, const char *client_id, const char *reason);
+void fg_trace_access(struct fg_state *st, const struct mosquitto_evt_acl_check *ev, bool allowed);
+bool fg_trace_command(struct fg_state *st, char **f, size_t count, struct fg_text *reply,
+		const char **error);
 
 #pragma GCC visibility pop
 

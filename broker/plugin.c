@@ -21,7 +21,7 @@ static const char *fg_option(struct mosquitto_opt *options, int count, const cha
 
 static void fg_state_free(struct fg_state *st)
 {
-	struct fg_table *tables[6];
+	struct fg_table *tables[7];
 	if(!st) return;
 	tables[0] = &st->accounts;
 	tables[1] = &st->cas;
@@ -29,7 +29,8 @@ static void fg_state_free(struct fg_state *st)
 	tables[3] = &st->children;
 	tables[4] = &st->sessions;
 	tables[5] = &st->suspended;
-	for(size_t i = 0; i < 6; i++){
+	tables[6] = &st->traced;
+	for(size_t i = 0; i < 7; i++){
 		fg_table_clear(tables[i]);
 		free(tables[i]->buckets);
 	}
@@ -111,6 +112,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	st->children.free_value = fg_child_free;
 	st->sessions.free_value = fg_session_free;
 	st->suspended.free_value = free;
+	fg_trace_init(st);
 	if(!hash_file || !fg_read_hash_file(hash_file, &st->service_hash)){
 		mosquitto_log_printf(MOSQ_LOG_ERR, "fleetgate: plugin_opt_service_password_hash_file is "
 				"missing, or its first line is not a scrypt:<log2N>:<r>:<p>:<salt hex>:<key hex> string");

@@ -146,6 +146,7 @@ void fg_revalidate(struct fg_state *st, const char *fp, const char *client_id)
 		if(reason && (ids[count] = strdup(node->key))){
 			mosquitto_log_printf(MOSQ_LOG_NOTICE, "fleetgate: kicking client '%s': %s",
 					node->key, reason);
+			fg_trace_kick(st, node->key, reason);
 			count++;
 		}
 	}
@@ -173,6 +174,7 @@ int fg_on_disconnect(int event, void *event_data, void *userdata)
 	struct fg_state *st = userdata;
 	(void)event;
 
+	fg_trace_disconnect(st, ev->client, ev->reason);
 	/* An older connection of a client id that has reconnected since finds a
 	 * different pointer in the table: it ends nothing and publishes nothing. */
 	if(fg_session_of(st, ev->client)) fg_session_end(st, mosquitto_client_id(ev->client));

@@ -46,6 +46,7 @@ from fleetgate.db.rollout_steps import PgRolloutSteps
 from fleetgate.db.statistics import PgFleetStatistics
 from fleetgate.db.tenant_options import PgTenantOptions
 from fleetgate.db.tenants import PgTenants
+from fleetgate.db.traces import PgTraces
 from fleetgate.db.transient import is_transient
 from fleetgate.db.trust import PgTrustStore
 from fleetgate.db.users import PgUsers
@@ -73,6 +74,7 @@ from fleetgate.services.broker import DisabledDevices, TrustSync, full_state
 from fleetgate.services.bulk import BulkCredentials
 from fleetgate.services.bulk_operations import BulkOperations
 from fleetgate.services.child_devices import ChildDevices
+from fleetgate.services.credentials import BrokerAccess, DeviceCredentials, Listener
 from fleetgate.services.dead_letters import DeadLetters
 from fleetgate.services.device_messages import DeviceMessages
 from fleetgate.services.device_migrations import DeviceMigrations
@@ -88,6 +90,7 @@ from fleetgate.services.profiles import Profiles
 from fleetgate.services.seed import InitialState, ensure_initial_state
 from fleetgate.services.tenant_options import TenantOptions
 from fleetgate.services.tenants import Tenants
+from fleetgate.services.traces import Tracing
 from fleetgate.services.trust import TrustedCertificates
 from fleetgate.sheets import XlsxWorkbooks
 
@@ -139,6 +142,8 @@ class Services:
     enablement: DeviceEnablement
     disabled_devices: DisabledDevices
     device_migrations: DeviceMigrations
+    tracing: Tracing
+    credentials: DeviceCredentials
 
 
 async def run_service(settings: Settings, *, on_ready: OnReady | None = None) -> None:
@@ -199,6 +204,8 @@ async def run_service(settings: Settings, *, on_ready: OnReady | None = None) ->
                 enablement=services.enablement,
                 metrics=adapters.metrics,
                 device_migrations=services.device_migrations,
+                credentials=services.credentials,
+                tracing=services.tracing,
             ),
         )
         await _serve(settings, api, api_socket, adapters, services, on_ready)
@@ -295,12 +302,15 @@ def _services(settings: Settings, adapters: Adapters) -> Services:
         child_connections=PgChildConnections(pool),
     )
     trust_sync = TrustSync(_enabled_cas(adapters.trust_store), _capath_writer(settings), bridge)
+    traces = PgTraces(pool)
+    tracing = Tracing(traces, bridge, is_transient=is_transient)
     operations = Operations(
         PgOperations(pool, base_url),
         binaries,
         link,
         FileSigning(url_secret.encode(), base_url, settings.files.url_ttl),
         OperationFeed(),
+        tracer=tracing,
     )
 
     async def after_tenant_deletion(deleted: DeletedTenant) -> None:
@@ -332,6 +342,7 @@ def _services(settings: Settings, adapters: Adapters) -> Services:
             link,
             children=Gateways(PgChildren(pool), devices.connections),
             is_transient=is_transient,
+            tracer=tracing,
         ),
         dead_letters=DeadLetters(adapters.dead_letters),
         health=Health(
@@ -358,6 +369,30 @@ def _services(settings: Settings, adapters: Adapters) -> Services:
             devices.connections.children_changed,
             ttl=timedelta(seconds=settings.migrations.code_ttl),
         ),
+        tracing=tracing,
+        credentials=DeviceCredentials(
+            traces,
+            devices.get_object,
+            adapters.trust_store.get,
+            bridge,
+            _broker_access(settings),
+        ),
+    )
+
+
+def _broker_access(settings: Settings) -> BrokerAccess:
+    """Where devices connect, as the credentials view shows it."""
+    mqtt = settings.mqtt
+    ca_pem = None
+    if mqtt.broker_ca_file is not None:
+        try:
+            ca_pem = mqtt.broker_ca_file.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            log.warning("cannot read the broker CA %s: %s", mqtt.broker_ca_file, exc)
+    return BrokerAccess(
+        certificate=Listener(mqtt.public_host, mqtt.cert_port),
+        password=Listener(mqtt.public_host, mqtt.password_port),
+        ca_pem=ca_pem,
     )
 
 
@@ -370,12 +405,14 @@ def _wire(adapters: Adapters, services: Services) -> None:
             services.tenants.broker_state,
             services.trust.broker_state,
             services.devices.connections.broker_state,
+            services.tracing.broker_state,
             disabled=services.disabled_devices,
         ),
         on_event=services.devices.connections.on_events,
         on_live=services.devices.connections.reconcile,
         before_sync=services.devices.discard_released_sessions,
         handlers={BOOTSTRAP_REQUESTS: services.bootstrap.answer_mqtt_request},
+        on_trace=services.tracing.on_broker_events,
     )
     adapters.link.handle_with(timed_batches(services.device_messages.handle, adapters.metrics))
 
@@ -438,6 +475,10 @@ async def _serve(
                 limits.pending_timeout, limits.executing_timeout, limits.sweep_interval
             ),
             name="operation-timeouts",
+        )
+        tg.create_task(
+            services.tracing.run(settings.trace.sweep_interval, settings.trace.refresh_interval),
+            name="trace-sweep",
         )
         await api_started.wait()
         await bridge.synced.wait()

@@ -22,6 +22,7 @@ from fleetgate.log_format import configure_logging
 from fleetgate.watch import add_parser as add_ops_parser
 from fleetgate.watch.command import tenant_user
 from fleetgate.watch.devices_command import add_parser as add_devices_parser
+from fleetgate.watch.trace_command import add_trace_parser
 
 log = logging.getLogger("fleetgate")
 
@@ -118,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     hasher.add_argument("--output", type=Path, help="write the hash to this file (mode 0640)")
     add_ops_parser(commands)
     add_devices_parser(commands, tenant_user)
+    add_trace_parser(commands)
     add_simulate_parser(commands)
     add_tenants_parser(commands)
     return parser
@@ -245,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
 
         logging.getLogger("httpx").setLevel(logging.WARNING)
         return _run(_endpoint_then(args, endpoint_from, devices_command))
+    if args.command == "trace":
+        from fleetgate.watch.trace_command import trace_command
+
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        return _run(trace_command(args))
     if args.command == "up":
         from fleetgate.up import run_stack
 

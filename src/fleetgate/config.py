@@ -62,6 +62,9 @@ class MqttSettings(BaseModel):
     #: Address the device listeners bind to, and the host name devices are told to use.
     bind_address: str = "0.0.0.0"
     public_host: str = "localhost"
+    #: The PEM file of the CA that signs the broker's server certificate: what a device
+    #: must trust (shown in a device's credentials view). ``up`` uses its own PKI's.
+    broker_ca_file: Path | None = None
     #: Seconds to wait between reconnect attempts (doubles up to ``reconnect_max``).
     reconnect_min: float = Field(default=0.5, gt=0)
     reconnect_max: float = Field(default=10.0, gt=0)
@@ -141,6 +144,16 @@ class MigrationsSettings(BaseModel):
     code_ttl: float = Field(default=600.0, gt=0, le=86400)
 
 
+class TraceSettings(BaseModel):
+    """Message tracing (docs/decisions/0016)."""
+
+    #: Seconds between two sweeps that end expired traces (any instance may sweep).
+    sweep_interval: float = Field(default=5.0, gt=0)
+    #: Seconds between two reloads of the traced devices from the database (what another
+    #: instance started or stopped is known here after at most this).
+    refresh_interval: float = Field(default=2.0, gt=0)
+
+
 class StackSettings(BaseModel):
     """``fleetgate up`` only: where the embedded stack lives and what it runs on."""
 
@@ -167,6 +180,7 @@ class Settings(BaseSettings):
     files: FilesSettings = FilesSettings()
     operations: OperationsSettings = OperationsSettings()
     migrations: MigrationsSettings = MigrationsSettings()
+    trace: TraceSettings = TraceSettings()
     stack: StackSettings = StackSettings()
     log_level: str = "INFO"
     #: "text" (one line a record, for people) or "json" (one JSON object a line, for

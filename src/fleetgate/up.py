@@ -44,7 +44,11 @@ RESTARTS = RestartPolicy()
 
 
 def with_home_secrets(
-    settings: Settings, secrets: HomeSecrets, database_url: str | None, capath: Path | None = None
+    settings: Settings,
+    secrets: HomeSecrets,
+    database_url: str | None,
+    capath: Path | None = None,
+    broker_ca_file: Path | None = None,
 ) -> Settings:
     """Lay the home's generated secrets under whatever the environment set explicitly."""
     seed = settings.seed.model_copy(
@@ -65,6 +69,7 @@ def with_home_secrets(
             or SecretStr(secrets.service_password),
             "host": "127.0.0.1",
             "capath": settings.mqtt.capath or capath,
+            "broker_ca_file": settings.mqtt.broker_ca_file or broker_ca_file,
         }
     )
     database = settings.database
@@ -178,7 +183,7 @@ async def _run_locked(settings: Settings, home: Path, stack_file: Path) -> None:
             await stack.enter_async_context(cluster)
             database_url = cluster.location.url()
         capath = _mosquitto_dir(home) / "trusted"
-        settings = with_home_secrets(settings, secrets, database_url, capath)
+        settings = with_home_secrets(settings, secrets, database_url, capath, pki.ca_file)
         assert settings.mqtt.service_password is not None
         hash_file = _mosquitto_dir(home) / "service_password.hash"
         write_service_password_hash(hash_file, service_hash)

@@ -32,6 +32,7 @@ from fleetgate.api.routes import (
     tenant,
     tenant_options,
     tenants,
+    traces,
     trust,
     users,
 )
@@ -61,6 +62,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     operations.router,
     bulk_operations.router,
     dead_letters.router,
+    traces.router,
 )
 
 

@@ -20,6 +20,7 @@ from fleetgate.services.bootstrap import Bootstrap
 from fleetgate.services.bulk import BulkCredentials
 from fleetgate.services.bulk_operations import BulkOperations
 from fleetgate.services.child_devices import ChildDevices
+from fleetgate.services.credentials import DeviceCredentials
 from fleetgate.services.dead_letters import DeadLetters
 from fleetgate.services.device_migrations import DeviceMigrations
 from fleetgate.services.devices import Devices
@@ -31,6 +32,7 @@ from fleetgate.services.operators import Operators
 from fleetgate.services.profiles import Profiles
 from fleetgate.services.tenant_options import TenantOptions
 from fleetgate.services.tenants import Tenants
+from fleetgate.services.traces import Tracing
 from fleetgate.services.trust import TrustedCertificates
 
 T = TypeVar("T")
@@ -64,6 +66,8 @@ class ApiServices:
     batch: BatchUpdates | None = None
     enablement: DeviceEnablement | None = None
     device_migrations: DeviceMigrations | None = None
+    credentials: DeviceCredentials | None = None
+    tracing: Tracing | None = None
     #: The key of signed file URLs (downloads and snapshot uploads).
     url_secret: bytes | None = None
     metrics: MetricsExposition | None = None
@@ -161,3 +165,11 @@ def metrics(request: Request) -> MetricsExposition:
 
 def device_migrations(request: Request) -> DeviceMigrations:
     return _wired(services_of(request.app).device_migrations, "device migrations")
+
+
+def credentials(request: Request) -> DeviceCredentials:
+    return _wired(services_of(request.app).credentials, "device credentials")
+
+
+def tracing(request: Request) -> Tracing:
+    return _wired(services_of(request.app).tracing, "tracing")

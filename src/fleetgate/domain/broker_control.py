@@ -23,9 +23,13 @@ and, when the message held a ``sync``/``clients`` line or a bad line, answers on
                                                ; bootstrap clients) kicked; 1: lifted
     clients <token>
     sync <token>                               ; also re-validates live sessions
+    trace <client id> <0|1>                    ; report (or stop reporting) what the broker
+                                               ; does with this client (decision 0016)
+    trace-stats <token>                        ; answers "tracing <traced> <events>", then ok
 
     response = *( ( "ok " field / "error " line-number " " text
-                  / "client " client-id " " tenant " " fingerprint " " connection-id ) "\\n" )
+                  / "client " client-id " " tenant " " fingerprint " " connection-id
+                  / "tracing " traced-count " " events-published ) "\\n" )
 
 The plugin publishes one event per message on :data:`EVENTS_TOPIC` (readable by the
 service account only)::
@@ -81,6 +85,8 @@ __all__ = [
     "reset",
     "sync",
     "tenant",
+    "trace",
+    "trace_stats",
 ]
 
 CONTROL_TOPIC = "$CONTROL/fleetgate/v1"
@@ -253,6 +259,18 @@ def sync(token: str) -> str:
     return "sync " + encode_field(token)
 
 
+def trace(client_id: str, traced: bool) -> str:
+    """Start (``traced``) or stop reporting what the broker does with ``client_id`` on
+    :data:`fleetgate.domain.broker_trace.TRACE_TOPIC` (idempotent both ways)."""
+    _require_topic_level("client id", client_id)
+    return _line("trace", client_id, _flag(traced))
+
+
+def trace_stats(token: str) -> str:
+    """Ask for ``tracing <traced clients> <trace events published>``, then ``ok <token>``."""
+    return _line("trace-stats", token)
+
+
 def message(lines: Iterable[str]) -> bytes:
     """Join command lines into one control message payload."""
     parts = list(lines)
@@ -282,6 +300,8 @@ class ControlResponse:
     errors: tuple[tuple[int, str], ...]
     #: ``client`` lines (the answer to ``clients``), in the plugin's order.
     clients: tuple[LiveClient, ...] = ()
+    #: The answer to ``trace-stats``: (traced clients, trace events published so far).
+    tracing: tuple[int, int] | None = None
 
 
 def _split(rest: str, count: int, line: str) -> list[str]:
@@ -318,6 +338,7 @@ def parse_response(payload: bytes) -> ControlResponse:
     synced: list[str] = []
     errors: list[tuple[int, str]] = []
     live: list[LiveClient] = []
+    tracing: tuple[int, int] | None = None
     for line in payload.decode("utf-8").split("\n"):
         if not line:
             continue
@@ -326,6 +347,11 @@ def parse_response(payload: bytes) -> ControlResponse:
             synced.append(decode_field(rest))
         elif verb == "client":
             live.append(LiveClient(*_with_fingerprint(rest, 4, 2, line)))
+        elif verb == "tracing":
+            counts = _split(rest, 2, line)
+            if not all(c.isascii() and c.isdigit() for c in counts):
+                raise ValueError(f"bad counts in control response line {line!r}")
+            tracing = (int(counts[0]), int(counts[1]))
         elif verb == "error":
             number, _, text = rest.partition(" ")
             if not (number.isascii() and number.isdigit()):
@@ -333,7 +359,7 @@ def parse_response(payload: bytes) -> ControlResponse:
             errors.append((int(number), text))
         else:
             raise ValueError(f"unexpected control response line {line!r}")
-    return ControlResponse(tuple(synced), tuple(errors), tuple(live))
+    return ControlResponse(tuple(synced), tuple(errors), tuple(live), tracing)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ import aiomqtt
 from fleetgate.cancellation import raise_if_cancelling
 from fleetgate.config import MqttSettings, reveal
 from fleetgate.domain import broker_control as control
+from fleetgate.domain import broker_trace
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ Event = control.Connected | control.Disconnected
 #: Receives events in batches: whatever arrived while the previous batch was handled.
 EventSink = Callable[[list[Event]], Awaitable[None]]
 LiveSink = Callable[[tuple[control.LiveClient, ...]], Awaitable[None]]
+#: Receives what the plugin reports of traced clients, in batches (docs/decisions/0016).
+TraceSink = Callable[[list[broker_trace.BrokerTraceEvent]], Awaitable[None]]
 #: Answers a device's message: the reply (topic, payload) to publish, or None.
 RequestHandler = Callable[[str, bytes], Awaitable[tuple[str, bytes] | None]]
 
@@ -67,6 +70,7 @@ class _OneProcess:
 
 
 _SHARED_EVENTS = f"$share/fleetgate/{control.EVENTS_TOPIC}"
+_SHARED_TRACE = f"$share/fleetgate/{broker_trace.TRACE_TOPIC}"
 _MAX_BATCH = 1000
 #: Pauses before a batch of events is retried after a transient failure.
 _EVENT_RETRY_MIN, _EVENT_RETRY_MAX = 0.5, 30.0
@@ -111,6 +115,8 @@ class BrokerBridge:
         # Events are handled by a worker, never by the reader: handling one may push
         # control lines, whose answers the reader must be free to receive.
         self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._on_trace: TraceSink | None = None
+        self._traces: asyncio.Queue[broker_trace.BrokerTraceEvent] = asyncio.Queue()
         #: Set while connected and the plugin has confirmed the full state.
         self.synced = asyncio.Event()
 
@@ -122,11 +128,13 @@ class BrokerBridge:
         on_live: LiveSink,
         before_sync: Callable[[], Awaitable[None]],
         handlers: Mapping[str, RequestHandler],
+        on_trace: TraceSink | None = None,
     ) -> None:
         """Hand the bridge what it serves, once the services that use the bridge (to push
         to the broker) exist: where the state comes from, who takes the broker's events
-        and the live sessions, what runs before each sync, who answers device requests.
-        Before :meth:`run`."""
+        and the live sessions, what runs before each sync, who answers device requests,
+        who keeps what the plugin reports of traced clients. Before :meth:`run`."""
+        self._on_trace = on_trace
         self._state = state
         self._on_event = on_event
         self._on_live = on_live
@@ -244,11 +252,13 @@ class BrokerBridge:
         ) as client:
             await client.subscribe(control.RESPONSE_TOPIC, qos=1)
             await client.subscribe(_SHARED_EVENTS, qos=1)
+            await client.subscribe(_SHARED_TRACE, qos=1)
             for pattern in self._handlers:
                 await client.subscribe(pattern, qos=1)
             reader = asyncio.create_task(self._read(client), name="mqtt-bridge-reader")
             worker = asyncio.create_task(self._handle_events(), name="mqtt-bridge-events")
             answering = asyncio.create_task(self._answer_requests(client), name="mqtt-requests")
+            tracing = asyncio.create_task(self._handle_traces(), name="mqtt-bridge-traces")
             try:
                 if self._before_sync is not None:
                     await self._before_sync()
@@ -264,6 +274,7 @@ class BrokerBridge:
                 reader.cancel()
                 worker.cancel()
                 answering.cancel()
+                tracing.cancel()
 
     async def _full_sync(
         self, client: aiomqtt.Client
@@ -300,6 +311,8 @@ class BrokerBridge:
                 self._answer(payload)
             elif msg.topic.matches(control.EVENTS_TOPIC):
                 self._queue_event(payload)
+            elif msg.topic.matches(broker_trace.TRACE_TOPIC):
+                self._queue_trace(payload)
             else:
                 for pattern, handler in self._handlers.items():
                     if msg.topic.matches(pattern):
@@ -358,6 +371,32 @@ class BrokerBridge:
             return
         if self._on_event is not None:
             self._events.put_nowait(event)
+
+    def _queue_trace(self, payload: bytes) -> None:
+        try:
+            event = broker_trace.parse_trace_event(payload)
+        except ValueError as exc:
+            log.error("unreadable trace event %r: %s", payload[:200], exc)
+            return
+        if self._on_trace is not None:
+            self._traces.put_nowait(event)
+
+    async def _handle_traces(self) -> None:
+        """Hand trace events to the sink in batches. Tracing watches, it must never hold
+        up anything: a batch that fails is retried a few times, then dropped with a log."""
+        while True:
+            batch = [await self._traces.get()]
+            while not self._traces.empty() and len(batch) < _MAX_BATCH:
+                batch.append(self._traces.get_nowait())
+            if self._on_trace is None:
+                continue
+            for attempt in range(5):
+                try:
+                    await self._on_trace(batch)
+                    break
+                except Exception as exc:
+                    log.warning("keeping %d trace events failed (%s)", len(batch), exc)
+                    await asyncio.sleep(_EVENT_RETRY_MIN * 2**attempt)
 
     async def _handle_events(self) -> None:
         """Hand events to the sink in batches. A transient failure (the database away)

@@ -41,7 +41,8 @@ from fleetgate.domain.device_messages import (
 from fleetgate.domain.enablement import CHILD_DISABLED, child_disabled_reason
 from fleetgate.domain.errors import ValidationFailed
 from fleetgate.domain.gateways import NOT_A_CHILD
-from fleetgate.services.ports import Publisher, TransientCheck
+from fleetgate.domain.traces import service_entry
+from fleetgate.services.ports import Publisher, TraceNotes, TransientCheck
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,11 @@ class DeviceMessages:
         *,
         children: ChildSink,
         is_transient: TransientCheck,
+        tracer: TraceNotes | None = None,
     ) -> None:
+        self._tracer = tracer
+        #: ids of the Incoming refused during the current :meth:`handle` (traced only).
+        self._refused: set[int] = set()
         self._operations = operations
         self._declare = declare
         self._children = children
@@ -136,9 +141,27 @@ class DeviceMessages:
                 rejected.append((incoming, parsed))
             else:
                 items.append(_Item(incoming, parsed))
+        self._refused = set()
         if rejected:
             await self._reject(rejected)
-        return await self._apply(items)
+        deferred = await self._apply(items)
+        if self._tracer is not None:
+            await self._trace_outcomes(items, deferred)
+        return deferred
+
+    async def _trace_outcomes(self, items: list[_Item], deferred: list[Incoming]) -> None:
+        """Note what became of each traced device's message that was not refused."""
+        assert self._tracer is not None
+        waiting = {id(incoming) for incoming in deferred}
+        entries = []
+        for item in items:
+            device_id = item.message.gateway or item.message.device_id
+            if not self._tracer.is_traced(device_id) or id(item.incoming) in self._refused:
+                continue
+            outcome = "deferred" if id(item.incoming) in waiting else "applied"
+            entries.append(service_entry(device_id, outcome, item.incoming.topic))
+        if entries:
+            await self._tracer.note(entries)
 
     async def _apply(self, items: list[_Item]) -> list[Incoming]:
         """Apply ``items``; on a lasting failure, split until the failing one is alone.
@@ -163,6 +186,8 @@ class DeviceMessages:
             return await self._apply(items[:half]) + await self._apply(items[half:])
         for error in applied.errors:
             await self._send(error)
+        if self._tracer is not None:
+            await self._trace_errors(applied.errors)
         if applied.rejected:
             await self._reject(applied.rejected)
         return applied.deferred
@@ -301,6 +326,8 @@ class DeviceMessages:
             if self._is_transient(exc):
                 raise
             log.exception("could not keep %d dead letters; dropped", len(letters))
+        if self._tracer is not None:
+            await self._trace_refusals(rejected)
         for _, rejection in rejected:
             log.info(
                 "device %s: refused a message on %s: %s",
@@ -309,6 +336,30 @@ class DeviceMessages:
                 rejection.reason,
             )
             await self._send(DeviceError.of(rejection))
+
+    async def _trace_refusals(self, rejected: list[tuple[Incoming, Rejection]]) -> None:
+        assert self._tracer is not None
+        entries = []
+        for incoming, r in rejected:
+            device_id = r.gateway or r.device_id
+            if self._tracer.is_traced(device_id):
+                self._refused.add(id(incoming))
+                entries.append(
+                    service_entry(device_id, "refused", r.topic, r.reason, error=r.error)
+                )
+        if entries:
+            await self._tracer.note(entries)
+
+    async def _trace_errors(self, errors: list[DeviceError]) -> None:
+        """A status report or connectivity report the service answered with an error."""
+        assert self._tracer is not None
+        entries = [
+            service_entry(e.gateway or e.device_id, "refused", e.topic, e.message, error=e.error)
+            for e in errors
+            if self._tracer.is_traced(e.gateway or e.device_id)
+        ]
+        if entries:
+            await self._tracer.note(entries)
 
     async def _send(self, error: DeviceError) -> None:
         await self._replies.publish(error.reply_topic, json.dumps(error.body()).encode())

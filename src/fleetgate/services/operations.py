@@ -34,9 +34,10 @@ from fleetgate.domain.operations import (
     Status,
 )
 from fleetgate.domain.topics import DeviceLeaf, DeviceTopic
+from fleetgate.domain.traces import service_entry
 from fleetgate.services.operation_checks import Lookups, OperationChecks
 from fleetgate.services.operation_feed import FeedFilter, FeedOverflow, OperationFeed
-from fleetgate.services.ports import FileResolver, OperationStore, Publisher
+from fleetgate.services.ports import FileResolver, OperationStore, Publisher, TraceNotes
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,9 @@ class Operations:
         feed: OperationFeed,
         *,
         clock: Callable[[], float] = time.time,
+        tracer: TraceNotes | None = None,
     ) -> None:
+        self._tracer = tracer
         self._store = store
         self._files = files
         self._link = link
@@ -196,6 +199,18 @@ class Operations:
         command = self.command(op, files)
         topic = str(DeviceTopic(op.serial, DeviceLeaf.OP_CMD, op.gateway))
         await self._link.publish(topic, json.dumps(command).encode())
+        if self._tracer is not None and self._tracer.is_traced(op.serial):
+            await self._tracer.note(
+                [
+                    service_entry(
+                        op.serial,
+                        "operationDispatched",
+                        topic,
+                        operationId=str(op.id),
+                        status=op.status.value,
+                    )
+                ]
+            )
 
     def command(self, op: Operation, files: dict[str, BinaryFile]) -> dict[str, Any]:
         """What the device receives for ``op`` (docs/protocol.md, "Commands"); ``files``:

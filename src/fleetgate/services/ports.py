@@ -55,6 +55,7 @@ from fleetgate.domain.operations import (
 )
 from fleetgate.domain.tenant_options import TenantOption
 from fleetgate.domain.tenants import DeletedTenant, NewTenantRows, TenantRecord, TenantStatus
+from fleetgate.domain.traces import TraceEntry
 from fleetgate.domain.trust import TrustedCertificate
 from fleetgate.domain.users import Role, Tenant, User
 
@@ -179,6 +180,16 @@ class BrokerPush(Protocol):
         """Make the broker drop what it keeps for these client ids (subscriptions, queued
         messages), closing their live connections; the ids it was done for (none while
         the broker is unreachable)."""
+
+
+class TraceNotes(Protocol):
+    """Where the service notes what it did for traced devices (services/traces.py)."""
+
+    def is_traced(self, device_id: str) -> bool:
+        """True while the device's trace runs (an in-memory look-up: cheap for all)."""
+
+    async def note(self, entries: Sequence[TraceEntry]) -> None:
+        """Keep these entries of traced devices (the others are dropped)."""
 
 
 class Publisher(Protocol):

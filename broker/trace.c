@@ -95,6 +95,8 @@ static const char *fg_disconnect_reason(int reason)
 		case MOSQ_ERR_CONN_LOST: return "connection lost";
 		case MOSQ_ERR_KEEPALIVE: return "keepalive expired";
 		case MOSQ_ERR_ADMINISTRATIVE_ACTION: return "kicked by the broker";
+		/* What mosquitto 2.0.11 reports for a session it closes itself (our kicks). */
+		case MOSQ_ERR_CONN_PENDING: return "closed by the broker";
 		case MOSQ_ERR_PROTOCOL: return "protocol error";
 		case MOSQ_ERR_AUTH: return "not authorised";
 		case MOSQ_ERR_NOMEM: return "broker out of memory";

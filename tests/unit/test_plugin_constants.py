@@ -14,7 +14,7 @@ import re
 import pytest
 
 from fleetgate.domain import broker_control as control
-from fleetgate.domain import devices, topics
+from fleetgate.domain import broker_trace, devices, topics
 from fleetgate.domain.certificates import parse_trusted_certificate
 from fleetgate.pki import generate_ca
 
@@ -98,7 +98,7 @@ _ACCOUNT_KIND = re.compile(r'strcmp\(f\[1\], "([a-z]+)"\) == 0\) kind = FG_KIND_
 
 def _plugin_commands() -> set[tuple[str, int]]:
     """(command, number of fields) for every command fg_apply_command knows."""
-    text = source("control.c")
+    text = source("control.c") + source("trace.c")
     found = {(name, int(count)) for name, count in _COMMAND.findall(text)}
     # Every command is in the shape above, or this test would miss one.
     assert len(found) == text.count('strcmp(f[0], "') > 0
@@ -122,6 +122,8 @@ def _service_commands() -> set[tuple[str, int]]:
         control.tenant("t100", False),
         control.clients("token"),
         control.sync("token"),
+        control.trace("dev-1", True),
+        control.trace_stats("token"),
     ]
     return {(line.split(" ")[0], len(line.split(" "))) for line in lines}
 
@@ -163,3 +165,25 @@ def test_the_service_parses_every_reply_the_plugin_writes(word: str) -> None:
         except ValueError:
             continue
     assert len(parsed) == 1, f"the service does not parse the plugin's {word!r} lines"
+
+
+def test_the_trace_topic_preview_and_reply() -> None:
+    assert C["FG_TRACE_TOPIC"] == broker_trace.TRACE_TOPIC
+    assert C["FG_TRACE_PREVIEW"] == broker_trace.PREVIEW_BYTES
+    words = set(re.findall(r'fg_text_field\(reply, "([a-z]+)"\)', source("trace.c")))
+    assert words == {"tracing", "ok"}
+    assert control.parse_response(b"tracing 2 17\nok t\n").tracing == (2, 17)
+
+
+def test_the_service_parses_every_trace_event_the_plugin_publishes() -> None:
+    published = set(re.findall(r'fg_text_field\(&text, "([a-z]+)"\)', source("trace.c")))
+    events = (
+        broker_trace.ConnectAttempt("dev-1", None, "wrong password"),
+        broker_trace.Disconnect("dev-1", "connection lost"),
+        broker_trace.Kick("dev-1", "device removed"),
+        broker_trace.Publish("dev-1", "in", True, 1, False, 3, "fg/d/dev-1/x", b"abc"),
+        broker_trace.Subscribe("dev-1", False, "#"),
+    )
+    verbs = {broker_trace.encode_trace_event(e).split(b" ")[0].decode() for e in events}
+    # "in"/"out" are fields of publish lines, not verbs.
+    assert published - {"in", "out"} == verbs

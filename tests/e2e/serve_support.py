@@ -199,6 +199,9 @@ async def serve_stack(
                 "FLEETGATE_FILES_STORE": str(workdir / "files"),
                 "FLEETGATE_FILES_URL_SECRET": secrets.token_hex(32),
                 "FLEETGATE_LOG_LEVEL": "INFO",
+                "FLEETGATE_MQTT_CERT_PORT": str(broker.config.cert_port),
+                "FLEETGATE_MQTT_PASSWORD_PORT": str(broker.config.password_port),
+                "FLEETGATE_MQTT_BROKER_CA_FILE": str(broker.pki.ca_file),
                 **(extra_env or {}),
             }
             serve = Serve(env, workdir)

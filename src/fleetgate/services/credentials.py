@@ -27,8 +27,16 @@ from fleetgate.domain.users import User
 from fleetgate.services.broker import device_lines
 from fleetgate.services.ports import BrokerPush
 
-#: Characters of a regenerated secret (as the bootstrap's generated passwords).
+#: Random bytes of a regenerated secret (256 bits; URL-safe base64 in the answer).
 SECRET_LENGTH = 32
+#: scrypt cost of a generated secret, as the bootstrap's generated passwords: a random
+#: 256-bit secret needs no memory-hard hashing against guessing, and the broker verifies it
+#: at the device's first CONNECT on its single thread.
+GENERATED_LOG2_N = 10
+
+
+def _hash_generated(password: str) -> str:
+    return hash_password(password, log2_n=GENERATED_LOG2_N)
 
 
 class CredentialStore(Protocol):
@@ -98,7 +106,7 @@ class DeviceCredentials:
         broker: BrokerPush,
         access: BrokerAccess,
         *,
-        hasher: Callable[[str], str] = hash_password,
+        hasher: Callable[[str], str] = _hash_generated,
     ) -> None:
         self._store = store
         self._objects = objects

@@ -31,10 +31,19 @@ def _storable(text: str) -> str:
     return clean[:_MAX_TEXT]
 
 
+def _clean(value: Any) -> Any:
+    """``value`` with every string as jsonb can hold it (no NUL, no lone surrogate)."""
+    if isinstance(value, str):
+        return _storable(value)
+    if isinstance(value, dict):
+        return {_storable(str(k)): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
 def _storable_json(detail: Any) -> str:
-    # ensure_ascii: every non-ASCII character, lone surrogates included, becomes \\uXXXX;
-    # NUL cannot live in a jsonb string, so it is written out.
-    return json.dumps(detail, ensure_ascii=True).replace("\\u0000", "\\\\x00")
+    return json.dumps(_clean(detail))
 
 
 def _trace(row: asyncpg.Record) -> Trace:

@@ -25,9 +25,11 @@ import aiomqtt
 import pytest
 
 from fleetgate.domain import broker_control as control
+from fleetgate.pki import generate_ca, issue_client_certificate
 from fleetgate.watch.sse import EventStreamParser
 from integration.broker_support import (
     REPLY_TIMEOUT,
+    device_client,
     dropped,
     next_response,
     password_device_client,
@@ -279,3 +281,48 @@ async def test_credentials_view_and_regenerating_the_secret(stack: Stack) -> Non
     again = (await stack.api.get(view_path, auth=ADMIN)).json()
     assert [r["regeneratedBy"] for r in again["secretRegenerations"]] == ["admin"]
     assert secret not in json.dumps(again)
+
+
+async def test_a_certificate_device_is_shown_its_issuing_ca_and_has_no_secret(
+    stack: Stack,
+) -> None:
+    ca = generate_ca("Credentials view CA")
+    trusted = await stack.api.post(
+        f"/tenant/tenants/{TENANT}/trusted-certificates",
+        json={
+            "name": "view CA",
+            "certInPemFormat": ca.cert_pem().decode(),
+            "status": "ENABLED",
+            "autoRegistrationEnabled": True,
+        },
+        auth=ADMIN,
+    )
+    assert trusted.status_code == 201, trusted.text
+    fingerprint = trusted.json()["fingerprint"]
+    client = device_client(
+        stack.broker,
+        port=stack.broker.config.cert_port,
+        identifier="cert-view-1",
+        certificate=issue_client_certificate(ca, "cert-view-1"),
+        timeout=REPLY_TIMEOUT,
+    )
+
+    async def registered() -> bool:
+        found = await stack.api.get("/identity/externalIds/c8y_Serial/cert-view-1", auth=ADMIN)
+        return found.status_code == 200
+
+    async with client:
+        await eventually(registered, "the certificate device registered")
+    view_path = f"/devicecontrol/devices/{await stack.object_id('cert-view-1')}/credentials"
+    view = await stack.api.get(view_path, auth=ADMIN)
+    assert view.status_code == 200, view.text
+    body = view.json()
+    assert body["authentication"] == "CERTIFICATE"
+    assert body["mqtt"]["port"] == stack.broker.config.cert_port
+    assert "username" not in body["mqtt"]
+    assert body["certificate"]["issuerFingerprint"] == fingerprint
+    assert body["certificate"]["issuerName"] == "view CA"
+    assert "Credentials view CA" in body["certificate"]["issuer"]
+    refused = await stack.api.post(f"{view_path}/secret", auth=ADMIN)
+    assert refused.status_code == 422, refused.text
+    assert "no password to regenerate" in refused.json()["message"]

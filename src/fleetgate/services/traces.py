@@ -184,18 +184,28 @@ class Tracing:
         if ended:
             log.info("traces ended by expiry: %s", ", ".join(ended))
             await self._broker.push([control.trace(d, False) for d in ended])
-        self._running = await self._store.running()
+        await self.refresh()
         return ended
 
+    async def refresh(self) -> None:
+        """Reload the running traces (what other instances started and stopped)."""
+        self._running = await self._store.running()
+
     async def run(self, sweep_interval: float, refresh_interval: float) -> None:
-        """Sweep and refresh for ever; a database that is away is waited out."""
-        interval = min(sweep_interval, refresh_interval)
+        """Sweep every ``sweep_interval`` and refresh every ``refresh_interval`` seconds, for
+        ever; a database that is away is waited out."""
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time()
         while True:
             try:
-                await self.sweep()
+                if loop.time() >= next_sweep:
+                    next_sweep = loop.time() + sweep_interval
+                    await self.sweep()
+                else:
+                    await self.refresh()
             except Exception as exc:
                 if not self._is_transient(exc):
                     log.exception("the trace sweep failed")
                 else:
                     log.warning("the trace sweep could not reach the database: %s", exc)
-            await asyncio.sleep(interval)
+            await asyncio.sleep(min(refresh_interval, max(0.0, next_sweep - loop.time())))

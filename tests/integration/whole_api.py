@@ -35,6 +35,7 @@ from fleetgate.db.pool import create_pool, drop_database, ensure_database, ping
 from fleetgate.db.rollout_steps import PgRolloutSteps
 from fleetgate.db.tenant_options import PgTenantOptions
 from fleetgate.db.tenants import PgTenants
+from fleetgate.db.traces import PgTraces
 from fleetgate.db.transient import is_transient
 from fleetgate.db.trust import PgTrustStore
 from fleetgate.db.users import PgUsers
@@ -48,6 +49,7 @@ from fleetgate.services.bootstrap import Bootstrap
 from fleetgate.services.bulk import BulkCredentials, BulkLimits
 from fleetgate.services.bulk_operations import BulkOperations
 from fleetgate.services.child_devices import ChildDevices
+from fleetgate.services.credentials import BrokerAccess, DeviceCredentials, Listener
 from fleetgate.services.dead_letters import DeadLetters
 from fleetgate.services.device_migrations import DeviceMigrations
 from fleetgate.services.devices import Devices
@@ -60,6 +62,7 @@ from fleetgate.services.operators import Operators
 from fleetgate.services.profiles import Profiles
 from fleetgate.services.tenant_options import TenantOptions
 from fleetgate.services.tenants import Tenants
+from fleetgate.services.traces import Tracing
 from fleetgate.services.trust import TrustedCertificates
 from fleetgate.sheets import XlsxWorkbooks
 
@@ -177,6 +180,17 @@ def wire(app: FastAPI, pool: asyncpg.Pool, files: Path, base_url: str = TEST_BAS
     services_of(app).metrics = ServiceMetrics()
     services_of(app).device_migrations = DeviceMigrations(
         PgDeviceMigrations(pool), broker, devices.connections.children_changed
+    )
+    traces = PgTraces(pool)
+    services_of(app).tracing = Tracing(traces, broker, is_transient=is_transient)
+    access = BrokerAccess(Listener("localhost", 8883), Listener("localhost", 8884), None)
+    services_of(app).credentials = DeviceCredentials(
+        traces,
+        devices.get_object,
+        PgTrustStore(pool).get,
+        broker,
+        access,
+        hasher=fast_hash,
     )
     return Fakes(broker, trust_changes, link)
 

@@ -118,6 +118,12 @@ OPERATION_UPDATE: dict[str, Any] = {
     "properties": {"status": _OPERATION_STATUS, "failureReason": _STRING, "description": _STRING},
     "additionalProperties": True,
 }
+TRACE_START: dict[str, Any] = {
+    "type": "object",
+    "properties": {"durationSeconds": {"type": "integer", "minimum": 1, "maximum": 259200}},
+    "required": ["durationSeconds"],
+    "additionalProperties": True,
+}
 _TRUST_STATUS = {"enum": ["ENABLED", "DISABLED"]}
 TRUSTED_CERTIFICATE: dict[str, Any] = {
     "type": "object",

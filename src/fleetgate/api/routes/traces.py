@@ -12,11 +12,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from fleetgate.api import media
+from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
 from fleetgate.api.routes.operations import iso_time
-from fleetgate.api.schemas import IdPath
+from fleetgate.api.schemas import IdPath, json_body
 from fleetgate.api.services import credentials, tracing
 from fleetgate.domain.errors import NotFound, ValidationFailed
 from fleetgate.domain.ids import parse_id
@@ -125,7 +125,10 @@ def entry_body(stored: StoredTraceEntry) -> dict[str, Any]:
     }
 
 
-@router.put("/devicecontrol/devices/{object_id}/trace")
+@router.put(
+    "/devicecontrol/devices/{object_id}/trace",
+    openapi_extra=json_body(schemas.TRACE_START, media.TRACE),
+)
 async def start_trace(
     request: Request, object_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:

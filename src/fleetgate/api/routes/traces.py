@@ -182,8 +182,8 @@ async def stream_trace(
     request: Request, object_id: IdPath, principal: Annotated[Principal, Depends(_READ)]
 ) -> StreamingResponse:
     """Server-Sent Events: the kept entries newest first (``event: entry``), then each new
-    one as it is kept; ``event: ended`` when the trace expires or is stopped. Resumes after
-    ``Last-Event-ID`` (an entry id) without repeating."""
+    one as it is kept; ``event: ended`` when the trace expires or is stopped. Each event's
+    id is the newest entry id sent so far; ``Last-Event-ID`` resumes after it."""
     service = tracing(request)
     tenant_id, oid = principal.tenant.id, parse_id(object_id, "device")
     trace = await service.get(tenant_id, oid)  # 404 before the stream starts
@@ -196,12 +196,14 @@ async def stream_trace(
         quiet = 0.0
         while True:
             found = await service.entries(trace, after=after)
-            for stored in found:  # newest first
-                data = json.dumps(entry_body(stored), separators=(",", ":"))
-                yield f"event: entry\nid: {stored.id}\ndata: {data}\n\n".encode()
             if found:
+                # Newest first; every event of the batch carries the batch's newest id, so
+                # that a client resuming with the last id it saw gets nothing twice.
                 after = found[0].id
                 quiet = 0.0
+            for stored in found:
+                data = json.dumps(entry_body(stored), separators=(",", ":"))
+                yield f"event: entry\nid: {after}\ndata: {data}\n\n".encode()
             try:
                 await service.get(tenant_id, oid)
             except NotFound:

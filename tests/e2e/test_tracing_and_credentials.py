@@ -136,6 +136,12 @@ async def test_a_trace_shows_what_happens_and_ends_by_itself(stack: Stack) -> No
 
     streamed: list[tuple[str, Any]] = []
     stream = asyncio.create_task(read_stream(stack, object_id, streamed))
+    # `fleetgate trace` following live (piped: one line per entry), until the trace ends.
+    follower = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fleetgate.cli", "trace", "trace-d1",
+        "--url", stack.serve.api_url, "--user", ADMIN[0], "--password", ADMIN[1],
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=dict(os.environ),
+    )  # fmt: skip
     try:
         assert not await can_connect(stack, "trace-d1", "not-the-password")
         async with device(stack, "trace-d1", "Secret-trace1") as client:
@@ -200,8 +206,17 @@ async def test_a_trace_shows_what_happens_and_ends_by_itself(stack: Stack) -> No
             lambda: _gone(stack, object_id), "the trace to end at its expiry", timeout=90
         )
         await asyncio.wait_for(stream, 60)
+        followed, err = await asyncio.wait_for(follower.communicate(), 60)
+        assert follower.returncode == 0, err.decode()
+        followed_lines = followed.decode().splitlines()
+        assert followed_lines[-1] == "trace of trace-d1 ended"
+        assert any("\tconnect\tCONNECT refused: wrong password" in x for x in followed_lines)
+        assert any("operationDispatched" in line for line in followed_lines)
         assert (await plugin_tracing(stack))[0] == 0
     finally:
+        if follower.returncode is None:
+            follower.kill()
+            await follower.wait()
         stream.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await stream

@@ -249,8 +249,7 @@ int fg_on_control(int event, void *event_data, void *userdata);
 /* trace.c */
 void fg_trace_init(struct fg_state *st);
 bool fg_is_traced(const struct fg_state *st, const char *client_id);
-void fg_trace_connect(struct fg_state *st, struct mosquitto *client, const char *username,
-		const char *reason);
+void fg_trace_connect(struct fg_state *st, struct mosquitto *client, const char *reason);
 void fg_trace_disconnect(struct fg_state *st, struct mosquitto *client, int reason);
 void fg_trace_kick(struct fg_state *st, const char *client_id, const char *reason);
 void fg_trace_access(struct fg_state *st, const struct mosquitto_evt_acl_check *ev, bool allowed);

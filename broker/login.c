@@ -298,7 +298,7 @@ int fg_on_basic_auth(int event, void *event_data, void *userdata)
 	(void)event;
 
 	reason = fg_authenticate(userdata, ev->client, ev->username, ev->password);
-	fg_trace_connect(userdata, ev->client, ev->username, reason);
+	fg_trace_connect(userdata, ev->client, reason);
 	if(!reason) return MOSQ_ERR_SUCCESS;
 	client_id = mosquitto_client_id(ev->client);
 	mosquitto_log_printf(MOSQ_LOG_NOTICE, "fleetgate: refused client '%s' username '%s': %s",

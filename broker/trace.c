@@ -18,17 +18,23 @@
 
 #include "fleetgate.h"
 
-/* The traced set holds no value: presence is the whole of it. */
-static int fg_traced_marker;
+/* A traced client: the reason of the kick the plugin just gave it, if any, so that the
+ * disconnect that follows can say why (mosquitto 2.0 passes no reason of its own). */
+struct fg_traced {
+	char *kick_reason;
+};
 
-static void fg_trace_value_free(void *value)
+static void fg_traced_free(void *value)
 {
-	(void)value;
+	struct fg_traced *traced = value;
+	if(!traced) return;
+	free(traced->kick_reason);
+	free(traced);
 }
 
 void fg_trace_init(struct fg_state *st)
 {
-	st->traced.free_value = fg_trace_value_free;
+	st->traced.free_value = fg_traced_free;
 }
 
 bool fg_is_traced(const struct fg_state *st, const char *client_id)
@@ -72,11 +78,13 @@ static void fg_trace_publish(struct fg_state *st, struct fg_text *event)
 	free(event->buf);
 }
 
-/* `connect <client id> <username or -> <accepted 0|1> <reason or ->` */
-void fg_trace_connect(struct fg_state *st, struct mosquitto *client, const char *username,
-		const char *reason)
+/* `connect <client id> <username or -> <accepted 0|1> <reason or ->`. The username is
+ * read from the client, not from the event: an accepted certificate device has been given
+ * its "<tenant>/device_<id>" name by then, and the event's pointer is the freed old one. */
+void fg_trace_connect(struct fg_state *st, struct mosquitto *client, const char *reason)
 {
 	const char *client_id = mosquitto_client_id(client);
+	const char *username = mosquitto_client_username(client);
 	struct fg_text text = {0};
 
 	if(!fg_is_traced(st, client_id)) return;
@@ -88,32 +96,44 @@ void fg_trace_connect(struct fg_state *st, struct mosquitto *client, const char 
 	fg_trace_publish(st, &text);
 }
 
+/* mosquitto 2.0.11 calls MOSQ_EVT_DISCONNECT with reason -1 whatever happened (a
+ * DISCONNECT packet, a lost connection, a keepalive timeout, a kick): only a kick of ours
+ * has a known reason. Later brokers pass MOSQ_ERR_* codes, named here. */
 static const char *fg_disconnect_reason(int reason)
 {
 	switch(reason){
+		case -1: return "connection closed";
 		case MOSQ_ERR_SUCCESS: return "the client disconnected";
 		case MOSQ_ERR_CONN_LOST: return "connection lost";
 		case MOSQ_ERR_KEEPALIVE: return "keepalive expired";
 		case MOSQ_ERR_ADMINISTRATIVE_ACTION: return "kicked by the broker";
-		/* What mosquitto 2.0.11 reports for a session it closes itself (our kicks). */
-		case MOSQ_ERR_CONN_PENDING: return "closed by the broker";
 		case MOSQ_ERR_PROTOCOL: return "protocol error";
 		case MOSQ_ERR_AUTH: return "not authorised";
-		case MOSQ_ERR_NOMEM: return "broker out of memory";
 		default: return mosquitto_strerror(reason);
 	}
 }
 
-/* `disconnect <client id> <reason>` */
+/* `disconnect <client id> <reason>`: after a kick of ours, "kicked: <its reason>". */
 void fg_trace_disconnect(struct fg_state *st, struct mosquitto *client, int reason)
 {
 	const char *client_id = mosquitto_client_id(client);
+	struct fg_traced *traced;
 	struct fg_text text = {0};
 
 	if(!fg_is_traced(st, client_id)) return;
+	traced = fg_table_get(&st->traced, client_id);
 	fg_text_field(&text, "disconnect");
 	fg_text_field(&text, client_id);
-	fg_text_field(&text, fg_disconnect_reason(reason));
+	if(traced->kick_reason){
+		struct fg_text why = {0};
+		fg_text_append(&why, "kicked: %s", traced->kick_reason);
+		fg_text_field(&text, why.failed ? "kicked" : why.buf);
+		free(why.buf);
+		free(traced->kick_reason);
+		traced->kick_reason = NULL;
+	}else{
+		fg_text_field(&text, fg_disconnect_reason(reason));
+	}
 	fg_trace_publish(st, &text);
 }
 
@@ -122,7 +142,12 @@ void fg_trace_kick(struct fg_state *st, const char *client_id, const char *reaso
 {
 	struct fg_text text = {0};
 
+	struct fg_traced *traced;
+
 	if(!fg_is_traced(st, client_id)) return;
+	traced = fg_table_get(&st->traced, client_id);
+	free(traced->kick_reason);
+	traced->kick_reason = strdup(reason); /* NULL when out of memory: a plain reason then */
 	fg_text_field(&text, "kick");
 	fg_text_field(&text, client_id);
 	fg_text_field(&text, reason);
@@ -179,8 +204,12 @@ bool fg_trace_command(struct fg_state *st, char **f, size_t count, struct fg_tex
 			*error = "client id is not a single topic level";
 		}else if(f[2][0] == '0'){
 			fg_table_remove(&st->traced, f[1]); /* idempotent */
-		}else if(!fg_table_put(&st->traced, f[1], &fg_traced_marker)){
-			*error = "out of memory";
+		}else if(!fg_table_get(&st->traced, f[1])){
+			struct fg_traced *traced = calloc(1, sizeof(*traced));
+			if(!traced || !fg_table_put(&st->traced, f[1], traced)){
+				free(traced);
+				*error = "out of memory";
+			}
 		}
 		return true;
 	}

@@ -26,8 +26,10 @@ from broker_support import (
     password_device_client,
     push,
     refused,
+    reset_service,
     service,
     service_client,
+    trusted_broker,
 )
 
 __all__ = ["broker", "service"]  # fixtures
@@ -112,7 +114,7 @@ async def test_a_traced_client_is_reported_with_decisions_and_reasons(
             assert kick == bt.Kick("tr-1", "device account has a new password")
             assert await dropped(device)
         gone = await traces.next(lambda e: isinstance(e, bt.Disconnect))
-        assert gone == bt.Disconnect("tr-1", "closed by the broker")
+        assert gone == bt.Disconnect("tr-1", "kicked: device account has a new password")
 
 
 async def test_an_untraced_client_adds_no_trace_traffic(
@@ -160,3 +162,17 @@ async def test_bad_trace_lines_are_refused(service: aiomqtt.Client) -> None:
         )
         response = await next_response(service, token)
         assert response.errors == ((1, error),)
+
+
+async def test_an_accepted_certificate_device_is_reported_under_its_device_username() -> None:
+    # The plugin names a certificate device "<tenant>/device_<id>" while deciding its
+    # CONNECT; the trace reads the name from the client afterwards, never the old one.
+    async with trusted_broker("trace CA") as trusted, reset_service(trusted.broker) as svc:
+        await push(svc, trusted.ca_line(), control.trace("cert-tr-1", True))
+        async with trace_reader(trusted.broker) as traces:
+            async with trusted.client("cert-tr-1"):
+                accepted = await traces.next(lambda e: isinstance(e, bt.ConnectAttempt))
+            assert accepted == bt.ConnectAttempt("cert-tr-1", "t1/device_cert-tr-1", None)
+            gone = await traces.next(lambda e: isinstance(e, bt.Disconnect))
+            # mosquitto 2.0.11 gives a plugin no reason for a disconnect (always -1).
+            assert gone == bt.Disconnect("cert-tr-1", "connection closed")

@@ -57,9 +57,20 @@ def entry_line(entry: dict[str, Any]) -> str:
 async def trace_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> None:
     import httpx
 
-    from fleetgate.watch.client import open_client
+    from fleetgate.watch.client import describe
 
     endpoint = endpoint_from(args)
+    try:
+        await _follow(args, endpoint, out)
+    except httpx.TransportError as exc:
+        raise ConfigurationError(f"cannot reach {endpoint.url}: {describe(exc)}") from None
+
+
+async def _follow(args: argparse.Namespace, endpoint: Any, out: TextIO) -> None:
+    import httpx
+
+    from fleetgate.watch.client import open_client
+
     async with open_client(endpoint) as client:
         object_id = await _object_id(client, args.device)
         path = f"/devicecontrol/devices/{object_id}/trace"

@@ -235,12 +235,24 @@ async def _gone(stack: Stack, object_id: str) -> bool:
     return await trace_of(stack, object_id) is None
 
 
-async def test_a_stopped_trace_is_gone_and_stopping_again_is_a_404(stack: Stack) -> None:
+async def test_a_trace_survives_a_service_restart_and_stops_for_good(stack: Stack) -> None:
     await password_devices(stack, ("trace-d2", "Secret-trace2"))
     path = f"/devicecontrol/devices/{await stack.object_id('trace-d2')}/trace"
     assert (await stack.api.put(path, json={"durationSeconds": 600}, auth=ADMIN)).is_success
-    assert (await plugin_tracing(stack))[0] >= 1
+    assert (await plugin_tracing(stack))[0] == 1
+    # A restarted service resets the plugin and pushes its whole state: the traced set is
+    # part of it (without it, the reset would leave nothing traced).
+    await stack.serve.stop()
+    await stack.serve.start()
+
+    async def ready() -> bool:
+        return (await stack.api.get("/health/ready")).status_code == 200
+
+    await eventually(ready, "the restarted service's broker sync")
+    assert (await plugin_tracing(stack))[0] == 1
+    assert (await stack.api.get(path, auth=ADMIN)).status_code == 200
     assert (await stack.api.delete(path, auth=ADMIN)).status_code == 204
+    assert (await plugin_tracing(stack))[0] == 0
     assert (await stack.api.get(path, auth=ADMIN)).status_code == 404
     assert (await stack.api.delete(path, auth=ADMIN)).status_code == 404
     for bad in ({}, {"durationSeconds": "60"}, {"durationSeconds": 0}, {"durationSeconds": 1.5}):

@@ -113,6 +113,7 @@ async def test_a_regeneration_changes_the_hash_and_records_who(
     done = await traces.regenerate_secret("t1", password_device, "pw-9", "scrypt:new", "admin")
     assert done is not None
     assert done[0].password_hash == "scrypt:new"
+    assert done[2] is False  # the device itself is not disabled
     assert await traces.regenerations("t1", password_device) == [("admin", done[1])]
     none = await traces.regenerate_secret("t1", certificate_device, "cert-9", "scrypt:x", "admin")
     assert none is None

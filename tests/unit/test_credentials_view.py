@@ -31,6 +31,7 @@ class Store:
         self.devices = {1: "pw-1", 2: "cert-1", 3: "new-1"}
         self.users = {"pw-1": user("pw-1", "scrypt:old"), "cert-1": user("cert-1", NO_PASSWORD)}
         self.log: list[tuple[str, datetime]] = []
+        self.disabled: set[str] = set()
 
     async def device_of(self, tenant_id: str, object_id: int) -> str | None:
         return self.devices.get(object_id)
@@ -40,13 +41,13 @@ class Store:
 
     async def regenerate_secret(
         self, tenant_id: str, object_id: int, device_id: str, password_hash: str, by: str
-    ) -> tuple[User, datetime] | None:
+    ) -> tuple[User, datetime, bool] | None:
         old = self.users.get(device_id)
         if old is None or old.password_hash == NO_PASSWORD:
             return None
         self.users[device_id] = user(device_id, password_hash)
         self.log.insert(0, (by, NOW))
-        return self.users[device_id], NOW
+        return self.users[device_id], NOW, device_id in self.disabled
 
     async def regenerations(self, tenant_id: str, object_id: int) -> list[tuple[str, datetime]]:
         return list(self.log)
@@ -113,3 +114,13 @@ async def test_a_certificate_device_has_no_secret_to_regenerate() -> None:
         await service.regenerate("t1", 2, "admin")
     assert broker.lines == []
     assert store.log == []
+
+
+async def test_a_disabled_devices_new_secret_gives_it_no_account_at_the_broker() -> None:
+    service, store, broker = make()
+    store.disabled.add("pw-1")
+    await service.regenerate("t1", 1, "admin")
+    assert broker.lines == [
+        control.device("pw-1", "t1", False),
+        control.account_remove("t1/device_pw-1"),
+    ]

@@ -218,10 +218,10 @@ class PgTraces:
 
     async def regenerate_secret(
         self, tenant_id: str, object_id: int, device_id: str, password_hash: str, by: str
-    ) -> tuple[User, datetime] | None:
+    ) -> tuple[User, datetime, bool] | None:
         """Give the password device ``device_id`` the new hash and record who did it, in
-        one transaction; None when it has no password login (no device user, or a
-        certificate device's)."""
+        one transaction: (its user, when, whether the device itself is disabled); None when
+        it has no password login (no device user, or a certificate device's)."""
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "UPDATE app_user SET password_hash = $3, last_password_change = now()"
@@ -242,7 +242,10 @@ class PgTraces:
                 device_id,
                 by,
             )
-        return user_of_row(row), at
+            disabled = await conn.fetchval(
+                "SELECT disabled FROM managed_object WHERE id = $1", object_id
+            )
+        return user_of_row(row), at, bool(disabled)
 
     async def regenerations(self, tenant_id: str, object_id: int) -> list[tuple[str, datetime]]:
         """(who, when) of every regeneration of the device's secret, newest first."""

@@ -46,7 +46,7 @@ class CredentialStore(Protocol):
 
     async def regenerate_secret(
         self, tenant_id: str, object_id: int, device_id: str, password_hash: str, by: str
-    ) -> tuple[User, datetime] | None: ...
+    ) -> tuple[User, datetime, bool] | None: ...
 
     async def regenerations(self, tenant_id: str, object_id: int) -> list[tuple[str, datetime]]: ...
 
@@ -159,9 +159,9 @@ class DeviceCredentials:
                 f"Device {object_id} ({device_id}) has no password to regenerate: it logs in"
                 " with a certificate, or has no login yet"
             )
-        user, at = done
-        # The new hash kicks the live session (a disabled user's lines remove the account).
-        await self._broker.push(device_lines(user))
+        user, at, device_disabled = done
+        # The new hash kicks the live session; a disabled device (or user) gets no account.
+        await self._broker.push(device_lines(user, device_disabled))
         return password, at
 
 

@@ -52,8 +52,12 @@ DEVICE: dict[str, str] = {}
 async def _seed_device(pool: asyncpg.Pool) -> str:
     async with pool.acquire() as conn:
         object_id = await conn.fetchval(
-            "INSERT INTO managed_object (tenant_id, name, fragments)"
-            " VALUES ($1, 'schema-device', '{\"c8y_IsDevice\": {}}') RETURNING id",
+            # An id the exploration of DELETE /inventory/managedObjects/{id} will not hit
+            # (it tries small ones) before the device's own routes are explored.
+            "INSERT INTO managed_object (id, tenant_id, name, fragments)"
+            " OVERRIDING SYSTEM VALUE"
+            " VALUES (7777777777777, $1, 'schema-device', '{\"c8y_IsDevice\": {}}')"
+            " RETURNING id",
             TENANT,
         )
         await conn.execute(

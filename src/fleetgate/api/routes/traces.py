@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fleetgate.api import media, schemas
 from fleetgate.api.auth import context, require
 from fleetgate.api.bodies import json_object
+from fleetgate.api.openapi import answers
 from fleetgate.api.routes.operations import iso_time
 from fleetgate.api.schemas import IdPath, json_body
 from fleetgate.api.services import credentials, tracing
@@ -70,7 +71,10 @@ def credentials_body(view: CredentialsView, base: str) -> dict[str, Any]:
     return body
 
 
-@router.get("/devicecontrol/devices/{object_id}/credentials")
+@router.get(
+    "/devicecontrol/devices/{object_id}/credentials",
+    **answers(200, media.DEVICE_CREDENTIALS_VIEW, 404),
+)
 async def get_credentials(
     request: Request, object_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:
@@ -79,7 +83,10 @@ async def get_credentials(
     return media.c8y_json(body, media.DEVICE_CREDENTIALS_VIEW)
 
 
-@router.post("/devicecontrol/devices/{object_id}/credentials/secret", status_code=201)
+@router.post(
+    "/devicecontrol/devices/{object_id}/credentials/secret",
+    **answers(201, media.DEVICE_SECRET, 404),
+)
 async def regenerate_secret(
     request: Request, object_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> JSONResponse:
@@ -128,6 +135,7 @@ def entry_body(stored: StoredTraceEntry) -> dict[str, Any]:
 @router.put(
     "/devicecontrol/devices/{object_id}/trace",
     openapi_extra=json_body(schemas.TRACE_START, media.TRACE),
+    **answers(200, media.TRACE, 404),
 )
 async def start_trace(
     request: Request, object_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
@@ -145,7 +153,7 @@ async def start_trace(
     return media.c8y_json(trace_body(trace, context(request).base_url), media.TRACE)
 
 
-@router.delete("/devicecontrol/devices/{object_id}/trace", status_code=204)
+@router.delete("/devicecontrol/devices/{object_id}/trace", **answers(204, None, 404))
 async def stop_trace(
     request: Request, object_id: IdPath, principal: Annotated[Principal, Depends(_ADMIN)]
 ) -> Response:
@@ -161,7 +169,7 @@ def _page_size(value: int | None) -> int:
     return value
 
 
-@router.get("/devicecontrol/devices/{object_id}/trace")
+@router.get("/devicecontrol/devices/{object_id}/trace", **answers(200, media.TRACE, 404))
 async def get_trace(
     request: Request,
     object_id: IdPath,
@@ -177,7 +185,10 @@ async def get_trace(
     return media.c8y_json(body, media.TRACE)
 
 
-@router.get("/devicecontrol/devices/{object_id}/trace/stream")
+@router.get(
+    "/devicecontrol/devices/{object_id}/trace/stream",
+    **answers(200, "text/event-stream", 404),
+)
 async def stream_trace(
     request: Request, object_id: IdPath, principal: Annotated[Principal, Depends(_READ)]
 ) -> StreamingResponse:

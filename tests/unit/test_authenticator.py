@@ -10,7 +10,7 @@ import pytest
 from fleetgate.domain.errors import AuthenticationFailed
 from fleetgate.domain.lockout import NO_FAILURES, LockoutPolicy
 from fleetgate.domain.passwords import hash_password
-from fleetgate.domain.users import ADMIN_ROLES, Login, Tenant
+from fleetgate.domain.users import ADMIN_ROLES, Login, Tenant, User
 from fleetgate.services.auth import Authenticator
 
 from fakes import InMemoryUsers
@@ -179,3 +179,46 @@ async def test_a_suspended_tenants_user_is_told_so_once_the_password_matches(
     assert "suspended" not in wrong.value.message
     users.tenants["t1"] = Tenant("t1", is_management=False)
     assert (await authenticator.authenticate(Login("t1", "admin", "s3cret"))).tenant.id == "t1"
+
+
+class GatedUsers(InMemoryUsers):
+    """Its user lookups take as long as the test lets them (a round trip to PostgreSQL)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gates: list[asyncio.Event] = []
+
+    async def find_user(self, tenant_id: str, username: str) -> tuple[Tenant, User] | None:
+        found = await super().find_user(tenant_id, username)  # the state when it began
+        gate = asyncio.Event()
+        self.gates.append(gate)
+        await gate.wait()
+        return found
+
+
+async def test_concurrent_logins_share_lookups_but_see_a_user_disabled_before_they_came() -> None:
+    users = GatedUsers()
+    await users.ensure_tenant(Tenant("t1", is_management=False))
+    await users.ensure_user("t1", "admin", fast_hash("s3cret"), ADMIN_ROLES)
+    auth = Authenticator(users)
+    login = Login("t1", "admin", "s3cret")
+
+    async def until_waiting(n: int) -> None:
+        while len(users.gates) < n:
+            await asyncio.sleep(0)
+
+    first = asyncio.create_task(auth.authenticate(login))
+    await until_waiting(1)
+    users.update("t1", "admin", enabled=False)  # committed while the first lookup runs
+    later = [asyncio.create_task(auth.authenticate(login)) for _ in range(5)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert users.lookups == 1  # the later logins wait for the next lookup, not this one
+    users.gates[0].set()
+    assert (await first).user.username == "admin"  # it asked before the change
+    await until_waiting(2)
+    users.gates[1].set()
+    for task in later:  # one lookup for the five, begun after they asked: all refused
+        with pytest.raises(AuthenticationFailed, match="locked"):
+            await task
+    assert users.lookups == 2

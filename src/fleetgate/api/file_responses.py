@@ -89,19 +89,32 @@ def content_disposition(filename: str | None) -> str:
     return value
 
 
-async def _chunks(path: Path, start: int, length: int) -> AsyncIterator[bytes]:
-    handle: BinaryIO = await asyncio.to_thread(path.open, "rb")
+def _open_at(path: Path, start: int, first: int) -> tuple[BinaryIO, bytes]:
+    """``path`` opened, and its first ``first`` bytes from ``start`` (one trip to a thread)."""
+    handle: BinaryIO = path.open("rb")
     try:
-        await asyncio.to_thread(handle.seek, start)
+        handle.seek(start)
+        return handle, handle.read(first)
+    except BaseException:
+        handle.close()
+        raise
+
+
+async def _chunks(path: Path, start: int, length: int) -> AsyncIterator[bytes]:
+    # Blocking file calls run in a thread; a file of one chunk costs one trip there
+    # (closing a regular file does not block).
+    handle, chunk = await asyncio.to_thread(_open_at, path, start, min(CHUNK, length))
+    try:
         left = length
         while left > 0:
-            chunk = await asyncio.to_thread(handle.read, min(CHUNK, left))
             if not chunk:
                 raise OSError(f"{path} ended {left} bytes early")
             left -= len(chunk)
             yield chunk
+            if left > 0:
+                chunk = await asyncio.to_thread(handle.read, min(CHUNK, left))
     finally:
-        await asyncio.to_thread(handle.close)
+        handle.close()
 
 
 def file_response(

@@ -234,42 +234,56 @@ class PgOperations:
             )
             saved = {r["id"]: operation_of_row(r) for r in moved}
             snapshots = {r["id"]: r["snapshot_id"] for r in moved}
-            # Device rows locked in one order: two batches cannot wait on each other.
-            for op in sorted(saved.values(), key=lambda o: o.device_id):
-                if op.status is Status.SUCCESSFUL:
-                    await self._save_success(conn, op, snapshots[op.id])
+            successes = [op for op in saved.values() if op.status is Status.SUCCESSFUL]
+            if successes:
+                await self._save_successes(conn, successes, snapshots)
         return [_outcome(d, saved) for d in decisions]
 
-    async def _save_success(self, conn: Conn, op: Operation, snapshot_id: int | None) -> None:
-        """What a successful operation changes in the device record (same transaction)."""
-        device = await conn.fetchrow(
-            "SELECT name, type, fragments FROM managed_object WHERE id = $1 FOR UPDATE",
-            op.device_id,
+    async def _save_successes(
+        self, conn: Conn, successes: list[Operation], snapshots: dict[int, int | None]
+    ) -> None:
+        """What successful operations change in their devices' records (same transaction):
+        the devices locked in one statement (in id order: two batches cannot wait on each
+        other), their records changed in memory in the operations' order — a device's
+        second success sees its first — and written back in one statement."""
+        devices = await conn.fetch(
+            "SELECT id, name, type, fragments, now() AS now FROM managed_object"
+            " WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
+            sorted({op.device_id for op in successes}),
         )
-        assert device is not None
-        now = await conn.fetchval("SELECT now()")
-        record = commands.DeviceRecord(
-            device["name"], device["type"], json.loads(device["fragments"])
-        )
-        url = f"{self._base_url}/inventory/binaries/{snapshot_id}" if snapshot_id else None
-        effects = commands.success_effects(op, record, url, now)
-        changes = effects.fragments
-        if effects.entry is not None:
-            entry = await insert_object(
-                conn,
-                op.tenant_id,
-                name=effects.entry.name,
-                type=commands.CONFIGURATION_ENTRY_TYPE,
-                owner=None,
-                fragments=effects.entry.fragments,
-            )
-            changes = effects.with_entry_id(entry["id"])
-        if changes:
+        records = {
+            d["id"]: commands.DeviceRecord(d["name"], d["type"], json.loads(d["fragments"]))
+            for d in devices
+        }
+        assert len(records) == len({op.device_id for op in successes})
+        now = devices[0]["now"]
+        changed: dict[int, dict[str, Any]] = {}
+        for op in sorted(successes, key=lambda o: o.id):
+            record = records[op.device_id]
+            snapshot_id = snapshots[op.id]
+            url = f"{self._base_url}/inventory/binaries/{snapshot_id}" if snapshot_id else None
+            effects = commands.success_effects(op, record, url, now)
+            changes = effects.fragments
+            if effects.entry is not None:
+                entry = await insert_object(
+                    conn,
+                    op.tenant_id,
+                    name=effects.entry.name,
+                    type=commands.CONFIGURATION_ENTRY_TYPE,
+                    owner=None,
+                    fragments=effects.entry.fragments,
+                )
+                changes = effects.with_entry_id(entry["id"])
+            if changes:
+                records[op.device_id] = replace(record, fragments={**record.fragments, **changes})
+                changed[op.device_id] = {**changed.get(op.device_id, {}), **changes}
+        if changed:
             await conn.execute(
-                "UPDATE managed_object SET fragments = fragments || $2::jsonb,"
-                " last_updated = now() WHERE id = $1",
-                op.device_id,
-                json.dumps(changes),
+                "UPDATE managed_object m SET fragments = m.fragments || v.changes::jsonb,"
+                " last_updated = now()"
+                " FROM unnest($1::bigint[], $2::text[]) AS v(id, changes) WHERE m.id = v.id",
+                list(changed),
+                [json.dumps(c) for c in changed.values()],
             )
 
     async def attach_snapshot(self, operation_id: int, serial: str, binary_id: int) -> int | None:

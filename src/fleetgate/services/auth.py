@@ -4,8 +4,10 @@ scrypt costs tens of milliseconds by design, far too much for every REST call, s
 successful check is remembered: the cache maps the *stored hash string* to a keyed
 digest of the password that matched it. A changed password changes the stored hash
 and so misses the cache; the cache lives in memory only, keyed with a secret made at
-start-up, so it is no offline oracle. The user row itself is read on every call, so a
-disabled user or a removed role takes effect at once.
+start-up, so it is no offline oracle. The user row itself is read for every call, so a
+disabled user or a removed role takes effect at once: concurrent logins of one user share
+that read (:class:`~fleetgate.services.coalescing.SharedReads`), one that always began
+after the request arrived.
 
 What an attacker can make the service hash is bounded three ways:
 
@@ -32,7 +34,8 @@ from fleetgate.domain.lockout import DEFAULT_POLICY, LockoutPolicy, after_failur
 from fleetgate.domain.passwords import verify_password
 from fleetgate.domain.sessions import password_stamp
 from fleetgate.domain.tenants import suspended_message
-from fleetgate.domain.users import Login, Principal
+from fleetgate.domain.users import Login, Principal, Tenant, User
+from fleetgate.services.coalescing import SharedReads
 from fleetgate.services.ports import UserStore
 
 _BAD_CREDENTIALS = "Invalid credentials! : Bad credentials"
@@ -53,6 +56,7 @@ class Authenticator:
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self._users = users
+        self._found = SharedReads(self._find_user)
         self._key = secrets.token_bytes(32)
         self._verified: OrderedDict[str, bytes] = OrderedDict()
         self._cache_size = cache_size
@@ -64,7 +68,7 @@ class Authenticator:
 
     async def authenticate(self, login: Login) -> Principal:
         """The principal for ``login``; :class:`AuthenticationFailed` when it does not match."""
-        found = await self._users.find_user(login.tenant_id, login.username)
+        found = await self._found.get((login.tenant_id, login.username))
         if found is None:
             raise AuthenticationFailed(_BAD_CREDENTIALS)
         tenant, user = found
@@ -96,7 +100,7 @@ class Authenticator:
         logged in as this user: the user is read again, so a disabled or locked user, a
         suspended tenant or a changed password (``stamp``) ends the session at once;
         :class:`AuthenticationFailed` then."""
-        found = await self._users.find_user(tenant_id, username)
+        found = await self._found.get((tenant_id, username))
         if found is None:
             raise AuthenticationFailed(_BAD_CREDENTIALS)
         tenant, user = found
@@ -108,6 +112,9 @@ class Authenticator:
         ):
             raise AuthenticationFailed("Invalid credentials! : the session has ended")
         return Principal(tenant=tenant, user=user, roles=user.roles)
+
+    async def _find_user(self, key: tuple[str, str]) -> tuple[Tenant, User] | None:
+        return await self._users.find_user(*key)
 
     async def _password_matches(self, password: str, stored: str) -> bool:
         digest = hmac.new(self._key, password.encode("utf-8"), hashlib.sha256).digest()

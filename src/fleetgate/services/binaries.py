@@ -30,6 +30,7 @@ from fleetgate.domain.binaries import (
 )
 from fleetgate.domain.devices import ManagedObject
 from fleetgate.domain.errors import NotFound
+from fleetgate.services.coalescing import SharedReads
 from fleetgate.services.ports import BinaryStore, FileStorage
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ class Binaries:
         self._db = db
         self._files = files
         self.max_size = max_size
+        # Every POST of a firmware operation and every device's download read the same row.
+        self._file_of = SharedReads(self._read_file_of)
+        self._file_by_id = SharedReads(db.file_by_id)
 
     # -- writing ------------------------------------------------------------------------
 
@@ -165,19 +169,22 @@ class Binaries:
     # -- reading ------------------------------------------------------------------------
 
     async def file_of(self, tenant_id: str, binary_id: int) -> BinaryFile | None:
-        return await self._db.file_of(tenant_id, binary_id)
+        return await self._file_of.get((tenant_id, binary_id))
 
     async def file_by_id(self, binary_id: int) -> BinaryFile | None:
         """The binary a signed download URL names: the signature, minted for one tenant's
         command, is the authorisation, so no tenant is asked for."""
-        return await self._db.file_by_id(binary_id)
+        return await self._file_by_id.get(binary_id)
 
     async def resolve_url(self, tenant_id: str, url: str) -> BinaryFile | None:
         """The binary ``url`` names (path ``/inventory/binaries/<id>``) in this tenant."""
         binary_id = binary_id_of_url(url)
         if binary_id is None:
             return None
-        return await self._db.file_of(tenant_id, binary_id)
+        return await self._file_of.get((tenant_id, binary_id))
+
+    async def _read_file_of(self, key: tuple[str, int]) -> BinaryFile | None:
+        return await self._db.file_of(*key)
 
     def local_path(self, file: BinaryFile) -> Path:
         return self._files.path(file.sha256)

@@ -35,6 +35,7 @@ from fleetgate.domain.operations import (
 )
 from fleetgate.domain.topics import DeviceLeaf, DeviceTopic
 from fleetgate.domain.traces import service_entry
+from fleetgate.services.coalescing import GroupedWrites
 from fleetgate.services.operation_checks import Lookups, OperationChecks
 from fleetgate.services.operation_feed import FeedFilter, FeedOverflow, OperationFeed
 from fleetgate.services.ports import FileResolver, OperationStore, Publisher, TraceNotes
@@ -73,6 +74,8 @@ class Operations:
         self.feed = feed
         self._clock = clock
         self.checks = OperationChecks(store, files)
+        #: Concurrent POSTs mark their commands published in one statement.
+        self._dispatched = GroupedWrites(store.mark_dispatched)
 
     # --- operators ---------------------------------------------------------------------
 
@@ -91,7 +94,7 @@ class Operations:
         )
         if not op.held:  # a disabled device's stays PENDING, for when it is enabled
             await self._publish(op, checked.files)
-            await self._store.mark_dispatched([op.id])
+            await self._dispatched.add(op.id)
         return op
 
     async def get(self, tenant_id: str, operation_id: int) -> Operation:

@@ -186,6 +186,23 @@ def child_with(marker: bytes) -> int:
     raise Failed(f"no child process runs {marker.decode()}")
 
 
+def start_profiler(output: Path | None, pid: int) -> subprocess.Popen[bytes] | None:
+    """py-spy (a dev extra) recording ``pid``'s Python stacks into ``output`` (raw,
+    collapsed stacks: one line per stack with its sample count), or nothing."""
+    if output is None:
+        return None
+    py_spy = Path(sys.executable).with_name("py-spy")
+    command = [str(py_spy), "record", "--pid", str(pid), "--format", "raw", "-o", str(output)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profiler(profiler: subprocess.Popen[bytes] | None) -> None:
+    """Stop py-spy so that it writes its profile (it does so on SIGINT)."""
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(timeout=60)
+
+
 def used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     return {k: after[k] - before.get(k, 0.0) for k in after}
 
@@ -366,6 +383,7 @@ async def run_fleetgate(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 url = await run.upload_firmware()
                 await run.find_devices()
                 await wait_or_fail("stream opened", run.stream.opened, following, 30)
+                profiler = start_profiler(args.profile, up)
                 cpu_before, own_before = cpu_by_program(up), time.process_time()
                 start = time.monotonic()
                 await run.create_all(url)
@@ -378,6 +396,7 @@ async def run_fleetgate(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 )
                 cpu = used(cpu_before, cpu_by_program(up))
                 cpu["this process"] = time.process_time() - own_before
+                stop_profiler(profiler)
                 if run.stream.overflow:
                     raise Failed("the stream overflowed: this benchmark read it too slowly")
                 unannounced = await run.check()
@@ -683,6 +702,11 @@ async def main() -> None:
     )
     parser.add_argument(
         "--timeout", type=float, default=600, help="seconds each phase may take (600)"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="record the service's stacks over the operations with py-spy into this file",
     )
     args = parser.parse_args()
     args.load = os.getloadavg()[0]

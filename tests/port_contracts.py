@@ -362,6 +362,20 @@ class DeviceIdContract:
         # A released id is free: another tenant may take it.
         await ports.device("a", tenant="t2")
 
+    async def test_a_declaration_updates_the_device_that_holds_the_id(self, ports: Ports) -> None:
+        assert not await ports.inventory.update_device("nobody", {"name": "x"}, {"c8y_A": 1})
+        device = await ports.device("decl", tenant="t2")
+        await ports.inventory.update("t2", device, {}, {"c8y_Old": {"v": 1}, "c8y_Gone": {"v": 2}})
+        assert await ports.inventory.update_device(
+            "decl", {"type": "thermo"}, {"c8y_Old": {"v": 3}, "c8y_Gone": None}
+        )
+        found = await ports.inventory.get("t2", device)
+        assert found is not None
+        assert found.type == "thermo"
+        assert found.fragments["c8y_Old"] == {"v": 3}
+        assert "c8y_Gone" not in found.fragments
+        assert found.fragments["c8y_IsDevice"] == {}  # the rest is kept
+
     async def test_a_device_created_without_a_connection_is_inactive(self, ports: Ports) -> None:
         device = await ports.inventory.create(
             "t1", name="d", type=None, owner=None, fragments={"c8y_IsDevice": {}}

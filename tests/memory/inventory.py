@@ -102,6 +102,16 @@ class MemoryInventory:
         row.last_updated = self._db.clock()
         return row.shown()
 
+    async def update_device(
+        self, device_id: str, plain: dict[str, Any], fragments: dict[str, Any]
+    ) -> bool:
+        held = [
+            (tenant, object_id)
+            for (tenant, kind, value), object_id in self._db.external_ids.items()
+            if kind == DEVICE_ID_TYPE and value == device_id
+        ]
+        return bool(held) and await self.update(*held[0], plain, fragments) is not None
+
     async def delete(
         self,
         tenant_id: str,

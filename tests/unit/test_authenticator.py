@@ -204,8 +204,11 @@ async def test_concurrent_logins_share_lookups_but_see_a_user_disabled_before_th
     login = Login("t1", "admin", "s3cret")
 
     async def until_waiting(n: int) -> None:
-        while len(users.gates) < n:
+        for _ in range(100):
+            if len(users.gates) >= n:
+                return
             await asyncio.sleep(0)
+        raise AssertionError(f"{n} lookups never started")
 
     first = asyncio.create_task(auth.authenticate(login))
     await until_waiting(1)

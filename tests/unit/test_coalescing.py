@@ -113,7 +113,8 @@ async def test_a_cancelled_caller_leaves_the_read_to_the_others() -> None:
     await settle()
     row.finish_one()
     assert await queued[1] == ("k", 0)
-    assert first.cancelled() and queued[0].cancelled()
+    assert first.cancelled()
+    assert queued[0].cancelled()
 
 
 @settings(max_examples=200, deadline=None)

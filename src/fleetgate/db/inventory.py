@@ -117,12 +117,25 @@ async def insert_object(
     return row
 
 
+def _update_args(plain: dict[str, Any], fragments: dict[str, Any]) -> list[Any]:
+    """The values of :func:`update_object`'s statement after the row's key, in order."""
+    return [
+        "name" in plain,
+        plain.get("name"),
+        "type" in plain,
+        plain.get("type"),
+        "owner" in plain,
+        plain.get("owner"),
+        json.dumps(_without_nulls(fragments)),
+        [k for k, v in fragments.items() if v is None],
+    ]
+
+
 async def update_object(
     conn: Conn, tenant_id: str, object_id: int, plain: dict[str, Any], fragments: dict[str, Any]
 ) -> asyncpg.Record | None:
     """Set name/type/owner given in ``plain``; merge ``fragments`` (a null removes one);
     the object's row, or None when it is not the tenant's."""
-    removed = [k for k, v in fragments.items() if v is None]
     row: asyncpg.Record | None = await conn.fetchrow(
         """
         UPDATE managed_object
@@ -136,14 +149,7 @@ async def update_object(
         """,
         tenant_id,
         object_id,
-        "name" in plain,
-        plain.get("name"),
-        "type" in plain,
-        plain.get("type"),
-        "owner" in plain,
-        plain.get("owner"),
-        json.dumps(_without_nulls(fragments)),
-        removed,
+        *_update_args(plain, fragments),
     )
     return row
 
@@ -204,6 +210,28 @@ class PgInventory:
         """Set name/type/owner given in ``plain``; merge ``fragments`` (a null removes one)."""
         row = await update_object(self._pool, tenant_id, object_id, plain, fragments)
         return object_of_row(row) if row else None
+
+    async def update_device(
+        self, device_id: str, plain: dict[str, Any], fragments: dict[str, Any]
+    ) -> bool:
+        """:meth:`update` of the device holding ``device_id``: one statement, no row back."""
+        status = await self._pool.execute(
+            """
+            UPDATE managed_object m
+               SET name = CASE WHEN $3 THEN $4 ELSE m.name END,
+                   type = CASE WHEN $5 THEN $6 ELSE m.type END,
+                   owner = CASE WHEN $7 THEN $8 ELSE m.owner END,
+                   fragments = (m.fragments || $9::jsonb) - $10::text[],
+                   last_updated = now()
+              FROM external_id e
+             WHERE e.type = $1 AND e.value = $2
+               AND m.id = e.managed_object_id AND m.tenant_id = e.tenant_id
+            """,
+            DEVICE_ID_TYPE,
+            device_id,
+            *_update_args(plain, fragments),
+        )
+        return bool(status.endswith(" 1"))
 
     async def delete(
         self,

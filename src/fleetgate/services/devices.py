@@ -297,15 +297,13 @@ class Devices:
         checked at the edge) into its managed object. False when the device is not
         registered yet (its registration, on its connect event, may not be committed);
         ValidationFailed when it still is not on the ``last_try``."""
-        found = await self._identity.device(declaration.device_id)
-        if found is None:
-            if not last_try:
-                return False
-            raise ValidationFailed(f"Device {declaration.device_id} is not registered")
-        await self._inventory.update(
-            found.tenant_id, found.managed_object_id, declaration.plain, declaration.fragments
-        )
-        return True
+        if await self._inventory.update_device(
+            declaration.device_id, declaration.plain, declaration.fragments
+        ):
+            return True
+        if not last_try:
+            return False
+        raise ValidationFailed(f"Device {declaration.device_id} is not registered")
 
     # -- identity ----------------------------------------------------------------------
 

@@ -259,6 +259,12 @@ class Inventory(Protocol):
     ) -> ManagedObject | None:
         """Set name/type/owner given in ``plain``; merge ``fragments`` (a null removes one)."""
 
+    async def update_device(
+        self, device_id: str, plain: dict[str, Any], fragments: dict[str, Any]
+    ) -> bool:
+        """:meth:`update` of the device that holds ``device_id`` (its ``c8y_Serial``), in
+        whatever tenant, in one step; False when no device holds it."""
+
     async def delete(
         self,
         tenant_id: str,

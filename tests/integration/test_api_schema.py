@@ -35,8 +35,9 @@ from whole_api import ADMIN, TENANT, fast_hash, fresh_pool, wire
 
 pytestmark = pytest.mark.integration
 
-#: Requests per operation and generation mode: some 1,500 requests in all, under 2 minutes.
-EXAMPLES = 20
+#: Requests per operation and generation mode: with ~150 operations some 3,500 requests,
+#: 2–3 minutes (20 made it ~6,000 and 4–5 minutes once the API had grown to this size).
+EXAMPLES = 12
 #: Never-ending responses (Server-Sent Events).
 # Event streams run until the client leaves (a trace's, while the trace runs).
 SKIPPED = {
@@ -116,6 +117,8 @@ def live_api(postgres_admin_url: str, tmp_path_factory: pytest.TempPathFactory) 
         thread.join(30)
 
 
+# A bound on a hung run, not a measurement: on a loaded machine the run takes minutes.
+@pytest.mark.timeout(900)
 def test_no_request_the_schema_allows_or_forbids_gets_a_5xx(live_api: str) -> None:
     schema = schemathesis.openapi.from_url(f"{live_api}/openapi.json")
     session = requests.Session()

@@ -118,6 +118,11 @@ def encode_field(value: str) -> str:
 
 def decode_field(field: str) -> str:
     """Inverse of :func:`encode_field`; raises ValueError on a malformed escape."""
+    return percent_decode(field).decode("utf-8")
+
+
+def percent_decode(field: str) -> bytes:
+    """The bytes of a percent-escaped field; raises ValueError on a malformed escape."""
     out = bytearray()
     data = field.encode("utf-8")
     i = 0
@@ -131,7 +136,7 @@ def decode_field(field: str) -> str:
             raise ValueError(f"bad percent-escape at offset {i} in {field!r}")
         out.append(int(escape, 16))
         i += 3
-    return out.decode("utf-8")
+    return bytes(out)
 
 
 def _line(*fields: str) -> str:

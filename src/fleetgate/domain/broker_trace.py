@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from fleetgate.domain.broker_control import decode_field, encode_field
+from fleetgate.domain.broker_control import decode_field, encode_field, percent_decode
 
 __all__ = [
     "PREVIEW_BYTES",
@@ -107,20 +107,9 @@ def decode_bytes(field: str) -> bytes:
     """Inverse of :func:`encode_bytes`; raises ValueError on a malformed escape."""
     if field == _ABSENT:
         return b""
-    out = bytearray()
-    data = field.encode("ascii")
-    i = 0
-    while i < len(data):
-        if data[i] != ord("%"):
-            out.append(data[i])
-            i += 1
-            continue
-        escape = data[i + 1 : i + 3]
-        if len(escape) != 2 or not all(c in b"0123456789abcdefABCDEF" for c in escape):
-            raise ValueError(f"bad percent-escape at offset {i} in {field!r}")
-        out.append(int(escape, 16))
-        i += 3
-    return bytes(out)
+    if not field.isascii():  # the plugin escapes every byte outside printable ASCII
+        raise ValueError(f"a byte field must be ASCII: {field!r}")
+    return percent_decode(field)
 
 
 def _optional(field: str) -> str | None:

@@ -46,6 +46,10 @@ async def _lifecycle(stack: Stack, device_id: str) -> dict[str, Any]:
     return shown
 
 
+async def _lifecycle_is(stack: Stack, device_id: str, expected: dict[str, Any]) -> bool:
+    return await _lifecycle(stack, device_id) == expected
+
+
 async def _switch(stack: Stack, device_id: str, action: str) -> dict[str, Any]:
     object_id = await stack.object_id(device_id)
     answer = await stack.api.post(f"/inventory/managedObjects/{object_id}/{action}", auth=ADMIN)
@@ -115,6 +119,8 @@ async def test_a_disabled_child_and_a_disabled_gateway(stack: Stack) -> None:
         await eventually(lambda: stack.declared([gateway, child, sibling]), "the declarations")
 
         # A disabled child: its operation waits, what its gateway sends for it is refused.
+        # The gateway's "unplugged" stands in the SDK (sent again at every reconnect): it
+        # is applied at the gateway's first reconnect after the child is enabled, below.
         await _switch(stack, child, "disable")
         op = await stack.create(child, UPLOAD)
         await (
@@ -148,9 +154,31 @@ async def test_a_disabled_child_and_a_disabled_gateway(stack: Stack) -> None:
             lambda: _logged(stack, f"refused client '{gateway}'", "device is disabled") > 0,
             "the gateway's reconnect refused",
         )
-        mo = await _device(stack, sibling)
-        assert mo["fleetgate_Connection"]["reason"] == f"gateway {gateway} disconnected"
+
+        async def sibling_left_with_its_gateway() -> bool:
+            # The kick's disconnect event is applied after the disable has answered (and
+            # by any instance): polled, not read once.
+            shown = (await _device(stack, sibling))["fleetgate_Connection"]
+            return bool(shown.get("reason") == f"gateway {gateway} disconnected")
+
+        await eventually(sibling_left_with_its_gateway, "the sibling offline with its gateway")
         late = await stack.create(sibling, UPLOAD)
         await _switch(stack, gateway, "enable")
-        await eventually(lambda: children_show({"status": "ONLINE"}), "the children online")
+        # Back online, the gateway re-sends every child's last connectivity: the sibling
+        # is ONLINE, and the report for the child refused while it was disabled (the
+        # gateway still says "unplugged") is applied now — it was not lost.
+        await eventually(
+            lambda: _lifecycle_is(stack, sibling, {"status": "ONLINE"}), "the sibling online"
+        )
+        unplugged = {"status": "OFFLINE", "reason": f"reported by gateway {gateway}: unplugged"}
+        await eventually(
+            lambda: _lifecycle_is(stack, child, unplugged), "the refused report applied at last"
+        )
         await eventually(lambda: _status(stack, late["id"], "SUCCESSFUL"), "SUCCESSFUL")
+        # The gateway reaches the child again: both children online.
+        await (
+            simulation.gateways[gateway]
+            .child(child)
+            .report_connectivity(Connectivity.CONNECTED, "plugged in")
+        )
+        await eventually(lambda: children_show({"status": "ONLINE"}), "the children online")

@@ -36,7 +36,7 @@ from whole_api import ADMIN, TENANT, fast_hash, fresh_pool, wire
 pytestmark = pytest.mark.integration
 
 #: Requests per operation and generation mode: with ~150 operations some 3,500 requests,
-#: 2–3 minutes (20 made it ~6,000 and 4–5 minutes once the API had grown to this size).
+#: 2-3 minutes (20 made it ~6,000 and 4-5 minutes once the API had grown to this size).
 EXAMPLES = 12
 #: Never-ending responses (Server-Sent Events).
 # Event streams run until the client leaves (a trace's, while the trace runs).

@@ -3,6 +3,7 @@ server (httpx.MockTransport) that can break off a body or ignore ``Range``."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from fleetgate.device import (
     fetch,
     upload,
 )
+from fleetgate.device.files import MAX_PAUSE, UNREACHABLE_ATTEMPTS
 
 CONTENT = bytes(range(256)) * 400  # 100 kB
 URL = "http://files.test/files/17?signature=secret"
@@ -46,8 +48,15 @@ class FileServer:
     status: int | None = None
     ranges: list[str | None] = field(default_factory=list)
     uploads: list[tuple[str, bytes, str]] = field(default_factory=list)
+    #: Refuse this many connections first, as a service that is restarting does.
+    refusals: int = 0
+    requests: int = 0
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        if self.refusals:
+            self.refusals -= 1
+            raise httpx.ConnectError("All connection attempts failed", request=request)
         if self.status is not None:
             return httpx.Response(self.status)
         if request.method in ("PUT", "POST"):
@@ -179,6 +188,40 @@ async def test_a_network_that_keeps_failing_gives_up(tmp_path: Path) -> None:
         with pytest.raises(TransferFailed, match="failed after 3 attempts"):
             await download(info(), tmp_path / "fw.bin", http=http, retry_delay=0)
     assert (tmp_path / "fw.bin.part").stat().st_size == 30  # kept for the next try
+
+
+async def test_a_restarting_service_is_waited_out_beyond_attempts(tmp_path: Path) -> None:
+    # refused more often than ``attempts`` allows for a broken transfer: still no failure
+    server = FileServer(refusals=UNREACHABLE_ATTEMPTS - 1)
+    async with client(server) as http:
+        dest = await download(info(), tmp_path / "fw.bin", http=http, retry_delay=0)
+        assert dest.read_bytes() == CONTENT
+        server.refusals = UNREACHABLE_ATTEMPTS - 1
+        assert await fetch(info(), http=http, retry_delay=0) == CONTENT
+        server.refusals = UNREACHABLE_ATTEMPTS - 1
+        await upload(UploadTarget(url=URL), b"x", http=http, retry_delay=0)
+    assert server.uploads == [("PUT", b"x", "application/octet-stream")]
+
+
+async def test_a_service_that_stays_away_gives_up_after_pauses_of_about_20_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pauses: list[float] = []
+
+    async def pause(seconds: float) -> None:
+        pauses.append(seconds)
+
+    monkeypatch.setattr(asyncio, "sleep", pause)
+    server = FileServer(refusals=1000)
+    async with client(server) as http:
+        with pytest.raises(
+            TransferFailed,
+            match=f"failed after {UNREACHABLE_ATTEMPTS} attempts: All connection attempts failed",
+        ):
+            await download(info(), tmp_path / "fw.bin", http=http)
+    assert server.requests == UNREACHABLE_ATTEMPTS
+    assert pauses == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0]
+    assert max(pauses) == MAX_PAUSE
 
 
 async def test_uploads_send_bytes_or_a_file(tmp_path: Path) -> None:

@@ -15,7 +15,11 @@ reason.
 
 A connection that breaks mid-body, or a body that ends short, is retried (resuming) up
 to ``attempts`` times; an HTTP error status is not (an expired URL stays expired: a
-repeated command brings a fresh one), except 5xx.
+repeated command brings a fresh one), except 5xx. A service that cannot be reached at all
+(connection refused or connect timeout: it is restarting, its port not yet open) is waited
+out longer: up to :data:`UNREACHABLE_ATTEMPTS` tries, the pause doubling up to
+:data:`MAX_PAUSE` (about 20 s with the default ``retry_delay``), since a command received
+just before the service went down would otherwise fail for a restart of a few seconds.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import httpx
 from fleetgate.device.commands import FileInfo, UploadTarget
 from fleetgate.device.errors import FileVerificationFailed, TransferFailed
 
-__all__ = ["download", "fetch", "upload", "verify_file"]
+__all__ = ["MAX_PAUSE", "UNREACHABLE_ATTEMPTS", "download", "fetch", "upload", "verify_file"]
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +48,53 @@ _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _TIMEOUT = httpx.Timeout(30.0)
 
 
+#: Tries while the service cannot be reached (refused, connect timeout), whatever
+#: ``attempts`` says: with the default 0.5 s first pause, 0.5 + 1 + 2 + 4 + 4 + 4 + 4 = 19.5 s of
+#: waiting, which a restarting service (seconds) fits in.
+UNREACHABLE_ATTEMPTS = 8
+#: The longest pause between two tries.
+MAX_PAUSE = 4.0
+
+
 class _Interrupted(Exception):
     """The body ended before the file was complete; resuming may finish it."""
+
+
+class _Tries:
+    """The tries of one transfer: a failure that reached the service (a broken body, a
+    5xx, a read error) uses one of ``attempts``; a service not reachable at all uses one of
+    :data:`UNREACHABLE_ATTEMPTS` (or ``attempts`` if larger). Before each try but the
+    first, a pause doubling from ``retry_delay`` up to :data:`MAX_PAUSE`."""
+
+    def __init__(self, attempts: int, retry_delay: float) -> None:
+        self.attempts = attempts
+        self.retry_delay = retry_delay
+        self.made = 0
+        self.reached = 0
+        self.unreachable = 0
+        self.problem = "no attempt made"
+
+    async def another(self) -> bool:
+        """Whether to try (again); pauses first when this is a retry."""
+        if self.reached >= self.attempts or self.unreachable >= max(
+            self.attempts, UNREACHABLE_ATTEMPTS
+        ):
+            return False
+        if self.made:
+            await asyncio.sleep(min(self.retry_delay * 2 ** (self.made - 1), MAX_PAUSE))
+        self.made += 1
+        return True
+
+    def failed(self, problem: str | BaseException) -> None:
+        if isinstance(problem, BaseException):
+            text = str(problem) or type(problem).__name__
+            if isinstance(problem, (httpx.ConnectError, httpx.ConnectTimeout)):
+                self.unreachable += 1
+                self.problem = text
+                return
+            problem = text
+        self.reached += 1
+        self.problem = problem
 
 
 async def download(
@@ -66,17 +115,15 @@ async def download(
             return await download(file, dest, http=own, attempts=attempts, retry_delay=retry_delay)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    problem = "no attempt made"
+    tries = _Tries(attempts, retry_delay)
     # A part from before this call may be of another file that had the same ``dest``.
     inherited = part.exists()
-    for attempt in range(attempts):
-        if attempt:
-            await asyncio.sleep(retry_delay * 2 ** (attempt - 1))
+    while await tries.another():
         try:
             await _fetch(http, file, _Part(part))
         except (_Interrupted, httpx.TransportError) as exc:
-            problem = str(exc) or type(exc).__name__
-            log.info("download of %s interrupted (%s); resuming", _shown(file.url), problem)
+            tries.failed(exc)
+            log.info("download of %s interrupted (%s); resuming", _shown(file.url), tries.problem)
             continue
         try:
             verify_file(file, part)
@@ -84,13 +131,14 @@ async def download(
             part.unlink(missing_ok=True)
             if not inherited:
                 raise
-            inherited, problem = False, str(exc)
+            inherited = False
+            tries.failed(str(exc))
             log.info("the resumed %s is not the announced file; starting over", part)
             continue
         part.replace(dest)
         return dest
     raise TransferFailed(
-        f"Download of {_shown(file.url)} failed after {attempts} attempts: {problem}"
+        f"Download of {_shown(file.url)} failed after {tries.made} attempts: {tries.problem}"
     )
 
 
@@ -107,21 +155,19 @@ async def fetch(
         async with httpx.AsyncClient(timeout=_TIMEOUT) as own:
             return await fetch(file, http=own, attempts=attempts, retry_delay=retry_delay)
     buffer = _Buffer()
-    problem = "no attempt made"
-    for attempt in range(attempts):
-        if attempt:
-            await asyncio.sleep(retry_delay * 2 ** (attempt - 1))
+    tries = _Tries(attempts, retry_delay)
+    while await tries.another():
         try:
             await _fetch(http, file, buffer)
         except (_Interrupted, httpx.TransportError) as exc:
-            problem = str(exc) or type(exc).__name__
-            log.info("download of %s interrupted (%s); resuming", _shown(file.url), problem)
+            tries.failed(exc)
+            log.info("download of %s interrupted (%s); resuming", _shown(file.url), tries.problem)
             continue
         data = bytes(buffer.data)
         _verify(file, len(data), hashlib.sha256(data).hexdigest())
         return data
     raise TransferFailed(
-        f"Download of {_shown(file.url)} failed after {attempts} attempts: {problem}"
+        f"Download of {_shown(file.url)} failed after {tries.made} attempts: {tries.problem}"
     )
 
 
@@ -261,10 +307,8 @@ async def upload(
                 retry_delay=retry_delay,
             )
             return
-    problem = "no attempt made"
-    for attempt in range(attempts):
-        if attempt:
-            await asyncio.sleep(retry_delay * 2 ** (attempt - 1))
+    tries = _Tries(attempts, retry_delay)
+    while await tries.another():
         headers = {"Content-Type": content_type}
         content: bytes | AsyncIterator[bytes]
         if isinstance(data, Path):
@@ -277,10 +321,10 @@ async def upload(
                 target.method, target.url, content=content, headers=headers
             )
         except httpx.TransportError as exc:
-            problem = str(exc) or type(exc).__name__
+            tries.failed(exc)
             continue
         if response.status_code >= 500:
-            problem = f"HTTP {response.status_code}"
+            tries.failed(f"HTTP {response.status_code}")
             continue
         if not response.is_success:
             raise TransferFailed(
@@ -288,7 +332,7 @@ async def upload(
             )
         return
     raise TransferFailed(
-        f"Upload to {_shown(target.url)} failed after {attempts} attempts: {problem}"
+        f"Upload to {_shown(target.url)} failed after {tries.made} attempts: {tries.problem}"
     )
 
 

@@ -1,6 +1,10 @@
 """The ``fleetgate`` command: ``up`` (embedded stack), ``serve`` (production), ``simulate``
-(simulated devices), ``ops watch`` (operations live), ``devices`` (batch updates from a
-template) and ``tenants`` (tenant management)."""
+(simulated devices), ``ops watch`` (operations live), ``devices`` (devices, and batch
+updates from a template), ``certs``, ``requests``, ``users`` and ``tenants`` (tenant
+management).
+
+Exit statuses: 0 done, 1 refused otherwise, 2 usage, 3 not found, 4 not allowed,
+5 conflict, 6 unavailable (:mod:`fleetgate.watch.text_table`)."""
 
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ from fleetgate.log_format import configure_logging
 from fleetgate.watch import add_parser as add_ops_parser
 from fleetgate.watch.command import tenant_user
 from fleetgate.watch.devices_command import add_parser as add_devices_parser
+from fleetgate.watch.manage_command import COMMANDS as MANAGE_COMMANDS
+from fleetgate.watch.manage_command import add_parsers as add_manage_parsers
 from fleetgate.watch.trace_command import add_trace_parser
 
 log = logging.getLogger("fleetgate")
@@ -119,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     hasher.add_argument("--output", type=Path, help="write the hash to this file (mode 0640)")
     add_ops_parser(commands)
     add_devices_parser(commands, tenant_user)
+    add_manage_parsers(commands, tenant_user)
     add_trace_parser(commands)
     add_simulate_parser(commands)
     add_tenants_parser(commands)
@@ -184,9 +191,11 @@ def _run(main: Coroutine[Any, Any, None]) -> int:
         errors = _fleetgate_errors(exc)
         if errors is None:
             raise
+        from fleetgate.watch.text_table import exit_status
+
         for error in errors:
             print(f"fleetgate: error: {error}", file=sys.stderr)
-        return 2
+        return exit_status(errors[0])
     return 0
 
 
@@ -247,6 +256,12 @@ def main(argv: list[str] | None = None) -> int:
 
         logging.getLogger("httpx").setLevel(logging.WARNING)
         return _run(_endpoint_then(args, endpoint_from, devices_command))
+    if args.command in MANAGE_COMMANDS:
+        from fleetgate.watch.command import endpoint_from
+        from fleetgate.watch.manage_command import manage_command
+
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        return _run(_endpoint_then(args, endpoint_from, manage_command))
     if args.command == "trace":
         from fleetgate.watch.trace_command import trace_command
 

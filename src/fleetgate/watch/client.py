@@ -25,7 +25,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from fleetgate.domain.errors import AccessDenied, AuthenticationFailed, FleetgateError, NotFound
+from fleetgate.domain.errors import (
+    AccessDenied,
+    AuthenticationFailed,
+    Conflict,
+    FleetgateError,
+    NotFound,
+)
 from fleetgate.watch.bulk import BulkProgress
 from fleetgate.watch.sse import EventStreamParser, LineTooLong, ServerSentEvent
 from fleetgate.watch.table import OperationRow
@@ -272,6 +278,8 @@ async def _check(
         raise AccessDenied(f"{said} (the user needs {roles})")
     if response.status_code == 404:
         raise NotFound(said)
+    if response.status_code == 409:
+        raise Conflict(said)
     if response.status_code >= 500 or response.status_code in (408, 429):
         raise ApiUnavailable(said)
     raise FleetgateError(said)
@@ -371,17 +379,21 @@ async def api_request(
     body: dict[str, Any] | None = None,
     *,
     roles: str = "ROLE_DEVICE_CONTROL_READ or ROLE_DEVICE_CONTROL_ADMIN",
+    params: dict[str, str] | None = None,
 ) -> dict[str, Any] | None:
-    """One request to the API; the answer's JSON object (None for a 204). ``roles``: what
-    a 403 says the user needs."""
+    """One request to the API; the answer's JSON object (None for a 204, or any empty
+    answer). ``roles``: what a 403 says the user needs."""
     try:
-        response = await client.request(method, path, json=body)
+        response = await client.request(method, path, json=body, params=params)
     except httpx.TransportError as exc:
         raise ApiUnavailable(f"cannot reach {client.base_url}: {describe(exc)}") from None
     await _check(response, roles)
-    if response.status_code == 204:
+    if response.status_code == 204 or not response.content:
         return None
-    answer = response.json()
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
     if not isinstance(answer, dict):
         raise FleetgateError(f"{response.url}: the answer is not a JSON object")
     return answer

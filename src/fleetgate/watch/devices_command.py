@@ -1,5 +1,6 @@
 """``fleetgate devices template|batch-upload|batch-show|batch-errors|batch-confirm``:
-batch updates from a template (``/inventory/batchUpdates``) from the command line.
+batch updates from a template (``/inventory/batchUpdates``) from the command line (and
+``list|show|enable|disable|delete|children``, from :mod:`fleetgate.watch.manage_command`).
 
 ``template`` writes the template for a device type (empty, or with a device's row);
 ``batch-upload`` stages an edited file and says how many records are valid and invalid
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from fleetgate.domain.errors import ConfigurationError
+from fleetgate.watch.manage_command import DEVICE_ACTIONS, add_device_actions
 
 if TYPE_CHECKING:
     import httpx
@@ -33,8 +35,9 @@ def add_parser(
 ) -> None:
     devices = commands.add_parser(
         "devices",
-        help="update devices in batch from a template",
-        description="Batch updates from a template (/inventory/batchUpdates). The API and"
+        help="list, show, enable, disable, delete devices; batch updates from a template",
+        description="Devices (/inventory/managedObjects), and batch updates from a template"
+        " (/inventory/batchUpdates). The API and"
         " the admin's credentials are read from the stack file of `fleetgate up` unless"
         " --url is given.",
     )
@@ -44,6 +47,7 @@ def add_parser(
     devices.add_argument("--password", help="the user's password (with --url)")
     devices.add_argument("--json", action="store_true", help="print the API's JSON answer")
     actions = devices.add_subparsers(dest="devices_command", required=True)
+    add_device_actions(actions)
     template = actions.add_parser("template", help="download the template for a device type")
     template.add_argument("--type", required=True, help="the device type (managed object type)")
     template.add_argument("--device", metavar="ID", help="a device whose row is the example")
@@ -126,6 +130,11 @@ async def _act(args: argparse.Namespace, client: httpx.AsyncClient, out: TextIO)
     from fleetgate.watch.client import batch_request
 
     verb = args.devices_command
+    if verb in DEVICE_ACTIONS:
+        from fleetgate.watch.manage_command import device_action
+
+        await device_action(args, client, out)
+        return
     if verb == "template":
         params = {"type": args.type, "format": args.format}
         if args.device is not None:

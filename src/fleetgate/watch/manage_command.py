@@ -1,0 +1,376 @@
+"""``fleetgate certs|requests|users`` and ``fleetgate devices list|show|enable|disable|
+delete|children``: an operator's everyday tasks from the command line.
+
+An adapter over the REST API only (one client, :mod:`fleetgate.watch.client`): the API
+and the credentials come from the stack file of ``fleetgate up`` unless ``--url``,
+``--user`` and ``--password`` are given (:func:`fleetgate.watch.command.endpoint_from`).
+Lists print as tables (:mod:`fleetgate.watch.text_table`), one object as ``field value``
+lines; ``--json`` prints the API's answer as it is. Errors end the command with the exit
+status of :func:`fleetgate.watch.text_table.exit_status`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+from urllib.parse import quote
+
+from fleetgate.domain.errors import ConfigurationError, FleetgateError
+from fleetgate.watch.text_table import format_table, pick, text
+
+if TYPE_CHECKING:
+    import httpx
+
+    from fleetgate.watch.client import Endpoint
+
+DEFAULT_STACK = Path(".fleetgate/stack.json")
+COMMANDS = ("certs", "requests", "users")
+DEVICE_ACTIONS = ("list", "show", "enable", "disable", "delete", "children")
+LIFECYCLES = ("INACTIVE", "ONLINE", "OFFLINE", "DISABLED")
+_TENANT_ADMIN = "ROLE_TENANT_ADMIN"
+_INVENTORY = "ROLE_INVENTORY_READ to read, ROLE_INVENTORY_ADMIN to change"
+_REQUESTS = "ROLE_DEVICE_CONTROL_READ to read, ROLE_DEVICE_CONTROL_ADMIN to change"
+_USERS = "ROLE_USER_MANAGEMENT_READ to read, ROLE_USER_MANAGEMENT_ADMIN to change"
+_CERT_COLUMNS = (
+    ("FINGERPRINT", "fingerprint"),
+    ("NAME", "name"),
+    ("STATUS", "status"),
+    ("AUTO-REGISTRATION", "autoRegistrationEnabled"),
+    ("SUBJECT", "subject"),
+    ("NOT AFTER", "notAfter"),
+)
+_DEVICE_COLUMNS = (
+    ("ID", "id"),
+    ("NAME", "name"),
+    ("TYPE", "type"),
+    ("LIFECYCLE", "fleetgate_Lifecycle.status"),
+    ("REASON", "fleetgate_Lifecycle.reason"),
+)
+
+
+def page_size(value: str) -> int:
+    try:
+        size = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {value!r}") from None
+    if not 1 <= size <= 2000:
+        raise argparse.ArgumentTypeError("between 1 and 2000")
+    return size
+
+
+def common_flags(parser: argparse.ArgumentParser, tenant_user: Callable[[str], str]) -> None:
+    """Where the API is and who we are there, and ``--json`` (before the action)."""
+    parser.add_argument("--stack", type=Path, default=DEFAULT_STACK, help="stack file of `up`")
+    parser.add_argument("--url", help="REST API address, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--user", type=tenant_user, help="tenant/username (with --url)")
+    parser.add_argument("--password", help="the user's password (with --url)")
+    parser.add_argument("--json", action="store_true", help="print the API's JSON answer")
+
+
+def _action(
+    actions: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text_: str
+) -> argparse.ArgumentParser:
+    action = actions.add_parser(name, help=text_, description=text_)
+    # --json after the action too (SUPPRESS: not given here keeps the one before)
+    action.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print the JSON answer"
+    )
+    return action
+
+
+def _list_action(
+    actions: argparse._SubParsersAction[argparse.ArgumentParser], text_: str
+) -> argparse.ArgumentParser:
+    action = _action(actions, "list", text_)
+    action.add_argument(
+        "--limit", type=page_size, default=100, help="at most this many (1-2000; 100)"
+    )
+    return action
+
+
+def add_parsers(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    tenant_user: Callable[[str], str],
+) -> None:
+    certs = commands.add_parser(
+        "certs",
+        help="trusted CA certificates of the tenant (tenant admin)",
+        description="The tenant's trusted certificates: devices whose certificate one of"
+        " them issued may connect (and register themselves with --auto-registration).",
+    )
+    common_flags(certs, tenant_user)
+    actions = certs.add_subparsers(dest="certs_command", required=True)
+    _list_action(actions, "list the trusted certificates")
+    add = _action(actions, "add", "trust a CA certificate (a PEM file)")
+    add.add_argument("pem", type=Path, help="the CA certificate, PEM")
+    add.add_argument("--name", help="its name (the file's name without .pem)")
+    add.add_argument(
+        "--auto-registration",
+        action="store_true",
+        help="devices it issued are created on their first connection",
+    )
+    add.add_argument("--disabled", action="store_true", help="add it disabled")
+    for verb, text_ in (
+        ("enable", "enable a trusted certificate"),
+        ("disable", "disable one: devices it issued are refused"),
+        ("delete", "delete one"),
+    ):
+        _action(actions, verb, text_).add_argument("fingerprint")
+
+    requests = commands.add_parser(
+        "requests",
+        help="device registration requests",
+        description="New device requests (/devicecontrol/newDeviceRequests): a device that"
+        " asks for credentials waits until an operator accepts its request.",
+    )
+    common_flags(requests, tenant_user)
+    actions = requests.add_subparsers(dest="requests_command", required=True)
+    _list_action(actions, "list the requests and their status")
+    for verb, text_ in (
+        ("accept", "accept a request: the device gets its credentials"),
+        ("delete", "delete a request"),
+    ):
+        _action(actions, verb, text_).add_argument("id", metavar="ID")
+
+    users = commands.add_parser(
+        "users",
+        help="the tenant's operators and their roles",
+        description="Users of the tenant (/user/{tenant}/users) and their global roles.",
+    )
+    common_flags(users, tenant_user)
+    actions = users.add_subparsers(dest="users_command", required=True)
+    _list_action(actions, "list the users, their state and roles")
+    create = _action(actions, "create", "create a user (with roles)")
+    create.add_argument("name")
+    create.add_argument("--new-password", required=True, help="its password (8-128 chars)")
+    create.add_argument("--email")
+    create.add_argument("--role", action="append", default=[], help="a role to give (repeatable)")
+    _action(actions, "delete", "delete a user").add_argument("name")
+    roles = _action(actions, "roles", "show a user's roles, giving or taking some first")
+    roles.add_argument("name")
+    roles.add_argument("--add", action="append", default=[], metavar="ROLE")
+    roles.add_argument("--remove", action="append", default=[], metavar="ROLE")
+
+
+def add_device_actions(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``fleetgate devices list|show|enable|disable|delete|children``."""
+    listed = _list_action(actions, "list the devices (id, name, type, lifecycle)")
+    listed.add_argument("--lifecycle", type=str.upper, choices=LIFECYCLES)
+    listed.add_argument("--type", help="only devices of this type")
+    for verb, text_ in (
+        ("show", "show a device"),
+        ("enable", "enable a disabled device (and its children)"),
+        ("disable", "disable a device: disconnected and refused, with its children"),
+        ("delete", "delete a device"),
+        ("children", "list a gateway's child devices"),
+    ):
+        _action(actions, verb, text_).add_argument("id", metavar="ID")
+
+
+async def manage_command(
+    args: argparse.Namespace,
+    endpoint: Endpoint,
+    client: httpx.AsyncClient | None = None,
+    out: TextIO | None = None,
+) -> None:
+    """Run one ``certs``/``requests``/``users`` action (``client``: one already open)."""
+    from fleetgate.watch.client import open_client
+
+    act = {"certs": _certs, "requests": _requests, "users": _users}[args.command]
+    tenant = endpoint.user.partition("/")[0]
+    if client is None:
+        async with open_client(endpoint) as opened:
+            await act(args, Api(opened, tenant), out or sys.stdout)
+    else:
+        await act(args, Api(client, tenant), out or sys.stdout)
+
+
+async def device_action(args: argparse.Namespace, client: httpx.AsyncClient, out: TextIO) -> None:
+    """One of :data:`DEVICE_ACTIONS` (``fleetgate devices …``)."""
+    api = Api(client, "")
+    verb, path = args.devices_command, "/inventory/managedObjects"
+    if verb == "list":
+        params = {"fragmentType": "c8y_IsDevice", "pageSize": str(args.limit)}
+        if args.lifecycle:
+            params["lifecycleStatus"] = args.lifecycle
+        if args.type:
+            params["type"] = args.type
+        body = await api.call("GET", path, _INVENTORY, params=params)
+        _print_list(args, out, body, "managedObjects", _DEVICE_COLUMNS)
+        return
+    where = f"{path}/{_segment(args.id)}"
+    if verb == "children":
+        body = await api.call(
+            "GET", f"{where}/childDevices", _INVENTORY, params={"pageSize": "2000"}
+        )
+        children = [ref.get("managedObject", {}) for ref in _items(body, "references")]
+        _print_list(args, out, {**body, "references": children}, "references", _DEVICE_COLUMNS)
+        return
+    if verb == "delete":
+        await api.call("DELETE", where, _INVENTORY)
+        _done(args, out, f"deleted device {args.id}")
+        return
+    if verb == "show":
+        _print_object(args, out, await api.call("GET", where, _INVENTORY))
+        return
+    body = await api.call("POST", f"{where}/{verb}", _INVENTORY)
+    _state(args, out, body, f"device {args.id}: {text(pick(body, 'fleetgate_Lifecycle.status'))}")
+
+
+class Api:
+    """The checked requests of one command; ``tenant``: the user's, for tenant paths."""
+
+    def __init__(self, client: httpx.AsyncClient, tenant: str) -> None:
+        self.client = client
+        self.tenant = tenant
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        roles: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        from fleetgate.watch.client import api_request
+
+        answer = await api_request(self.client, method, path, body, roles=roles, params=params)
+        return answer or {}
+
+
+async def _certs(args: argparse.Namespace, api: Api, out: TextIO) -> None:
+    path = f"/tenant/tenants/{_segment(api.tenant)}/trusted-certificates"
+    verb = args.certs_command
+    if verb == "list":
+        body = await api.call("GET", path, _TENANT_ADMIN, params={"pageSize": str(args.limit)})
+        _print_list(args, out, body, "certificates", _CERT_COLUMNS)
+        return
+    if verb == "add":
+        try:
+            pem = args.pem.read_text("ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"cannot read {args.pem}: {exc}") from None
+        cert = {
+            "name": args.name or args.pem.stem,
+            "certInPemFormat": pem,
+            "status": "DISABLED" if args.disabled else "ENABLED",
+            "autoRegistrationEnabled": args.auto_registration,
+        }
+        made = await api.call("POST", path, _TENANT_ADMIN, cert)
+        _state(args, out, made, f"trusted {made.get('fingerprint')} ({made.get('subject')})")
+        return
+    where = f"{path}/{_segment(args.fingerprint)}"
+    if verb == "delete":
+        await api.call("DELETE", where, _TENANT_ADMIN)
+        _done(args, out, f"deleted certificate {args.fingerprint}")
+        return
+    status = "ENABLED" if verb == "enable" else "DISABLED"
+    changed = await api.call("PUT", where, _TENANT_ADMIN, {"status": status})
+    _state(args, out, changed, f"certificate {args.fingerprint}: {changed.get('status')}")
+
+
+async def _requests(args: argparse.Namespace, api: Api, out: TextIO) -> None:
+    path = "/devicecontrol/newDeviceRequests"
+    verb = args.requests_command
+    if verb == "list":
+        body = await api.call("GET", path, _REQUESTS, params={"pageSize": str(args.limit)})
+        _print_list(args, out, body, "newDeviceRequests", (("ID", "id"), ("STATUS", "status")))
+        return
+    where = f"{path}/{_segment(args.id)}"
+    if verb == "delete":
+        await api.call("DELETE", where, _REQUESTS)
+        _done(args, out, f"deleted request {args.id}")
+        return
+    accepted = await api.call("PUT", where, _REQUESTS, {"status": "ACCEPTED"})
+    _state(args, out, accepted, f"request {args.id}: {accepted.get('status')}")
+
+
+async def _users(args: argparse.Namespace, api: Api, out: TextIO) -> None:
+    path = f"/user/{_segment(api.tenant)}/users"
+    verb = args.users_command
+    if verb == "list":
+        body = await api.call("GET", path, _USERS, params={"pageSize": str(args.limit)})
+        users = [{**user, "roles": " ".join(_role_names(user))} for user in _items(body, "users")]
+        columns = (("USER", "userName"), ("ENABLED", "enabled"), ("EMAIL", "email"))
+        _print_list(args, out, {**body, "users": users}, "users", (*columns, ("ROLES", "roles")))
+        return
+    where = f"{path}/{_segment(args.name)}"
+    if verb == "delete":
+        await api.call("DELETE", where, _USERS)
+        _done(args, out, f"deleted user {args.name}")
+        return
+    if verb == "create":
+        user = {"userName": args.name, "password": args.new_password}
+        if args.email:
+            user["email"] = args.email
+        await api.call("POST", path, _USERS, user)
+        adding, removing = args.role, []
+    else:
+        adding, removing = args.add, args.remove
+    for role in adding:
+        await api.call("POST", f"{where}/roles", _USERS, {"role": {"id": role}})
+    for role in removing:
+        await api.call("DELETE", f"{where}/roles/{_segment(role)}", _USERS)
+    shown = await api.call("GET", where, _USERS)
+    _state(args, out, shown, f"user {args.name}: {' '.join(_role_names(shown)) or 'no roles'}")
+
+
+def _role_names(user: Mapping[str, Any]) -> list[str]:
+    roles = user.get("effectiveRoles")
+    if not isinstance(roles, list):
+        return []
+    return [str(role["id"]) for role in roles if isinstance(role, dict) and "id" in role]
+
+
+def _segment(value: str) -> str:
+    """``value`` as one path segment (a ``/`` or ``?`` in an id cannot change the path)."""
+    return quote(value, safe="")
+
+
+def _items(body: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
+    items = body.get(key)
+    if not isinstance(items, list):
+        raise FleetgateError(f"the answer has no {key} list")
+    return [item for item in items if isinstance(item, dict)]
+
+
+def _print_list(
+    args: argparse.Namespace,
+    out: TextIO,
+    body: dict[str, Any],
+    key: str,
+    columns: Sequence[tuple[str, str]],
+) -> None:
+    items = _items(body, key)
+    if args.json:
+        print(json.dumps(body, indent=2), file=out)
+        return
+    rows = [[text(pick(item, field)) for _, field in columns] for item in items]
+    for line in format_table([header for header, _ in columns], rows):
+        print(line, file=out)
+
+
+def _print_object(args: argparse.Namespace, out: TextIO, body: dict[str, Any]) -> None:
+    if args.json:
+        print(json.dumps(body, indent=2), file=out)
+        return
+    rows = [
+        [key, value if not isinstance(value, dict | list) else json.dumps(value)]
+        for key, value in body.items()
+        if key != "self"
+    ]
+    for line in format_table(["FIELD", "VALUE"], rows):
+        print(line, file=out)
+
+
+def _state(args: argparse.Namespace, out: TextIO, body: dict[str, Any], line: str) -> None:
+    print(json.dumps(body, indent=2) if args.json else line, file=out)
+
+
+def _done(args: argparse.Namespace, out: TextIO, line: str) -> None:
+    """What a DELETE (no answer) says: ``{}`` for scripts, a sentence for people."""
+    print("{}" if args.json else line, file=out)

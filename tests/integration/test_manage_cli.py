@@ -1,0 +1,206 @@
+"""``fleetgate certs|requests|users`` and ``fleetgate devices list|show|enable|disable|
+delete|children`` against the whole API on PostgreSQL (in process): what a table shows,
+what ``--json`` prints, and which fleetgate error (hence exit status) a refusal raises."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from fleetgate.cli import _parser
+from fleetgate.domain.errors import AccessDenied, Conflict, FleetgateError, NotFound
+from fleetgate.pki import generate_ca
+from fleetgate.watch.client import Endpoint
+from fleetgate.watch.devices_command import devices_command
+from fleetgate.watch.manage_command import manage_command
+from fleetgate.watch.text_table import (
+    EXIT_CONFLICT,
+    EXIT_FAILED,
+    EXIT_NOT_ALLOWED,
+    EXIT_NOT_FOUND,
+    exit_status,
+)
+
+from conftest import TEST_BASE_URL
+from whole_api import ADMIN, WholeApi, whole_api
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def api(pool: asyncpg.Pool, scratch_dir: Path) -> AsyncIterator[WholeApi]:
+    async with whole_api(pool, scratch_dir / "files") as whole:
+        yield whole
+
+
+async def run(api: WholeApi, *argv: str, auth: tuple[str, str] = ADMIN) -> str:
+    """The command's standard output."""
+    args = _parser().parse_args(list(argv))
+    out = io.StringIO()
+    transport = httpx.ASGITransport(app=api.app)
+    endpoint = Endpoint(TEST_BASE_URL, auth[0], auth[1])
+    async with httpx.AsyncClient(transport=transport, base_url=TEST_BASE_URL, auth=auth) as client:
+        if args.command == "devices":
+            await devices_command(args, endpoint, client, out)
+        else:
+            await manage_command(args, endpoint, client, out)
+    return out.getvalue()
+
+
+async def refused(api: WholeApi, *argv: str, auth: tuple[str, str] = ADMIN) -> FleetgateError:
+    with pytest.raises(FleetgateError) as caught:
+        await run(api, *argv, auth=auth)
+    return caught.value
+
+
+async def device(api: WholeApi, name: str, **more: Any) -> str:
+    made = await api.client.post(
+        "/inventory/managedObjects",
+        auth=ADMIN,
+        json={"name": name, "type": "acme_Meter", "c8y_IsDevice": {}, **more},
+    )
+    assert made.status_code == 201, made.text
+    object_id = str(made.json()["id"])
+    serial = await api.client.post(
+        f"/identity/globalIds/{object_id}/externalIds",
+        auth=ADMIN,
+        json={"type": "c8y_Serial", "externalId": name},
+    )
+    assert serial.status_code == 201, serial.text
+    return object_id
+
+
+async def test_certificates_added_listed_disabled_deleted(api: WholeApi, scratch_dir: Path) -> None:
+    pem = scratch_dir / "factory-root.pem"
+    pem.write_bytes(generate_ca("Factory Root").cert_pem())
+    said = await run(api, "certs", "add", str(pem), "--auto-registration")
+    assert said.startswith("trusted ")
+    assert "Factory Root" in said
+    fingerprint = said.split()[1]
+    table = (await run(api, "certs", "list")).splitlines()
+    assert table[0].split() == [
+        "FINGERPRINT",
+        "NAME",
+        "STATUS",
+        "AUTO-REGISTRATION",
+        "SUBJECT",
+        "NOT",
+        "AFTER",
+    ]
+    assert table[1].split()[:4] == [fingerprint, "factory-root", "ENABLED", "yes"]
+    assert len(table) == 2
+    assert (
+        await run(api, "certs", "disable", fingerprint) == f"certificate {fingerprint}: DISABLED\n"
+    )
+    listed = json.loads(await run(api, "certs", "--json", "list"))
+    assert [c["status"] for c in listed["certificates"]] == ["DISABLED"]
+    again = await refused(api, "certs", "add", str(pem))
+    assert isinstance(again, Conflict)
+    assert exit_status(again) == EXIT_CONFLICT
+    assert await run(api, "certs", "delete", fingerprint) == f"deleted certificate {fingerprint}\n"
+    gone = await refused(api, "certs", "enable", fingerprint)
+    assert isinstance(gone, NotFound)
+    assert exit_status(gone) == EXIT_NOT_FOUND
+    assert (await run(api, "certs", "list")).splitlines()[1:] == []
+
+
+async def test_a_request_listed_accepted_and_one_deleted(api: WholeApi) -> None:
+    for name in ("meter-1", "meter-2"):
+        made = await api.client.post(
+            "/devicecontrol/newDeviceRequests", auth=ADMIN, json={"id": name}
+        )
+        assert made.status_code == 201, made.text
+    table = (await run(api, "requests", "list")).splitlines()
+    assert [line.split() for line in table] == [
+        ["ID", "STATUS"],
+        ["meter-1", "WAITING_FOR_CONNECTION"],
+        ["meter-2", "WAITING_FOR_CONNECTION"],
+    ]
+    # Not asked for its credentials yet: the API's 422, exit status 1.
+    early = await refused(api, "requests", "accept", "meter-1")
+    assert type(early) is FleetgateError
+    assert exit_status(early) == EXIT_FAILED
+    assert "has not asked for its credentials yet" in early.message
+    asked = await api.client.post(
+        "/devicecontrol/deviceCredentials",
+        json={"id": "meter-1"},
+        auth=("t1/devicebootstrap", "boot-pw"),
+    )
+    assert asked.status_code == 404, asked.text  # not yet accepted: the device polls on
+    accepted = await run(api, "requests", "accept", "meter-1")
+    assert accepted == "request meter-1: ACCEPTED\n"
+    assert await run(api, "requests", "delete", "meter-2", "--json") == "{}\n"
+    listed = json.loads(await run(api, "requests", "list", "--json"))
+    assert [(r["id"], r["status"]) for r in listed["newDeviceRequests"]] == [
+        ("meter-1", "ACCEPTED")
+    ]
+
+
+async def test_users_created_with_roles_changed_and_deleted(api: WholeApi) -> None:
+    said = await run(
+        api,
+        "users",
+        "create",
+        "ops-anna",
+        "--new-password",
+        "anna-s-password",
+        "--role",
+        "ROLE_INVENTORY_READ",
+    )
+    assert said == "user ops-anna: ROLE_INVENTORY_READ\n"
+    changed = await run(
+        api,
+        "users",
+        "roles",
+        "ops-anna",
+        "--add",
+        "ROLE_INVENTORY_ADMIN",
+        "--remove",
+        "ROLE_INVENTORY_READ",
+    )
+    assert changed == "user ops-anna: ROLE_INVENTORY_ADMIN\n"
+    rows = {line.split()[0]: line for line in (await run(api, "users", "list")).splitlines()}
+    assert rows["USER"].split() == ["USER", "ENABLED", "EMAIL", "ROLES"]
+    assert rows["ops-anna"].split() == ["ops-anna", "yes", "ROLE_INVENTORY_ADMIN"]
+    # Anna may read and change the inventory, not manage users: refused, exit status 4.
+    denied = await refused(api, "users", "list", auth=("t1/ops-anna", "anna-s-password"))
+    assert isinstance(denied, AccessDenied)
+    assert exit_status(denied) == EXIT_NOT_ALLOWED
+    assert "ROLE_USER_MANAGEMENT_READ" in denied.message
+    assert await run(api, "users", "delete", "ops-anna") == "deleted user ops-anna\n"
+    assert "ops-anna" not in await run(api, "users", "list")
+
+
+async def test_devices_listed_filtered_disabled_enabled_and_deleted(api: WholeApi) -> None:
+    gateway = await device(api, "gw-1", type="acme_Gateway")
+    meter = await device(api, "meter-9")
+    child = await api.client.post(
+        f"/inventory/managedObjects/{gateway}/childDevices",
+        auth=ADMIN,
+        json={"managedObject": {"id": meter}},
+    )
+    assert child.status_code == 201, child.text
+    table = (await run(api, "devices", "list")).splitlines()
+    assert table[0].split() == ["ID", "NAME", "TYPE", "LIFECYCLE", "REASON"]
+    assert sorted(line.split()[1] for line in table[1:]) == ["gw-1", "meter-9"]
+    typed = (await run(api, "devices", "list", "--type", "acme_Gateway")).splitlines()
+    assert [line.split()[:3] for line in typed[1:]] == [[gateway, "gw-1", "acme_Gateway"]]
+    children = (await run(api, "devices", "children", gateway)).splitlines()
+    assert [line.split()[:2] for line in children[1:]] == [[meter, "meter-9"]]
+    assert await run(api, "devices", "disable", gateway) == f"device {gateway}: DISABLED\n"
+    disabled = await run(api, "devices", "list", "--lifecycle", "disabled", "--json")
+    assert {d["id"] for d in json.loads(disabled)["managedObjects"]} == {gateway, meter}
+    assert await run(api, "devices", "enable", gateway) == f"device {gateway}: INACTIVE\n"
+    shown = await run(api, "devices", "show", meter)
+    assert any(line.split()[:2] == ["name", "meter-9"] for line in shown.splitlines())
+    assert await run(api, "devices", "delete", meter) == f"deleted device {meter}\n"
+    missing = await refused(api, "devices", "show", meter)
+    assert isinstance(missing, NotFound)
+    assert exit_status(missing) == EXIT_NOT_FOUND

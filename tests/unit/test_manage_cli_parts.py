@@ -146,3 +146,11 @@ def test_usage_errors_exit_2(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as caught:
         _parser().parse_args(argv)
     assert caught.value.code == 2
+
+
+def test_tenants_unreachable_exits_6_without_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["tenants", "--url", "http://127.0.0.1:1", "--user", "management/admin"]
+    assert main([*argv, "--password", "p", "list"]) == 6
+    assert "cannot reach http://127.0.0.1:1" in capsys.readouterr().err

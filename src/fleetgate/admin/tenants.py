@@ -19,6 +19,7 @@ from fleetgate.domain.errors import (
     AccessDenied,
     AuthenticationFailed,
     ConfigurationError,
+    Conflict,
     FleetgateError,
     NotFound,
 )
@@ -102,6 +103,12 @@ def _check(response: httpx.Response) -> None:
         raise AccessDenied(f"{said} (only the management tenant's administrator manages tenants)")
     if response.status_code == 404:
         raise NotFound(said)
+    if response.status_code == 409:
+        raise Conflict(said)
+    if response.status_code >= 500 or response.status_code in (408, 429):
+        from fleetgate.watch.client import ApiUnavailable
+
+        raise ApiUnavailable(said)
     raise FleetgateError(said)
 
 
@@ -121,59 +128,64 @@ async def tenants_command(args: argparse.Namespace, out: TextIO = sys.stdout) ->
         if answer.strip().lower() not in ("y", "yes"):
             print("not deleted", file=out)
             return
-    async with httpx.AsyncClient(
-        base_url=url,
-        auth=httpx.BasicAuth(user, password),
-        headers={"Accept": "application/json"},
-        timeout=_TIMEOUT,
-    ) as client:
-        command = args.tenants_command
-        if command == "list":
-            page = 1
-            while True:
-                response = await client.get(
-                    "/tenant/tenants", params={"pageSize": _PAGE, "currentPage": page}
-                )
+    from fleetgate.watch.client import ApiUnavailable, describe
+
+    try:
+        async with httpx.AsyncClient(
+            base_url=url,
+            auth=httpx.BasicAuth(user, password),
+            headers={"Accept": "application/json"},
+            timeout=_TIMEOUT,
+        ) as client:
+            command = args.tenants_command
+            if command == "list":
+                page = 1
+                while True:
+                    response = await client.get(
+                        "/tenant/tenants", params={"pageSize": _PAGE, "currentPage": page}
+                    )
+                    _check(response)
+                    found = response.json()["tenants"]
+                    for tenant in found:
+                        print(_row(tenant), file=out)
+                    if len(found) < _PAGE:
+                        return
+                    page += 1
+            if command == "create":
+                body = {
+                    "company": args.company,
+                    "domain": args.domain,
+                    "adminName": args.admin_name,
+                    "adminPass": args.admin_pass,
+                }
+                for key, value in (
+                    ("id", args.id),
+                    ("adminEmail", args.admin_email),
+                    ("contactName", args.contact_name),
+                ):
+                    if value is not None:
+                        body[key] = value
+                response = await client.post("/tenant/tenants", json=body)
                 _check(response)
-                found = response.json()["tenants"]
-                for tenant in found:
-                    print(_row(tenant), file=out)
-                if len(found) < _PAGE:
-                    return
-                page += 1
-        if command == "create":
-            body = {
-                "company": args.company,
-                "domain": args.domain,
-                "adminName": args.admin_name,
-                "adminPass": args.admin_pass,
-            }
-            for key, value in (
-                ("id", args.id),
-                ("adminEmail", args.admin_email),
-                ("contactName", args.contact_name),
-            ):
-                if value is not None:
-                    body[key] = value
-            response = await client.post("/tenant/tenants", json=body)
-            _check(response)
-            created = response.json()
-            bootstrap = created.get("fleetgate_bootstrap", {})
-            print(_row(created), file=out)
-            print(
-                f"bootstrap user {created['id']}/{bootstrap.get('userName')}"
-                f" password {bootstrap.get('password')} (shown once)",
-                file=out,
-            )
-            return
-        tenant_id = args.tenant_id
-        if command in ("suspend", "reactivate"):
-            status = "SUSPENDED" if command == "suspend" else "ACTIVE"
-            response = await client.put(f"/tenant/tenants/{tenant_id}", json={"status": status})
-            _check(response)
-            print(_row(response.json()), file=out)
-            return
-        if command == "delete":
-            response = await client.delete(f"/tenant/tenants/{tenant_id}")
-            _check(response)
-            print(f"deleted {tenant_id}", file=out)
+                created = response.json()
+                bootstrap = created.get("fleetgate_bootstrap", {})
+                print(_row(created), file=out)
+                print(
+                    f"bootstrap user {created['id']}/{bootstrap.get('userName')}"
+                    f" password {bootstrap.get('password')} (shown once)",
+                    file=out,
+                )
+                return
+            tenant_id = args.tenant_id
+            if command in ("suspend", "reactivate"):
+                status = "SUSPENDED" if command == "suspend" else "ACTIVE"
+                response = await client.put(f"/tenant/tenants/{tenant_id}", json={"status": status})
+                _check(response)
+                print(_row(response.json()), file=out)
+                return
+            if command == "delete":
+                response = await client.delete(f"/tenant/tenants/{tenant_id}")
+                _check(response)
+                print(f"deleted {tenant_id}", file=out)
+    except httpx.TransportError as exc:
+        raise ApiUnavailable(f"cannot reach {url}: {describe(exc)}") from None

@@ -19,7 +19,7 @@ from fleetgate.domain.errors import AccessDenied, Conflict, FleetgateError, NotF
 from fleetgate.pki import generate_ca
 from fleetgate.watch.client import Endpoint
 from fleetgate.watch.devices_command import devices_command
-from fleetgate.watch.manage_command import manage_command
+from fleetgate.watch.manage_command import manage_command, ops_action
 from fleetgate.watch.text_table import (
     EXIT_CONFLICT,
     EXIT_FAILED,
@@ -49,6 +49,8 @@ async def run(api: WholeApi, *argv: str, auth: tuple[str, str] = ADMIN) -> str:
     async with httpx.AsyncClient(transport=transport, base_url=TEST_BASE_URL, auth=auth) as client:
         if args.command == "devices":
             await devices_command(args, endpoint, client, out)
+        elif args.command == "ops":
+            await ops_action(args, endpoint, out, client)
         else:
             await manage_command(args, endpoint, client, out)
     return out.getvalue()
@@ -204,3 +206,26 @@ async def test_devices_listed_filtered_disabled_enabled_and_deleted(api: WholeAp
     missing = await refused(api, "devices", "show", meter)
     assert isinstance(missing, NotFound)
     assert exit_status(missing) == EXIT_NOT_FOUND
+
+
+async def test_an_operation_created_listed_shown_and_cancelled(api: WholeApi) -> None:
+    meter = await device(api, "meter-5", c8y_SupportedOperations=["c8y_Firmware"])
+    said = await run(
+        api, "ops", "create", "--device", meter, "--firmware", "fw,2.0,https://example.com/fw.bin"
+    )
+    assert said.startswith("operation ")
+    assert said.endswith(": PENDING (c8y_Firmware)\n")
+    op_id = said.split()[1].rstrip(":")
+    table = (await run(api, "ops", "list", "--device", meter)).splitlines()
+    assert table[0].split() == ["ID", "DEVICE", "COMMAND", "STATUS", "CREATED", "FAILURE"]
+    assert [line.split()[:4] for line in table[1:]] == [[op_id, meter, "c8y_Firmware", "PENDING"]]
+    assert (await run(api, "ops", "list", "--status", "failed")).splitlines()[1:] == []
+    cancelled = await run(api, "ops", "cancel", op_id, "--reason", "wrong firmware")
+    assert cancelled == f"operation {op_id}: FAILED (wrong firmware)\n"
+    listed = json.loads(await run(api, "ops", "list", "--status", "FAILED", "--json"))
+    assert [op["id"] for op in listed["operations"]] == [op_id]
+    shown = json.loads(await run(api, "ops", "show", op_id, "--json"))
+    assert shown["c8y_Firmware"]["version"] == "2.0"
+    assert shown["failureReason"] == "wrong firmware"
+    missing = await refused(api, "ops", "show", "999999")
+    assert isinstance(missing, NotFound)

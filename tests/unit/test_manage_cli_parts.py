@@ -21,6 +21,7 @@ from fleetgate.domain.errors import (
     ValidationFailed,
 )
 from fleetgate.watch.client import ApiUnavailable
+from fleetgate.watch.manage_command import operation_body
 from fleetgate.watch.render import cell_width
 from fleetgate.watch.text_table import exit_status, format_table, pick, text
 
@@ -154,3 +155,34 @@ def test_tenants_unreachable_exits_6_without_a_traceback(
     argv = ["tenants", "--url", "http://127.0.0.1:1", "--user", "management/admin"]
     assert main([*argv, "--password", "p", "list"]) == 6
     assert "cannot reach http://127.0.0.1:1" in capsys.readouterr().err
+
+
+def test_the_body_of_ops_create() -> None:
+    args = _parser().parse_args(
+        ["ops", "create", "--device", "7", "--firmware", "fw,1.2,https://x/fw.bin?a=1,2"]
+    )
+    assert operation_body(args) == {
+        "description": "Update firmware to fw 1.2",
+        "c8y_Firmware": {"name": "fw", "version": "1.2", "url": "https://x/fw.bin?a=1,2"},
+        "deviceId": "7",
+    }
+    args = _parser().parse_args(
+        ["ops", "create", "--device", "7", "--body", '{"c8y_Restart": {}}', "--description", "r"]
+    )
+    assert operation_body(args) == {"c8y_Restart": {}, "description": "r", "deviceId": "7"}
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--firmware", "fw,1.2"], "--firmware takes NAME,VERSION,URL"),
+        (["--firmware", "fw,,https://x"], "--firmware takes NAME,VERSION,URL"),
+        (["--body", "{not json"], "--body is not JSON"),
+        (["--body", "[1]"], "--body must be a JSON object"),
+    ],
+)
+def test_a_bad_operation_is_a_usage_error(flags: list[str], said: str) -> None:
+    args = _parser().parse_args(["ops", "create", "--device", "7", *flags])
+    with pytest.raises(ConfigurationError, match=said) as caught:
+        operation_body(args)
+    assert exit_status(caught.value) == 2

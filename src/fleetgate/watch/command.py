@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 from fleetgate.domain.errors import ConfigurationError
 from fleetgate.watch.bulk import BulkProgress, plain_progress, progress_lines
 from fleetgate.watch.bulk_command import add_bulk_parser
+from fleetgate.watch.manage_command import OPS_ACTIONS, add_ops_actions
 from fleetgate.watch.migration_command import add_migration_parser
 from fleetgate.watch.render import plain_line, render_table
 from fleetgate.watch.table import STATUSES, Change, OperationTable
@@ -81,6 +82,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     watch.add_argument("--once", action="store_true", help="print the table once and exit")
     add_bulk_parser(sub, tenant_user)
     add_migration_parser(sub, tenant_user)
+    add_ops_actions(sub, tenant_user)
 
 
 def tenant_user(value: str) -> str:
@@ -145,6 +147,11 @@ async def watch_command(args: argparse.Namespace) -> None:
         from fleetgate.watch.bulk_command import bulk_command
 
         await bulk_command(args, endpoint_from(args))
+        return
+    if args.ops_command in OPS_ACTIONS:
+        from fleetgate.watch.manage_command import ops_action
+
+        await ops_action(args, endpoint_from(args))
         return
     if args.ops_command == "migration":
         from fleetgate.watch.migration_command import migration_command

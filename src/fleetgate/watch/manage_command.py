@@ -30,11 +30,22 @@ if TYPE_CHECKING:
 DEFAULT_STACK = Path(".fleetgate/stack.json")
 COMMANDS = ("certs", "requests", "users")
 DEVICE_ACTIONS = ("list", "show", "enable", "disable", "delete", "children")
+OPS_ACTIONS = ("list", "show", "create", "cancel")
+OPERATION_STATUSES = ("PENDING", "EXECUTING", "SUCCESSFUL", "FAILED")
 LIFECYCLES = ("INACTIVE", "ONLINE", "OFFLINE", "DISABLED")
 _TENANT_ADMIN = "ROLE_TENANT_ADMIN"
 _INVENTORY = "ROLE_INVENTORY_READ to read, ROLE_INVENTORY_ADMIN to change"
 _REQUESTS = "ROLE_DEVICE_CONTROL_READ to read, ROLE_DEVICE_CONTROL_ADMIN to change"
 _USERS = "ROLE_USER_MANAGEMENT_READ to read, ROLE_USER_MANAGEMENT_ADMIN to change"
+_OPERATIONS = _REQUESTS
+_OPERATION_COLUMNS = (
+    ("ID", "id"),
+    ("DEVICE", "deviceId"),
+    ("COMMAND", "command"),
+    ("STATUS", "status"),
+    ("CREATED", "creationTime"),
+    ("FAILURE", "failureReason"),
+)
 _CERT_COLUMNS = (
     ("FINGERPRINT", "fingerprint"),
     ("NAME", "name"),
@@ -72,20 +83,28 @@ def common_flags(parser: argparse.ArgumentParser, tenant_user: Callable[[str], s
 
 
 def _action(
-    actions: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text_: str
+    actions: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    text_: str,
+    *,
+    json_after: bool = True,
 ) -> argparse.ArgumentParser:
     action = actions.add_parser(name, help=text_, description=text_)
-    # --json after the action too (SUPPRESS: not given here keeps the one before)
-    action.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help="print the JSON answer"
-    )
+    if json_after:
+        # --json after the action too (SUPPRESS: not given here keeps the one before)
+        action.add_argument(
+            "--json", action="store_true", default=argparse.SUPPRESS, help="print the JSON answer"
+        )
     return action
 
 
 def _list_action(
-    actions: argparse._SubParsersAction[argparse.ArgumentParser], text_: str
+    actions: argparse._SubParsersAction[argparse.ArgumentParser],
+    text_: str,
+    *,
+    json_after: bool = True,
 ) -> argparse.ArgumentParser:
-    action = _action(actions, "list", text_)
+    action = _action(actions, "list", text_, json_after=json_after)
     action.add_argument(
         "--limit", type=page_size, default=100, help="at most this many (1-2000; 100)"
     )
@@ -169,6 +188,110 @@ def add_device_actions(actions: argparse._SubParsersAction[argparse.ArgumentPars
         ("children", "list a gateway's child devices"),
     ):
         _action(actions, verb, text_).add_argument("id", metavar="ID")
+
+
+def add_ops_actions(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    tenant_user: Callable[[str], str],
+) -> None:
+    """``fleetgate ops list|show|create|cancel`` (each with the API's flags)."""
+    # ``ops`` has no flags of its own: each action takes the API's, and --json, itself.
+    listed = _list_action(sub, "list operations, the newest first", json_after=False)
+    listed.add_argument("--device", metavar="ID", help="only this device's")
+    listed.add_argument("--status", type=str.upper, choices=OPERATION_STATUSES)
+    listed.add_argument("--bulk", metavar="ID", help="only this bulk operation's")
+    show = _action(sub, "show", "show an operation", json_after=False)
+    show.add_argument("id", metavar="ID")
+    create = _action(sub, "create", "send a device an operation", json_after=False)
+    create.add_argument("--device", metavar="ID", required=True)
+    command = create.add_mutually_exclusive_group(required=True)
+    command.add_argument("--firmware", metavar="NAME,VERSION,URL", help="a c8y_Firmware operation")
+    command.add_argument("--body", metavar="JSON", help="the operation's fragments, as JSON")
+    create.add_argument("--description", help="its description")
+    cancel = _action(
+        sub, "cancel", "cancel an open operation (it becomes FAILED)", json_after=False
+    )
+    cancel.add_argument("id", metavar="ID")
+    cancel.add_argument("--reason", help="its failure reason (Failed by an operator)")
+    for action in (listed, show, create, cancel):
+        common_flags(action, tenant_user)
+
+
+def operation_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The POST body of ``ops create``."""
+    if args.firmware is not None:
+        parts = args.firmware.split(",", 2)
+        if len(parts) != 3 or not all(parts):
+            raise ConfigurationError("--firmware takes NAME,VERSION,URL")
+        name, version, url = parts
+        body: dict[str, Any] = {
+            "description": f"Update firmware to {name} {version}",
+            "c8y_Firmware": {"name": name, "version": version, "url": url},
+        }
+    else:
+        try:
+            body = json.loads(args.body)
+        except ValueError as exc:
+            raise ConfigurationError(f"--body is not JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise ConfigurationError("--body must be a JSON object")
+    if args.description is not None:
+        body["description"] = args.description
+    return {**body, "deviceId": args.device}
+
+
+async def ops_action(
+    args: argparse.Namespace,
+    endpoint: Endpoint,
+    out: TextIO | None = None,
+    client: httpx.AsyncClient | None = None,
+) -> None:
+    """One of :data:`OPS_ACTIONS` (``fleetgate ops …``; ``client``: one already open)."""
+    from fleetgate.watch.client import open_client
+
+    if client is None:
+        async with open_client(endpoint) as opened:
+            await _ops(args, Api(opened, ""), out or sys.stdout)
+    else:
+        await _ops(args, Api(client, ""), out or sys.stdout)
+
+
+async def _ops(args: argparse.Namespace, api: Api, out: TextIO) -> None:
+    from fleetgate.watch.table import command_fragment
+
+    path = "/devicecontrol/operations"
+    verb = args.ops_command
+    if verb == "list":
+        params = {"pageSize": str(args.limit), "revert": "true"}
+        for key, value in (
+            ("deviceId", args.device),
+            ("status", args.status),
+            ("bulkOperationId", args.bulk),
+        ):
+            if value:
+                params[key] = value
+        body = await api.call("GET", path, _OPERATIONS, params=params)
+        ops = [{**op, "command": command_fragment(op)} for op in _items(body, "operations")]
+        if args.json:
+            print(json.dumps(body, indent=2), file=out)
+            return
+        _print_list(args, out, {"operations": ops}, "operations", _OPERATION_COLUMNS)
+        return
+    if verb == "create":
+        made = await api.call("POST", path, _OPERATIONS, operation_body(args))
+        line = f"operation {made.get('id')}: {made.get('status')} ({command_fragment(made)})"
+        _state(args, out, made, line)
+        return
+    where = f"{path}/{_segment(args.id)}"
+    if verb == "show":
+        _print_object(args, out, await api.call("GET", where, _OPERATIONS))
+        return
+    change: dict[str, Any] = {"status": "FAILED"}
+    if args.reason:
+        change["failureReason"] = args.reason
+    failed = await api.call("PUT", where, _OPERATIONS, change)
+    line = f"operation {args.id}: {failed.get('status')} ({failed.get('failureReason')})"
+    _state(args, out, failed, line)
 
 
 async def manage_command(

@@ -229,3 +229,28 @@ async def test_an_operation_created_listed_shown_and_cancelled(api: WholeApi) ->
     assert shown["failureReason"] == "wrong firmware"
     missing = await refused(api, "ops", "show", "999999")
     assert isinstance(missing, NotFound)
+
+
+async def test_a_profile_created_listed_and_applied(api: WholeApi, scratch_dir: Path) -> None:
+    content = scratch_dir / "thermo.json"
+    firmware = {"name": "thermo-fw", "version": "2.0", "url": "https://example.com/t.bin"}
+    content.write_text(json.dumps({"firmware": firmware}))
+    said = await run(api, "profiles", "create", "thermo 2", "--content", str(content))
+    assert said.startswith("profile ")
+    assert said.endswith(": thermo 2\n")
+    profile_id = said.split()[1].rstrip(":")
+    typed = await run(api, "profiles", "create", "meters", "--device-type", "acme_Meter")
+    table = (await run(api, "profiles", "list")).splitlines()
+    assert table[0].split() == ["ID", "NAME", "DEVICE", "TYPE"]
+    rows = {line.split()[0]: line.split()[1:] for line in table[1:]}
+    assert rows[profile_id] == ["thermo", "2"]
+    assert rows[typed.split()[1].rstrip(":")] == ["meters", "acme_Meter"]
+    thermo = await device(api, "thermo-1", c8y_SupportedOperations=["c8y_DeviceProfile"])
+    applied = json.loads(
+        await run(api, "profiles", "apply", profile_id, "--device", thermo, "--json")
+    )
+    assert applied["status"] == "PENDING"
+    assert (applied["profileId"], applied["profileName"]) == (profile_id, "thermo 2")
+    assert applied["c8y_DeviceProfile"] == {"firmware": firmware}
+    not_a_profile = await refused(api, "profiles", "apply", thermo, "--device", thermo)
+    assert isinstance(not_a_profile, NotFound)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote
 
-from fleetgate.domain.errors import ConfigurationError, FleetgateError
+from fleetgate.domain.errors import ConfigurationError, FleetgateError, NotFound
 from fleetgate.watch.text_table import format_table, pick, text
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from fleetgate.watch.client import Endpoint
 
 DEFAULT_STACK = Path(".fleetgate/stack.json")
-COMMANDS = ("certs", "requests", "users")
+COMMANDS = ("certs", "requests", "users", "profiles")
 DEVICE_ACTIONS = ("list", "show", "enable", "disable", "delete", "children")
 OPS_ACTIONS = ("list", "show", "create", "cancel")
 OPERATION_STATUSES = ("PENDING", "EXECUTING", "SUCCESSFUL", "FAILED")
@@ -173,6 +173,35 @@ def add_parsers(
     roles.add_argument("name")
     roles.add_argument("--add", action="append", default=[], metavar="ROLE")
     roles.add_argument("--remove", action="append", default=[], metavar="ROLE")
+    add_profile_parser(commands, tenant_user)
+
+
+def add_profile_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    tenant_user: Callable[[str], str],
+) -> None:
+    profiles = commands.add_parser(
+        "profiles",
+        help="device profiles: list, create, apply to a device",
+        description="Device profiles (managed objects of type c8y_Profile): firmware,"
+        " software and configuration a device installs in one operation.",
+    )
+    common_flags(profiles, tenant_user)
+    actions = profiles.add_subparsers(dest="profiles_command", required=True)
+    _list_action(actions, "list the device profiles")
+    create = _action(actions, "create", "create a device profile")
+    create.add_argument("name")
+    create.add_argument("--device-type", help="only for devices of this type (every type)")
+    create.add_argument(
+        "--content",
+        type=Path,
+        metavar="JSON_FILE",
+        help='its c8y_DeviceProfile: {"firmware": {…}, "software": […], "configuration": […]}'
+        " (empty)",
+    )
+    apply = _action(actions, "apply", "apply a profile to a device (an operation)")
+    apply.add_argument("profile", metavar="PROFILE_ID")
+    apply.add_argument("--device", metavar="ID", required=True)
 
 
 def add_device_actions(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -303,7 +332,9 @@ async def manage_command(
     """Run one ``certs``/``requests``/``users`` action (``client``: one already open)."""
     from fleetgate.watch.client import open_client
 
-    act = {"certs": _certs, "requests": _requests, "users": _users}[args.command]
+    act = {"certs": _certs, "requests": _requests, "users": _users, "profiles": _profiles}[
+        args.command
+    ]
     tenant = endpoint.user.partition("/")[0]
     if client is None:
         async with open_client(endpoint) as opened:
@@ -440,6 +471,53 @@ async def _users(args: argparse.Namespace, api: Api, out: TextIO) -> None:
         await api.call("DELETE", f"{where}/roles/{_segment(role)}", _USERS)
     shown = await api.call("GET", where, _USERS)
     _state(args, out, shown, f"user {args.name}: {' '.join(_role_names(shown)) or 'no roles'}")
+
+
+async def _profiles(args: argparse.Namespace, api: Api, out: TextIO) -> None:
+    path = "/inventory/managedObjects"
+    verb = args.profiles_command
+    if verb == "list":
+        params = {"type": "c8y_Profile", "pageSize": str(args.limit)}
+        body = await api.call("GET", path, _INVENTORY, params=params)
+        columns = (("ID", "id"), ("NAME", "name"), ("DEVICE TYPE", "c8y_Filter.type"))
+        _print_list(args, out, body, "managedObjects", columns)
+        return
+    if verb == "create":
+        profile = {
+            "name": args.name,
+            "type": "c8y_Profile",
+            "c8y_Filter": {"type": args.device_type} if args.device_type else {},
+            "c8y_DeviceProfile": _content(args.content),
+        }
+        made = await api.call("POST", path, _INVENTORY, profile)
+        _state(args, out, made, f"profile {made.get('id')}: {made.get('name')}")
+        return
+    profile = await api.call("GET", f"{path}/{_segment(args.profile)}", _INVENTORY)
+    if profile.get("type") != "c8y_Profile":
+        raise NotFound(f"{args.profile} is not a device profile")
+    name = text(profile.get("name"))
+    operation = {
+        "deviceId": args.device,
+        "profileId": str(profile.get("id")),
+        "profileName": name,
+        "description": f"Assign device profile {name} to device",
+        "c8y_DeviceProfile": profile.get("c8y_DeviceProfile", {}),
+    }
+    made = await api.call("POST", "/devicecontrol/operations", _OPERATIONS, operation)
+    line = f"operation {made.get('id')}: {made.get('status')} (profile {name} on {args.device})"
+    _state(args, out, made, line)
+
+
+def _content(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        content = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"cannot read {path}: {exc}") from None
+    if not isinstance(content, dict):
+        raise ConfigurationError(f"{path}: a profile's content is a JSON object")
+    return content
 
 
 def _role_names(user: Mapping[str, Any]) -> list[str]:

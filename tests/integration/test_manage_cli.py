@@ -19,7 +19,7 @@ from fleetgate.domain.errors import AccessDenied, Conflict, FleetgateError, NotF
 from fleetgate.pki import generate_ca
 from fleetgate.watch.client import Endpoint
 from fleetgate.watch.devices_command import devices_command
-from fleetgate.watch.manage_command import manage_command, ops_action
+from fleetgate.watch.manage_command import bulk_list, manage_command, ops_action
 from fleetgate.watch.text_table import (
     EXIT_CONFLICT,
     EXIT_FAILED,
@@ -49,6 +49,8 @@ async def run(api: WholeApi, *argv: str, auth: tuple[str, str] = ADMIN) -> str:
     async with httpx.AsyncClient(transport=transport, base_url=TEST_BASE_URL, auth=auth) as client:
         if args.command == "devices":
             await devices_command(args, endpoint, client, out)
+        elif args.command == "ops" and args.ops_command == "bulk":
+            await bulk_list(args, client, out)
         elif args.command == "ops":
             await ops_action(args, endpoint, out, client)
         else:
@@ -254,3 +256,40 @@ async def test_a_profile_created_listed_and_applied(api: WholeApi, scratch_dir: 
     assert applied["c8y_DeviceProfile"] == {"firmware": firmware}
     not_a_profile = await refused(api, "profiles", "apply", thermo, "--device", thermo)
     assert isinstance(not_a_profile, NotFound)
+
+
+async def test_bulk_operations_listed(api: WholeApi) -> None:
+    meter = await device(api, "meter-7", c8y_SupportedOperations=["c8y_Firmware"])
+    group = await api.client.post(
+        "/inventory/managedObjects",
+        auth=ADMIN,
+        json={"name": "meters", "type": "c8y_DeviceGroup", "c8y_IsDeviceGroup": {}},
+    )
+    group_id = str(group.json()["id"])
+    added = await api.client.post(
+        f"/inventory/managedObjects/{group_id}/childAssets",
+        auth=ADMIN,
+        json={"managedObject": {"id": meter}},
+    )
+    assert added.status_code == 201, added.text
+    firmware = {"name": "fw", "version": "3", "url": "https://example.com/fw3.bin"}
+    made = await api.client.post(
+        "/devicecontrol/bulkoperations",
+        auth=ADMIN,
+        json={
+            "groupId": group_id,
+            "startDate": "2030-01-01T00:00:00Z",
+            "creationRamp": 1,
+            "operationPrototype": {"c8y_Firmware": firmware},
+        },
+    )
+    assert made.status_code == 201, made.text
+    table = (await run(api, "ops", "bulk", "list")).splitlines()
+    assert table[0].split() == [
+        "ID", "GROUP", "COMMAND", "STATUS", "STATE", "TARGETS",
+        "PENDING", "EXECUTING", "SUCCESSFUL", "FAILED",
+    ]  # fmt: skip
+    assert table[1].split()[:3] == [made.json()["id"], group_id, "c8y_Firmware"]
+    assert len(table) == 2
+    listed = json.loads(await run(api, "ops", "bulk", "list", "--json"))
+    assert [b["id"] for b in listed["bulkOperations"]] == [made.json()["id"]]

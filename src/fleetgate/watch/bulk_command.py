@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from fleetgate.domain.errors import ConfigurationError
 from fleetgate.watch.bulk import BulkProgress, progress_lines
+from fleetgate.watch.manage_command import page_size
 
 if TYPE_CHECKING:
     from fleetgate.watch.client import Endpoint
@@ -35,6 +36,11 @@ def add_bulk_parser(
     bulk.add_argument("--user", type=tenant_user, help="tenant/username (with --url)")
     bulk.add_argument("--password", help="the user's password (with --url)")
     actions = bulk.add_subparsers(dest="bulk_command", required=True)
+    listed = actions.add_parser("list", help="list the bulk operations and their progress")
+    listed.add_argument(
+        "--limit", type=page_size, default=100, help="at most this many (1-2000; 100)"
+    )
+    listed.add_argument("--json", action="store_true", help="print the API's JSON answer")
     create = actions.add_parser("create", help="create a bulk operation for a group")
     target = create.add_mutually_exclusive_group(required=True)
     target.add_argument("--group", metavar="ID", help="the device group")
@@ -99,6 +105,11 @@ async def bulk_command(args: argparse.Namespace, endpoint: Endpoint) -> None:
 
     async with open_client(endpoint) as client:
         verb = args.bulk_command
+        if verb == "list":
+            from fleetgate.watch.manage_command import bulk_list
+
+            await bulk_list(args, client, sys.stdout)
+            return
         if verb == "create":
             answer = await bulk_request(client, "POST", "", create_body(args))
         elif verb == "show":

@@ -520,6 +520,37 @@ def _content(path: Path | None) -> dict[str, Any]:
     return content
 
 
+_BULK_COLUMNS = (
+    ("ID", "id"),
+    ("GROUP", "groupId"),
+    ("COMMAND", "command"),
+    ("STATUS", "generalStatus"),
+    ("STATE", "fleetgate_RolloutStatus.state"),
+    ("TARGETS", "fleetgate_RolloutStatus.targets"),
+    ("PENDING", "progress.pending"),
+    ("EXECUTING", "progress.executing"),
+    ("SUCCESSFUL", "progress.successful"),
+    ("FAILED", "progress.failed"),
+)
+
+
+async def bulk_list(args: argparse.Namespace, client: httpx.AsyncClient, out: TextIO) -> None:
+    """``fleetgate ops bulk list``: the bulk operations, their state and progress."""
+    from fleetgate.watch.table import command_fragment
+
+    api = Api(client, "")
+    params = {"pageSize": str(args.limit)}
+    body = await api.call("GET", "/devicecontrol/bulkoperations", _OPERATIONS, params=params)
+    if args.json:
+        print(json.dumps(body, indent=2), file=out)
+        return
+    bulks = [
+        {**bulk, "command": command_fragment(pick(bulk, "operationPrototype") or {})}
+        for bulk in _items(body, "bulkOperations")
+    ]
+    _print_list(args, out, {"bulkOperations": bulks}, "bulkOperations", _BULK_COLUMNS)
+
+
 def _role_names(user: Mapping[str, Any]) -> list[str]:
     roles = user.get("effectiveRoles")
     if not isinstance(roles, list):

@@ -293,3 +293,22 @@ async def test_bulk_operations_listed(api: WholeApi) -> None:
     assert len(table) == 2
     listed = json.loads(await run(api, "ops", "bulk", "list", "--json"))
     assert [b["id"] for b in listed["bulkOperations"]] == [made.json()["id"]]
+
+
+async def test_credentials_imported_from_a_csv_file(api: WholeApi, scratch_dir: Path) -> None:
+    csv = scratch_dir / "devices.csv"
+    csv.write_text(
+        "ID;CREDENTIALS;TYPE;NAME\n"
+        "imp-1;imp-1-password;acme_Meter;Meter 1\n"
+        "imp-2;short;acme_Meter;Meter 2\n"
+        "imp-3;imp-3-password;acme_Meter;Meter 3\n"
+    )
+    said = (await run(api, "credentials", "import", str(csv))).splitlines()
+    assert said[0] == "3 devices: 2 created, 0 credentials updated, 1 failed"
+    assert said[1].startswith("  line 3: imp-2;***;acme_Meter;Meter 2: ")
+    assert "password" in said[1]
+    again = json.loads(await run(api, "credentials", "import", str(csv), "--json"))
+    assert again["numberOfCreated"] == 0
+    assert {u["deviceId"] for u in again["credentialUpdatedList"]} == {"imp-1", "imp-3"}
+    found = await api.client.get("/identity/externalIds/c8y_Serial/imp-3", auth=ADMIN)
+    assert found.status_code == 200, found.text

@@ -24,6 +24,7 @@ from fleetgate.watch.client import ApiUnavailable
 from fleetgate.watch.manage_command import operation_body
 from fleetgate.watch.render import cell_width
 from fleetgate.watch.text_table import exit_status, format_table, pick, text
+from fleetgate.watch.upload import CHUNK, MultipartFile, bar
 
 
 def test_columns_are_as_wide_as_their_widest_cell() -> None:
@@ -186,3 +187,26 @@ def test_a_bad_operation_is_a_usage_error(flags: list[str], said: str) -> None:
     with pytest.raises(ConfigurationError, match=said) as caught:
         operation_body(args)
     assert exit_status(caught.value) == 2
+
+
+def test_the_progress_bar() -> None:
+    assert bar(0, 1_000_000, width=10) == "[..........]   0 %  0.0/1.0 MB"
+    assert bar(450_000, 1_000_000, width=10) == "[####......]  45 %  0.5/1.0 MB"
+    assert bar(1_000_000, 1_000_000, width=10) == "[##########] 100 %  1.0/1.0 MB"
+    assert bar(0, 0, width=4) == "[####] 100 %  0.0/0.0 MB"
+
+
+async def test_a_multipart_upload_streams_the_file_and_tells_its_progress(tmp_path: Path) -> None:
+    path = tmp_path / 'a "b".csv'
+    data = b"x" * (CHUNK * 2 + 5)
+    path.write_bytes(data)
+    told: list[tuple[int, int]] = []
+    upload = MultipartFile(path, on_progress=lambda sent, total: told.append((sent, total)))
+    body = b"".join([chunk async for chunk in upload.chunks()])
+    assert len(body) == upload.length
+    assert told == [(CHUNK, len(data)), (CHUNK * 2, len(data)), (len(data), len(data))]
+    boundary = upload.content_type.partition("boundary=")[2]
+    head, _, rest = body.partition(b"\r\n\r\n")
+    assert head.startswith(f"--{boundary}\r\n".encode())
+    assert b'name="file"; filename="a _b_.csv"' in head
+    assert rest == data + f"\r\n--{boundary}--\r\n".encode()

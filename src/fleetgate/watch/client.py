@@ -421,3 +421,28 @@ async def batch_request(
         raise ApiUnavailable(f"cannot reach {client.base_url}: {describe(exc)}") from None
     await _check(response, "ROLE_INVENTORY_READ to read, ROLE_INVENTORY_ADMIN to change")
     return response
+
+
+async def upload_request(
+    client: httpx.AsyncClient,
+    path: str,
+    body: AsyncIterator[bytes],
+    *,
+    content_type: str,
+    length: int,
+    roles: str,
+) -> dict[str, Any]:
+    """POST a streamed body (an upload) of ``length`` bytes; the answer's JSON object."""
+    headers = {"Content-Type": content_type, "Content-Length": str(length)}
+    try:
+        response = await client.post(path, content=body, headers=headers, timeout=None)
+    except httpx.TransportError as exc:
+        raise ApiUnavailable(f"cannot reach {client.base_url}: {describe(exc)}") from None
+    await _check(response, roles)
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise FleetgateError(f"{response.url}: the answer is not a JSON object")
+    return answer

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from fleetgate.watch.client import Endpoint
 
 DEFAULT_STACK = Path(".fleetgate/stack.json")
-COMMANDS = ("certs", "requests", "users", "profiles")
+COMMANDS = ("certs", "requests", "users", "profiles", "credentials")
 DEVICE_ACTIONS = ("list", "show", "enable", "disable", "delete", "children")
 OPS_ACTIONS = ("list", "show", "create", "cancel")
 OPERATION_STATUSES = ("PENDING", "EXECUTING", "SUCCESSFUL", "FAILED")
@@ -174,6 +174,18 @@ def add_parsers(
     roles.add_argument("--add", action="append", default=[], metavar="ROLE")
     roles.add_argument("--remove", action="append", default=[], metavar="ROLE")
     add_profile_parser(commands, tenant_user)
+    credentials = commands.add_parser(
+        "credentials",
+        help="device credentials in bulk (a CSV file)",
+        description="Import device credentials from a CSV file"
+        " (/devicecontrol/bulkNewDeviceRequests; columns ID;CREDENTIALS;TYPE;NAME …,"
+        " see docs/api.md). A progress bar shows the upload on a terminal.",
+    )
+    common_flags(credentials, tenant_user)
+    actions = credentials.add_subparsers(dest="credentials_command", required=True)
+    _action(actions, "import", "import a CSV file of devices and passwords").add_argument(
+        "csv", type=Path
+    )
 
 
 def add_profile_parser(
@@ -332,9 +344,13 @@ async def manage_command(
     """Run one ``certs``/``requests``/``users`` action (``client``: one already open)."""
     from fleetgate.watch.client import open_client
 
-    act = {"certs": _certs, "requests": _requests, "users": _users, "profiles": _profiles}[
-        args.command
-    ]
+    act = {
+        "certs": _certs,
+        "requests": _requests,
+        "users": _users,
+        "profiles": _profiles,
+        "credentials": _credentials,
+    }[args.command]
     tenant = endpoint.user.partition("/")[0]
     if client is None:
         async with open_client(endpoint) as opened:
@@ -506,6 +522,37 @@ async def _profiles(args: argparse.Namespace, api: Api, out: TextIO) -> None:
     made = await api.call("POST", "/devicecontrol/operations", _OPERATIONS, operation)
     line = f"operation {made.get('id')}: {made.get('status')} (profile {name} on {args.device})"
     _state(args, out, made, line)
+
+
+async def _credentials(args: argparse.Namespace, api: Api, out: TextIO) -> None:
+    from fleetgate.watch.client import upload_request
+    from fleetgate.watch.upload import MultipartFile, terminal_progress
+
+    try:
+        upload = MultipartFile(args.csv, on_progress=terminal_progress(sys.stderr, "uploading"))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {args.csv}: {exc.strerror}") from None
+    result = await upload_request(
+        api.client,
+        "/devicecontrol/bulkNewDeviceRequests",
+        upload.chunks(),
+        content_type=upload.content_type,
+        length=upload.length,
+        roles="ROLE_DEVICE_CONTROL_ADMIN",
+    )
+    if args.json:
+        print(json.dumps(result, indent=2), file=out)
+        return
+    updated = result.get("credentialUpdatedList") or []
+    failed = result.get("failedCreationList") or []
+    print(
+        f"{result.get('numberOfAll')} devices: {result.get('numberOfCreated')} created,"
+        f" {len(updated)} credentials updated, {result.get('numberOfFailed')} failed",
+        file=out,
+    )
+    for failure in failed:
+        if isinstance(failure, dict):
+            print(f"  {text(failure.get('line'))}: {text(failure.get('failureReason'))}", file=out)
 
 
 def _content(path: Path | None) -> dict[str, Any]:

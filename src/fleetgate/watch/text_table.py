@@ -6,7 +6,7 @@ no trailing blanks. Cells come from the API (names, types a device chose): every
 character is shown as a space (:func:`~fleetgate.watch.render.inert`) so that a name
 cannot move the cursor. An empty list prints its header and nothing else.
 
-Exit statuses (docs/decisions/0021-cli-exit-codes.md): 0 done; 1 refused for another
+Exit statuses (docs/decisions/0021-operator-cli.md): 0 done; 1 refused for another
 reason (the API's 400/422, an answer we cannot read); 2 usage (argparse's own, and
 flags or a stack file that cannot work); 3 not found; 4 not allowed (401, 403);
 5 conflict (409); 6 unavailable (unreachable, 5xx, 408, 429).

@@ -312,3 +312,25 @@ async def test_credentials_imported_from_a_csv_file(api: WholeApi, scratch_dir: 
     assert {u["deviceId"] for u in again["credentialUpdatedList"]} == {"imp-1", "imp-3"}
     found = await api.client.get("/identity/externalIds/c8y_Serial/imp-3", auth=ADMIN)
     assert found.status_code == 200, found.text
+
+
+async def test_firmware_uploaded_as_versions_and_listed(api: WholeApi, scratch_dir: Path) -> None:
+    image = scratch_dir / "thermo-2.0.bin"
+    image.write_bytes(b"\x7fELF" + bytes(range(256)) * 40)
+    said = await run(
+        api, "repo", "firmware", "upload", str(image), "--name", "thermo-fw", "--version", "2.0",
+        "--device-type", "thermo",
+    )  # fmt: skip
+    assert said.startswith("firmware thermo-fw 2.0: firmware ")
+    assert said.endswith(f" ({image.stat().st_size} bytes)\n")
+    firmware_id = said.split()[4].rstrip(",")
+    binary_id = said.split()[8]
+    stored = await api.client.get(f"/inventory/binaries/{binary_id}", auth=ADMIN)
+    assert stored.content == image.read_bytes()
+    argv = ["--json", "firmware", "upload", str(image), "--name", "thermo-fw", "--version", "2.1"]
+    second = json.loads(await run(api, "repo", *argv))
+    assert second["firmwareId"] == firmware_id  # the same firmware, one more version
+    assert second["managedObject"]["c8y_Firmware"]["version"] == "2.1"
+    table = (await run(api, "repo", "firmware", "list")).splitlines()
+    assert table[0].split() == ["ID", "NAME", "DEVICE", "TYPE", "VERSIONS"]
+    assert table[1].split() == [firmware_id, "thermo-fw", "thermo", "2.0", "2.1"]

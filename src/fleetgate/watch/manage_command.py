@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from fleetgate.watch.client import Endpoint
 
 DEFAULT_STACK = Path(".fleetgate/stack.json")
-COMMANDS = ("certs", "requests", "users", "profiles", "credentials")
+COMMANDS = ("certs", "requests", "users", "profiles", "credentials", "repo")
 DEVICE_ACTIONS = ("list", "show", "enable", "disable", "delete", "children")
 OPS_ACTIONS = ("list", "show", "create", "cancel")
 OPERATION_STATUSES = ("PENDING", "EXECUTING", "SUCCESSFUL", "FAILED")
@@ -174,6 +174,22 @@ def add_parsers(
     roles.add_argument("--add", action="append", default=[], metavar="ROLE")
     roles.add_argument("--remove", action="append", default=[], metavar="ROLE")
     add_profile_parser(commands, tenant_user)
+    repo = commands.add_parser(
+        "repo",
+        help="the firmware repository: list, upload (with a progress bar)",
+        description="The firmware repository (managed objects c8y_Firmware, their versions"
+        " c8y_FirmwareBinary, files in /inventory/binaries).",
+    )
+    common_flags(repo, tenant_user)
+    kinds = repo.add_subparsers(dest="repo_kind", required=True)
+    firmware = kinds.add_parser("firmware", help="firmware and its versions")
+    actions = firmware.add_subparsers(dest="repo_command", required=True)
+    _list_action(actions, "list the firmware (id, name, device type, versions)")
+    upload = _action(actions, "upload", "upload a firmware file as a version of a firmware")
+    upload.add_argument("file", type=Path)
+    upload.add_argument("--name", required=True, help="the firmware (created when new)")
+    upload.add_argument("--version", required=True, help="this file's version")
+    upload.add_argument("--device-type", help="for a new firmware: only this device type")
     credentials = commands.add_parser(
         "credentials",
         help="device credentials in bulk (a CSV file)",
@@ -350,6 +366,7 @@ async def manage_command(
         "users": _users,
         "profiles": _profiles,
         "credentials": _credentials,
+        "repo": _repo,
     }[args.command]
     tenant = endpoint.user.partition("/")[0]
     if client is None:
@@ -522,6 +539,77 @@ async def _profiles(args: argparse.Namespace, api: Api, out: TextIO) -> None:
     made = await api.call("POST", "/devicecontrol/operations", _OPERATIONS, operation)
     line = f"operation {made.get('id')}: {made.get('status')} (profile {name} on {args.device})"
     _state(args, out, made, line)
+
+
+async def _repo(args: argparse.Namespace, api: Api, out: TextIO) -> None:
+    from fleetgate.watch.client import upload_request
+    from fleetgate.watch.upload import MultipartFile, terminal_progress
+
+    path = "/inventory/managedObjects"
+    params = {"type": "c8y_Firmware", "pageSize": str(getattr(args, "limit", 2000))}
+    if args.repo_command == "list":
+        body = await api.call("GET", path, _INVENTORY, params=params)
+        firmware = []
+        for item in _items(body, "managedObjects"):
+            children = await api.call(
+                "GET",
+                f"{path}/{_segment(str(item.get('id')))}/childAdditions",
+                _INVENTORY,
+                params={"pageSize": "2000"},
+            )
+            versions = [
+                text(pick(ref, "managedObject.c8y_Firmware.version"))
+                for ref in _items(children, "references")
+            ]
+            firmware.append({**item, "versions": " ".join(v for v in versions if v)})
+        columns = (
+            ("ID", "id"),
+            ("NAME", "name"),
+            ("DEVICE TYPE", "c8y_Filter.type"),
+            ("VERSIONS", "versions"),
+        )
+        if args.json:
+            print(json.dumps({**body, "managedObjects": firmware}, indent=2), file=out)
+            return
+        _print_list(args, out, {"managedObjects": firmware}, "managedObjects", columns)
+        return
+    try:
+        upload = MultipartFile(args.file, on_progress=terminal_progress(sys.stderr, "uploading"))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {args.file}: {exc.strerror}") from None
+    binary = await upload_request(
+        api.client,
+        "/inventory/binaries",
+        upload.chunks(),
+        content_type=upload.content_type,
+        length=upload.length,
+        roles="ROLE_INVENTORY_ADMIN",
+    )
+    found = await api.call("GET", path, _INVENTORY, params=params)
+    named = [item for item in _items(found, "managedObjects") if item.get("name") == args.name]
+    if named:
+        firmware_id = str(named[0]["id"])
+    else:
+        new = {
+            "type": "c8y_Firmware",
+            "name": args.name,
+            "c8y_Filter": {"type": args.device_type} if args.device_type else {},
+        }
+        firmware_id = str((await api.call("POST", path, _INVENTORY, new))["id"])
+    version = {
+        "type": "c8y_FirmwareBinary",
+        "name": args.name,
+        "c8y_Firmware": {"version": args.version, "url": binary.get("self")},
+    }
+    reference = await api.call(
+        "POST", f"{path}/{_segment(firmware_id)}/childAdditions", _INVENTORY, version
+    )
+    line = (
+        f"firmware {args.name} {args.version}: firmware {firmware_id},"
+        f" version {pick(reference, 'managedObject.id')}, binary {binary.get('id')}"
+        f" ({upload.size} bytes)"
+    )
+    _state(args, out, {"binary": binary, "firmwareId": firmware_id, **reference}, line)
 
 
 async def _credentials(args: argparse.Namespace, api: Api, out: TextIO) -> None:

@@ -8,11 +8,13 @@ own fresh database.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
 import shutil
 import tempfile
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -113,7 +115,28 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     try:
         yield pool
     finally:
-        await pool.close()
+        await close_pool(pool)
+
+
+#: How long a test's pool may wait for its connections to come back at teardown.
+POOL_CLOSE_BOUND = 60.0
+
+
+async def close_pool(pool: asyncpg.Pool) -> None:
+    """Close ``pool`` gracefully; if a connection is still held after
+    :data:`POOL_CLOSE_BOUND` seconds (seen once in a loaded parallel run: a teardown that
+    waited 300 s for one), terminate the pool and say so, with the tasks still alive, so
+    that a leaked connection is visible without hanging the suite."""
+    try:
+        await asyncio.wait_for(asyncio.shield(pool.close()), POOL_CLOSE_BOUND)
+    except TimeoutError:
+        alive = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        warnings.warn(
+            f"a test pool still held connections after {POOL_CLOSE_BOUND} s; terminated."
+            f" Tasks alive: {[t.get_coro() for t in alive]!r:.2000}",
+            stacklevel=1,
+        )
+        pool.terminate()
 
 
 async def seed_tenants(

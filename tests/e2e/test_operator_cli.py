@@ -1,6 +1,7 @@
 """The operator CLI as an operator runs it: ``fleetgate certs|users|credentials|devices``
 as processes against ``fleetgate up`` (its ``stack.json`` gives the API and the admin),
-and the exit statuses a script reads: 0 done, 3 not found, 4 not allowed, 5 conflict."""
+and the exit statuses a script reads: 0 done, 3 not found, 4 not allowed, 5 conflict,
+7 partly failed."""
 
 from __future__ import annotations
 
@@ -63,11 +64,16 @@ async def test_an_operator_session_and_its_exit_statuses(up: Up, home: Path) -> 
     refused = await fleetgate(home, "users", *as_anna, "list")
     assert refused.returncode == 4, refused.stderr
     csv = home.parent / "devices.csv"
-    csv.write_text("ID;CREDENTIALS;TYPE;NAME\ncli-1;cli-1-password;acme_Meter;Meter 1\n")
+    csv.write_text(
+        "ID;CREDENTIALS;TYPE;NAME\n"
+        "cli-1;cli-1-password;acme_Meter;Meter 1\n"
+        "cli-2;short;acme_Meter;Meter 2\n"
+    )
     imported = await fleetgate(home, "credentials", "import", str(csv))
-    assert imported.returncode == 0, imported.stderr
-    assert imported.stdout.startswith("1 devices: 1 created")
-    assert imported.stderr == ""  # piped: no progress bar
+    assert imported.returncode == 7, imported.stderr  # a row failed: counts, then status 7
+    assert imported.stdout.startswith("2 devices: 1 created, 0 credentials updated, 1 failed")
+    # Piped: no progress bar, only the error line.
+    assert imported.stderr == "fleetgate: error: 1 of 2 rows failed\n"
     devices = await fleetgate(home, "devices", *as_anna, "list", "--type", "acme_Meter", "--json")
     assert devices.returncode == 0, devices.stderr
     [meter] = json.loads(devices.stdout)["managedObjects"]

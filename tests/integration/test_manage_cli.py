@@ -25,6 +25,8 @@ from fleetgate.watch.text_table import (
     EXIT_FAILED,
     EXIT_NOT_ALLOWED,
     EXIT_NOT_FOUND,
+    EXIT_PARTLY_FAILED,
+    PartlyFailed,
     exit_status,
 )
 
@@ -40,10 +42,12 @@ async def api(pool: asyncpg.Pool, scratch_dir: Path) -> AsyncIterator[WholeApi]:
         yield whole
 
 
-async def run(api: WholeApi, *argv: str, auth: tuple[str, str] = ADMIN) -> str:
-    """The command's standard output."""
+async def run(
+    api: WholeApi, *argv: str, auth: tuple[str, str] = ADMIN, out: io.StringIO | None = None
+) -> str:
+    """The command's standard output (also in ``out``, for a command that then raises)."""
     args = _parser().parse_args(list(argv))
-    out = io.StringIO()
+    out = io.StringIO() if out is None else out
     transport = httpx.ASGITransport(app=api.app)
     endpoint = Endpoint(TEST_BASE_URL, auth[0], auth[1])
     async with httpx.AsyncClient(transport=transport, base_url=TEST_BASE_URL, auth=auth) as client:
@@ -303,12 +307,25 @@ async def test_credentials_imported_from_a_csv_file(api: WholeApi, scratch_dir: 
         "imp-2;short;acme_Meter;Meter 2\n"
         "imp-3;imp-3-password;acme_Meter;Meter 3\n"
     )
-    said = (await run(api, "credentials", "import", str(csv))).splitlines()
+    # A failed row: the counts are printed, then the command fails with exit status 7.
+    out = io.StringIO()
+    with pytest.raises(PartlyFailed) as partly:
+        await run(api, "credentials", "import", str(csv), out=out)
+    assert exit_status(partly.value) == EXIT_PARTLY_FAILED
+    assert str(partly.value) == "1 of 3 rows failed"
+    said = out.getvalue().splitlines()
     assert said[0] == "3 devices: 2 created, 0 credentials updated, 1 failed"
     assert said[1].startswith("  line 3: imp-2;***;acme_Meter;Meter 2: ")
     assert "password" in said[1]
+    # Without the bad row every row is taken: exit status 0, the JSON as the API gave it.
+    csv.write_text(
+        "ID;CREDENTIALS;TYPE;NAME\n"
+        "imp-1;imp-1-password;acme_Meter;Meter 1\n"
+        "imp-3;imp-3-password;acme_Meter;Meter 3\n"
+    )
     again = json.loads(await run(api, "credentials", "import", str(csv), "--json"))
     assert again["numberOfCreated"] == 0
+    assert again["numberOfFailed"] == 0
     assert {u["deviceId"] for u in again["credentialUpdatedList"]} == {"imp-1", "imp-3"}
     found = await api.client.get("/identity/externalIds/c8y_Serial/imp-3", auth=ADMIN)
     assert found.status_code == 200, found.text

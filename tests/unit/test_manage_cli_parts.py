@@ -23,7 +23,7 @@ from fleetgate.domain.errors import (
 from fleetgate.watch.client import ApiUnavailable
 from fleetgate.watch.manage_command import operation_body
 from fleetgate.watch.render import cell_width
-from fleetgate.watch.text_table import exit_status, format_table, pick, text
+from fleetgate.watch.text_table import PartlyFailed, exit_status, format_table, pick, text
 from fleetgate.watch.upload import CHUNK, MultipartFile, bar
 
 
@@ -96,6 +96,7 @@ def test_every_column_starts_at_the_same_cell(rows: list[list[str]]) -> None:
         (ServiceUnavailable("database away", retry_after=1), 6),
         (ValidationFailed("422"), 1),
         (FleetgateError("400"), 1),
+        (PartlyFailed("1 of 3 rows failed"), 7),
     ],
 )
 def test_the_exit_status_of_each_kind_of_error(error: FleetgateError, status: int) -> None:

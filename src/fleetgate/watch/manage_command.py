@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote
 
 from fleetgate.domain.errors import ConfigurationError, FleetgateError, NotFound
-from fleetgate.watch.text_table import format_table, pick, text
+from fleetgate.watch.text_table import PartlyFailed, format_table, pick, text
 
 if TYPE_CHECKING:
     import httpx
@@ -630,17 +630,21 @@ async def _credentials(args: argparse.Namespace, api: Api, out: TextIO) -> None:
     )
     if args.json:
         print(json.dumps(result, indent=2), file=out)
-        return
-    updated = result.get("credentialUpdatedList") or []
-    failed = result.get("failedCreationList") or []
-    print(
-        f"{result.get('numberOfAll')} devices: {result.get('numberOfCreated')} created,"
-        f" {len(updated)} credentials updated, {result.get('numberOfFailed')} failed",
-        file=out,
-    )
-    for failure in failed:
-        if isinstance(failure, dict):
-            print(f"  {text(failure.get('line'))}: {text(failure.get('failureReason'))}", file=out)
+    else:
+        updated = result.get("credentialUpdatedList") or []
+        print(
+            f"{result.get('numberOfAll')} devices: {result.get('numberOfCreated')} created,"
+            f" {len(updated)} credentials updated, {result.get('numberOfFailed')} failed",
+            file=out,
+        )
+        for failure in result.get("failedCreationList") or []:
+            if isinstance(failure, dict):
+                line, reason = text(failure.get("line")), text(failure.get("failureReason"))
+                print(f"  {line}: {reason}", file=out)
+    failed_rows = result.get("numberOfFailed")
+    if isinstance(failed_rows, int) and failed_rows > 0:
+        # The report is printed first; the status tells a script that rows are missing.
+        raise PartlyFailed(f"{failed_rows} of {result.get('numberOfAll')} rows failed")
 
 
 def _content(path: Path | None) -> dict[str, Any]:

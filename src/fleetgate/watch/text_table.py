@@ -9,7 +9,8 @@ cannot move the cursor. An empty list prints its header and nothing else.
 Exit statuses (docs/decisions/0021-operator-cli.md): 0 done; 1 refused for another
 reason (the API's 400/422, an answer we cannot read); 2 usage (argparse's own, and
 flags or a stack file that cannot work); 3 not found; 4 not allowed (401, 403);
-5 conflict (409); 6 unavailable (unreachable, 5xx, 408, 429).
+5 conflict (409); 6 unavailable (unreachable, 5xx, 408, 429); 7 partly failed (the
+request was taken, some of its items failed: ``credentials import`` rows).
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ EXIT_NOT_FOUND = 3
 EXIT_NOT_ALLOWED = 4
 EXIT_CONFLICT = 5
 EXIT_UNAVAILABLE = 6
+EXIT_PARTLY_FAILED = 7
+
+
+class PartlyFailed(FleetgateError):
+    """The API took the request, and some of its items failed (their report is printed)."""
 
 
 def exit_status(error: FleetgateError) -> int:
@@ -52,6 +58,8 @@ def exit_status(error: FleetgateError) -> int:
         return EXIT_CONFLICT
     if isinstance(error, ApiUnavailable | ServiceUnavailable):
         return EXIT_UNAVAILABLE
+    if isinstance(error, PartlyFailed):
+        return EXIT_PARTLY_FAILED
     return EXIT_FAILED
 
 

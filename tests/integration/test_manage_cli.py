@@ -351,3 +351,67 @@ async def test_firmware_uploaded_as_versions_and_listed(api: WholeApi, scratch_d
     table = (await run(api, "repo", "firmware", "list")).splitlines()
     assert table[0].split() == ["ID", "NAME", "DEVICE", "TYPE", "VERSIONS"]
     assert table[1].split() == [firmware_id, "thermo-fw", "thermo", "2.0", "2.1"]
+
+
+async def test_software_uploaded_as_versions_and_listed(api: WholeApi, scratch_dir: Path) -> None:
+    package = scratch_dir / "agent-1.0.deb"
+    package.write_bytes(b"!<arch>\n" + bytes(range(256)) * 20)
+    said = await run(
+        api, "repo", "software", "upload", str(package), "--name", "agent", "--version", "1.0",
+        "--device-type", "thermo", "--software-type", "apt",
+    )  # fmt: skip
+    assert said.startswith("software agent 1.0: software ")
+    assert said.endswith(f" ({package.stat().st_size} bytes)\n")
+    software_id = said.split()[4].rstrip(",")
+    binary_id = said.split()[8]
+    stored = await api.client.get(f"/inventory/binaries/{binary_id}", auth=ADMIN)
+    assert stored.content == package.read_bytes()
+    made = (await api.client.get(f"/inventory/managedObjects/{software_id}", auth=ADMIN)).json()
+    assert (made["type"], made["softwareType"], made["c8y_Filter"]) == (
+        "c8y_Software", "apt", {"type": "thermo"},
+    )  # fmt: skip
+    argv = ["--json", "software", "upload", str(package), "--name", "agent", "--version", "1.1"]
+    second = json.loads(await run(api, "repo", *argv))
+    assert second["softwareId"] == software_id  # the same software, one more version
+    assert second["managedObject"]["type"] == "c8y_SoftwareBinary"
+    assert second["managedObject"]["c8y_Software"]["version"] == "1.1"
+    assert second["managedObject"]["c8y_Software"]["url"].endswith(
+        f"/inventory/binaries/{second['binary']['id']}"
+    )
+    table = (await run(api, "repo", "software", "list")).splitlines()
+    assert table[0].split() == ["ID", "NAME", "DEVICE", "TYPE", "VERSIONS"]
+    assert table[1].split() == [software_id, "agent", "thermo", "1.0", "1.1"]
+    assert len(table) == 2  # firmware is not software
+    listed = json.loads(await run(api, "repo", "software", "list", "--json"))
+    assert [item["versions"] for item in listed["managedObjects"]] == ["1.0 1.1"]
+
+
+async def test_configuration_files_uploaded_and_listed(api: WholeApi, scratch_dir: Path) -> None:
+    config = scratch_dir / "sshd_config"
+    config.write_text("PermitRootLogin no\n")
+    said = await run(
+        api, "repo", "configuration", "upload", str(config), "--name", "ssh hardening",
+        "--configuration-type", "ssh", "--device-type", "thermo", "--description", "no root",
+    )  # fmt: skip
+    assert said.startswith("configuration ssh hardening: entry ")
+    assert said.endswith(f" ({config.stat().st_size} bytes)\n")
+    entry_id, binary_id = said.split()[4].rstrip(","), said.split()[6]
+    stored = await api.client.get(f"/inventory/binaries/{binary_id}", auth=ADMIN)
+    assert stored.content == config.read_bytes()
+    second = json.loads(
+        await run(api, "repo", "configuration", "upload", str(config), "--name", "plain", "--json")
+    )
+    assert second["managedObject"]["type"] == "c8y_ConfigurationDump"
+    assert "deviceType" not in second["managedObject"]
+    assert second["managedObject"]["url"].endswith(f"/inventory/binaries/{second['binary']['id']}")
+    table = (await run(api, "repo", "configuration", "list")).splitlines()
+    assert table[0].split()[:6] == ["ID", "NAME", "CONFIGURATION", "TYPE", "DEVICE", "TYPE"]
+    assert len(table) == 3
+    [row] = [line for line in table if line.startswith(f"{entry_id} ")]
+    assert "ssh hardening" in row
+    assert row.split()[3:5] == ["ssh", "thermo"]
+    assert row.endswith(f"/inventory/binaries/{binary_id}")
+    # An entry needs a name: the API's 422 on an empty one is exit status 1.
+    with pytest.raises(FleetgateError) as refused:
+        await run(api, "repo", "configuration", "upload", str(config), "--name", "")
+    assert exit_status(refused.value) == EXIT_FAILED

@@ -133,6 +133,24 @@ def test_the_parser_accepts_what_the_docs_show() -> None:
     )
     args = _parser().parse_args(["users", "--json", "roles", "anna", "--add", "R1", "--add", "R2"])
     assert (args.add, args.remove, args.json) == (["R1", "R2"], [], True)
+    argv = ["repo", "software", "upload", "a.deb", "--name", "agent", "--version", "1.0"]
+    args = _parser().parse_args([*argv, "--software-type", "apt"])
+    assert (args.repo_kind, args.repo_command, args.software_type, args.device_type) == (
+        "software",
+        "upload",
+        "apt",
+        None,
+    )
+    argv = ["repo", "configuration", "upload", "sshd_config", "--name", "ssh"]
+    args = _parser().parse_args([*argv, "--configuration-type", "ssh", "--json"])
+    assert (args.repo_kind, args.configuration_type, args.description, args.json) == (
+        "configuration",
+        "ssh",
+        None,
+        True,
+    )
+    args = _parser().parse_args(["repo", "configuration", "list", "--limit", "7"])
+    assert (args.repo_kind, args.repo_command, args.limit) == ("configuration", "list", 7)
 
 
 @pytest.mark.parametrize(
@@ -143,6 +161,9 @@ def test_the_parser_accepts_what_the_docs_show() -> None:
         ["users", "create", "anna"],  # no --new-password
         ["certs", "enable"],  # no fingerprint
         ["requests", "--user", "admin", "list"],  # not tenant/username
+        ["repo", "software", "upload", "a.deb", "--name", "agent"],  # no --version
+        ["repo", "configuration", "upload", "f", "--name", "c", "--version", "1"],  # no versions
+        ["repo", "configuration", "upload", "f"],  # no --name
     ],
 )
 def test_usage_errors_exit_2(argv: list[str]) -> None:

@@ -176,20 +176,34 @@ def add_parsers(
     add_profile_parser(commands, tenant_user)
     repo = commands.add_parser(
         "repo",
-        help="the firmware repository: list, upload (with a progress bar)",
-        description="The firmware repository (managed objects c8y_Firmware, their versions"
-        " c8y_FirmwareBinary, files in /inventory/binaries).",
+        help="the firmware, software and configuration repositories: list, upload"
+        " (with a progress bar)",
+        description="The repositories: firmware (managed objects c8y_Firmware, their versions"
+        " c8y_FirmwareBinary), software (c8y_Software, versions c8y_SoftwareBinary),"
+        " configuration files (c8y_ConfigurationDump); the files in /inventory/binaries.",
     )
     common_flags(repo, tenant_user)
     kinds = repo.add_subparsers(dest="repo_kind", required=True)
-    firmware = kinds.add_parser("firmware", help="firmware and its versions")
-    actions = firmware.add_subparsers(dest="repo_command", required=True)
-    _list_action(actions, "list the firmware (id, name, device type, versions)")
-    upload = _action(actions, "upload", "upload a firmware file as a version of a firmware")
+    for kind in ("firmware", "software"):
+        versioned = kinds.add_parser(kind, help=f"{kind} and its versions")
+        actions = versioned.add_subparsers(dest="repo_command", required=True)
+        _list_action(actions, f"list the {kind} (id, name, device type, versions)")
+        upload = _action(actions, "upload", f"upload a {kind} file as a version of a {kind}")
+        upload.add_argument("file", type=Path)
+        upload.add_argument("--name", required=True, help=f"the {kind} (created when new)")
+        upload.add_argument("--version", required=True, help="this file's version")
+        upload.add_argument("--device-type", help=f"for a new {kind}: only this device type")
+        if kind == "software":
+            upload.add_argument("--software-type", help="for a new software: its softwareType")
+    configuration = kinds.add_parser("configuration", help="configuration files")
+    actions = configuration.add_subparsers(dest="repo_command", required=True)
+    _list_action(actions, "list the configuration files (id, name, types, url)")
+    upload = _action(actions, "upload", "upload a configuration file (a new entry)")
     upload.add_argument("file", type=Path)
-    upload.add_argument("--name", required=True, help="the firmware (created when new)")
-    upload.add_argument("--version", required=True, help="this file's version")
-    upload.add_argument("--device-type", help="for a new firmware: only this device type")
+    upload.add_argument("--name", required=True, help="the entry's name")
+    upload.add_argument("--configuration-type", help="its configurationType (e.g. ssh)")
+    upload.add_argument("--device-type", help="only for devices of this type")
+    upload.add_argument("--description", help="its description")
     credentials = commands.add_parser(
         "credentials",
         help="device credentials in bulk (a CSV file)",
@@ -541,15 +555,31 @@ async def _profiles(args: argparse.Namespace, api: Api, out: TextIO) -> None:
     _state(args, out, made, line)
 
 
-async def _repo(args: argparse.Namespace, api: Api, out: TextIO) -> None:
-    from fleetgate.watch.client import upload_request
-    from fleetgate.watch.upload import MultipartFile, terminal_progress
+_REPO_VERSIONED = {
+    # kind: (managed object type, version type, version fragment)
+    "firmware": ("c8y_Firmware", "c8y_FirmwareBinary", "c8y_Firmware"),
+    "software": ("c8y_Software", "c8y_SoftwareBinary", "c8y_Software"),
+}
+_CONFIGURATION_COLUMNS = (
+    ("ID", "id"),
+    ("NAME", "name"),
+    ("CONFIGURATION TYPE", "configurationType"),
+    ("DEVICE TYPE", "deviceType"),
+    ("URL", "url"),
+)
 
+
+async def _repo(args: argparse.Namespace, api: Api, out: TextIO) -> None:
     path = "/inventory/managedObjects"
-    params = {"type": "c8y_Firmware", "pageSize": str(getattr(args, "limit", 2000))}
+    kind = args.repo_kind
+    if kind == "configuration":
+        await _configuration_repo(args, api, out)
+        return
+    object_type, version_type, fragment = _REPO_VERSIONED[kind]
+    params = {"type": object_type, "pageSize": str(getattr(args, "limit", 2000))}
     if args.repo_command == "list":
         body = await api.call("GET", path, _INVENTORY, params=params)
-        firmware = []
+        entries = []
         for item in _items(body, "managedObjects"):
             children = await api.call(
                 "GET",
@@ -558,10 +588,10 @@ async def _repo(args: argparse.Namespace, api: Api, out: TextIO) -> None:
                 params={"pageSize": "2000"},
             )
             versions = [
-                text(pick(ref, "managedObject.c8y_Firmware.version"))
+                text(pick(ref, f"managedObject.{fragment}.version"))
                 for ref in _items(children, "references")
             ]
-            firmware.append({**item, "versions": " ".join(v for v in versions if v)})
+            entries.append({**item, "versions": " ".join(v for v in versions if v)})
         columns = (
             ("ID", "id"),
             ("NAME", "name"),
@@ -569,10 +599,74 @@ async def _repo(args: argparse.Namespace, api: Api, out: TextIO) -> None:
             ("VERSIONS", "versions"),
         )
         if args.json:
-            print(json.dumps({**body, "managedObjects": firmware}, indent=2), file=out)
+            print(json.dumps({**body, "managedObjects": entries}, indent=2), file=out)
             return
-        _print_list(args, out, {"managedObjects": firmware}, "managedObjects", columns)
+        _print_list(args, out, {"managedObjects": entries}, "managedObjects", columns)
         return
+    binary, size = await _upload_binary(args, api)
+    found = await api.call("GET", path, _INVENTORY, params=params)
+    named = [item for item in _items(found, "managedObjects") if item.get("name") == args.name]
+    if named:
+        entry_id = str(named[0]["id"])
+    else:
+        new: dict[str, Any] = {
+            "type": object_type,
+            "name": args.name,
+            "c8y_Filter": {"type": args.device_type} if args.device_type else {},
+        }
+        if getattr(args, "software_type", None):
+            new["softwareType"] = args.software_type
+        entry_id = str((await api.call("POST", path, _INVENTORY, new))["id"])
+    version = {
+        "type": version_type,
+        "name": args.name,
+        fragment: {"version": args.version, "url": binary.get("self")},
+    }
+    reference = await api.call(
+        "POST", f"{path}/{_segment(entry_id)}/childAdditions", _INVENTORY, version
+    )
+    line = (
+        f"{kind} {args.name} {args.version}: {kind} {entry_id},"
+        f" version {pick(reference, 'managedObject.id')}, binary {binary.get('id')}"
+        f" ({size} bytes)"
+    )
+    _state(args, out, {"binary": binary, f"{kind}Id": entry_id, **reference}, line)
+
+
+async def _configuration_repo(args: argparse.Namespace, api: Api, out: TextIO) -> None:
+    """``repo configuration list|upload``: one c8y_ConfigurationDump per file, no versions."""
+    path = "/inventory/managedObjects"
+    if args.repo_command == "list":
+        params = {"type": "c8y_ConfigurationDump", "pageSize": str(args.limit)}
+        body = await api.call("GET", path, _INVENTORY, params=params)
+        _print_list(args, out, body, "managedObjects", _CONFIGURATION_COLUMNS)
+        return
+    binary, size = await _upload_binary(args, api)
+    entry: dict[str, Any] = {
+        "type": "c8y_ConfigurationDump",
+        "name": args.name,
+        "url": binary.get("self"),
+    }
+    for key, value in (
+        ("configurationType", args.configuration_type),
+        ("deviceType", args.device_type),
+        ("description", args.description),
+    ):
+        if value:
+            entry[key] = value
+    made = await api.call("POST", path, _INVENTORY, entry)
+    line = (
+        f"configuration {args.name}: entry {made.get('id')}, binary {binary.get('id')}"
+        f" ({size} bytes)"
+    )
+    _state(args, out, {"binary": binary, "managedObject": made}, line)
+
+
+async def _upload_binary(args: argparse.Namespace, api: Api) -> tuple[dict[str, Any], int]:
+    """``args.file`` streamed to /inventory/binaries (a bar on a terminal); its size."""
+    from fleetgate.watch.client import upload_request
+    from fleetgate.watch.upload import MultipartFile, terminal_progress
+
     try:
         upload = MultipartFile(args.file, on_progress=terminal_progress(sys.stderr, "uploading"))
     except OSError as exc:
@@ -585,31 +679,7 @@ async def _repo(args: argparse.Namespace, api: Api, out: TextIO) -> None:
         length=upload.length,
         roles="ROLE_INVENTORY_ADMIN",
     )
-    found = await api.call("GET", path, _INVENTORY, params=params)
-    named = [item for item in _items(found, "managedObjects") if item.get("name") == args.name]
-    if named:
-        firmware_id = str(named[0]["id"])
-    else:
-        new = {
-            "type": "c8y_Firmware",
-            "name": args.name,
-            "c8y_Filter": {"type": args.device_type} if args.device_type else {},
-        }
-        firmware_id = str((await api.call("POST", path, _INVENTORY, new))["id"])
-    version = {
-        "type": "c8y_FirmwareBinary",
-        "name": args.name,
-        "c8y_Firmware": {"version": args.version, "url": binary.get("self")},
-    }
-    reference = await api.call(
-        "POST", f"{path}/{_segment(firmware_id)}/childAdditions", _INVENTORY, version
-    )
-    line = (
-        f"firmware {args.name} {args.version}: firmware {firmware_id},"
-        f" version {pick(reference, 'managedObject.id')}, binary {binary.get('id')}"
-        f" ({upload.size} bytes)"
-    )
-    _state(args, out, {"binary": binary, "firmwareId": firmware_id, **reference}, line)
+    return binary, upload.size
 
 
 async def _credentials(args: argparse.Namespace, api: Api, out: TextIO) -> None:

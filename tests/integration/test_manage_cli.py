@@ -4,6 +4,7 @@ what ``--json`` prints, and which fleetgate error (hence exit status) a refusal 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import AsyncIterator
@@ -17,7 +18,9 @@ import pytest
 from fleetgate.cli import _parser
 from fleetgate.domain.errors import AccessDenied, Conflict, FleetgateError, NotFound
 from fleetgate.pki import generate_ca
-from fleetgate.watch.client import Endpoint
+from fleetgate.watch.bulk import BulkProgress
+from fleetgate.watch.bulk_command import ProgressDisplay, check_outcome, create_body, wait_for_bulk
+from fleetgate.watch.client import Endpoint, bulk_request
 from fleetgate.watch.devices_command import devices_command
 from fleetgate.watch.manage_command import bulk_list, manage_command, ops_action
 from fleetgate.watch.text_table import (
@@ -31,6 +34,7 @@ from fleetgate.watch.text_table import (
 )
 
 from conftest import TEST_BASE_URL
+from waiting import eventually
 from whole_api import ADMIN, WholeApi, whole_api
 
 pytestmark = pytest.mark.integration
@@ -415,3 +419,44 @@ async def test_configuration_files_uploaded_and_listed(api: WholeApi, scratch_di
     with pytest.raises(FleetgateError) as refused:
         await run(api, "repo", "configuration", "upload", str(config), "--name", "")
     assert exit_status(refused.value) == EXIT_FAILED
+
+
+async def test_bulk_create_wait_follows_until_the_end(api: WholeApi) -> None:
+    """``ops bulk create --wait``'s loop on the in-process API: it shows the SCHEDULED bulk
+    operation, goes on reading it, and ends on CANCELED (exit status 7) once cancelled."""
+    meter = await device(api, "meter-9", c8y_SupportedOperations=["c8y_Firmware"])
+    group = await api.client.post(
+        "/inventory/managedObjects",
+        auth=ADMIN,
+        json={"name": "waited", "type": "c8y_DeviceGroup", "c8y_IsDeviceGroup": {}},
+    )
+    group_id = str(group.json()["id"])
+    await api.client.post(
+        f"/inventory/managedObjects/{group_id}/childAssets",
+        auth=ADMIN,
+        json={"managedObject": {"id": meter}},
+    )
+    args = _parser().parse_args(
+        ["ops", "bulk", "create", "--group", group_id, "--start", "2030-01-01T00:00:00Z",
+         "--firmware", "fw,3,https://example.com/fw3.bin", "--wait"]
+    )  # fmt: skip
+    shown = io.StringIO()
+    transport = httpx.ASGITransport(app=api.app)
+    async with httpx.AsyncClient(transport=transport, base_url=TEST_BASE_URL, auth=ADMIN) as client:
+        made = await bulk_request(client, "POST", "", create_body(args))
+        assert made is not None
+        waiting = asyncio.create_task(
+            wait_for_bulk(
+                client, BulkProgress.from_json(made), ProgressDisplay(shown), interval=0.05
+            )
+        )
+        await eventually(lambda: "SCHEDULED" in shown.getvalue(), "the first progress line")
+        assert not waiting.done()  # a SCHEDULED bulk operation has not finished
+        await bulk_request(client, "DELETE", f"/{made['id']}")
+        async with asyncio.timeout(120):  # a bound, not a measurement
+            ended = await waiting
+    assert ended.general_status == "CANCELED"
+    assert shown.getvalue().splitlines()[-1].split("\t")[:3] == ["bulk", made["id"], "CANCELED"]
+    with pytest.raises(PartlyFailed) as caught:
+        check_outcome(ended)
+    assert exit_status(caught.value) == EXIT_PARTLY_FAILED

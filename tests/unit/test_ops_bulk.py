@@ -1,11 +1,17 @@
-"""``ops watch --bulk``'s progress bar and ``ops bulk create``'s body."""
+"""``ops watch --bulk``'s progress bar, ``ops bulk create``'s body, and what ``ops bulk
+create --wait`` draws and ends with."""
 
 from __future__ import annotations
 
 import argparse
+import io
 
-from fleetgate.watch.bulk import BulkProgress, plain_progress, progress_lines
-from fleetgate.watch.bulk_command import create_body
+import pytest
+
+from fleetgate.cli import _parser
+from fleetgate.watch.bulk import BulkProgress, finished, plain_progress, progress_lines
+from fleetgate.watch.bulk_command import ProgressDisplay, check_outcome, create_body
+from fleetgate.watch.text_table import EXIT_PARTLY_FAILED, PartlyFailed, exit_status
 
 BODY = {
     "id": "7",
@@ -46,3 +52,70 @@ def test_create_takes_a_firmware_shortcut() -> None:
     assert body["operationPrototype"]["c8y_Firmware"]["version"] == "2.0"
     assert body["fleetgate_Rollout"] == {"canary": {"size": 2}}
     assert body["creationRamp"] == 0.5
+
+
+def _ended(general_status: str, **progress: int) -> BulkProgress:
+    return BulkProgress.from_json(
+        {"id": "9", "status": "COMPLETED", "generalStatus": general_status,
+         "progress": {"all": 4, **progress}}
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("general_status", "done"),
+    [
+        ("SCHEDULED", False),
+        ("EXECUTING", False),
+        ("EXECUTING_WITH_ERRORS", False),
+        ("SUCCESSFUL", True),
+        ("FAILED", True),
+        ("CANCELED", True),
+    ],
+)
+def test_wait_ends_when_the_bulk_operation_has_finished(general_status: str, done: bool) -> None:
+    assert finished(_ended(general_status)) is done
+
+
+def test_wait_exits_0_only_when_every_operation_succeeded() -> None:
+    check_outcome(_ended("SUCCESSFUL", successful=4))  # no error: exit status 0
+    for general_status in ("FAILED", "CANCELED"):
+        with pytest.raises(PartlyFailed) as caught:
+            check_outcome(_ended(general_status, successful=3, failed=1))
+        assert exit_status(caught.value) == EXIT_PARTLY_FAILED == 7
+        assert str(caught.value) == (
+            f"bulk 9 {general_status}: 3 successful, 1 failed, 0 skipped of 4"
+        )
+
+
+def test_piped_the_display_prints_one_line_per_change() -> None:
+    stream = io.StringIO()
+    display = ProgressDisplay(stream)
+    executing = _ended("EXECUTING", pending=4)
+    for progress in (executing, executing, _ended("SUCCESSFUL", successful=4)):
+        display.show(progress)
+    lines = stream.getvalue().splitlines()
+    assert [line.split("\t")[2] for line in lines] == ["EXECUTING", "SUCCESSFUL"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_the_bar_is_redrawn_in_place() -> None:
+    stream = _Terminal()
+    display = ProgressDisplay(stream)
+    display.show(_ended("EXECUTING", pending=4))
+    first = stream.getvalue()
+    assert not first.startswith("\x1b")  # nothing to move back over yet
+    assert first.count("\n") == 2
+    display.show(_ended("SUCCESSFUL", successful=4))
+    again = stream.getvalue()[len(first) :]
+    assert again.startswith("\x1b[2F\x1b[J")  # two lines up, erased, drawn again
+    assert "SUCCESSFUL 4" in again
+
+
+def test_wait_is_a_flag_of_create() -> None:
+    argv = ["ops", "bulk", "create", "--group", "5", "--firmware", "fw,2,http://x/fw.bin"]
+    assert _parser().parse_args([*argv, "--wait"]).wait is True
+    assert _parser().parse_args(argv).wait is False

@@ -61,6 +61,14 @@ class BulkProgress:
         return self.last_updated >= other.last_updated
 
 
+FINISHED = ("SUCCESSFUL", "FAILED", "CANCELED")
+
+
+def finished(p: BulkProgress) -> bool:
+    """Whether nothing more will happen: generalStatus SUCCESSFUL, FAILED or CANCELED."""
+    return p.general_status in FINISHED
+
+
 def progress_lines(p: BulkProgress, *, width: int) -> list[str]:
     """Two lines: ``bulk 7 · EXECUTING · RUNNING [#####>....] 52/100`` and the counts
     (with the reason of a pause or cancel, if any)."""

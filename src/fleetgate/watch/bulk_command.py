@@ -4,19 +4,25 @@ command line (``ops watch --bulk ID`` follows one)."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from fleetgate.domain.errors import ConfigurationError
-from fleetgate.watch.bulk import BulkProgress, progress_lines
+from fleetgate.watch.bulk import BulkProgress, finished, plain_progress, progress_lines
 from fleetgate.watch.manage_command import page_size
+from fleetgate.watch.text_table import PartlyFailed
 
 if TYPE_CHECKING:
+    import httpx
+
     from fleetgate.watch.client import Endpoint
+
+WAIT_INTERVAL = 1.0  # seconds between two reads of a bulk operation that --wait follows
 
 DEFAULT_STACK = Path(".fleetgate/stack.json")
 
@@ -52,6 +58,11 @@ def add_bulk_parser(
     create.add_argument("--ramp", type=float, default=0.0, help="creationRamp, seconds (0)")
     create.add_argument("--rollout", metavar="JSON", help="the fleetgate_Rollout fragment")
     create.add_argument("--note", help="a note")
+    create.add_argument(
+        "--wait",
+        action="store_true",
+        help="show its progress until it finishes; exit 0 if SUCCESSFUL, else 7",
+    )
     for name, text in (
         ("show", "show its progress"),
         ("pause", "stop creating operations until resumed"),
@@ -122,8 +133,70 @@ async def bulk_command(args: argparse.Namespace, endpoint: Endpoint) -> None:
         else:
             await bulk_request(client, "DELETE", f"/{args.id}")
             answer = await bulk_request(client, "GET", f"/{args.id}")
-    assert answer is not None
-    for line in progress_lines(BulkProgress.from_json(answer), width=100):
+        assert answer is not None
+        progress = BulkProgress.from_json(answer)
+        if verb == "create" and args.wait:
+            progress = await wait_for_bulk(client, progress, ProgressDisplay(sys.stderr))
+    for line in progress_lines(progress, width=100):
         print(line)
-    if verb == "create":
-        print(f"follow it: fleetgate ops watch --bulk {answer['id']}", file=sys.stderr)
+    if verb == "create" and not args.wait:
+        print(f"follow it: fleetgate ops watch --bulk {progress.id}", file=sys.stderr)
+    if verb == "create" and args.wait:
+        check_outcome(progress)
+
+
+class ProgressDisplay:
+    """``--wait``'s display on ``stream``: the two lines of the bar redrawn in place on a
+    terminal; piped, one tab-separated line per change."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.terminal = stream.isatty()
+        self._drawn = 0
+        self._last = ""
+
+    def show(self, progress: BulkProgress) -> None:
+        if not self.terminal:
+            line = plain_progress(progress)
+            if line != self._last:
+                print(line, file=self.stream, flush=True)
+                self._last = line
+            return
+        import shutil
+
+        lines = progress_lines(progress, width=shutil.get_terminal_size().columns - 1)
+        # Back to the start of what was drawn, erase it, draw again.
+        up = f"\x1b[{self._drawn}F\x1b[J" if self._drawn else ""
+        self.stream.write(up + "\n".join(lines) + "\n")
+        self.stream.flush()
+        self._drawn = len(lines)
+
+
+async def wait_for_bulk(
+    client: httpx.AsyncClient,
+    progress: BulkProgress,
+    display: ProgressDisplay,
+    *,
+    interval: float = WAIT_INTERVAL,
+) -> BulkProgress:
+    """Read the bulk operation every ``interval`` seconds, showing each read, until it has
+    finished (:func:`~fleetgate.watch.bulk.finished`); its last progress."""
+    from fleetgate.watch.client import bulk_request
+
+    display.show(progress)
+    while not finished(progress):
+        await asyncio.sleep(interval)
+        answer = await bulk_request(client, "GET", f"/{progress.id}")
+        assert answer is not None
+        progress = BulkProgress.from_json(answer)
+        display.show(progress)
+    return progress
+
+
+def check_outcome(progress: BulkProgress) -> None:
+    """Exit status 0 for a SUCCESSFUL bulk operation; PartlyFailed (7) for any other end."""
+    if progress.general_status != "SUCCESSFUL":
+        raise PartlyFailed(
+            f"bulk {progress.id} {progress.general_status}: {progress.successful} successful,"
+            f" {progress.failed} failed, {progress.skipped} skipped of {progress.targets}"
+        )

@@ -9,8 +9,9 @@ cannot move the cursor. An empty list prints its header and nothing else.
 Exit statuses (docs/decisions/0021-operator-cli.md): 0 done; 1 refused for another
 reason (the API's 400/422, an answer we cannot read); 2 usage (argparse's own, and
 flags or a stack file that cannot work); 3 not found; 4 not allowed (401, 403);
-5 conflict (409); 6 unavailable (unreachable, 5xx, 408, 429); 7 partly failed (the
-request was taken, some of its items failed: ``credentials import`` rows).
+5 conflict (409); 6 unavailable (unreachable, 5xx, 408, 429); 7 not everything succeeded
+(the request was taken, some or all of its items failed: ``credentials import`` rows,
+``ops bulk create --wait`` ending FAILED or CANCELED).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ EXIT_PARTLY_FAILED = 7
 
 
 class PartlyFailed(FleetgateError):
-    """The API took the request, and some of its items failed (their report is printed)."""
+    """The API took the request, and some or all of its items failed (the report is printed)."""
 
 
 def exit_status(error: FleetgateError) -> int:

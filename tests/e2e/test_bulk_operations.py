@@ -242,3 +242,32 @@ async def test_the_command_line_creates_pauses_resumes_and_cancels(stack: Stack)
     shown = await _cli(stack, "show", bulk_id)
     assert f"/{N}" in shown.splitlines()[0]
     assert len(await _ops(stack, bulk_id)) < N  # creation stopped early
+
+
+async def test_the_command_line_waits_for_a_rollout_to_succeed(stack: Stack) -> None:
+    """``ops bulk create --wait`` as a process: it follows the rollout (one progress line per
+    change when piped) and exits 0 once every device's operation is SUCCESSFUL."""
+    serials = await _registered(stack, "wait")
+    group, _ = await _group(stack, serials)
+    firmware = (await _firmware(stack))["c8y_Firmware"]
+    async with running(stack.simulation("wait", N, delay=0.2)):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "fleetgate.cli", "ops", "bulk", "--url", stack.info.api_url,
+            "--user", ADMIN[0], "--password", ADMIN[1], "create", "--group", group,
+            "--firmware", f"{firmware['name']},{firmware['version']},{firmware['url']}",
+            "--wait",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        async with asyncio.timeout(180):  # a bound on waiting, not a measurement
+            output, errors = await process.communicate()
+    assert process.returncode == 0, errors.decode()
+    first = output.decode().splitlines()[0]
+    bulk_id = first.split()[1]
+    assert first.startswith(f"bulk {bulk_id} · SUCCESSFUL · ")
+    assert first.endswith(f" {N}/{N}")
+    shown = [line.split("\t") for line in errors.decode().splitlines()]
+    assert shown, "no progress shown"
+    assert all(line[:2] == ["bulk", bulk_id] for line in shown)
+    assert shown[-1][2] == "SUCCESSFUL"
+    assert shown[-1][8] == str(N)  # the SUCCESSFUL count
+    assert {o["status"] for o in await _ops(stack, bulk_id)} == {"SUCCESSFUL"}

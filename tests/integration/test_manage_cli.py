@@ -19,7 +19,13 @@ from fleetgate.cli import _parser
 from fleetgate.domain.errors import AccessDenied, Conflict, FleetgateError, NotFound
 from fleetgate.pki import generate_ca
 from fleetgate.watch.bulk import BulkProgress
-from fleetgate.watch.bulk_command import ProgressDisplay, check_outcome, create_body, wait_for_bulk
+from fleetgate.watch.bulk_command import (
+    ProgressDisplay,
+    check_outcome,
+    create_body,
+    repository_url,
+    wait_for_bulk,
+)
 from fleetgate.watch.client import Endpoint, bulk_request
 from fleetgate.watch.devices_command import devices_command
 from fleetgate.watch.manage_command import bulk_list, manage_command, ops_action
@@ -460,3 +466,24 @@ async def test_bulk_create_wait_follows_until_the_end(api: WholeApi) -> None:
     with pytest.raises(PartlyFailed) as caught:
         check_outcome(ended)
     assert exit_status(caught.value) == EXIT_PARTLY_FAILED
+
+
+async def test_a_firmware_version_s_url_from_the_repository(
+    api: WholeApi, scratch_dir: Path
+) -> None:
+    """``ops bulk create --firmware NAME,VERSION`` (no URL) takes the repository's."""
+    image = scratch_dir / "fw-3.bin"
+    image.write_bytes(b"\x7fELF" + bytes(range(256)) * 8)
+    argv = ["repo", "--json", "firmware", "upload", str(image), "--name", "acme-fw"]
+    uploaded = json.loads(await run(api, *argv, "--version", "3"))
+    await run(api, *argv, "--version", "4")
+    transport = httpx.ASGITransport(app=api.app)
+    async with httpx.AsyncClient(transport=transport, base_url=TEST_BASE_URL, auth=ADMIN) as client:
+        url = await repository_url(client, "acme-fw", "3")
+        assert url == uploaded["managedObject"]["c8y_Firmware"]["url"]
+        assert url.endswith(f"/inventory/binaries/{uploaded['binary']['id']}")
+        assert await repository_url(client, "acme-fw", "4") != url
+        with pytest.raises(NotFound, match="firmware acme-fw 5 is not in the firmware repo"):
+            await repository_url(client, "acme-fw", "5")
+        with pytest.raises(NotFound):
+            await repository_url(client, "other-fw", "3")

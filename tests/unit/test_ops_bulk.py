@@ -9,8 +9,14 @@ import io
 import pytest
 
 from fleetgate.cli import _parser
+from fleetgate.domain.errors import ConfigurationError
 from fleetgate.watch.bulk import BulkProgress, finished, plain_progress, progress_lines
-from fleetgate.watch.bulk_command import ProgressDisplay, check_outcome, create_body
+from fleetgate.watch.bulk_command import (
+    ProgressDisplay,
+    check_outcome,
+    create_body,
+    firmware_parts,
+)
 from fleetgate.watch.text_table import EXIT_PARTLY_FAILED, PartlyFailed, exit_status
 
 BODY = {
@@ -119,3 +125,36 @@ def test_wait_is_a_flag_of_create() -> None:
     argv = ["ops", "bulk", "create", "--group", "5", "--firmware", "fw,2,http://x/fw.bin"]
     assert _parser().parse_args([*argv, "--wait"]).wait is True
     assert _parser().parse_args(argv).wait is False
+
+
+@pytest.mark.parametrize(
+    ("value", "parts"),
+    [
+        ("fw,2.0,http://x/fw.bin", ("fw", "2.0", "http://x/fw.bin")),
+        ("fw,2.0", ("fw", "2.0", None)),
+        ("fw,2.0,http://x/a,b.bin", ("fw", "2.0", "http://x/a,b.bin")),  # a URL with a comma
+    ],
+)
+def test_the_firmware_flag_s_parts(value: str, parts: tuple[str, str, str | None]) -> None:
+    assert firmware_parts(value) == parts
+
+
+@pytest.mark.parametrize("value", ["fw", "fw,", ",2.0", "fw,2.0,"])
+def test_a_firmware_flag_without_name_or_version_is_a_usage_error(value: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"NAME,VERSION\[,URL\]"):
+        firmware_parts(value)
+
+
+def test_without_a_url_create_takes_the_repository_s() -> None:
+    args = argparse.Namespace(
+        firmware="fw,2.0", prototype=None, start=None, ramp=0.0, group="12",
+        failed_parent=None, rollout=None, note=None,
+    )  # fmt: skip
+    body = create_body(args, "http://repo/fw-2.0.bin")
+    assert body["operationPrototype"]["c8y_Firmware"] == {
+        "name": "fw",
+        "version": "2.0",
+        "url": "http://repo/fw-2.0.bin",
+    }
+    with pytest.raises(ConfigurationError):
+        create_body(args)  # nothing looked up: no URL

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from fleetgate.domain.errors import ConfigurationError
+from fleetgate.domain.errors import ConfigurationError, NotFound
 from fleetgate.watch.bulk import BulkProgress, finished, plain_progress, progress_lines
 from fleetgate.watch.manage_command import page_size
 from fleetgate.watch.text_table import PartlyFailed
@@ -52,7 +52,11 @@ def add_bulk_parser(
     target.add_argument("--group", metavar="ID", help="the device group")
     target.add_argument("--failed-parent", metavar="ID", help="retry this one's failed devices")
     command = create.add_mutually_exclusive_group(required=True)
-    command.add_argument("--firmware", metavar="NAME,VERSION,URL", help="a c8y_Firmware operation")
+    command.add_argument(
+        "--firmware",
+        metavar="NAME,VERSION[,URL]",
+        help="a c8y_Firmware operation (no URL: the firmware repository's for that version)",
+    )
     command.add_argument("--prototype", metavar="JSON", help="the operation prototype")
     create.add_argument("--start", metavar="ISO", help="startDate (now)")
     create.add_argument("--ramp", type=float, default=0.0, help="creationRamp, seconds (0)")
@@ -82,13 +86,51 @@ def _json(value: str, what: str) -> Any:
         raise ConfigurationError(f"{what} is not JSON: {exc}") from None
 
 
-def create_body(args: argparse.Namespace) -> dict[str, Any]:
-    """The POST body the ``create`` flags describe."""
+def firmware_parts(value: str) -> tuple[str, str, str | None]:
+    """``--firmware NAME,VERSION[,URL]``: its parts (no URL: the repository's, looked up)."""
+    parts = value.split(",", 2)
+    if len(parts) < 2 or not all(parts):
+        raise ConfigurationError("--firmware takes NAME,VERSION[,URL]")
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else None
+
+
+async def repository_url(client: httpx.AsyncClient, name: str, version: str) -> str:
+    """The ``url`` of firmware ``name``'s version ``version`` in the firmware repository
+    (the first 2000 firmware, by name); NotFound (exit 3) when there is none."""
+    from fleetgate.watch.client import api_request
+
+    roles = "ROLE_INVENTORY_READ or ROLE_INVENTORY_ADMIN"
+    path = "/inventory/managedObjects"
+    params = {"type": "c8y_Firmware", "pageSize": "2000"}
+    found = await api_request(client, "GET", path, roles=roles, params=params) or {}
+    for item in found.get("managedObjects") or []:
+        if not isinstance(item, dict) or item.get("name") != name:
+            continue
+        children = await api_request(
+            client,
+            "GET",
+            f"{path}/{item.get('id')}/childAdditions",
+            roles=roles,
+            params={"pageSize": "2000"},
+        )
+        for ref in (children or {}).get("references") or []:
+            child = ref.get("managedObject") if isinstance(ref, dict) else None
+            fragment = child.get("c8y_Firmware") if isinstance(child, dict) else None
+            if isinstance(fragment, dict) and fragment.get("version") == version:
+                url = fragment.get("url")
+                if isinstance(url, str) and url:
+                    return url
+    raise NotFound(f"firmware {name} {version} is not in the firmware repository")
+
+
+def create_body(args: argparse.Namespace, firmware_url: str | None = None) -> dict[str, Any]:
+    """The POST body the ``create`` flags describe (``firmware_url``: for a ``--firmware``
+    without one, the repository's)."""
     if args.firmware is not None:
-        parts = args.firmware.split(",", 2)
-        if len(parts) != 3:
-            raise ConfigurationError("--firmware takes NAME,VERSION,URL")
-        name, version, url = parts
+        name, version, url = firmware_parts(args.firmware)
+        url = url or firmware_url
+        if url is None:
+            raise ConfigurationError(f"--firmware {args.firmware}: no URL")
         prototype: Any = {
             "description": f"Update firmware to {name} {version}",
             "c8y_Firmware": {"name": name, "version": version, "url": url},
@@ -122,7 +164,11 @@ async def bulk_command(args: argparse.Namespace, endpoint: Endpoint) -> None:
             await bulk_list(args, client, sys.stdout)
             return
         if verb == "create":
-            answer = await bulk_request(client, "POST", "", create_body(args))
+            url = None
+            if args.firmware is not None:
+                name, version, url = firmware_parts(args.firmware)
+                url = url or await repository_url(client, name, version)
+            answer = await bulk_request(client, "POST", "", create_body(args, url))
         elif verb == "show":
             answer = await bulk_request(client, "GET", f"/{args.id}")
         elif verb == "pause":

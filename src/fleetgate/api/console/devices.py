@@ -11,8 +11,8 @@ from fastapi.responses import HTMLResponse, Response
 
 from fleetgate.api.console.repositories import firmware_versions
 from fleetgate.api.console.session import Viewer, acting, require_sight, viewer
-from fleetgate.api.console.views import attempt, render
-from fleetgate.api.services import devices, enablement, operations
+from fleetgate.api.console.views import attempt, redirect, render
+from fleetgate.api.services import credentials, devices, enablement, operations, services_of
 from fleetgate.domain.devices import ManagedObject
 from fleetgate.domain.errors import NotFound, ValidationFailed
 from fleetgate.domain.ids import parse_id
@@ -20,6 +20,7 @@ from fleetgate.domain.inventory import ObjectFilter
 from fleetgate.domain.inventory_query import Compare, Has, all_of
 from fleetgate.domain.lifecycle import DISABLED, LifecycleStatus, devices_in
 from fleetgate.domain.operations import Operation, OperationFilter
+from fleetgate.services.credentials import CredentialsView
 from fleetgate.services.devices import Devices
 
 router = APIRouter()
@@ -155,6 +156,7 @@ async def device_page(
             who.tenant, OperationFilter(device_id=device.id), 0, 25, revert=True, count=False
         )
     versions = await firmware_versions(request, who.tenant) if who.can("operations") else []
+    access = await _credentials_of(request, who, device.id)
     return render(
         request,
         "device.html",
@@ -170,7 +172,40 @@ async def device_page(
         configurations=_configurations(device),
         versions=versions,
         lifecycle_of=lifecycle_of,
+        access=access,
     )
+
+
+async def _credentials_of(request: Request, who: Viewer, object_id: int) -> CredentialsView | None:
+    """The device's credentials view (what ``GET …/credentials`` answers), for the viewers
+    the REST API shows it to (device control admins); None for a device that does not
+    connect (no ``c8y_Serial``)."""
+    if not who.can("operations") or services_of(request.app).credentials is None:
+        return None
+    try:
+        return await credentials(request).view(who.tenant, object_id)
+    except NotFound:
+        return None
+
+
+@router.post("/devices/{device_id}/secret", response_class=HTMLResponse)
+async def regenerate_secret(
+    request: Request, device_id: str, who: Annotated[Viewer, Depends(viewer)]
+) -> Response:
+    """A new secret for a password device (``POST …/credentials/secret`` of the REST API):
+    the page that answers shows it this once and is never cached; it is not a redirect,
+    so the password is in no cookie and no URL."""
+    await acting(request, who, "operations")
+    object_id = parse_id(device_id, "device")
+    try:
+        password, at = await credentials(request).regenerate(who.tenant, object_id, who.name)
+    except (ValidationFailed, NotFound) as exc:
+        return redirect(f"/devices/{object_id}", exc.message, error=True)
+    response = render(
+        request, "secret.html", who, object_id=object_id, password=password, at=at
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @router.post("/devices/{device_id}/{switch}")

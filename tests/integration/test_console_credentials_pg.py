@@ -1,0 +1,130 @@
+"""The console's credentials view on a device's page and its "Regenerate secret" form,
+against the whole API on a real PostgreSQL: who sees the view, who may regenerate (checked
+on the server, not only by hiding the button), the CSRF lock, and a new password shown
+once on an uncached page while only its hash is stored."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from fleetgate.domain import sessions
+from fleetgate.domain.devices import NO_PASSWORD
+from fleetgate.domain.passwords import verify_password
+
+from whole_api import URL_SECRET, WholeApi, fast_hash, whole_api
+
+pytestmark = pytest.mark.integration
+
+
+async def _device(pool: asyncpg.Pool, serial: str, password_hash: str) -> int:
+    async with pool.acquire() as conn:
+        object_id = await conn.fetchval(
+            "INSERT INTO managed_object (tenant_id, name, fragments)"
+            " VALUES ('t1', $1, '{\"c8y_IsDevice\": {}}') RETURNING id",
+            serial,
+        )
+        await conn.execute(
+            "INSERT INTO external_id (tenant_id, type, value, managed_object_id)"
+            " VALUES ('t1', 'c8y_Serial', $1, $2)",
+            serial,
+            object_id,
+        )
+        await conn.execute(
+            "INSERT INTO app_user (tenant_id, username, password_hash, roles)"
+            " VALUES ('t1', $1, $2, '{ROLE_DEVICE}')",
+            f"device_{serial}",
+            password_hash,
+        )
+    return int(object_id)
+
+
+async def _log_in(whole: WholeApi, username: str, password: str) -> str:
+    whole.client.cookies.clear()
+    response = await whole.client.post(
+        "/console/login", data={"tenant": "t1", "username": username, "password": password}
+    )
+    assert response.status_code == 303, response.text
+    cookie = str(response.cookies["fleetgate_console"])
+    key = sessions.session_key(URL_SECRET)
+    session = sessions.unseal(key, cookie, time.time())
+    assert session is not None
+    return sessions.csrf_token(key, session)
+
+
+async def _hash_of(pool: asyncpg.Pool, serial: str) -> str:
+    return str(
+        await pool.fetchval(
+            "SELECT password_hash FROM app_user WHERE tenant_id = 't1' AND username = $1",
+            f"device_{serial}",
+        )
+    )
+
+
+async def test_only_a_device_control_admin_sees_the_credentials_and_regenerates(
+    pool: asyncpg.Pool, scratch_dir: Path
+) -> None:
+    async with whole_api(pool, scratch_dir / "files") as whole:
+        await pool.execute(
+            "INSERT INTO app_user (tenant_id, username, password_hash, roles) VALUES"
+            " ('t1', 'watcher', $1, '{ROLE_INVENTORY_READ,ROLE_DEVICE_CONTROL_READ}')",
+            fast_hash("watcher-pw"),
+        )
+        object_id = await _device(pool, "cred-pw", fast_hash("old-secret"))
+        old = await _hash_of(pool, "cred-pw")
+
+        csrf = await _log_in(whole, "watcher", "watcher-pw")
+        page = await whole.client.get(f"/console/devices/{object_id}")
+        assert page.status_code == 200
+        assert "Credentials" not in page.text and "Regenerate secret" not in page.text
+        refused = await whole.client.post(
+            f"/console/devices/{object_id}/secret", data={"csrf": csrf}
+        )
+        assert refused.status_code == 403
+        assert "text/html" in refused.headers["content-type"]
+        assert await _hash_of(pool, "cred-pw") == old
+
+        csrf = await _log_in(whole, "admin", "admin-pw")
+        page = await whole.client.get(f"/console/devices/{object_id}")
+        assert 'data-field="authentication">PASSWORD<' in page.text
+        assert "device_cred-pw" in page.text
+        assert "Regenerate secret" in page.text
+        tokenless = await whole.client.post(f"/console/devices/{object_id}/secret", data={})
+        assert tokenless.status_code == 403
+        assert await _hash_of(pool, "cred-pw") == old
+
+        shown = await whole.client.post(
+            f"/console/devices/{object_id}/secret", data={"csrf": csrf}
+        )
+        assert shown.status_code == 200
+        assert shown.headers["cache-control"] == "no-store"
+        password = shown.text.split('id="new-secret" type="text" value="', 1)[1].split('"')[0]
+        assert len(password) >= 32
+        stored = await _hash_of(pool, "cred-pw")
+        assert stored != old and password not in stored
+        assert verify_password(password, stored)
+        again = await whole.client.get(f"/console/devices/{object_id}")
+        assert password not in again.text
+        assert "UTC by admin" in again.text
+
+
+async def test_a_certificate_device_offers_no_regeneration_and_refuses_one(
+    pool: asyncpg.Pool, scratch_dir: Path
+) -> None:
+    async with whole_api(pool, scratch_dir / "files") as whole:
+        object_id = await _device(pool, "cred-cert", NO_PASSWORD)
+        csrf = await _log_in(whole, "admin", "admin-pw")
+        page = await whole.client.get(f"/console/devices/{object_id}")
+        assert 'data-field="authentication">CERTIFICATE<' in page.text
+        assert "Regenerate secret" not in page.text
+        posted = await whole.client.post(
+            f"/console/devices/{object_id}/secret", data={"csrf": csrf}
+        )
+        assert posted.status_code == 303
+        back = await whole.client.get(posted.headers["location"])
+        assert 'role="alert"' in back.text
+        assert "has no password to regenerate" in back.text
+        assert await _hash_of(pool, "cred-cert") == NO_PASSWORD

@@ -9,15 +9,18 @@ sleeps."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
+import aiomqtt
 import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Dialog, Page, expect
 
 from fleetgate.domain import sessions
+from integration.broker_support import password_device_client
 
 from console_support import VIEWPORT, chromium, live, log_in, logged_in
 from corpora.certificates import make_ca
@@ -248,6 +251,47 @@ async def test_accepting_a_device_request_lets_the_device_have_its_credentials(
     )
     assert issued.status_code == 201, issued.text
     assert issued.json()["username"] == f"device_{device_id}"
+
+
+async def _can_connect(stack: Stack, device_id: str, password: str) -> bool:
+    try:
+        async with password_device_client(stack.broker, TENANT, device_id, password):
+            return True
+    except aiomqtt.MqttError:
+        return False
+
+
+async def test_an_admin_regenerates_a_password_device_secret_and_sees_it_once(
+    stack: Stack, page: Page
+) -> None:
+    device_id, old = "console-cred-1", "Console-old-secret-1"
+    csv = f"ID;CREDENTIALS\n{device_id};{old}\n"
+    made = await stack.api.post(
+        "/devicecontrol/bulkNewDeviceRequests",
+        files={"file": ("devices.csv", csv.encode(), "text/csv")},
+        auth=ADMIN,
+    )
+    assert made.status_code == 201, made.text
+    object_id = await stack.object_id(device_id)
+    await page.goto(f"/console/devices/{object_id}")
+    credentials = page.get_by_role("region", name="Credentials")
+    await expect(credentials).to_contain_text("PASSWORD")
+    await expect(credentials).to_contain_text(f"device_{device_id}")
+    await expect(credentials).to_contain_text("never")
+
+    async def accept(dialog: Dialog) -> None:
+        await dialog.accept()
+
+    page.once("dialog", accept)  # "Regenerate the secret of …? Its current password …"
+    await page.get_by_role("button", name="Regenerate secret").click()
+    shown = page.get_by_label("New password")
+    await expect(shown).to_have_value(re.compile(r"^[A-Za-z0-9_-]{32,}$"))
+    secret = await shown.input_value()
+    assert await _can_connect(stack, device_id, secret)
+    assert not await _can_connect(stack, device_id, old)
+    await page.get_by_role("link", name="Back to the device").click()
+    await expect(credentials).to_contain_text("UTC by admin")
+    assert secret not in await page.content()
 
 
 async def test_an_uploaded_ca_is_trusted_and_can_be_disabled(

@@ -79,7 +79,8 @@ async def test_only_a_device_control_admin_sees_the_credentials_and_regenerates(
         csrf = await _log_in(whole, "watcher", "watcher-pw")
         page = await whole.client.get(f"/console/devices/{object_id}")
         assert page.status_code == 200
-        assert "Credentials" not in page.text and "Regenerate secret" not in page.text
+        assert "Credentials" not in page.text
+        assert "Regenerate secret" not in page.text
         refused = await whole.client.post(
             f"/console/devices/{object_id}/secret", data={"csrf": csrf}
         )
@@ -96,15 +97,14 @@ async def test_only_a_device_control_admin_sees_the_credentials_and_regenerates(
         assert tokenless.status_code == 403
         assert await _hash_of(pool, "cred-pw") == old
 
-        shown = await whole.client.post(
-            f"/console/devices/{object_id}/secret", data={"csrf": csrf}
-        )
+        shown = await whole.client.post(f"/console/devices/{object_id}/secret", data={"csrf": csrf})
         assert shown.status_code == 200
         assert shown.headers["cache-control"] == "no-store"
         password = shown.text.split('id="new-secret" type="text" value="', 1)[1].split('"')[0]
         assert len(password) >= 32
         stored = await _hash_of(pool, "cred-pw")
-        assert stored != old and password not in stored
+        assert stored != old
+        assert password not in stored
         assert verify_password(password, stored)
         again = await whole.client.get(f"/console/devices/{object_id}")
         assert password not in again.text

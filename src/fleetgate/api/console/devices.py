@@ -201,9 +201,7 @@ async def regenerate_secret(
         password, at = await credentials(request).regenerate(who.tenant, object_id, who.name)
     except (ValidationFailed, NotFound) as exc:
         return redirect(f"/devices/{object_id}", exc.message, error=True)
-    response = render(
-        request, "secret.html", who, object_id=object_id, password=password, at=at
-    )
+    response = render(request, "secret.html", who, object_id=object_id, password=password, at=at)
     response.headers["Cache-Control"] = "no-store"
     return response
 

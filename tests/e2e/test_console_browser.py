@@ -294,6 +294,33 @@ async def test_an_admin_regenerates_a_password_device_secret_and_sees_it_once(
     assert secret not in await page.content()
 
 
+async def test_a_live_trace_shows_new_entries_on_top_without_reloading(
+    stack: Stack, page: Page
+) -> None:
+    device_id = f"{PREFIX}-0012"
+    await page.goto(f"/console/devices/{await stack.object_id(device_id)}")
+    trace = page.get_by_role("region", name="Live trace")
+    await trace.get_by_label("Duration in seconds").fill("600")
+    await trace.get_by_role("button", name="Start trace").click()
+    await expect(page.get_by_role("status")).to_contain_text("Trace started for 600 s")
+    entries = page.get_by_role("list", name="Trace entries, newest first")
+    await expect(entries.get_by_role("listitem").first).to_contain_text("traceStarted")
+    await expect(trace.locator("[data-trace-source]")).to_have_attribute("data-connected", "true")
+    await page.evaluate("window.notReloaded = true")
+    created = await stack.create(device_id, {"c8y_UploadConfigFile": {"type": "ssh"}})
+    dispatched = entries.get_by_role("listitem").filter(has_text="operationDispatched")
+    await expect(dispatched).to_contain_text(str(created["id"]))
+    assert await page.evaluate("window.notReloaded") is True
+    newest = await entries.get_by_role("listitem").first.get_attribute("data-entry")
+    oldest = await entries.get_by_role("listitem").last.get_attribute("data-entry")
+    assert newest is not None
+    assert oldest is not None
+    assert int(newest) > int(oldest)
+    await trace.get_by_role("button", name="Stop trace").click()
+    await expect(page.get_by_role("status")).to_contain_text("Trace stopped")
+    await expect(trace).to_contain_text("No trace is running")
+
+
 async def test_an_uploaded_ca_is_trusted_and_can_be_disabled(
     stack: Stack, page: Page, tmp_path: Path
 ) -> None:

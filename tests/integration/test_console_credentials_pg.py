@@ -1,7 +1,8 @@
-"""The console's credentials view on a device's page and its "Regenerate secret" form,
-against the whole API on a real PostgreSQL: who sees the view, who may regenerate (checked
-on the server, not only by hiding the button), the CSRF lock, and a new password shown
-once on an uncached page while only its hash is stored."""
+"""The console's device credentials view with its "Regenerate secret" form, and a device's
+live trace (start, stop), against the whole API on a real PostgreSQL: who sees what, who
+may act (checked on the server, not only by hiding the button), the CSRF lock, a new
+password shown once on an uncached page while only its hash is stored, and a trace's
+duration checked on the server."""
 
 from __future__ import annotations
 
@@ -128,3 +129,61 @@ async def test_a_certificate_device_offers_no_regeneration_and_refuses_one(
         assert 'role="alert"' in back.text
         assert "has no password to regenerate" in back.text
         assert await _hash_of(pool, "cred-cert") == NO_PASSWORD
+
+
+async def test_a_trace_is_started_and_stopped_by_an_admin_with_a_checked_duration(
+    pool: asyncpg.Pool, scratch_dir: Path
+) -> None:
+    async with whole_api(pool, scratch_dir / "files") as whole:
+        await pool.execute(
+            "INSERT INTO app_user (tenant_id, username, password_hash, roles) VALUES"
+            " ('t1', 'watcher', $1, '{ROLE_INVENTORY_READ,ROLE_DEVICE_CONTROL_READ}')",
+            fast_hash("watcher-pw"),
+        )
+        object_id = await _device(pool, "trace-1", fast_hash("a-secret"))
+        path = f"/console/devices/{object_id}/trace"
+
+        csrf = await _log_in(whole, "watcher", "watcher-pw")
+        page = await whole.client.get(f"/console/devices/{object_id}")
+        assert "No trace is running" in page.text
+        assert "Start trace" not in page.text
+        refused = await whole.client.post(path, data={"csrf": csrf, "duration": "60"})
+        assert refused.status_code == 403
+        assert await pool.fetchval("SELECT count(*) FROM device_trace") == 0
+
+        csrf = await _log_in(whole, "admin", "admin-pw")
+        assert (await whole.client.post(path, data={"duration": "60"})).status_code == 403
+        for bad, _reason in (
+            ("0", "at least 1"),
+            ("259201", "at most 259200"),
+            ("soon", "whole number of seconds"),
+            ("", "whole number of seconds"),
+        ):
+            posted = await whole.client.post(path, data={"csrf": csrf, "duration": bad})
+            assert posted.status_code == 303, bad
+            shown = await whole.client.get(posted.headers["location"])
+            assert 'role="alert"' in shown.text, bad
+            assert "No trace is running" in shown.text, bad
+        assert await pool.fetchval("SELECT count(*) FROM device_trace") == 0
+
+        started = await whole.client.post(path, data={"csrf": csrf, "duration": "259200"})
+        assert started.status_code == 303
+        page = await whole.client.get(started.headers["location"])
+        assert "Trace started for 259200 s" in page.text
+        assert "started by admin" in page.text
+        assert f'data-trace-source="/console/devices/{object_id}/trace/stream"' in page.text
+
+        csrf = await _log_in(whole, "watcher", "watcher-pw")
+        page = await whole.client.get(f"/console/devices/{object_id}")
+        assert "started by admin" in page.text
+        assert "Stop trace" not in page.text
+        refused = await whole.client.post(f"{path}/stop", data={"csrf": csrf})
+        assert refused.status_code == 403
+
+        csrf = await _log_in(whole, "admin", "admin-pw")
+        stopped = await whole.client.post(f"{path}/stop", data={"csrf": csrf})
+        assert stopped.status_code == 303
+        page = await whole.client.get(stopped.headers["location"])
+        assert "Trace stopped" in page.text
+        assert "No trace is running" in page.text
+        assert (await whole.client.get(f"{path}/stream")).status_code == 404

@@ -26,6 +26,7 @@ from fleetgate.api.console import (
     repositories,
     requests,
     stream,
+    traces,
     trust,
 )
 from fleetgate.api.console.session import ROOT, LoginRequired
@@ -49,7 +50,8 @@ def create_console(ctx: ApiContext, services: ApiServices) -> FastAPI:
     console.state.context = ctx
     console.state.services = services
     console.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (login, operations, stream, bulk, devices, requests, trust, repositories):
+    # traces before devices: its POST …/trace is not one of a device's switches.
+    for module in (login, operations, stream, bulk, traces, devices, requests, trust, repositories):
         console.include_router(module.router)
     console.add_exception_handler(LoginRequired, _login_required)
     console.add_exception_handler(FleetgateError, _refused)

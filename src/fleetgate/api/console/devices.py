@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from fleetgate.api.console.repositories import firmware_versions
 from fleetgate.api.console.session import Viewer, acting, require_sight, viewer
+from fleetgate.api.console.traces import MAX_SECONDS, running_trace, traceable
 from fleetgate.api.console.views import attempt, redirect, render
 from fleetgate.api.services import credentials, devices, enablement, operations, services_of
 from fleetgate.domain.devices import ManagedObject
@@ -157,6 +158,7 @@ async def device_page(
         )
     versions = await firmware_versions(request, who.tenant) if who.can("operations") else []
     access = await _credentials_of(request, who, device.id)
+    trace = await running_trace(request, who, device.id)
     return render(
         request,
         "device.html",
@@ -173,6 +175,9 @@ async def device_page(
         versions=versions,
         lifecycle_of=lifecycle_of,
         access=access,
+        trace=trace,
+        traceable=traceable(request, who),
+        max_seconds=MAX_SECONDS,
     )
 
 

@@ -81,8 +81,37 @@ function connect(source) {
   events.addEventListener("reset", () => window.location.reload());
 }
 
+// A device's live trace: each entry's list item, put on top (the newest first); an entry
+// seen already (after a reconnection) is not put twice.
+function followTrace(source) {
+  const state = source.querySelector("[data-live-state]");
+  const list = document.getElementById("trace-entries");
+  const events = new EventSource(source.dataset.traceSource);
+  events.addEventListener("open", () => {
+    state.textContent = "live";
+    source.dataset.connected = "true";
+  });
+  events.addEventListener("error", () => {
+    state.textContent = "reconnecting…";
+    source.dataset.connected = "false";
+  });
+  events.addEventListener("entry", (e) => {
+    const entry = JSON.parse(e.data);
+    if (list.querySelector(`[data-entry="${entry.id}"]`)) return;
+    const template = document.createElement("template");
+    template.innerHTML = entry.html.trim();
+    list.prepend(template.content.firstElementChild);
+  });
+  events.addEventListener("ended", () => {
+    events.close();
+    state.textContent = "the trace has ended";
+    source.dataset.connected = "false";
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   setBars(document);
+  for (const source of document.querySelectorAll("[data-trace-source]")) followTrace(source);
   for (const source of document.querySelectorAll("[data-live-source]")) connect(source);
   for (const form of document.querySelectorAll("form[data-confirm]")) {
     form.addEventListener("submit", (e) => {

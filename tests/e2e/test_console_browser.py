@@ -427,6 +427,32 @@ async def _bulk_operation(stack: Stack, devices: int, ramp: float) -> str:
     return str(made.json()["id"])
 
 
+async def test_an_admin_creates_a_firmware_bulk_operation_for_a_group(
+    stack: Stack, page: Page, tmp_path: Path
+) -> None:
+    await _upload_firmware(page, tmp_path, "9.1.0-bulk")
+    ids = [await stack.object_id(f"{PREFIX}-{n:04d}") for n in (14, 15)]
+    await stack.group("console new bulk group", ids)
+    await page.goto("/console/bulk")
+    form = page.get_by_role("form", name="New bulk operation: install a firmware on a group")
+    await form.get_by_label("Group").select_option(label="console new bulk group")
+    chosen = form.get_by_label("Firmware version")
+    value = await chosen.locator("option", has_text="console-fw 9.1.0-bulk").get_attribute("value")
+    assert value is not None
+    await chosen.select_option(value=value)
+    await form.get_by_label("Seconds between two devices").fill("0")
+    await form.get_by_role("button", name="Create bulk operation").click()
+    status = page.get_by_role("status")
+    await expect(status).to_contain_text("created: Update firmware to console-fw 9.1.0-bulk")
+    heading = await page.get_by_role("heading", level=1).text_content()
+    assert heading is not None
+    assert heading.startswith("Bulk operation ")
+    bulk_id = heading.removeprefix("Bulk operation ").strip()
+    await expect(page.locator("#targets tbody tr")).to_have_count(2)
+    await page.goto("/console/bulk")
+    await expect(page.locator(f'[data-bulk="{bulk_id}"]')).to_contain_text("console-fw")
+
+
 async def test_a_bulk_operation_is_paused_and_resumed_and_its_progress_is_live(
     stack: Stack, page: Page
 ) -> None:

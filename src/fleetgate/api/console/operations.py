@@ -4,7 +4,7 @@ firmware operation for a device."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
@@ -125,6 +125,29 @@ async def operation_page(
     return render(request, "operation.html", who, op=op)
 
 
+async def firmware_command(request: Request, tenant_id: str, chosen: str) -> dict[str, Any]:
+    """The ``c8y_Firmware`` command (with its description) installing the repository's
+    version ``chosen`` (the id of the version's managed object); NotFound when it is not
+    one."""
+    service = devices(request)
+    try:
+        version = await service.get_object(tenant_id, parse_id(chosen, "firmware version"))
+        parents = [r for r in await service.references_of(tenant_id, version.id)]
+        firmware_id = next(r.object_id for r in parents if r.kind == "additionParents")
+        firmware = await service.get_object(tenant_id, firmware_id)
+    except (NotFound, StopIteration):
+        raise NotFound("That firmware version is not in the repository") from None
+    fields = version.fragments.get("c8y_Firmware") or {}
+    return {
+        "description": f"Update firmware to {firmware.name} {fields.get('version')}",
+        "c8y_Firmware": {
+            "name": firmware.name,
+            "version": fields.get("version"),
+            "url": fields.get("url"),
+        },
+    }
+
+
 @router.post("/devices/{device_id}/firmware")
 async def install_firmware(
     request: Request, device_id: str, who: Annotated[Viewer, Depends(viewer)]
@@ -137,25 +160,12 @@ async def install_firmware(
     chosen = str(form.get("version") or "")
     if not is_ascii_digits(chosen):
         return redirect(back, "Choose a firmware version", error=True)
-    service = devices(request)
     try:
-        version = await service.get_object(who.tenant, parse_id(chosen, "firmware version"))
-        parents = [r for r in await service.references_of(who.tenant, version.id)]
-        firmware_id = next(r.object_id for r in parents if r.kind == "additionParents")
-        firmware = await service.get_object(who.tenant, firmware_id)
-        fields = version.fragments.get("c8y_Firmware") or {}
-        description = f"Update firmware to {firmware.name} {fields.get('version')}"
-        body = {
-            "deviceId": str(object_id),
-            "description": description,
-            "c8y_Firmware": {
-                "name": firmware.name,
-                "version": fields.get("version"),
-                "url": fields.get("url"),
-            },
-        }
-    except (NotFound, StopIteration):
-        return redirect(back, "That firmware version is not in the repository", error=True)
+        command = await firmware_command(request, who.tenant, chosen)
+    except NotFound as exc:
+        return redirect(back, exc.message, error=True)
+    description = str(command["description"])
+    body = {"deviceId": str(object_id), **command}
     created: list[Operation] = []
 
     async def create() -> None:

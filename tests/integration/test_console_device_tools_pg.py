@@ -1,8 +1,8 @@
-"""The console's device credentials view with its "Regenerate secret" form, and a device's
-live trace (start, stop), against the whole API on a real PostgreSQL: who sees what, who
-may act (checked on the server, not only by hiding the button), the CSRF lock, a new
-password shown once on an uncached page while only its hash is stored, and a trace's
-duration checked on the server."""
+"""The console's tools for a device and a fleet, against the whole API on a real
+PostgreSQL: the credentials view with "Regenerate secret", a device's live trace (start,
+stop) and a new firmware bulk operation for a group. Who sees what, who may act (checked on
+the server, not only by hiding the button), the CSRF lock, a new password shown once on an
+uncached page while only its hash is stored, and bad input said on the page."""
 
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ async def test_a_trace_is_started_and_stopped_by_an_admin_with_a_checked_duratio
 
         csrf = await _log_in(whole, "admin", "admin-pw")
         assert (await whole.client.post(path, data={"duration": "60"})).status_code == 403
-        for bad, _reason in (
+        for bad, reason in (
             ("0", "at least 1"),
             ("259201", "at most 259200"),
             ("soon", "whole number of seconds"),
@@ -164,6 +164,7 @@ async def test_a_trace_is_started_and_stopped_by_an_admin_with_a_checked_duratio
             shown = await whole.client.get(posted.headers["location"])
             assert 'role="alert"' in shown.text, bad
             assert "No trace is running" in shown.text, bad
+            assert reason in shown.text, bad
         assert await pool.fetchval("SELECT count(*) FROM device_trace") == 0
 
         started = await whole.client.post(path, data={"csrf": csrf, "duration": "259200"})
@@ -187,3 +188,41 @@ async def test_a_trace_is_started_and_stopped_by_an_admin_with_a_checked_duratio
         assert "Trace stopped" in page.text
         assert "No trace is running" in page.text
         assert (await whole.client.get(f"{path}/stream")).status_code == 404
+
+
+async def test_only_a_bulk_admin_creates_a_bulk_operation_and_bad_input_is_said(
+    pool: asyncpg.Pool, scratch_dir: Path
+) -> None:
+    async with whole_api(pool, scratch_dir / "files") as whole:
+        await pool.execute(
+            "INSERT INTO app_user (tenant_id, username, password_hash, roles) VALUES"
+            " ('t1', 'watcher', $1, '{ROLE_BULK_OPERATION_READ}')",
+            fast_hash("watcher-pw"),
+        )
+        form = {"group": "1", "version": "2", "ramp": "1"}
+        csrf = await _log_in(whole, "watcher", "watcher-pw")
+        page = await whole.client.get("/console/bulk")
+        assert page.status_code == 200
+        assert "Create bulk operation" not in page.text
+        refused = await whole.client.post("/console/bulk", data={**form, "csrf": csrf})
+        assert refused.status_code == 403
+
+        csrf = await _log_in(whole, "admin", "admin-pw")
+        page = await whole.client.get("/console/bulk")
+        assert "New bulk operation" in page.text
+        assert "No device group yet" in page.text
+        assert (await whole.client.post("/console/bulk", data=form)).status_code == 403
+        for bad, reason in (
+            ({"group": ""}, "Choose a group"),
+            ({"version": "x"}, "Choose a firmware version"),
+            ({"ramp": "-1"}, "from 0 to 86400"),
+            ({"ramp": "nan"}, "from 0 to 86400"),
+            ({"version": "999999"}, "not in the repository"),
+        ):
+            posted = await whole.client.post("/console/bulk", data={**form, **bad, "csrf": csrf})
+            assert posted.status_code == 303, bad
+            assert posted.headers["location"] == "/console/bulk", bad
+            shown = await whole.client.get(posted.headers["location"])
+            assert 'role="alert"' in shown.text, bad
+            assert reason in shown.text, bad
+        assert await pool.fetchval("SELECT count(*) FROM bulk_operation") == 0
